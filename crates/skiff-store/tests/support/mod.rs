@@ -32,20 +32,10 @@ impl Kind {
 
     pub async fn open_with_watch_buffer(self, watch_buffer: usize) -> Backend {
         match self {
-            Kind::Embedded => {
-                let dir = tempfile::tempdir().unwrap();
-                let options = EmbeddedOptions {
-                    watch_buffer,
-                    ..Default::default()
-                };
-                let store = EmbeddedStore::open_with(dir.path().join("state.redb"), options)
-                    .expect("open embedded store");
-                Backend {
-                    store: Arc::new(store),
-                    dir: Some(dir),
-                    etcd: None,
-                }
-            }
+            Kind::Embedded => embedded_with(EmbeddedOptions {
+                watch_buffer,
+                ..Default::default()
+            }),
             Kind::Etcd => {
                 let etcd = EtcdServer::start().expect("start etcd");
                 let mut config = EtcdConfig::new(&etcd.endpoint());
@@ -58,6 +48,18 @@ impl Kind {
                 }
             }
         }
+    }
+}
+
+/// An embedded store with non-default options.
+pub fn embedded_with(options: EmbeddedOptions) -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open_with(dir.path().join("state.redb"), options)
+        .expect("open embedded store");
+    Backend {
+        store: Arc::new(store),
+        dir: Some(dir),
+        etcd: None,
     }
 }
 
