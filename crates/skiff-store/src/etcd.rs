@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    KvClient, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
 use tokio::task::JoinHandle;
 use tonic::Code;
@@ -70,10 +70,15 @@ impl EtcdConfig {
     }
 }
 
+/// Largest response accepted from etcd. A list of every pod in a big cluster is one range
+/// response, far past gRPC's 4 MiB default; upstream lifts the limit the same way.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
 /// A datastore in etcd. Cheap to clone.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    kv: KvClient,
+    watch: WatchClient,
     shared: Arc<Shared>,
 }
 
@@ -113,7 +118,12 @@ impl EtcdStore {
                 message: e.to_string(),
             })?;
         Ok(EtcdStore {
-            client,
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
+            watch: client
+                .watch_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
             shared: Arc::new(Shared {
                 config,
                 endpoints,
@@ -133,16 +143,26 @@ impl EtcdStore {
         }
     }
 
-    /// Runs `call`, retrying while etcd is unreachable.
-    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T>
+    /// Runs `call` on a key-value client, retrying while etcd is unreachable.
+    async fn retrying<T, F, Fut>(&self, call: F) -> Result<T>
     where
-        F: FnMut(Client) -> Fut,
+        F: FnMut(KvClient) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        self.retrying_on(&self.kv, call).await
+    }
+
+    /// Runs `call` on a clone of `client`, retrying while etcd is unreachable.
+    async fn retrying_on<C, T, F, Fut>(&self, client: &C, mut call: F) -> Result<T>
+    where
+        C: Clone,
+        F: FnMut(C) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let deadline = Instant::now() + self.shared.config.retry_for;
         let mut delay = Duration::from_millis(50);
         loop {
-            match call(self.client.clone()).await {
+            match call(client.clone()).await {
                 Ok(value) => {
                     self.shared.mark_available();
                     return Ok(value);
@@ -226,7 +246,7 @@ impl EtcdStore {
             .with_prev_key()
             .with_start_revision(after as i64 + 1);
         let mut stream = self
-            .retrying(|mut client| {
+            .retrying_on(&self.watch, |mut client| {
                 let key = key.to_owned();
                 let options = options.clone();
                 async move { client.watch(key, Some(options)).await }

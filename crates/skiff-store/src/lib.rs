@@ -22,6 +22,9 @@ mod etcd;
 mod types;
 mod watch;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -75,4 +78,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short human description ("embedded redb at /var/lib/skiff/…", "etcd at …").
     fn describe(&self) -> String;
+}
+
+/// Which backend holds the cluster state, as the server's flags choose it.
+#[derive(Clone, Debug)]
+pub enum DatastoreConfig {
+    /// A redb file (the server uses `<data-dir>/db/state.redb`).
+    Embedded {
+        path: PathBuf,
+        options: EmbeddedOptions,
+    },
+    /// An etcd cluster (`--datastore-endpoint`).
+    Etcd(EtcdConfig),
+}
+
+impl DatastoreConfig {
+    /// The embedded store at `path` with default options.
+    pub fn embedded(path: impl Into<PathBuf>) -> Self {
+        DatastoreConfig::Embedded {
+            path: path.into(),
+            options: EmbeddedOptions::default(),
+        }
+    }
+}
+
+/// Opens the configured datastore.
+pub async fn open(config: DatastoreConfig) -> Result<Arc<dyn Store>> {
+    Ok(match config {
+        DatastoreConfig::Embedded { path, options } => {
+            let store =
+                tokio::task::spawn_blocking(move || EmbeddedStore::open_with(path, options))
+                    .await
+                    .map_err(|e| StoreError::Storage(format!("open task failed: {e}")))??;
+            Arc::new(store)
+        }
+        DatastoreConfig::Etcd(config) => Arc::new(EtcdStore::connect(config).await?),
+    })
 }

@@ -39,6 +39,7 @@ conformance!(
     range_paginates_one_consistent_snapshot,
     range_reads_older_revisions,
     range_refuses_future_revisions,
+    range_answers_larger_than_four_mebibytes,
     watch_reports_every_kind_with_previous_values,
     watch_from_the_past_replays_history_in_order,
     watch_after_a_range_misses_and_repeats_nothing,
@@ -266,6 +267,33 @@ async fn range_refuses_future_revisions(kind: Kind) {
         }
         other => panic!("expected FutureRevision, got {other:?}"),
     }
+}
+
+/// A list of every object of a busy kind is one range; gRPC's default 4 MiB message limit must
+/// not cap it.
+async fn range_answers_larger_than_four_mebibytes(kind: Kind) {
+    let backend = kind.open().await;
+    let store = backend.store.clone();
+    let value = bytes::Bytes::from(vec![b'v'; 16 * 1024]);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, value) = (store.clone(), value.clone());
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    store
+                        .create(&format!("/big/{w}-{i:02}"), value.clone())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let result = store.range(RangeRequest::prefix("/big/")).await.unwrap();
+    assert_eq!(result.kvs.len(), 400, "6.4 MiB in one answer");
+    assert!(result.kvs.iter().all(|kv| kv.value == value));
 }
 
 async fn watch_reports_every_kind_with_previous_values(kind: Kind) {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use skiff_store::{
-    EmbeddedOptions, EmbeddedStore, EtcdConfig, EtcdStore, Event, Revision, Store, WatchStream,
+    DatastoreConfig, EmbeddedOptions, EmbeddedStore, EtcdConfig, Event, Revision, Store,
+    WatchStream,
 };
 use skiff_testkit::EtcdServer;
 use tempfile::TempDir;
@@ -40,9 +41,11 @@ impl Kind {
                 let etcd = EtcdServer::start().expect("start etcd");
                 let mut config = EtcdConfig::new(&etcd.endpoint());
                 config.watch_buffer = watch_buffer;
-                let store = EtcdStore::connect(config).await.expect("connect to etcd");
+                let store = skiff_store::open(DatastoreConfig::Etcd(config))
+                    .await
+                    .expect("connect to etcd");
                 Backend {
-                    store: Arc::new(store),
+                    store,
                     dir: None,
                     etcd: Some(etcd),
                 }

@@ -1,0 +1,123 @@
+//! skiff's benchmark program. Each subcommand is one scenario (or a suite of them) and prints
+//! one JSON object per result on stdout, with a readable copy on stderr. Baselines run in the
+//! same invocation, side by side (for the datastore: the embedded store against a real etcd).
+//!
+//! Benchmarks print numbers; they never assert on time. Targets live in the issues and in
+//! docs/ARCHITECTURE.md, and the figures go into the issue notes.
+
+mod stats;
+mod store;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use store::Backend;
+
+#[derive(Parser)]
+#[command(name = "skiff-bench", about = "skiff benchmarks: JSON lines on stdout")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// The whole datastore suite on both backends: fsync floor, writes at each concurrency,
+    /// range, watch delivery.
+    Store {
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 64])]
+        concurrency: Vec<usize>,
+        #[arg(long, default_value_t = 10_000)]
+        range_keys: usize,
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        #[arg(long, default_value_t = 2_000)]
+        watch_events: usize,
+        #[arg(long, default_value_t = 1024)]
+        value_size: usize,
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["embedded", "etcd"])]
+        backend: Vec<Backend>,
+    },
+    /// Durable creates at one concurrency.
+    StoreWrite {
+        #[arg(long, value_enum)]
+        backend: Backend,
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1024)]
+        value_size: usize,
+    },
+    /// A range over many keys, whole and paged.
+    StoreRange {
+        #[arg(long, value_enum)]
+        backend: Backend,
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 1024)]
+        value_size: usize,
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+    },
+    /// Watch delivery latency to many watchers.
+    StoreWatch {
+        #[arg(long, value_enum)]
+        backend: Backend,
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        #[arg(long, default_value_t = 2_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1024)]
+        value_size: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().scenario {
+        Scenario::Store {
+            count,
+            concurrency,
+            range_keys,
+            watchers,
+            watch_events,
+            value_size,
+            backend,
+        } => {
+            store::fsync_floor(2_000)?;
+            for &c in &concurrency {
+                for &b in &backend {
+                    store::write(b, count, c, value_size).await?;
+                }
+            }
+            for &b in &backend {
+                store::range(b, range_keys, value_size, 20).await?;
+            }
+            for &b in &backend {
+                store::watch(b, watchers, watch_events, value_size).await?;
+            }
+        }
+        Scenario::StoreWrite {
+            backend,
+            count,
+            concurrency,
+            value_size,
+        } => store::write(backend, count, concurrency, value_size).await?,
+        Scenario::StoreRange {
+            backend,
+            keys,
+            value_size,
+            iterations,
+        } => store::range(backend, keys, value_size, iterations).await?,
+        Scenario::StoreWatch {
+            backend,
+            watchers,
+            events,
+            value_size,
+        } => store::watch(backend, watchers, events, value_size).await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Latency summaries and the JSON-lines output every scenario shares.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+/// Latencies of many operations.
+#[derive(Default)]
+pub struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    pub fn with_capacity(n: usize) -> Self {
+        Latencies(Vec::with_capacity(n))
+    }
+
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d);
+    }
+
+    pub fn extend(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `q` quantile (0.0–1.0) in milliseconds, by nearest rank.
+    pub fn quantile_ms(&mut self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0.sort_unstable();
+        let rank = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len());
+        ms(self.0[rank - 1])
+    }
+
+    /// p50, p99 and max, as fields of a result line.
+    pub fn summary(&mut self, prefix: &str) -> Vec<(String, Value)> {
+        vec![
+            (
+                format!("{prefix}p50_ms"),
+                round(self.quantile_ms(0.50)).into(),
+            ),
+            (
+                format!("{prefix}p99_ms"),
+                round(self.quantile_ms(0.99)).into(),
+            ),
+            (
+                format!("{prefix}max_ms"),
+                round(self.quantile_ms(1.0)).into(),
+            ),
+        ]
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Rounds to three decimals, so lines stay readable.
+pub fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Prints one result as a JSON line on stdout, and a readable line on stderr.
+pub fn emit(scenario: &str, fields: Vec<(String, Value)>) {
+    let mut line = Map::new();
+    line.insert("scenario".into(), scenario.into());
+    let mut readable = vec![scenario.to_owned()];
+    for (key, value) in fields {
+        readable.push(format!("{key}={value}"));
+        line.insert(key, value);
+    }
+    println!("{}", Value::Object(line));
+    eprintln!("  {}", readable.join(" "));
+}
+
+/// Shorthand for building result fields.
+#[macro_export]
+macro_rules! fields {
+    ($($key:literal => $value:expr),* $(,)?) => {
+        vec![$(($key.to_string(), serde_json::Value::from($value))),*]
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let mut l = Latencies::default();
+        for i in 1..=100 {
+            l.push(Duration::from_millis(i));
+        }
+        assert_eq!(l.quantile_ms(0.5), 50.0);
+        assert_eq!(l.quantile_ms(0.99), 99.0);
+        assert_eq!(l.quantile_ms(1.0), 100.0);
+        assert!(Latencies::default().quantile_ms(0.5).is_nan());
+    }
+}
