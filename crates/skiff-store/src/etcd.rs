@@ -177,6 +177,14 @@ impl EtcdStore {
         }
     }
 
+    async fn run_txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        self.retrying(|mut client| {
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        })
+        .await
+    }
+
     fn to_kv(&self, kv: &etcd_client::KeyValue) -> KeyValue {
         KeyValue {
             key: self.strip(kv.key()),
@@ -485,12 +493,7 @@ impl Store for EtcdStore {
             .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(full.clone(), value.to_vec(), None)])
             .or_else([TxnOp::get(full.clone(), None)]);
-        let response = self
-            .retrying(|mut client| {
-                let txn = txn.clone();
-                async move { client.txn(txn).await }
-            })
-            .await?;
+        let response = self.run_txn(txn).await?;
         let revision = header_revision(response.header());
         if response.succeeded() {
             return Ok(KeyValue {
@@ -533,12 +536,7 @@ impl Store for EtcdStore {
                 TxnOp::get(full.clone(), None),
             ])
             .or_else([TxnOp::get(full.clone(), None)]);
-        let response = self
-            .retrying(|mut client| {
-                let txn = txn.clone();
-                async move { client.txn(txn).await }
-            })
-            .await?;
+        let response = self.run_txn(txn).await?;
         let current = first_kv(&response.op_responses()).map(|kv| self.to_kv(&kv));
         match (response.succeeded(), current) {
             (true, Some(kv)) => Ok(kv),
@@ -567,12 +565,7 @@ impl Store for EtcdStore {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(full.clone(), None)]);
-        let response = self
-            .retrying(|mut client| {
-                let txn = txn.clone();
-                async move { client.txn(txn).await }
-            })
-            .await?;
+        let response = self.run_txn(txn).await?;
         let revision = header_revision(response.header());
         let ops = response.op_responses();
         if response.succeeded() {

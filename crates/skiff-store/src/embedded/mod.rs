@@ -162,10 +162,18 @@ impl EmbeddedStore {
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome> {
+        self.ask(|reply| Request::Write { op, reply }).await
+    }
+
+    /// Sends a request to the writer thread and waits for its answer.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
+    ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .requests
-            .send(Request::Write { op, reply })
+            .send(request(reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -502,13 +510,7 @@ impl Store for EmbeddedStore {
                 current,
             });
         }
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .requests
-            .send(Request::Compact { revision, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.ask(|reply| Request::Compact { revision, reply }).await
     }
 
     fn describe(&self) -> String {
