@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   etcd-server        # the etcd datastore backend's tests and benchmarks run a real etcd
   protobuf-compiler  # etcd-client generates its gRPC code with protoc at build time
+  libprotobuf-dev    # …and imports protobuf's well-known types (descriptor.proto) from it
 )
 
 missing=()

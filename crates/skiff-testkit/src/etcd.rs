@@ -18,25 +18,59 @@ pub struct EtcdServer {
     dir: TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: Option<EtcdTls>,
+}
+
+/// The certificates of an etcd that serves TLS and requires client certificates.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// The CA that signed both the serving and the client certificate.
+    pub ca_file: PathBuf,
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
+    server_cert_file: PathBuf,
+    server_key_file: PathBuf,
 }
 
 impl EtcdServer {
     /// Starts etcd and waits until it reports healthy.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// Starts etcd serving TLS on its client port and requiring a client certificate signed by
+    /// its own CA ([`Self::tls`] has the files a client needs).
+    pub fn start_tls() -> io::Result<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("skiff-etcd-").tempdir()?;
+        let tls = if tls {
+            Some(EtcdTls::generate(&dir.path().join("pki"))?)
+        } else {
+            None
+        };
         let mut server = EtcdServer {
             child: None,
             dir,
             client_port: free_port()?,
             peer_port: free_port()?,
+            tls,
         };
         server.spawn()?;
         Ok(server)
     }
 
-    /// `http://127.0.0.1:PORT`, as `--datastore-endpoint` takes it.
+    /// `http(s)://127.0.0.1:PORT`, as `--datastore-endpoint` takes it.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The certificates, for a server started with [`Self::start_tls`].
+    pub fn tls(&self) -> Option<&EtcdTls> {
+        self.tls.as_ref()
     }
 
     /// The etcd process id (for tests that signal it).
@@ -64,7 +98,7 @@ impl EtcdServer {
 
     fn spawn(&mut self) -> io::Result<()> {
         let binary = find_etcd()?;
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -82,6 +116,14 @@ impl EtcdServer {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=skiff-test={peer}"))
+            .args(self.tls.iter().flat_map(|tls| {
+                [
+                    format!("--cert-file={}", tls.server_cert_file.display()),
+                    format!("--key-file={}", tls.server_key_file.display()),
+                    format!("--trusted-ca-file={}", tls.ca_file.display()),
+                    "--client-cert-auth".to_owned(),
+                ]
+            }))
             .arg("--logger=zap")
             .arg("--log-level=warn")
             .stdin(Stdio::null())
@@ -110,7 +152,13 @@ impl EtcdServer {
                     self.log_tail()
                 )));
             }
-            if health(self.client_port).unwrap_or(false) {
+            let ready = match self.tls {
+                // Plain-HTTP health needs no client certificate; with TLS, an accepting
+                // listener is the readiness signal (clients retry until etcd answers).
+                None => health(self.client_port).unwrap_or(false),
+                Some(_) => TcpStream::connect(("127.0.0.1", self.client_port)).is_ok(),
+            };
+            if ready {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -158,4 +206,53 @@ fn health(port: u16) -> io::Result<bool> {
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
     Ok(reply.contains("\"health\":\"true\""))
+}
+
+impl EtcdTls {
+    /// Mints a CA, a serving certificate for 127.0.0.1/localhost and a client certificate.
+    fn generate(dir: &Path) -> io::Result<Self> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType,
+            ExtendedKeyUsagePurpose as Usage, IsCa, KeyPair, KeyUsagePurpose,
+        };
+        let err = |e: rcgen::Error| io::Error::other(format!("generating test certificates: {e}"));
+        std::fs::create_dir_all(dir)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        ca.distinguished_name
+            .push(DnType::CommonName, "skiff test etcd CA");
+        let ca =
+            CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(err)?).map_err(err)?;
+        let leaf = |names: Vec<String>, usage: Usage, name: &str| -> io::Result<(String, String)> {
+            let key = KeyPair::generate().map_err(err)?;
+            let mut params = CertificateParams::new(names).map_err(err)?;
+            params.extended_key_usages = vec![usage];
+            params.distinguished_name.push(DnType::CommonName, name);
+            let cert = params.signed_by(&key, &ca).map_err(err)?;
+            Ok((cert.pem(), key.serialize_pem()))
+        };
+        let server = leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            Usage::ServerAuth,
+            "etcd",
+        )?;
+        let client = leaf(vec![], Usage::ClientAuth, "skiff")?;
+        let tls = EtcdTls {
+            ca_file: dir.join("ca.pem"),
+            client_cert_file: dir.join("client.pem"),
+            client_key_file: dir.join("client-key.pem"),
+            server_cert_file: dir.join("server.pem"),
+            server_key_file: dir.join("server-key.pem"),
+        };
+        std::fs::write(&tls.ca_file, ca.pem())?;
+        std::fs::write(&tls.server_cert_file, server.0)?;
+        std::fs::write(&tls.server_key_file, server.1)?;
+        std::fs::write(&tls.client_cert_file, client.0)?;
+        std::fs::write(&tls.client_key_file, client.1)?;
+        Ok(tls)
+    }
 }

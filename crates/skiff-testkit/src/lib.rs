@@ -4,7 +4,7 @@
 
 mod etcd;
 
-pub use etcd::EtcdServer;
+pub use etcd::{EtcdServer, EtcdTls};
 
 use std::net::TcpListener;
 

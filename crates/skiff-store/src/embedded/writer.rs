@@ -142,13 +142,13 @@ impl Writer {
                 index: txn.open_table(INDEX)?,
             };
             for op in ops {
-                let outcome = tables.apply(op, revision + 1)?;
-                if let Ok((result, event)) = outcome {
-                    revision += 1;
-                    events.push(event);
-                    outcomes.push(Ok(result));
-                } else if let Err(err) = outcome {
-                    outcomes.push(Err(err));
+                match tables.apply(op, revision + 1)? {
+                    Ok((result, event)) => {
+                        revision += 1;
+                        events.push(event);
+                        outcomes.push(Ok(result));
+                    }
+                    Err(refused) => outcomes.push(Err(refused)),
                 }
             }
             if !events.is_empty() {
