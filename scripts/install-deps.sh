@@ -7,6 +7,7 @@ packages=(
   etcd-server        # the etcd datastore backend's tests and benchmarks run a real etcd
   protobuf-compiler  # etcd-client generates its gRPC code with protoc at build time
   libprotobuf-dev    # …and imports protobuf's well-known types (descriptor.proto) from it
+  curl               # the API end-to-end tests send raw HTTPS requests with it
 )
 
 missing=()

@@ -1,12 +1,15 @@
 //! Subcommands.
 
 mod datastore;
+mod server;
 
 use anyhow::Result;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Run a cluster: the Kubernetes API over the datastore.
+    Server(server::ServerArgs),
     /// Inspect the cluster's datastore directly (embedded file or etcd).
     #[command(subcommand)]
     Datastore(datastore::DatastoreCommand),
@@ -15,6 +18,7 @@ pub enum Command {
 impl Command {
     pub async fn run(self) -> Result<()> {
         match self {
+            Command::Server(args) => args.run().await,
             Command::Datastore(command) => command.run().await,
         }
     }

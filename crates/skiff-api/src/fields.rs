@@ -1,0 +1,148 @@
+//! The fields each kind can be selected by (`fieldSelector=`), as upstream's field label
+//! conversion functions define them. Every kind supports `metadata.name` and
+//! `metadata.namespace`; anything else must be listed here or the request is refused.
+
+use serde_json::Value;
+
+use crate::object::field;
+use crate::resources::ResourceType;
+use crate::selectors::Selector;
+use crate::status::ApiError;
+
+/// The extra selectable fields of a kind, beyond name and namespace.
+fn selectable(rt: &ResourceType) -> &'static [&'static str] {
+    match (rt.group, rt.kind) {
+        ("", "Pod") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        ("", "Event") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("events.k8s.io", "Event") => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        ("", "Namespace") => &["status.phase"],
+        ("", "Node") => &["spec.unschedulable"],
+        ("", "Secret") => &["type"],
+        ("apps", "ReplicaSet") => &["status.replicas"],
+        _ => &[],
+    }
+}
+
+/// Refuses a selector naming a field the kind cannot be selected by, as upstream does
+/// (`field label not supported: spec.foo`).
+pub fn check_field_selector(rt: &ResourceType, selector: &Selector) -> Result<(), ApiError> {
+    for r in &selector.requirements {
+        let known = matches!(r.key.as_str(), "metadata.name" | "metadata.namespace")
+            || selectable(rt).contains(&r.key.as_str());
+        if !known {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {}",
+                r.key
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The value a field selector compares against: strings as they are, booleans and numbers
+/// in their text form, missing fields as the empty string (upstream's convention, so that
+/// `spec.nodeName=` finds unscheduled pods).
+pub fn field_value(obj: &Value, key: &str) -> String {
+    // Event's `source` field label means `source.component`.
+    let path: Vec<&str> = match key {
+        "source" => vec!["source", "component"],
+        _ => key.split('.').collect(),
+    };
+    match field(obj, &path) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ if key == "spec.unschedulable" || key == "spec.hostNetwork" => "false".into(),
+        _ if key == "status.replicas" => "0".into(),
+        _ => String::new(),
+    }
+}
+
+/// Whether an object passes a (checked) field selector.
+pub fn matches_fields(selector: &Selector, obj: &Value) -> bool {
+    if selector.is_empty() {
+        return true;
+    }
+    let values: Vec<(String, String)> = selector
+        .requirements
+        .iter()
+        .map(|r| (r.key.clone(), field_value(obj, &r.key)))
+        .collect();
+    selector.matches(|k| {
+        values
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::lookup;
+    use serde_json::json;
+
+    #[test]
+    fn describe_event_selectors_work() {
+        let rt = lookup("", "v1", "events").unwrap();
+        let sel = Selector::parse_fields(
+            "involvedObject.name=web,involvedObject.namespace=default,involvedObject.uid=u1,source=kubelet",
+        )
+        .unwrap();
+        check_field_selector(rt, &sel).unwrap();
+        let ev = json!({"involvedObject": {"name": "web", "namespace": "default", "uid": "u1"}, "source": {"component": "kubelet"}});
+        assert!(matches_fields(&sel, &ev));
+        let other = json!({"involvedObject": {"name": "web", "namespace": "default", "uid": "u2"}});
+        assert!(!matches_fields(&sel, &other));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let rt = lookup("", "v1", "configmaps").unwrap();
+        let sel = Selector::parse_fields("data.x=1").unwrap();
+        let e = check_field_selector(rt, &sel).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert_eq!(e.message, "field label not supported: data.x");
+    }
+
+    #[test]
+    fn missing_fields_compare_as_empty() {
+        let sel = Selector::parse_fields("spec.nodeName=").unwrap();
+        assert!(matches_fields(&sel, &json!({"spec": {}})));
+        assert!(!matches_fields(&sel, &json!({"spec": {"nodeName": "n1"}})));
+        let sel = Selector::parse_fields("metadata.name=a").unwrap();
+        assert!(matches_fields(&sel, &json!({"metadata": {"name": "a"}})));
+    }
+}

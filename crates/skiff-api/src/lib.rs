@@ -1,0 +1,29 @@
+//! The Kubernetes API as data, with no sockets and no files: which resources exist
+//! ([`resources`]), how errors look ([`status`]), selectors, patches, defaults, validation,
+//! discovery documents and server-side tables. The API server (`skiff-apiserver`) is the
+//! part that serves these; keeping them pure keeps them unit-testable and fuzzable.
+//!
+//! Objects are `serde_json::Value`s throughout: the server stores and serves every kind the
+//! same way, and kind-specific rules reach into the fields they know.
+
+pub mod defaults;
+pub mod discovery;
+pub mod fields;
+pub mod object;
+pub mod openapi;
+pub mod patch;
+pub mod resources;
+pub mod selectors;
+pub mod status;
+pub mod strategic;
+pub mod table;
+pub mod validation;
+
+pub use resources::{ResourceType, Subresource};
+pub use status::{ApiError, Cause};
+
+/// The Kubernetes version whose API this server implements.
+pub const KUBERNETES_MINOR: u32 = 33;
+/// `/version`'s gitVersion. The minor version picks the kubectl binary the machine's kubectl
+/// dispatcher runs.
+pub const GIT_VERSION: &str = "v1.33.0+skiff";

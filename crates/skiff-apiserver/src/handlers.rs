@@ -1,0 +1,716 @@
+//! The resource handlers: get, list, create, update, patch, delete and delete-collection for
+//! every type in the registry, plus the status and scale subresources. Watches are in
+//! `watch.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use skiff_api::object::{meta_str, metadata_mut};
+use skiff_api::patch::{JsonPatchError, PatchKind};
+use skiff_api::resources::lookup;
+use skiff_api::selectors::Selector;
+use skiff_api::{ApiError, ResourceType, Subresource, fields, table};
+use skiff_store::Revision;
+
+use crate::continue_token;
+use crate::negotiate::{self, Output};
+use crate::objects::{Objects, Stored};
+use crate::request::{self, ResourceRequest, Verb};
+use crate::strategy;
+use crate::watch;
+
+/// Bodies over this size are refused with 413 (upstream's limit for most requests).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// How many times a patch is re-applied when the object changes under it.
+const PATCH_RETRIES: usize = 8;
+
+/// What every handler shares.
+pub struct ApiState {
+    pub objects: Objects,
+}
+
+/// An error as a `Status` response.
+pub fn error_response(err: &ApiError) -> Response {
+    let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        err.to_status().to_string(),
+    )
+        .into_response()
+}
+
+/// A JSON or YAML response.
+pub fn respond(code: StatusCode, value: &Value, output: Output) -> Response {
+    let (body, content_type) = negotiate::encode(value, output);
+    (code, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The query parameters of a request (last value wins, as upstream's decoder).
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?;
+        Ok(Query(pairs.into_iter().collect()))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    pub fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        match self.get(key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for {key}"))),
+        }
+    }
+}
+
+/// The entry point for every `/api/...` and `/apis/...` resource path.
+pub async fn resource(State(state): State<Arc<ApiState>>, req: Request) -> Response {
+    match dispatch(state, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// How much of an oversized body is read and dropped before answering 413, so HTTP/2
+/// clients see the answer rather than a reset stream; beyond it the stream is reset.
+const OVERSIZE_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        total += chunk.len();
+        if total <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        } else if total > MAX_BODY_BYTES + OVERSIZE_DRAIN_BYTES {
+            break;
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    Ok(buf.freeze())
+}
+
+async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    // Read the body before anything can fail: an HTTP/2 stream answered before its upload
+    // finished is reset, and some clients report the reset instead of the answer.
+    let body = read_body(body).await?;
+    let query = Query::parse(parts.uri.query())?;
+    let rr = request::parse(&parts.method, parts.uri.path(), query.flag("watch"))?;
+    let headers = parts.headers;
+    if !rr.rt.is_stored() {
+        return match rr.verb {
+            Verb::Create => crate::reviews::create(rr.rt, &headers, &body),
+            _ => Err(ApiError::method_not_supported(rr.rt, parts.method.as_str())),
+        };
+    }
+    match rr.verb {
+        Verb::Get => get(&state, &rr, &headers).await,
+        Verb::List => list(&state, &rr, &query, &headers).await,
+        Verb::Watch => watch::serve(state.objects.clone(), &rr, &query, &headers).await,
+        Verb::Create => create(&state, &rr, &headers, &body).await,
+        Verb::Update => update(&state, &rr, &headers, &body).await,
+        Verb::Patch => patch(&state, &rr, &headers, &body).await,
+        Verb::Delete => delete(&state, &rr, &query, &headers, &body).await,
+        Verb::DeleteCollection => delete_collection(&state, &rr, &query, &headers, &body).await,
+    }
+}
+
+fn name_of(rr: &ResourceRequest) -> &str {
+    rr.name.as_deref().unwrap_or_default()
+}
+
+/// One object as the client asked for it: the object, or a one-row Table.
+fn render_one(rt: &ResourceType, obj: &Value, output: Output, code: StatusCode) -> Response {
+    match output {
+        Output::Table { .. } => {
+            let rv = meta_str(obj, "resourceVersion").unwrap_or_default();
+            let t = table::table(
+                rt,
+                std::slice::from_ref(obj),
+                rv,
+                None,
+                time::OffsetDateTime::now_utc(),
+            );
+            respond(code, &t, output)
+        }
+        _ => respond(code, obj, output),
+    }
+}
+
+async fn get(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, rr.subresource.is_none())?;
+    let stored = state
+        .objects
+        .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
+        .await?;
+    if rr.subresource == Some(Subresource::Scale) {
+        return Ok(respond(StatusCode::OK, &scale_of(&stored.object), output));
+    }
+    Ok(render_one(rr.rt, &stored.object, output, StatusCode::OK))
+}
+
+/// The label and field selectors of a list or watch, checked against the type.
+pub fn selectors(rt: &ResourceType, query: &Query) -> Result<(Selector, Selector), ApiError> {
+    let labels = Selector::parse_labels(query.get("labelSelector").unwrap_or(""))?;
+    let field_sel = Selector::parse_fields(query.get("fieldSelector").unwrap_or(""))?;
+    fields::check_field_selector(rt, &field_sel)?;
+    Ok((labels, field_sel))
+}
+
+/// Whether an object passes both selectors.
+pub fn selected(labels: &Selector, field_sel: &Selector, obj: &Value) -> bool {
+    labels.matches_labels(obj.get("metadata").and_then(|m| m.get("labels")))
+        && fields::matches_fields(field_sel, obj)
+}
+
+async fn list(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, true)?;
+    let (labels, field_sel) = selectors(rr.rt, query)?;
+    let limit: usize = query.number("limit")?.unwrap_or(0);
+    let (after, at_revision) = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let t = continue_token::decode(token)?;
+            (Some(t.start_after), Some(t.revision))
+        }
+        None => (None, exact_revision(query)?),
+    };
+    let page = state
+        .objects
+        .list(
+            rr.rt,
+            rr.namespace.as_deref(),
+            limit,
+            after,
+            at_revision,
+            |o| selected(&labels, &field_sel, o),
+        )
+        .await?;
+    let rv = page.revision.to_string();
+    let cont = page
+        .last_key
+        .map(|k| continue_token::encode(page.revision, &k));
+    let body = match output {
+        Output::Table { .. } => table::table(
+            rr.rt,
+            &page.items,
+            &rv,
+            cont.as_deref(),
+            time::OffsetDateTime::now_utc(),
+        ),
+        _ => {
+            let mut metadata = json!({"resourceVersion": rv});
+            if let Some(c) = cont {
+                metadata["continue"] = c.into();
+            }
+            json!({
+                "kind": rr.rt.list_kind(),
+                "apiVersion": rr.rt.api_version(),
+                "metadata": metadata,
+                "items": page.items,
+            })
+        }
+    };
+    Ok(respond(StatusCode::OK, &body, output))
+}
+
+/// `resourceVersion=N&resourceVersionMatch=Exact` reads at revision N; every other form is
+/// served at the newest revision, which satisfies "not older than" and "any".
+fn exact_revision(query: &Query) -> Result<Option<Revision>, ApiError> {
+    let rv: Option<Revision> = query.number("resourceVersion")?;
+    match query.get("resourceVersionMatch") {
+        Some("Exact") => match rv {
+            Some(r) if r > 0 => Ok(Some(r)),
+            _ => Err(ApiError::bad_request(
+                "resourceVersionMatch=Exact requires a non-zero resourceVersion",
+            )),
+        },
+        None | Some("" | "NotOlderThan") => Ok(None),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unsupported resourceVersionMatch {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+        ))),
+    }
+}
+
+/// Refuses new objects in a namespace that does not exist or is being deleted.
+async fn check_namespace_open(
+    state: &ApiState,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<(), ApiError> {
+    let Some(ns) = ns.filter(|_| rt.namespaced) else {
+        return Ok(());
+    };
+    let ns_rt = lookup("", "v1", "namespaces").expect("namespaces are registered");
+    let stored = state.objects.get(ns_rt, None, ns).await?;
+    if meta_str(&stored.object, "deletionTimestamp").is_some() {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                rt.group_resource()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn create(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, false)?;
+    if rr.subresource.is_some() || rr.name.is_some() {
+        return Err(ApiError::method_not_supported(rr.rt, "POST"));
+    }
+    let mut obj = negotiate::decode_body(headers, body)?;
+    strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
+    let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+    check_namespace_open(state, rr.rt, rr.namespace.as_deref(), &name).await?;
+    let stored = state.objects.create(rr.rt, &obj).await?;
+    Ok(respond(StatusCode::CREATED, &stored.object, output))
+}
+
+/// A body's resourceVersion, if it names one, must be the stored one.
+fn check_precondition(
+    rt: &ResourceType,
+    name: &str,
+    body: &Value,
+    current: Revision,
+) -> Result<(), ApiError> {
+    match meta_str(body, "resourceVersion").filter(|v| !v.is_empty()) {
+        Some(v) if v != current.to_string() => {
+            Err(ApiError::conflict(rt, name, ApiError::MODIFIED))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Stores `new` as the next version of `old` through the given subresource.
+async fn write_update(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    mut new: Value,
+    old: &Stored,
+) -> Result<Stored, ApiError> {
+    if rr.subresource == Some(Subresource::Scale) {
+        new = apply_scale(rr.rt, &old.object, &new)?;
+    }
+    let sub = rr.subresource.filter(|s| *s == Subresource::Status);
+    strategy::prepare_update(rr.rt, &mut new, &old.object, sub)?;
+    state.objects.update(rr.rt, &new, old.mod_revision).await
+}
+
+async fn update(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, false)?;
+    let new = negotiate::decode_body(headers, body)?;
+    let old = state
+        .objects
+        .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
+        .await?;
+    check_precondition(rr.rt, name_of(rr), &new, old.mod_revision)?;
+    let stored = write_update(state, rr, new, &old).await?;
+    Ok(render_written(rr, &stored.object, output))
+}
+
+fn render_written(rr: &ResourceRequest, obj: &Value, output: Output) -> Response {
+    if rr.subresource == Some(Subresource::Scale) {
+        respond(StatusCode::OK, &scale_of(obj), output)
+    } else {
+        respond(StatusCode::OK, obj, output)
+    }
+}
+
+async fn patch(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, false)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let kind = PatchKind::from_content_type(content_type)
+        .ok_or_else(|| ApiError::unsupported_media_type(content_type, PatchKind::MEDIA_TYPES))?;
+    let patch_doc = match kind {
+        PatchKind::Apply => negotiate::decode_yaml(body)?,
+        _ => negotiate::decode_json(body)?,
+    };
+    for _ in 0..PATCH_RETRIES {
+        let old = state
+            .objects
+            .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
+            .await?;
+        let mut target = if rr.subresource == Some(Subresource::Scale) {
+            scale_of(&old.object)
+        } else {
+            old.object.clone()
+        };
+        match kind {
+            PatchKind::Merge => skiff_api::patch::merge_patch(&mut target, &patch_doc),
+            PatchKind::Json => {
+                skiff_api::patch::json_patch(&mut target, &patch_doc).map_err(|e| match e {
+                    JsonPatchError::Malformed(m) => ApiError::bad_request(m),
+                    JsonPatchError::Failed(m) => ApiError::new(422, "Invalid", m),
+                })?
+            }
+            PatchKind::Strategic => {
+                let kind = if rr.subresource == Some(Subresource::Scale) {
+                    "Scale"
+                } else {
+                    rr.rt.kind
+                };
+                skiff_api::strategic::strategic_merge_patch(kind, &mut target, &patch_doc)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?
+            }
+            // Server-side apply needs field ownership (managedFields); until it exists the
+            // request is refused clearly rather than applied as a plain merge.
+            PatchKind::Apply => {
+                return Err(ApiError::unsupported_media_type(
+                    content_type,
+                    &[
+                        "application/json-patch+json",
+                        "application/merge-patch+json",
+                        "application/strategic-merge-patch+json",
+                    ],
+                ));
+            }
+        }
+        // A patch that sets resourceVersion is a precondition on it.
+        check_precondition(
+            rr.rt,
+            name_of(rr),
+            &patch_doc_meta(&patch_doc),
+            old.mod_revision,
+        )?;
+        match write_update(state, rr, target, &old).await {
+            Ok(stored) => return Ok(render_written(rr, &stored.object, output)),
+            Err(e)
+                if e.reason == "Conflict"
+                    && meta_str(&patch_doc_meta(&patch_doc), "resourceVersion").is_none() =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(
+        rr.rt,
+        name_of(rr),
+        "the object kept changing while the patch was applied; try again",
+    ))
+}
+
+/// The part of a patch document that can carry `metadata.resourceVersion` (none for a JSON
+/// patch, which states its preconditions with `test` operations).
+fn patch_doc_meta(doc: &Value) -> Value {
+    if doc.is_object() {
+        doc.clone()
+    } else {
+        Value::Null
+    }
+}
+
+/// `DeleteOptions` from a body or the query.
+struct DeleteOptions {
+    grace_period: Option<i64>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn delete_options(
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<DeleteOptions, ApiError> {
+    let doc = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        negotiate::decode_body(headers, body)?
+    };
+    let grace_period = match doc.get("gracePeriodSeconds").and_then(Value::as_i64) {
+        Some(g) => Some(g),
+        None => query.number("gracePeriodSeconds")?,
+    };
+    if let Some(p) = doc
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or(query.get("propagationPolicy"))
+        && !["Orphan", "Background", "Foreground"].contains(&p)
+    {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy {p:?} is not supported: supported values: \"Orphan\", \"Background\", \"Foreground\""
+        )));
+    }
+    let pre = doc.get("preconditions");
+    Ok(DeleteOptions {
+        grace_period,
+        uid: pre
+            .and_then(|p| p.get("uid"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: pre
+            .and_then(|p| p.get("resourceVersion"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// Deletes one object: at once, or by marking it (finalizers pending, or a pod on a node
+/// that must stop its containers first). Answers whether it is gone and the object.
+async fn delete_one(
+    state: &ApiState,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<(bool, Value), ApiError> {
+    for _ in 0..PATCH_RETRIES {
+        let old = state.objects.get(rt, ns, name).await?;
+        if let Some(uid) = &opts.uid
+            && Some(uid.as_str()) != meta_str(&old.object, "uid")
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&old.object, "uid").unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(rv) = &opts.resource_version
+            && *rv != old.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    old.mod_revision
+                ),
+            ));
+        }
+        let has_finalizers = old
+            .object
+            .get("metadata")
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        let grace = graceful_period(rt, &old.object, opts);
+        if !has_finalizers && grace.is_none() {
+            match state.objects.delete(rt, ns, name, old.mod_revision).await {
+                Ok(obj) => return Ok((true, obj)),
+                Err(e) if e.reason == "Conflict" => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if meta_str(&old.object, "deletionTimestamp").is_some() {
+            return Ok((false, old.object));
+        }
+        let mut marked = old.object.clone();
+        let meta = metadata_mut(&mut marked);
+        let seconds = grace.unwrap_or(0);
+        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
+        meta.insert(
+            "deletionTimestamp".into(),
+            skiff_api::object::format_time(at).into(),
+        );
+        meta.insert("deletionGracePeriodSeconds".into(), seconds.into());
+        match state.objects.update(rt, &marked, old.mod_revision).await {
+            Ok(stored) => return Ok((false, stored.object)),
+            Err(e) if e.reason == "Conflict" => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(
+        rt,
+        name,
+        "the object kept changing during the delete; try again",
+    ))
+}
+
+/// Pods bound to a node are deleted gracefully: the node's agent stops the containers
+/// within the grace period and then removes the pod. Everything else goes at once.
+fn graceful_period(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> Option<i64> {
+    if (rt.group, rt.kind) != ("", "Pod") {
+        return None;
+    }
+    skiff_api::object::field_str(obj, &["spec", "nodeName"]).filter(|n| !n.is_empty())?;
+    let grace = opts.grace_period.unwrap_or_else(|| {
+        skiff_api::object::field(obj, &["spec", "terminationGracePeriodSeconds"])
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    });
+    (grace > 0).then_some(grace)
+}
+
+async fn delete(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, false)?;
+    if rr.subresource.is_some() {
+        return Err(ApiError::method_not_supported(rr.rt, "DELETE"));
+    }
+    let opts = delete_options(query, headers, body)?;
+    let (gone, obj) = delete_one(state, rr.rt, rr.namespace.as_deref(), name_of(rr), &opts).await?;
+    let code = if gone {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok(respond(code, &obj, output))
+}
+
+async fn delete_collection(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, false)?;
+    let opts = delete_options(query, headers, body)?;
+    let (labels, field_sel) = selectors(rr.rt, query)?;
+    let page = state
+        .objects
+        .list(rr.rt, rr.namespace.as_deref(), 0, None, None, |o| {
+            selected(&labels, &field_sel, o)
+        })
+        .await?;
+    let mut items = Vec::new();
+    for obj in page.items {
+        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        let ns = meta_str(&obj, "namespace").map(str::to_string);
+        match delete_one(state, rr.rt, ns.as_deref(), &name, &opts).await {
+            Ok((_, obj)) => items.push(obj),
+            // Deleted by someone else meanwhile: that is what was asked.
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let body = json!({
+        "kind": rr.rt.list_kind(),
+        "apiVersion": rr.rt.api_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": items,
+    });
+    Ok(respond(StatusCode::OK, &body, output))
+}
+
+/// The `autoscaling/v1 Scale` view of a Deployment or ReplicaSet.
+fn scale_of(obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or_default();
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    let selector = skiff_api::object::field(obj, &["spec", "selector"])
+        .and_then(|s| Selector::from_label_selector(s).ok())
+        .map(|s| selector_text(&s))
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"),
+            "namespace": pick("namespace"),
+            "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"),
+            "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": {"replicas": skiff_api::object::field(obj, &["spec", "replicas"]).cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": skiff_api::object::field(obj, &["status", "replicas"]).cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+/// A selector in query syntax, as `Scale.status.selector` carries it.
+fn selector_text(s: &Selector) -> String {
+    use skiff_api::selectors::Op;
+    s.requirements
+        .iter()
+        .map(|r| match &r.op {
+            Op::Equals => format!("{}={}", r.key, r.value),
+            Op::NotEquals => format!("{}!={}", r.key, r.value),
+            Op::In(v) => format!("{} in ({})", r.key, v.join(",")),
+            Op::NotIn(v) => format!("{} notin ({})", r.key, v.join(",")),
+            Op::Exists => r.key.clone(),
+            Op::DoesNotExist => format!("!{}", r.key),
+            Op::GreaterThan(n) => format!("{}>{n}", r.key),
+            Op::LessThan(n) => format!("{}<{n}", r.key),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Applies a written Scale to its object: only `spec.replicas` changes.
+fn apply_scale(rt: &ResourceType, old: &Value, scale: &Value) -> Result<Value, ApiError> {
+    let name = meta_str(old, "name").unwrap_or_default();
+    let replicas = skiff_api::object::field(scale, &["spec", "replicas"])
+        .and_then(Value::as_i64)
+        .ok_or_else(|| {
+            ApiError::invalid(rt, name, vec![skiff_api::Cause::required("spec.replicas")])
+        })?;
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            rt,
+            name,
+            vec![skiff_api::Cause::invalid(
+                "spec.replicas",
+                &replicas.into(),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    let mut new = old.clone();
+    new["spec"]["replicas"] = replicas.into();
+    Ok(new)
+}

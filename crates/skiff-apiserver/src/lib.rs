@@ -1,0 +1,146 @@
+//! skiff's API server: the Kubernetes API over HTTPS on top of the datastore.
+//!
+//! [`start`] makes or loads the cluster's credentials, creates the built-in objects, writes
+//! the admin kubeconfig and serves until the returned [`RunningServer`] is dropped. It is the
+//! only component that touches the datastore; everything else is an API client.
+
+mod bootstrap;
+mod continue_token;
+mod handlers;
+mod kubeconfig;
+mod negotiate;
+mod objects;
+pub mod pki;
+mod request;
+mod reviews;
+mod routes;
+mod strategy;
+mod tls;
+mod watch;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use skiff_store::Store;
+use tokio::net::TcpListener;
+
+pub use bootstrap::BUILT_IN_NAMESPACES;
+pub use pki::PkiError;
+
+/// How the server is set up (the `skiff server` flags).
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    /// 0 picks a free port (tests).
+    pub https_port: u16,
+    /// Where to write the admin kubeconfig, if anywhere.
+    pub write_kubeconfig: Option<PathBuf>,
+    pub store: Arc<dyn Store>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(
+        "cannot listen on {addr}: {source} (is another server using the port? choose another with --https-port)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("creating the built-in objects: {0}")]
+    Bootstrap(skiff_api::ApiError),
+}
+
+/// A serving API server; dropping it stops it.
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    /// `https://host:port` as the kubeconfig names it.
+    pub url: String,
+    /// The admin kubeconfig's contents.
+    pub kubeconfig: String,
+    pub admin_token: String,
+    pub ca_pem: String,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Waits until the server stops (it only stops on error or when dropped elsewhere).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.accept_loop).await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+/// Starts the API server; it is ready (`/readyz` answers ok) when this returns.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let requested = SocketAddr::new(config.bind_address, config.https_port);
+    let listener = TcpListener::bind(requested)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: requested,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: requested,
+        source,
+    })?;
+    // Clients on this machine reach a wildcard bind through loopback.
+    let advertise_ip = if config.bind_address.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        config.bind_address
+    };
+    let advertise = SocketAddr::new(advertise_ip, local_addr.port());
+
+    let names = pki::serving_names(config.bind_address, &[]);
+    let creds = {
+        let data_dir = config.data_dir.clone();
+        tokio::task::spawn_blocking(move || pki::load_or_create(&data_dir, &names))
+            .await
+            .map_err(|e| ServerError::Tls(format!("credential task failed: {e}")))??
+    };
+
+    let objects = objects::Objects::new(config.store.clone());
+    bootstrap::run(&objects, advertise)
+        .await
+        .map_err(ServerError::Bootstrap)?;
+
+    let url = format!("https://{advertise}");
+    let kubeconfig = kubeconfig::render(&url, &creds.ca_pem, &creds.admin_token);
+    if let Some(path) = &config.write_kubeconfig {
+        kubeconfig::write(path, &kubeconfig)?;
+    }
+
+    let state = Arc::new(handlers::ApiState { objects });
+    let auth = Arc::new(routes::Auth {
+        admin_token: creds.admin_token.clone(),
+    });
+    let info = Arc::new(routes::ServerInfo {
+        address: advertise.to_string(),
+        openapi: routes::OpenApiDocs::build(),
+    });
+    let app = routes::router(state, auth, info);
+    let acceptor =
+        tls::acceptor(&creds.serving_cert_pem, &creds.serving_key_pem).map_err(ServerError::Tls)?;
+    let accept_loop = tokio::spawn(tls::serve(listener, acceptor, app));
+    tracing::info!(%url, datastore = %config.store.describe(), "API server ready");
+    Ok(RunningServer {
+        local_addr,
+        url,
+        kubeconfig,
+        admin_token: creds.admin_token,
+        ca_pem: creds.ca_pem,
+        accept_loop,
+    })
+}

@@ -1,0 +1,176 @@
+//! Content negotiation: which body formats a request may carry and which representation the
+//! response takes (JSON, YAML, or a server-side `Table`), following the client's `Accept`
+//! order.
+
+use axum::http::HeaderMap;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::Value;
+use skiff_api::ApiError;
+
+/// The request body formats the API reads.
+pub const BODY_TYPES: &[&str] = &["application/json", "application/yaml"];
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// How a response is rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    Yaml,
+    /// `meta.k8s.io` Table (v1 or v1beta1: the same shape).
+    Table {
+        v1beta1: bool,
+    },
+}
+
+/// One `Accept` entry: the media type and its parameters.
+struct MediaRange<'a> {
+    essence: &'a str,
+    params: Vec<(&'a str, &'a str)>,
+}
+
+fn parse_media(entry: &str) -> MediaRange<'_> {
+    let mut parts = entry.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    let params = parts
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    MediaRange { essence, params }
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Picks the response representation. `tables` says whether this request may answer a Table
+/// (gets, lists and watches do).
+pub fn output(headers: &HeaderMap, tables: bool) -> Result<Output, ApiError> {
+    let accept = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim();
+    if accept.is_empty() {
+        return Ok(Output::Json);
+    }
+    for entry in accept.split(',') {
+        let m = parse_media(entry);
+        let param = |k: &str| m.params.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
+        match (m.essence, param("as")) {
+            ("application/json", Some("Table")) if tables && param("g") == Some("meta.k8s.io") => {
+                match param("v") {
+                    Some("v1") => return Ok(Output::Table { v1beta1: false }),
+                    Some("v1beta1") => return Ok(Output::Table { v1beta1: true }),
+                    _ => {}
+                }
+            }
+            // Other `as=` conversions (PartialObjectMetadata) are not served: try the next.
+            (_, Some(_)) => {}
+            ("application/json" | "application/*" | "*/*", None) => return Ok(Output::Json),
+            ("application/yaml", None) => return Ok(Output::Yaml),
+            _ => {}
+        }
+    }
+    Err(ApiError::not_acceptable(&[
+        "application/json",
+        "application/yaml",
+    ]))
+}
+
+/// Decodes a request body as JSON or YAML by its `Content-Type` (JSON when absent).
+pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = content_type(headers);
+    let essence = parse_media(ct).essence;
+    match essence {
+        "" | "application/json" => decode_json(body),
+        "application/yaml" => decode_yaml(body),
+        PROTOBUF => Err(ApiError::unsupported_media_type(ct, BODY_TYPES)),
+        _ => Err(ApiError::unsupported_media_type(ct, BODY_TYPES)),
+    }
+}
+
+pub fn decode_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request could not be decoded as JSON: {e}"
+        ))
+    })
+}
+
+pub fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the body of the request is not UTF-8 YAML"))?;
+    serde_saphyr::from_str(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request could not be decoded as YAML: {e}"
+        ))
+    })
+}
+
+/// The body and `Content-Type` of a JSON or YAML response.
+pub fn encode(value: &Value, output: Output) -> (Vec<u8>, &'static str) {
+    match output {
+        Output::Yaml => match serde_saphyr::to_string(value) {
+            Ok(s) => (s.into_bytes(), "application/yaml"),
+            Err(_) => (value.to_string().into_bytes(), "application/json"),
+        },
+        _ => (
+            serde_json::to_vec(value).unwrap_or_default(),
+            "application/json",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn kubectl_get_asks_for_a_table_first() {
+        let h = accept(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+        );
+        assert_eq!(output(&h, true).unwrap(), Output::Table { v1beta1: false });
+        assert_eq!(output(&h, false).unwrap(), Output::Json);
+    }
+
+    #[test]
+    fn protobuf_first_falls_back_to_json() {
+        let h = accept("application/vnd.kubernetes.protobuf,application/json");
+        assert_eq!(output(&h, true).unwrap(), Output::Json);
+        assert_eq!(
+            output(&accept("application/vnd.kubernetes.protobuf"), true)
+                .unwrap_err()
+                .code,
+            406
+        );
+        assert_eq!(
+            output(&accept("application/yaml"), true).unwrap(),
+            Output::Yaml
+        );
+    }
+
+    #[test]
+    fn bodies_decode_by_content_type() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+        let v = decode_body(&h, b"kind: ConfigMap\ndata:\n  a: '1'\n").unwrap();
+        assert_eq!(v["data"]["a"], "1");
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(decode_body(&h, b"{}").unwrap_err().code, 415);
+        assert_eq!(
+            decode_body(&HeaderMap::new(), b"{nope").unwrap_err().code,
+            400
+        );
+    }
+}

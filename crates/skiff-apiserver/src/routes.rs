@@ -1,0 +1,284 @@
+//! The HTTP surface: health endpoints, `/version`, discovery, and every resource path, behind
+//! bearer-token authentication.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::json;
+use skiff_api::ApiError;
+use skiff_api::discovery::{self, AggregatedVersion};
+
+use crate::handlers::{self, ApiState, error_response, respond};
+use crate::negotiate::Output;
+
+/// Paths anyone may read without credentials (upstream's `system:public-info-viewer`).
+const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
+
+pub struct Auth {
+    pub admin_token: String,
+}
+
+async fn authenticate(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let public = PUBLIC_PATHS
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')));
+    if public {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    // Constant-time comparison: the token is the only secret between a caller and admin.
+    let ok = token.is_some_and(|t| constant_time_eq(t.as_bytes(), auth.admin_token.as_bytes()));
+    if ok {
+        next.run(req).await
+    } else {
+        error_response(&ApiError::unauthorized())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+async fn version() -> Response {
+    let body = json!({
+        "major": "1",
+        "minor": skiff_api::KUBERNETES_MINOR.to_string(),
+        "gitVersion": skiff_api::GIT_VERSION,
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": concat!("skiff ", env!("CARGO_PKG_VERSION")),
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    });
+    respond(StatusCode::OK, &body, Output::Json)
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// The aggregated discovery version the client asked for first, if any. kubectl requires the
+/// reply's Content-Type to be exactly the one it asked for.
+fn aggregated_version(headers: &HeaderMap) -> Option<AggregatedVersion> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    for entry in accept.split(',') {
+        let params: Vec<&str> = entry.split(';').map(str::trim).collect();
+        if params.first() != Some(&"application/json") {
+            continue;
+        }
+        let has = |p: &str| params.contains(&p);
+        if !has("g=apidiscovery.k8s.io") || !has("as=APIGroupDiscoveryList") {
+            // Plain JSON listed before any aggregated form: the legacy documents.
+            if params.len() == 1 {
+                return None;
+            }
+            continue;
+        }
+        if has("v=v2") {
+            return Some(AggregatedVersion::V2);
+        }
+        if has("v=v2beta1") {
+            return Some(AggregatedVersion::V2Beta1);
+        }
+    }
+    None
+}
+
+fn aggregated(core: bool, version: AggregatedVersion) -> Response {
+    let doc = discovery::aggregated(core, version);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, version.content_type())],
+        doc.to_string(),
+    )
+        .into_response()
+}
+
+async fn api_root(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Response {
+    match aggregated_version(&headers) {
+        Some(v) => aggregated(true, v),
+        None => respond(
+            StatusCode::OK,
+            &discovery::api_versions(&s.address),
+            Output::Json,
+        ),
+    }
+}
+
+async fn apis_root(headers: HeaderMap) -> Response {
+    match aggregated_version(&headers) {
+        Some(v) => aggregated(false, v),
+        None => respond(StatusCode::OK, &discovery::api_group_list(), Output::Json),
+    }
+}
+
+async fn api_group(Path(group): Path<String>) -> Response {
+    match discovery::api_group(&group) {
+        Some(doc) => respond(StatusCode::OK, &doc, Output::Json),
+        None => error_response(&ApiError::no_such_path()),
+    }
+}
+
+async fn core_resources() -> Response {
+    group_resources("", "v1")
+}
+
+async fn group_version(Path((group, version)): Path<(String, String)>) -> Response {
+    group_resources(&group, &version)
+}
+
+fn group_resources(group: &str, version: &str) -> Response {
+    match discovery::api_resource_list(group, version) {
+        Some(doc) => respond(StatusCode::OK, &doc, Output::Json),
+        None => error_response(&ApiError::no_such_path()),
+    }
+}
+
+async fn not_found() -> Response {
+    error_response(&ApiError::no_such_path())
+}
+
+/// Facts about this server that handlers report.
+pub struct ServerInfo {
+    /// `host:port` clients reach the API at.
+    pub address: String,
+    pub openapi: OpenApiDocs,
+}
+
+/// The OpenAPI v3 documents, rendered once: (key, body, hash) per group version.
+pub struct OpenApiDocs {
+    docs: Vec<(String, String, String)>,
+}
+
+impl OpenApiDocs {
+    pub fn build() -> OpenApiDocs {
+        use std::hash::{Hash, Hasher};
+        let docs = skiff_api::openapi::group_version_keys()
+            .into_iter()
+            .filter_map(|key| {
+                let parts: Vec<&str> = key.split('/').collect();
+                let (group, version) = match parts.as_slice() {
+                    ["api", v] => ("", *v),
+                    ["apis", g, v] => (*g, *v),
+                    _ => return None,
+                };
+                let doc = skiff_api::openapi::group_version_document(
+                    group,
+                    version,
+                    skiff_api::GIT_VERSION,
+                )?;
+                let body = doc.to_string();
+                // A stable content hash: clients cache documents by it.
+                let mut h = std::hash::DefaultHasher::new();
+                body.hash(&mut h);
+                Some((key, body, format!("{:016X}", h.finish())))
+            })
+            .collect();
+        OpenApiDocs { docs }
+    }
+}
+
+async fn openapi_index(State(s): State<Arc<ServerInfo>>) -> Response {
+    let mut paths = serde_json::Map::new();
+    for (key, _, hash) in &s.openapi.docs {
+        paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+        );
+    }
+    respond(StatusCode::OK, &json!({"paths": paths}), Output::Json)
+}
+
+async fn openapi_doc(Path(key): Path<String>, State(s): State<Arc<ServerInfo>>) -> Response {
+    match s.openapi.docs.iter().find(|(k, _, _)| *k == key) {
+        Some((_, body, _)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.clone(),
+        )
+            .into_response(),
+        None => error_response(&ApiError::no_such_path()),
+    }
+}
+
+pub fn router(state: Arc<ApiState>, auth: Arc<Auth>, info: Arc<ServerInfo>) -> Router {
+    let discovery = Router::new()
+        .route("/api", get(api_root))
+        .route("/api/", get(api_root))
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/{*key}", get(openapi_doc))
+        .with_state(info)
+        .route("/apis", get(apis_root))
+        .route("/apis/", get(apis_root))
+        .route("/api/v1", get(core_resources))
+        .route("/apis/{group}", get(api_group))
+        .route("/apis/{group}/{version}", get(group_version));
+    let resources = Router::new()
+        .route("/api/v1/{*rest}", any(handlers::resource))
+        .route("/apis/{group}/{version}/{*rest}", any(handlers::resource))
+        .with_state(state);
+    Router::new()
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(ok))
+        .route("/version", get(version))
+        .merge(discovery)
+        .merge(resources)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(auth, authenticate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn discovery_follows_the_clients_order() {
+        let new = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(
+            aggregated_version(&accept(new)),
+            Some(AggregatedVersion::V2)
+        );
+        let old = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(
+            aggregated_version(&accept(old)),
+            Some(AggregatedVersion::V2Beta1)
+        );
+        assert_eq!(aggregated_version(&accept("application/json")), None);
+        assert_eq!(aggregated_version(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

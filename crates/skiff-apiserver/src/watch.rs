@@ -1,0 +1,257 @@
+//! Watches: a chunked stream of `{"type": …, "object": …}` lines, one per change, resuming
+//! from a resourceVersion exactly as the store's watch does (none missed, none repeated).
+//!
+//! - No resourceVersion (or `0`): the current objects first, as ADDED, then changes.
+//! - `resourceVersion=N`: every change after N; older than the last compaction → an ERROR
+//!   event carrying a 410 `Expired` Status (what client-go and kube-rs expect).
+//! - Selectors turn changes into what the selected set saw: an object that stops matching is
+//!   DELETED, one that starts matching is ADDED.
+//! - `allowWatchBookmarks`: BOOKMARK events carry the newest revision delivered, so a client
+//!   can resume without a re-list; `sendInitialEvents` ends its initial ADDED events with the
+//!   `k8s.io/initial-events-end` bookmark.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use skiff_api::selectors::Selector;
+use skiff_api::{ApiError, ResourceType, table};
+use skiff_store::{Event, EventKind, Revision, StoreError};
+use tokio::sync::mpsc;
+
+use crate::handlers::{Query, selected, selectors};
+use crate::negotiate::{self, Output};
+use crate::objects::{Objects, decode, store_error};
+use crate::request::ResourceRequest;
+
+/// How long a watch lasts when the client names no `timeoutSeconds` (upstream picks 30–60
+/// minutes at random; clients re-watch from their last revision either way).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How often an idle watch that allows bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Everything the streaming task needs to render events.
+struct Renderer {
+    rt: &'static ResourceType,
+    output: Output,
+    labels: Selector,
+    fields: Selector,
+    name: Option<String>,
+    sent_columns: bool,
+}
+
+impl Renderer {
+    fn passes(&self, obj: &Value) -> bool {
+        self.name
+            .as_deref()
+            .is_none_or(|n| skiff_api::object::name(obj) == Some(n))
+            && selected(&self.labels, &self.fields, obj)
+    }
+
+    fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
+        let object = match self.output {
+            Output::Table { .. } if kind != "BOOKMARK" && kind != "ERROR" => {
+                let mut t = table::table(
+                    self.rt,
+                    std::slice::from_ref(obj),
+                    skiff_api::object::meta_str(obj, "resourceVersion").unwrap_or_default(),
+                    None,
+                    time::OffsetDateTime::now_utc(),
+                );
+                if self.sent_columns {
+                    t["columnDefinitions"] = Value::Null;
+                }
+                self.sent_columns = true;
+                t
+            }
+            _ => obj.clone(),
+        };
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object}))
+            .expect("JSON values always serialize");
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+
+    fn bookmark(&mut self, revision: Revision, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": revision.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj =
+            json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta});
+        self.line("BOOKMARK", &obj)
+    }
+
+    /// The lines one store event becomes for this watcher (none, or one).
+    fn event(&mut self, ev: &Event) -> Result<Option<Bytes>, ApiError> {
+        let prev = ev.prev.as_ref().map(decode).transpose()?;
+        let was = prev.as_ref().is_some_and(|p| self.passes(p));
+        match ev.kind {
+            EventKind::Delete => {
+                let Some(mut obj) = prev.filter(|_| was) else {
+                    return Ok(None);
+                };
+                skiff_api::object::metadata_mut(&mut obj)
+                    .insert("resourceVersion".into(), ev.revision().to_string().into());
+                Ok(Some(self.line("DELETED", &obj)))
+            }
+            EventKind::Put => {
+                let obj = decode(&ev.kv)?;
+                let is = self.passes(&obj);
+                Ok(match (was, is) {
+                    (true, true) => Some(self.line("MODIFIED", &obj)),
+                    (false, true) => Some(self.line("ADDED", &obj)),
+                    (true, false) => Some(self.line("DELETED", &obj)),
+                    (false, false) => None,
+                })
+            }
+        }
+    }
+}
+
+fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Starts a watch and answers with its stream.
+pub async fn serve(
+    objects: Objects,
+    rr: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let output = match negotiate::output(headers, true)? {
+        Output::Yaml => Output::Json,
+        o => o,
+    };
+    let (labels, fields) = selectors(rr.rt, query)?;
+    let mut r = Renderer {
+        rt: rr.rt,
+        output,
+        labels,
+        fields,
+        name: rr.name.clone(),
+        sent_columns: false,
+    };
+    let timeout = query
+        .number::<u64>("timeoutSeconds")?
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let bookmarks = query.flag("allowWatchBookmarks");
+    let rv: Option<Revision> = query.number("resourceVersion")?;
+    let send_initial = match query.get("sendInitialEvents") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => rv.unwrap_or(0) == 0,
+    };
+    if send_initial && query.get("sendInitialEvents") == Some("true") && !bookmarks {
+        return Err(ApiError::invalid(
+            rr.rt,
+            "",
+            vec![skiff_api::Cause::forbidden(
+                "allowWatchBookmarks",
+                "sendInitialEvents requires allowWatchBookmarks=true",
+            )],
+        ));
+    }
+    let ns = rr.namespace.clone();
+    let prefix = rr.rt.storage_list_prefix(ns.as_deref());
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+
+    // The initial state, then a watch from exactly its revision.
+    let mut initial = Vec::new();
+    let start = if send_initial {
+        let page = objects
+            .list(rr.rt, ns.as_deref(), 0, None, None, |o| r.passes(o))
+            .await?;
+        for obj in &page.items {
+            initial.push(r.line("ADDED", obj));
+        }
+        if query.get("sendInitialEvents") == Some("true") {
+            initial.push(r.bookmark(page.revision, true));
+        }
+        page.revision
+    } else {
+        rv.unwrap_or(0)
+    };
+    let mut stream = match objects.store().watch(&prefix, start).await {
+        Ok(s) => s,
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
+            let msg = match compacted {
+                Some(c) => format!("too old resource version: {requested} ({c})"),
+                None => format!("too old resource version: {requested}"),
+            };
+            let status = ApiError::expired(msg).to_status();
+            let line = r.line("ERROR", &status);
+            let _ = tx.try_send(line);
+            drop(tx);
+            return Ok(stream_response(rx));
+        }
+        Err(e) => return Err(store_error(rr.rt, "", e)),
+    };
+
+    tokio::spawn(async move {
+        for line in initial {
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = start;
+        let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if tx.send(r.bookmark(last, false)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+                ev = stream.next() => {
+                    let ev = match ev {
+                        Some(Ok(ev)) => ev,
+                        // Too slow or the store went away: end the stream, and the client
+                        // re-watches from its last revision.
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "watch ended");
+                            return;
+                        }
+                        None => return,
+                    };
+                    last = ev.revision();
+                    match r.event(&ev) {
+                        Ok(Some(line)) => {
+                            if tx.send(line).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = tx.send(r.line("ERROR", &e.to_status())).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(stream_response(rx))
+}

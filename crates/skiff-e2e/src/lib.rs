@@ -1,0 +1,289 @@
+//! The harness for end-to-end tests: a real API server on loopback (its own data directory,
+//! embedded datastore, ephemeral port) and the real clients that drive it — every versioned
+//! kubectl on the machine, and curl for raw HTTP.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use serde_json::Value;
+use skiff_apiserver::{RunningServer, ServerConfig};
+use skiff_store::Store;
+
+/// Where the machine's versioned kubectl binaries live (Google Cloud SDK's layout).
+const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
+
+/// The kubectl minor versions the acceptance covers.
+pub const KUBECTL_MINORS: std::ops::RangeInclusive<u32> = 28..=33;
+
+/// A running server for one test.
+pub struct TestServer {
+    // Dropped first: the server stops before its runtime and directories go.
+    server: Option<RunningServer>,
+    runtime: tokio::runtime::Runtime,
+    pub store: Arc<dyn Store>,
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let data_dir = dir.path().to_path_buf();
+        let (server, store) = runtime.block_on(async {
+            let store = skiff_store::open(skiff_store::DatastoreConfig::embedded(
+                data_dir.join("db/state.redb"),
+            ))
+            .await
+            .expect("open the embedded datastore");
+            let server = skiff_apiserver::start(ServerConfig {
+                data_dir: data_dir.clone(),
+                bind_address: "127.0.0.1".parse().unwrap(),
+                https_port: 0,
+                write_kubeconfig: Some(data_dir.join("kubeconfig")),
+                store: store.clone(),
+            })
+            .await
+            .expect("start the API server");
+            (server, store)
+        });
+        TestServer {
+            server: Some(server),
+            runtime,
+            store,
+            dir,
+        }
+    }
+
+    fn server(&self) -> &RunningServer {
+        self.server.as_ref().expect("server is running")
+    }
+
+    pub fn url(&self) -> &str {
+        &self.server().url
+    }
+
+    pub fn token(&self) -> &str {
+        &self.server().admin_token
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.crt")
+    }
+
+    /// Runs a future on the server's runtime (for direct datastore access).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// A kubectl of the given minor version against this server, with its own cache dir.
+    pub fn kubectl(&self, minor: u32) -> Kubectl {
+        Kubectl {
+            bin: kubectl_binary(minor),
+            kubeconfig: self.kubeconfig(),
+            cache: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A raw HTTPS request with curl (the admin token unless `token` says otherwise).
+    pub fn http(&self, method: &str, path: &str) -> Http<'_> {
+        Http {
+            server: self,
+            method: method.to_string(),
+            path: path.to_string(),
+            headers: Vec::new(),
+            body: None,
+            token: Some(self.token().to_string()),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _guard = self.runtime.enter();
+            drop(server);
+        }
+    }
+}
+
+/// The path of `kubectl.1.<minor>`; panics with what to install when it is missing.
+pub fn kubectl_binary(minor: u32) -> PathBuf {
+    let path = Path::new(KUBECTL_DIR).join(format!("kubectl.1.{minor}"));
+    assert!(
+        path.exists(),
+        "{} is missing: these tests drive the versioned kubectl binaries of the Google Cloud SDK \
+         (package google-cloud-cli, component kubectl)",
+        path.display()
+    );
+    path
+}
+
+pub struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    cache: tempfile::TempDir,
+}
+
+impl Kubectl {
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args)
+            .env_remove("KUBECONFIG");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run kubectl")
+    }
+
+    /// Runs with `stdin` fed to the process.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("wait for kubectl")
+    }
+
+    /// Runs and expects success; answers stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        check(&self.bin, args, self.run(args))
+    }
+
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        check(&self.bin, args, self.run_with_stdin(args, stdin))
+    }
+
+    /// Runs and expects failure; answers stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "{} {args:?} should have failed; stdout:\n{}",
+            self.bin.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `-o json` output, parsed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).expect("kubectl printed JSON")
+    }
+}
+
+fn check(bin: &Path, args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        bin.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A raw request, sent with curl.
+pub struct Http<'a> {
+    server: &'a TestServer,
+    method: String,
+    path: String,
+    headers: Vec<String>,
+    body: Option<Vec<u8>>,
+    token: Option<String>,
+}
+
+/// A raw response: status code and body.
+pub struct Reply {
+    pub code: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+impl Http<'_> {
+    pub fn header(mut self, h: &str) -> Self {
+        self.headers.push(h.to_string());
+        self
+    }
+
+    pub fn json(self, body: &Value) -> Self {
+        self.header("Content-Type: application/json")
+            .body(body.to_string().into_bytes())
+    }
+
+    pub fn body(mut self, body: Vec<u8>) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub fn without_token(mut self) -> Self {
+        self.token = None;
+        self
+    }
+
+    pub fn send(self) -> Reply {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--cacert"])
+            .arg(self.server.ca_file())
+            .args(["-X", &self.method, "-w", "\n%{http_code}"]);
+        if let Some(t) = &self.token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        for h in &self.headers {
+            cmd.args(["-H", h]);
+        }
+        if self.body.is_some() {
+            cmd.args(["--data-binary", "@-"]);
+        }
+        cmd.arg(format!("{}{}", self.server.url(), self.path));
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run curl (apt-get install curl)");
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(b) = &self.body {
+            stdin.write_all(b).unwrap();
+        }
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait for curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        Reply {
+            code: code.trim().parse().unwrap_or_else(|_| {
+                panic!("curl failed: {}", String::from_utf8_lossy(&out.stderr))
+            }),
+            body: body.to_string(),
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The API's HTTP contract, driven with curl: Status errors with upstream's codes and
+//! reasons, consistent pagination, watches that resume from a resourceVersion, discovery's
+//! exact content types.
+
+use serde_json::{Value, json};
+use skiff_e2e::TestServer;
+
+const CM: &str = "/api/v1/namespaces/default/configmaps";
+
+fn configmap(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+}
+
+fn assert_status(reply: &skiff_e2e::Reply, code: u16, reason: &str) -> Value {
+    let body = reply.json();
+    assert_eq!(reply.code, code, "{body}");
+    assert_eq!(body["kind"], "Status", "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["reason"], reason, "{body}");
+    body
+}
+
+#[test]
+fn bad_requests_get_status_objects_with_the_right_codes() {
+    let s = TestServer::start();
+    let unauth = s.http("GET", CM).without_token().send();
+    assert_status(&unauth, 401, "Unauthorized");
+    assert_eq!(s.http("GET", "/version").without_token().send().code, 200);
+    assert_eq!(s.http("GET", "/readyz").without_token().send().body, "ok");
+
+    let malformed = s
+        .http("POST", CM)
+        .header("Content-Type: application/json")
+        .body(b"{nope".to_vec())
+        .send();
+    assert_status(&malformed, 400, "BadRequest");
+    let yaml = s
+        .http("POST", CM)
+        .header("Content-Type: application/yaml")
+        .body(b"a: [unclosed".to_vec())
+        .send();
+    assert_status(&yaml, 400, "BadRequest");
+    let wrong_type = s
+        .http("POST", CM)
+        .header("Content-Type: text/plain")
+        .body(b"{}".to_vec())
+        .send();
+    assert_status(&wrong_type, 415, "UnsupportedMediaType");
+    let huge = s
+        .http("POST", CM)
+        .header("Content-Type: application/json")
+        .body(vec![b' '; 4 * 1024 * 1024])
+        .send();
+    assert_status(&huge, 413, "RequestEntityTooLarge");
+    assert_status(&s.http("GET", "/api/v1/widgets").send(), 404, "NotFound");
+    assert_status(
+        &s.http("GET", "/apis/apps/v2/deployments").send(),
+        404,
+        "NotFound",
+    );
+    assert_status(
+        &s.http("PUT", CM).json(&configmap("x")).send(),
+        405,
+        "MethodNotAllowed",
+    );
+    let bad_selector = s
+        .http("GET", &format!("{CM}?labelSelector=a%20in%20b"))
+        .send();
+    assert_status(&bad_selector, 400, "BadRequest");
+    let bad_field = s
+        .http("GET", &format!("{CM}?fieldSelector=data.k%3Dv"))
+        .send();
+    let body = assert_status(&bad_field, 400, "BadRequest");
+    assert_eq!(body["message"], "field label not supported: data.k");
+
+    assert_eq!(s.http("POST", CM).json(&configmap("once")).send().code, 201);
+    let again = assert_status(
+        &s.http("POST", CM).json(&configmap("once")).send(),
+        409,
+        "AlreadyExists",
+    );
+    assert_eq!(again["message"], r#"configmaps "once" already exists"#);
+    assert_eq!(again["details"]["name"], "once");
+
+    let missing_ns = s
+        .http("POST", "/api/v1/namespaces/nowhere/configmaps")
+        .json(&configmap("x"))
+        .send();
+    let body = assert_status(&missing_ns, 404, "NotFound");
+    assert_eq!(body["message"], r#"namespaces "nowhere" not found"#);
+
+    let invalid = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "Bad_Name"},
+        "spec": {"replicas": -1, "template": {"spec": {"containers": [{"name": "c"}]}}}});
+    let reply = s
+        .http("POST", "/apis/apps/v1/namespaces/default/deployments")
+        .json(&invalid)
+        .send();
+    let body = assert_status(&reply, 422, "Invalid");
+    let fields: Vec<&str> = body["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    for f in [
+        "metadata.name",
+        "spec.replicas",
+        "spec.selector",
+        "spec.template.spec.containers[0].image",
+    ] {
+        assert!(fields.contains(&f), "{f} missing from {fields:?}");
+    }
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"Deployment.apps "Bad_Name" is invalid: ["#)
+    );
+
+    let kind_mismatch = s
+        .http("POST", CM)
+        .json(&json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}))
+        .send();
+    assert_status(&kind_mismatch, 400, "BadRequest");
+}
+
+#[test]
+fn updates_are_guarded_by_resource_version() {
+    let s = TestServer::start();
+    let created = s.http("POST", CM).json(&configmap("guarded")).send().json();
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut next = created.clone();
+    next["data"]["k"] = "v2".into();
+    let ok = s.http("PUT", &format!("{CM}/guarded")).json(&next).send();
+    assert_eq!(ok.code, 200, "{}", ok.body);
+    let updated = ok.json();
+    assert_ne!(updated["metadata"]["resourceVersion"].as_str().unwrap(), rv);
+    assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+    // The same stale version again: someone else's write got in between.
+    let stale = s.http("PUT", &format!("{CM}/guarded")).json(&next).send();
+    let body = assert_status(&stale, 409, "Conflict");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the object has been modified"),
+        "{body}"
+    );
+    // A merge patch naming an old resourceVersion is a precondition too.
+    let patch = json!({"metadata": {"resourceVersion": rv}, "data": {"k": "v3"}});
+    let reply = s
+        .http("PATCH", &format!("{CM}/guarded"))
+        .header("Content-Type: application/merge-patch+json")
+        .body(patch.to_string().into_bytes())
+        .send();
+    assert_status(&reply, 409, "Conflict");
+    let reply = s
+        .http("PATCH", &format!("{CM}/guarded"))
+        .header("Content-Type: application/json-patch+json")
+        .body(br#"[{"op":"test","path":"/data/k","value":"nope"}]"#.to_vec())
+        .send();
+    assert_status(&reply, 422, "Invalid");
+    let reply = s
+        .http("PATCH", &format!("{CM}/guarded"))
+        .header("Content-Type: application/json")
+        .body(b"{}".to_vec())
+        .send();
+    assert_status(&reply, 415, "UnsupportedMediaType");
+
+    let deleted = s
+        .http("DELETE", &format!("{CM}/guarded"))
+        .json(&json!({"preconditions": {"uid": "not-the-uid"}}))
+        .send();
+    assert_status(&deleted, 409, "Conflict");
+    let deleted = s
+        .http("DELETE", &format!("{CM}/guarded"))
+        .json(&json!({"propagationPolicy": "Background"}))
+        .send();
+    assert_eq!(deleted.code, 200);
+    assert_eq!(deleted.json()["metadata"]["name"], "guarded");
+    assert_status(
+        &s.http("GET", &format!("{CM}/guarded")).send(),
+        404,
+        "NotFound",
+    );
+}
+
+#[test]
+fn lists_paginate_over_one_snapshot() {
+    let s = TestServer::start();
+    for i in 0..5 {
+        assert_eq!(
+            s.http("POST", CM)
+                .json(&configmap(&format!("page-{i}")))
+                .send()
+                .code,
+            201
+        );
+    }
+    let first = s.http("GET", &format!("{CM}?limit=2")).send().json();
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let rv = first["metadata"]["resourceVersion"].clone();
+    let mut token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    // Writes after the first page do not show up in later pages.
+    s.http("POST", CM).json(&configmap("page-9")).send();
+    s.http("DELETE", &format!("{CM}/page-4")).send();
+    let mut names: Vec<String> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    loop {
+        let page = s
+            .http("GET", &format!("{CM}?limit=2&continue={token}"))
+            .send()
+            .json();
+        assert_eq!(page["metadata"]["resourceVersion"], rv);
+        names.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        match page["metadata"]["continue"].as_str() {
+            Some(t) => token = t.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["page-0", "page-1", "page-2", "page-3", "page-4"]);
+    let garbage = s
+        .http("GET", &format!("{CM}?limit=2&continue=garbage"))
+        .send();
+    assert_status(&garbage, 400, "BadRequest");
+
+    // Once the snapshot is compacted away the token is too old: 410.
+    let now = s.block_on(s.store.current_revision()).unwrap();
+    s.block_on(s.store.compact(now)).unwrap();
+    let expired = s
+        .http("GET", &format!("{CM}?limit=2&continue={token}"))
+        .send();
+    assert_status(&expired, 410, "Expired");
+}
+
+#[test]
+fn watches_resume_from_a_resource_version_and_expire_when_compacted() {
+    let s = TestServer::start();
+    let a = s.http("POST", CM).json(&configmap("w-a")).send().json();
+    let rv_a = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.http("POST", CM).json(&configmap("w-b")).send();
+    s.http("DELETE", &format!("{CM}/w-a")).send();
+
+    // From a's version: b's creation and a's deletion, in order, and then the timeout ends it.
+    let reply = s
+        .http(
+            "GET",
+            &format!("{CM}?watch=true&resourceVersion={rv_a}&timeoutSeconds=1"),
+        )
+        .send();
+    assert_eq!(reply.code, 200);
+    let events: Vec<Value> = reply
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ADDED".to_string(), "w-b".to_string()),
+            ("DELETED".to_string(), "w-a".to_string())
+        ]
+    );
+
+    // Label selectors: only matching objects, and a label change that leaves the set is a DELETED.
+    let mut labelled = configmap("w-l");
+    labelled["metadata"]["labels"] = json!({"app": "x"});
+    let created = s.http("POST", CM).json(&labelled).send().json();
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = s
+        .http("PATCH", &format!("{CM}/w-l"))
+        .header("Content-Type: application/merge-patch+json")
+        .body(br#"{"metadata":{"labels":{"app":"y"}}}"#.to_vec())
+        .send();
+    assert_eq!(reply.code, 200);
+    let reply = s
+        .http(
+            "GET",
+            &format!("{CM}?watch=true&resourceVersion=1&labelSelector=app%3Dx&timeoutSeconds=1"),
+        )
+        .send();
+    let types: Vec<String> = reply
+        .body
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types, ["ADDED", "DELETED"], "{}", reply.body);
+    let _ = rv;
+
+    // No resourceVersion: the current objects first, as ADDED.
+    let reply = s
+        .http("GET", &format!("{CM}?watch=true&timeoutSeconds=1"))
+        .send();
+    let names: Vec<String> = reply
+        .body
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["w-b", "w-l"]);
+
+    // sendInitialEvents ends its initial events with the initial-events-end bookmark.
+    let reply = s
+        .http("GET", &format!("{CM}?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"))
+        .send();
+    let last: Value = serde_json::from_str(reply.body.lines().nth(2).unwrap()).unwrap();
+    assert_eq!(last["type"], "BOOKMARK");
+    assert_eq!(
+        last["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // History compacted away: the watch answers an ERROR event carrying 410 Expired.
+    let now = s.block_on(s.store.current_revision()).unwrap();
+    s.block_on(s.store.compact(now)).unwrap();
+    let reply = s
+        .http("GET", &format!("{CM}?watch=true&resourceVersion={rv_a}"))
+        .send();
+    let event: Value = serde_json::from_str(reply.body.lines().next().unwrap()).unwrap();
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Expired");
+}
+
+#[test]
+fn discovery_answers_in_the_format_asked_for() {
+    let s = TestServer::start();
+    let v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    let reply = s
+        .http("GET", "/apis")
+        .header(&format!("Accept: {v2},application/json"))
+        .send();
+    let doc = reply.json();
+    assert_eq!(doc["apiVersion"], "apidiscovery.k8s.io/v2");
+    let v2beta1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+    let doc = s
+        .http("GET", "/api")
+        .header(&format!("Accept: {v2beta1},application/json"))
+        .send()
+        .json();
+    assert_eq!(doc["apiVersion"], "apidiscovery.k8s.io/v2beta1");
+    assert_eq!(doc["items"][0]["versions"][0]["version"], "v1");
+    let legacy = s.http("GET", "/api").send().json();
+    assert_eq!(legacy["kind"], "APIVersions");
+    let groups = s.http("GET", "/apis").send().json();
+    assert_eq!(groups["kind"], "APIGroupList");
+    let apps = s.http("GET", "/apis/apps/v1").send().json();
+    assert_eq!(apps["kind"], "APIResourceList");
+    let index = s.http("GET", "/openapi/v3").send().json();
+    let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc = s.http("GET", &url).send().json();
+    assert_eq!(doc["openapi"], "3.0.0");
+}

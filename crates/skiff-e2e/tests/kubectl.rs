@@ -1,0 +1,326 @@
+//! Real kubectl binaries, 1.28 to 1.33, against a real server.
+
+use serde_json::Value;
+use skiff_e2e::{KUBECTL_MINORS, TestServer};
+
+#[test]
+fn every_kubectl_discovers_the_api_and_sees_the_built_in_objects() {
+    let server = TestServer::start();
+    for minor in KUBECTL_MINORS {
+        let k = server.kubectl(minor);
+        let version = k.json(&["version"]);
+        assert_eq!(
+            version["serverVersion"]["gitVersion"], "v1.33.0+skiff",
+            "kubectl 1.{minor}"
+        );
+
+        let resources = k.ok(&["api-resources"]);
+        for (name, short) in [
+            ("deployments", "deploy"),
+            ("pods", "po"),
+            ("services", "svc"),
+            ("nodes", "no"),
+        ] {
+            assert!(
+                resources
+                    .lines()
+                    .any(|l| l.starts_with(name) && l.contains(short)),
+                "kubectl 1.{minor} api-resources lacks {name}/{short}:\n{resources}"
+            );
+        }
+
+        let namespaces = k.ok(&["get", "ns"]);
+        for ns in skiff_apiserver::BUILT_IN_NAMESPACES {
+            assert!(namespaces.contains(ns), "kubectl 1.{minor}: {namespaces}");
+        }
+        assert!(
+            namespaces.starts_with("NAME"),
+            "server-side table columns: {namespaces}"
+        );
+        assert!(namespaces.lines().next().unwrap().contains("STATUS"));
+
+        let svc = k.ok(&["get", "svc", "kubernetes", "-o", "wide"]);
+        assert!(
+            svc.contains("10.43.0.1") && svc.contains("443/TCP"),
+            "{svc}"
+        );
+        assert!(k.ok(&["cluster-info"]).contains("is running at"));
+        // kubectl ≥ 1.32 sends this review as protobuf, which the server does not read yet.
+        if minor <= 31 {
+            assert_eq!(
+                k.ok(&["auth", "can-i", "create", "deployments"]).trim(),
+                "yes"
+            );
+        }
+    }
+}
+
+/// The hello-node steps that need no protobuf, OpenAPI or strategic merge patch, with each
+/// kubectl that sends JSON bodies for typed creates (≤ 1.31).
+#[test]
+fn hello_node_deployment_lifecycle_with_json_kubectls() {
+    let server = TestServer::start();
+    for minor in 28..=31 {
+        let k = server.kubectl(minor);
+        let name = format!("hello-node-{minor}");
+        k.ok(&[
+            "create",
+            "deployment",
+            &name,
+            "--image=registry.local/hello-node:v1",
+            "--port=8080",
+        ]);
+
+        let table = k.ok(&["get", "deployments", &name]);
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+            "kubectl 1.{minor}"
+        );
+        assert!(table.contains("0/1"), "{table}");
+        let wide = k.ok(&["get", "deploy", &name, "-o", "wide"]);
+        assert!(
+            wide.contains("registry.local/hello-node:v1") && wide.contains(&format!("app={name}")),
+            "{wide}"
+        );
+
+        let d = k.json(&["get", "deployment", &name]);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+            8080
+        );
+        assert_eq!(d["metadata"]["generation"], 1);
+
+        k.ok(&["scale", "deployment", &name, "--replicas=4"]);
+        let d = k.json(&["get", "deployment", &name]);
+        assert_eq!(d["spec"]["replicas"], 4);
+        assert_eq!(d["metadata"]["generation"], 2);
+
+        k.ok(&[
+            "patch",
+            "deployment",
+            &name,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"labels":{"tier":"web"}}}"#,
+        ]);
+        k.ok(&[
+            "patch",
+            "deployment",
+            &name,
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#,
+        ]);
+        let d = k.json(&["get", "deployment", &name]);
+        assert_eq!(d["metadata"]["labels"]["tier"], "web");
+        assert_eq!(d["spec"]["replicas"], 2);
+        assert_eq!(
+            d["metadata"]["generation"], 3,
+            "labels do not count as spec changes"
+        );
+
+        let yaml = k.ok(&["get", "deployment", &name, "-o", "yaml"]);
+        assert!(
+            yaml.contains("kind: Deployment") && yaml.contains("replicas: 2"),
+            "{yaml}"
+        );
+
+        let described = k.ok(&["describe", "deployment", &name]);
+        assert!(
+            described.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
+            "{described}"
+        );
+
+        assert!(
+            k.ok(&["get", "all"])
+                .contains(&format!("deployment.apps/{name}"))
+        );
+        k.ok(&["delete", "deployment", &name]);
+        let err = k.fails(&["get", "deployment", &name]);
+        assert!(
+            err.contains(&format!("deployments.apps \"{name}\" not found")),
+            "{err}"
+        );
+    }
+}
+
+/// kubectl ≥ 1.32 sends protobuf for typed creates; manifests (`create -f`) go as JSON.
+#[test]
+fn manifests_create_with_every_kubectl() {
+    let server = TestServer::start();
+    for minor in KUBECTL_MINORS {
+        let k = server.kubectl(minor);
+        let manifest = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings-{minor}\n  labels:\n    app: hello\ndata:\n  greeting: hi\n"
+        );
+        // kubectl 1.28 validates against OpenAPI v2 (not served yet); later ones ask the
+        // server to validate, which the OpenAPI v3 documents tell them it does.
+        let validate = if minor <= 28 {
+            "--validate=false"
+        } else {
+            "--validate=strict"
+        };
+        k.ok_stdin(&["create", "-f", "-", validate], &manifest);
+        let cm = k.json(&["get", "configmap", &format!("settings-{minor}")]);
+        assert_eq!(cm["data"]["greeting"], "hi");
+        assert!(
+            cm["metadata"]["uid"]
+                .as_str()
+                .is_some_and(|u| u.len() == 36)
+        );
+        let listed = k.ok(&["get", "cm", "-l", "app=hello"]);
+        assert!(listed.contains(&format!("settings-{minor}")), "{listed}");
+    }
+    let k = server.kubectl(33);
+    let all = k.json(&["get", "cm", "-l", "app=hello"]);
+    assert_eq!(
+        all["items"].as_array().map(Vec::len),
+        Some(KUBECTL_MINORS.count())
+    );
+}
+
+#[test]
+fn get_watch_sees_a_change() {
+    use std::io::{BufRead, BufReader};
+    let server = TestServer::start();
+    // kubectl prints the header with the first row; give the initial list one.
+    server.kubectl(31).ok(&["create", "configmap", "present"]);
+    for minor in [28, 33] {
+        let k = server.kubectl(minor);
+        let mut child = k
+            .command(&["get", "configmaps", "--watch", "--output-watch-events"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // A watch that never delivers must fail the test, not hang it.
+        let watchdog = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            kill_process(pid);
+        });
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let header = lines.next().unwrap().unwrap();
+        assert!(header.starts_with("EVENT"), "{header}");
+        let first = lines.next().unwrap().unwrap();
+        assert!(
+            first.starts_with("ADDED") && first.contains("present"),
+            "{first}"
+        );
+        let name = format!("watched-{minor}");
+        server
+            .kubectl(31)
+            .ok(&["create", "configmap", &name, "--from-literal=a=1"]);
+        let seen = lines
+            .map_while(Result::ok)
+            .find(|l| l.contains(&name))
+            .expect("the watch printed the new configmap before the watchdog fired");
+        assert!(seen.starts_with("ADDED"), "{seen}");
+        let cells: Vec<&str> = seen.split_whitespace().collect();
+        assert_eq!(cells[2], "1", "DATA column: {seen}");
+        child.kill().ok();
+        child.wait().ok();
+        drop(watchdog);
+    }
+}
+
+fn kill_process(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+}
+
+#[test]
+fn errors_reach_kubectl_as_upstream_prints_them() {
+    let server = TestServer::start();
+    let k = server.kubectl(31);
+    k.ok(&["create", "configmap", "twice"]);
+    let err = k.fails(&["create", "configmap", "twice"]);
+    assert!(
+        err.contains(r#"configmaps "twice" already exists"#),
+        "{err}"
+    );
+    let err = k.fails(&["create", "configmap", "x", "-n", "nowhere"]);
+    assert!(err.contains(r#"namespaces "nowhere" not found"#), "{err}");
+    let err = k.fails(&["get", "widgets"]);
+    assert!(
+        err.contains(r#"the server doesn't have a resource type "widgets""#),
+        "{err}"
+    );
+    // Upstream's kubectl skips objects it cannot get and says so.
+    let err = k.fails(&["scale", "deployment", "missing", "--replicas=2"]);
+    assert!(err.contains("no objects passed to scale"), "{err}");
+    let out: Value = k.json(&["get", "ns", "default"]);
+    assert_eq!(out["status"]["phase"], "Active");
+}
+
+/// Client-side apply (twice: the second is "unchanged"), `set image`, `rollout restart` and
+/// `edit` all send strategic merge patches.
+#[test]
+fn apply_set_image_restart_and_edit_patch_strategically() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/web:v2/web:v3/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for minor in [29, 31, 33] {
+        let k = server.kubectl(minor);
+        let name = format!("applied-{minor}");
+        let manifest = |replicas: u32| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: web\n        image: web:v1\n      - name: sidecar\n        image: side:v1\n"
+            )
+        };
+        assert!(
+            k.ok_stdin(&["apply", "-f", "-"], &manifest(2))
+                .contains("created")
+        );
+        assert!(
+            k.ok_stdin(&["apply", "-f", "-"], &manifest(2))
+                .contains("unchanged")
+        );
+        k.ok(&["set", "image", &format!("deployment/{name}"), "web=web:v2"]);
+        k.ok(&["rollout", "restart", &format!("deployment/{name}")]);
+        let out = k
+            .command(&["edit", &format!("deployment/{name}")])
+            .env("EDITOR", &editor)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "edit: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let d = k.json(&["get", "deployment", &name]);
+        let containers = &d["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["image"], "web:v3", "kubectl 1.{minor}");
+        assert_eq!(
+            containers[1]["image"], "side:v1",
+            "the other container is untouched"
+        );
+        assert!(
+            d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+                .is_string()
+        );
+        assert_eq!(
+            d["metadata"]["generation"], 4,
+            "three spec changes after the create"
+        );
+
+        // A changed manifest: apply's three-way merge sets replicas and the image it owns.
+        assert!(
+            k.ok_stdin(&["apply", "-f", "-"], &manifest(3))
+                .contains("configured")
+        );
+        let d = k.json(&["get", "deployment", &name]);
+        assert_eq!(d["spec"]["replicas"], 3);
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "web:v1"
+        );
+    }
+}
