@@ -425,4 +425,12 @@ mod tests {
             .is_err()
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_selectors_never_panic(input in "\\PC{0,40}") {
+            let _ = Selector::parse_labels(&input);
+            let _ = Selector::parse_fields(&input);
+        }
+    }
 }

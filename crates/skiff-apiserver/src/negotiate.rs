@@ -8,7 +8,11 @@ use serde_json::Value;
 use skiff_api::ApiError;
 
 /// The request body formats the API reads.
-pub const BODY_TYPES: &[&str] = &["application/json", "application/yaml"];
+pub const BODY_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 
 /// How a response is rendered.
@@ -87,7 +91,9 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
     match essence {
         "" | "application/json" => decode_json(body),
         "application/yaml" => decode_yaml(body),
-        PROTOBUF => Err(ApiError::unsupported_media_type(ct, BODY_TYPES)),
+        PROTOBUF => skiff_api::protobuf::decode_object(body).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+        }),
         _ => Err(ApiError::unsupported_media_type(ct, BODY_TYPES)),
     }
 }

@@ -55,12 +55,11 @@ fn every_kubectl_discovers_the_api_and_sees_the_built_in_objects() {
     }
 }
 
-/// The hello-node steps that need no protobuf, OpenAPI or strategic merge patch, with each
-/// kubectl that sends JSON bodies for typed creates (≤ 1.31).
+/// The hello-node deployment steps with every kubectl (≥ 1.32 creates with protobuf bodies).
 #[test]
-fn hello_node_deployment_lifecycle_with_json_kubectls() {
+fn hello_node_deployment_lifecycle() {
     let server = TestServer::start();
-    for minor in 28..=31 {
+    for minor in KUBECTL_MINORS {
         let k = server.kubectl(minor);
         let name = format!("hello-node-{minor}");
         k.ok(&[
