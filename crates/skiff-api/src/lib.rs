@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;
+pub mod schema;
 pub mod selectors;
 pub mod status;
 pub mod strategic;

@@ -1,21 +1,19 @@
 //! Reading `application/vnd.kubernetes.protobuf` bodies into the JSON form the server works
 //! with. kubectl ≥ 1.32 sends typed creates this way and has no fallback.
 //!
-//! The wire schema is Kubernetes' own: descriptors compiled from upstream's generated.proto
-//! files (`data/kubernetes-1.33.protoset`, made by `scripts/gen-protoset.sh`). Decoding walks
-//! those descriptors generically and applies Kubernetes' JSON conventions: proto field names
+//! Decoding walks the type schema ([`crate::schema`], Kubernetes' own descriptors)
+//! generically and applies Kubernetes' JSON conventions: proto field names
 //! are the JSON names, `Time` becomes RFC 3339, `IntOrString` a number or a string,
 //! `Quantity` its string, `RawExtension`/`FieldsV1` their embedded JSON, `bytes` base64, maps
 //! objects. Absent optional fields stay absent (proto2 keeps presence).
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 use base64::Engine;
-use prost::Message as _;
-use prost_types::field_descriptor_proto::{Label, Type};
-use prost_types::{DescriptorProto, FileDescriptorSet};
+use prost_types::field_descriptor_proto::Type;
 use serde_json::{Map, Value};
+
+use crate::schema::{FieldDef, message_name, schema};
 
 /// The magic prefix of Kubernetes' protobuf envelope.
 pub const MAGIC: &[u8] = b"k8s\0";
@@ -32,79 +30,6 @@ pub enum ProtobufError {
 
 fn malformed(what: impl Into<String>) -> ProtobufError {
     ProtobufError::Malformed(what.into())
-}
-
-#[derive(Debug)]
-struct FieldDef {
-    name: String,
-    ty: Type,
-    repeated: bool,
-    /// Fully qualified message name for message fields (`.api.core.v1.PodSpec`).
-    type_name: String,
-}
-
-#[derive(Debug, Default)]
-struct MessageDef {
-    fields: HashMap<u32, FieldDef>,
-    map_entry: bool,
-}
-
-/// Every message of the served API groups, by fully qualified name.
-struct Schema {
-    messages: HashMap<String, MessageDef>,
-}
-
-fn collect(prefix: &str, msg: &DescriptorProto, out: &mut HashMap<String, MessageDef>) {
-    let full = format!("{prefix}.{}", msg.name());
-    let mut def = MessageDef {
-        map_entry: msg.options.as_ref().is_some_and(|o| o.map_entry()),
-        ..MessageDef::default()
-    };
-    for f in &msg.field {
-        def.fields.insert(
-            f.number() as u32,
-            FieldDef {
-                // Kubernetes' proto field names are its JSON names.
-                name: f.name().to_string(),
-                ty: f.r#type(),
-                repeated: f.label() == Label::Repeated,
-                type_name: f.type_name().to_string(),
-            },
-        );
-    }
-    for nested in &msg.nested_type {
-        collect(&full, nested, out);
-    }
-    out.insert(full, def);
-}
-
-fn schema() -> &'static Schema {
-    static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let bytes = include_bytes!("../data/kubernetes-1.33.protoset");
-        let set = FileDescriptorSet::decode(&bytes[..]).expect(
-            "the committed descriptor set decodes (regenerate with scripts/gen-protoset.sh)",
-        );
-        let mut messages = HashMap::new();
-        for file in &set.file {
-            let prefix = format!(".{}", file.package());
-            for msg in &file.message_type {
-                collect(&prefix, msg, &mut messages);
-            }
-        }
-        Schema { messages }
-    })
-}
-
-/// The message that carries objects of `apiVersion`/`kind` (`.api.apps.v1.Deployment`).
-fn message_name(api_version: &str, kind: &str) -> String {
-    let (group, version) = crate::resources::split_api_version(api_version);
-    let short = if group.is_empty() {
-        "core"
-    } else {
-        group.split('.').next().unwrap_or(group)
-    };
-    format!(".api.{short}.{version}.{kind}")
 }
 
 /// A minimal protobuf wire reader.

@@ -18,6 +18,7 @@ use skiff_api::{ApiError, ResourceType, Subresource, fields, table};
 use skiff_store::Revision;
 
 use crate::continue_token;
+use crate::field_validation::{Directive, with_warnings};
 use crate::negotiate::{self, Output};
 use crate::objects::{Objects, Stored};
 use crate::request::{self, ResourceRequest, Verb};
@@ -132,9 +133,9 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
         Verb::Get => get(&state, &rr, &headers).await,
         Verb::List => list(&state, &rr, &query, &headers).await,
         Verb::Watch => watch::serve(state.objects.clone(), &rr, &query, &headers).await,
-        Verb::Create => create(&state, &rr, &headers, &body).await,
-        Verb::Update => update(&state, &rr, &headers, &body).await,
-        Verb::Patch => patch(&state, &rr, &headers, &body).await,
+        Verb::Create => create(&state, &rr, &query, &headers, &body).await,
+        Verb::Update => update(&state, &rr, &query, &headers, &body).await,
+        Verb::Patch => patch(&state, &rr, &query, &headers, &body).await,
         Verb::Delete => delete(&state, &rr, &query, &headers, &body).await,
         Verb::DeleteCollection => delete_collection(&state, &rr, &query, &headers, &body).await,
     }
@@ -293,6 +294,7 @@ async fn check_namespace_open(
 async fn create(
     state: &ApiState,
     rr: &ResourceRequest,
+    query: &Query,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
@@ -300,12 +302,17 @@ async fn create(
     if rr.subresource.is_some() || rr.name.is_some() {
         return Err(ApiError::method_not_supported(rr.rt, "POST"));
     }
+    let directive = Directive::from_query(query)?;
     let mut obj = negotiate::decode_body(headers, body)?;
+    let warnings = directive.apply(&rr.rt.api_version(), rr.rt.kind, &mut obj)?;
     strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     check_namespace_open(state, rr.rt, rr.namespace.as_deref(), &name).await?;
     let stored = state.objects.create(rr.rt, &obj).await?;
-    Ok(respond(StatusCode::CREATED, &stored.object, output))
+    Ok(with_warnings(
+        respond(StatusCode::CREATED, &stored.object, output),
+        &warnings,
+    ))
 }
 
 /// A body's resourceVersion, if it names one, must be the stored one.
@@ -323,53 +330,70 @@ fn check_precondition(
     }
 }
 
-/// Stores `new` as the next version of `old` through the given subresource.
+/// Stores `new` as the next version of `old` through the given subresource; answers the
+/// stored object and the field validation warnings.
 async fn write_update(
     state: &ApiState,
     rr: &ResourceRequest,
     mut new: Value,
     old: &Stored,
-) -> Result<Stored, ApiError> {
+    directive: Directive,
+) -> Result<(Stored, Vec<String>), ApiError> {
+    let warnings;
     if rr.subresource == Some(Subresource::Scale) {
+        warnings = directive.apply("autoscaling/v1", "Scale", &mut new)?;
         new = apply_scale(rr.rt, &old.object, &new)?;
+    } else {
+        warnings = directive.apply(&rr.rt.api_version(), rr.rt.kind, &mut new)?;
     }
     let sub = rr.subresource.filter(|s| *s == Subresource::Status);
     strategy::prepare_update(rr.rt, &mut new, &old.object, sub)?;
-    state.objects.update(rr.rt, &new, old.mod_revision).await
+    let stored = state.objects.update(rr.rt, &new, old.mod_revision).await?;
+    Ok((stored, warnings))
 }
 
 async fn update(
     state: &ApiState,
     rr: &ResourceRequest,
+    query: &Query,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let output = negotiate::output(headers, false)?;
+    let directive = Directive::from_query(query)?;
     let new = negotiate::decode_body(headers, body)?;
     let old = state
         .objects
         .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
         .await?;
     check_precondition(rr.rt, name_of(rr), &new, old.mod_revision)?;
-    let stored = write_update(state, rr, new, &old).await?;
-    Ok(render_written(rr, &stored.object, output))
+    let (stored, warnings) = write_update(state, rr, new, &old, directive).await?;
+    Ok(render_written(rr, &stored.object, output, &warnings))
 }
 
-fn render_written(rr: &ResourceRequest, obj: &Value, output: Output) -> Response {
-    if rr.subresource == Some(Subresource::Scale) {
+fn render_written(
+    rr: &ResourceRequest,
+    obj: &Value,
+    output: Output,
+    warnings: &[String],
+) -> Response {
+    let response = if rr.subresource == Some(Subresource::Scale) {
         respond(StatusCode::OK, &scale_of(obj), output)
     } else {
         respond(StatusCode::OK, obj, output)
-    }
+    };
+    with_warnings(response, warnings)
 }
 
 async fn patch(
     state: &ApiState,
     rr: &ResourceRequest,
+    query: &Query,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let output = negotiate::output(headers, false)?;
+    let directive = Directive::from_query(query)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -427,8 +451,10 @@ async fn patch(
             &patch_doc_meta(&patch_doc),
             old.mod_revision,
         )?;
-        match write_update(state, rr, target, &old).await {
-            Ok(stored) => return Ok(render_written(rr, &stored.object, output)),
+        match write_update(state, rr, target, &old, directive).await {
+            Ok((stored, warnings)) => {
+                return Ok(render_written(rr, &stored.object, output, &warnings));
+            }
             Err(e)
                 if e.reason == "Conflict"
                     && meta_str(&patch_doc_meta(&patch_doc), "resourceVersion").is_none() =>

@@ -6,6 +6,7 @@
 
 mod bootstrap;
 mod continue_token;
+mod field_validation;
 mod handlers;
 mod kubeconfig;
 mod negotiate;

@@ -323,3 +323,56 @@ fn apply_set_image_restart_and_edit_patch_strategically() {
         );
     }
 }
+
+/// Unknown fields: refused under `--validate=strict`, warned about under `warn`, dropped
+/// silently with `--validate=false`; never stored.
+#[test]
+fn field_validation_follows_the_directive() {
+    let server = TestServer::start();
+    for minor in [29, 33] {
+        let k = server.kubectl(minor);
+        let manifest = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  colour: blue\ndata:\n  a: b\nextra: 1\n"
+            )
+        };
+        let out = k.run_with_stdin(
+            &["create", "-f", "-", "--validate=strict"],
+            &manifest("strict"),
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(
+                r#"strict decoding error: unknown field "extra", unknown field "metadata.colour""#
+            ),
+            "kubectl 1.{minor}: {err}"
+        );
+        let out = k.run_with_stdin(
+            &["create", "-f", "-", "--validate=warn"],
+            &manifest(&format!("warn-{minor}")),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(r#"Warning: unknown field "extra""#),
+            "kubectl 1.{minor}: {err}"
+        );
+        let out = k.run_with_stdin(
+            &["create", "-f", "-", "--validate=false"],
+            &manifest(&format!("ignore-{minor}")),
+        );
+        assert!(out.status.success());
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+        let stored = k.json(&["get", "configmap", &format!("warn-{minor}")]);
+        assert!(
+            stored.get("extra").is_none() && stored["metadata"].get("colour").is_none(),
+            "{stored}"
+        );
+        assert_eq!(stored["data"]["a"], "b");
+    }
+}

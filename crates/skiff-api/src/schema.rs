@@ -1,0 +1,242 @@
+//! The type schema of the served API: Kubernetes' own protobuf descriptors, compiled from
+//! upstream's generated.proto files (`data/kubernetes-1.33.protoset`, made by
+//! `scripts/gen-protoset.sh`). It names every field of every message, which is what decoding
+//! protobuf bodies and finding unknown fields in JSON ones both need. Proto field names are
+//! the JSON names.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use prost::Message as _;
+use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::{DescriptorProto, FileDescriptorSet};
+
+#[derive(Debug)]
+pub struct FieldDef {
+    pub name: String,
+    pub ty: Type,
+    pub repeated: bool,
+    /// Fully qualified message name for message fields (`.api.core.v1.PodSpec`).
+    pub type_name: String,
+}
+
+#[derive(Debug, Default)]
+pub struct MessageDef {
+    pub fields: HashMap<u32, FieldDef>,
+    /// JSON name → field number.
+    pub by_name: HashMap<String, u32>,
+    pub map_entry: bool,
+}
+
+/// Every message of the served API groups, by fully qualified name.
+pub struct Schema {
+    pub messages: HashMap<String, MessageDef>,
+}
+
+fn collect(prefix: &str, msg: &DescriptorProto, out: &mut HashMap<String, MessageDef>) {
+    let full = format!("{prefix}.{}", msg.name());
+    let mut def = MessageDef {
+        map_entry: msg.options.as_ref().is_some_and(|o| o.map_entry()),
+        ..MessageDef::default()
+    };
+    for f in &msg.field {
+        def.by_name.insert(f.name().to_string(), f.number() as u32);
+        def.fields.insert(
+            f.number() as u32,
+            FieldDef {
+                // Kubernetes' proto field names are its JSON names.
+                name: f.name().to_string(),
+                ty: f.r#type(),
+                repeated: f.label() == Label::Repeated,
+                type_name: f.type_name().to_string(),
+            },
+        );
+    }
+    for nested in &msg.nested_type {
+        collect(&full, nested, out);
+    }
+    out.insert(full, def);
+}
+
+pub fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let bytes = include_bytes!("../data/kubernetes-1.33.protoset");
+        let set = FileDescriptorSet::decode(&bytes[..]).expect(
+            "the committed descriptor set decodes (regenerate with scripts/gen-protoset.sh)",
+        );
+        let mut messages = HashMap::new();
+        for file in &set.file {
+            let prefix = format!(".{}", file.package());
+            for msg in &file.message_type {
+                collect(&prefix, msg, &mut messages);
+            }
+        }
+        Schema { messages }
+    })
+}
+
+/// The message that carries objects of `apiVersion`/`kind` (`.api.apps.v1.Deployment`).
+pub fn message_name(api_version: &str, kind: &str) -> String {
+    let (group, version) = crate::resources::split_api_version(api_version);
+    let short = if group.is_empty() {
+        "core"
+    } else {
+        group.split('.').next().unwrap_or(group)
+    };
+    format!(".api.{short}.{version}.{kind}")
+}
+
+impl MessageDef {
+    /// The field with this JSON name.
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.get(self.by_name.get(name)?)
+    }
+}
+
+impl Schema {
+    pub fn message(&self, name: &str) -> Option<&MessageDef> {
+        self.messages.get(name)
+    }
+}
+
+/// Messages whose JSON form is a scalar or free-form JSON, not their message shape.
+pub fn is_opaque(message: &str) -> bool {
+    matches!(
+        message,
+        ".apimachinery.pkg.apis.meta.v1.Time"
+            | ".apimachinery.pkg.apis.meta.v1.MicroTime"
+            | ".apimachinery.pkg.apis.meta.v1.Duration"
+            | ".apimachinery.pkg.util.intstr.IntOrString"
+            | ".apimachinery.pkg.api.resource.Quantity"
+            | ".apimachinery.pkg.runtime.RawExtension"
+            | ".apimachinery.pkg.apis.meta.v1.FieldsV1"
+    ) || message.ends_with(".ExtraValue")
+}
+
+/// Removes the fields of `obj` that its type does not have (upstream drops them when it
+/// decodes into Go structs) and answers their paths (`spec.template.spec.containers[0].bogus`)
+/// for `fieldValidation`. Types the schema does not know are left alone.
+pub fn prune_unknown_fields(
+    api_version: &str,
+    kind: &str,
+    obj: &mut serde_json::Value,
+) -> Vec<String> {
+    let name = message_name(api_version, kind);
+    let mut unknown = Vec::new();
+    if schema().message(&name).is_none() {
+        return unknown;
+    }
+    if let serde_json::Value::Object(map) = obj {
+        map.retain(|k, v| {
+            if k == "apiVersion" || k == "kind" {
+                return true;
+            }
+            prune_field(&name, k, v, k, &mut unknown)
+        });
+    }
+    unknown
+}
+
+/// Prunes one field of a message; answers whether the field exists.
+fn prune_field(
+    message: &str,
+    key: &str,
+    value: &mut serde_json::Value,
+    path: &str,
+    unknown: &mut Vec<String>,
+) -> bool {
+    let Some(def) = schema().message(message) else {
+        return true;
+    };
+    let Some(field) = def.field(key) else {
+        unknown.push(path.to_string());
+        return false;
+    };
+    if field.ty != Type::Message || value.is_null() {
+        return true;
+    }
+    let target = field.type_name.as_str();
+    let entry = schema().message(target);
+    if let Some(entry) = entry.filter(|m| m.map_entry) {
+        // A map: keys are free, values have the entry's value type.
+        let value_field = entry.fields.get(&2);
+        if let (Some(vf), serde_json::Value::Object(map)) = (value_field, value)
+            && vf.ty == Type::Message
+        {
+            for (k, v) in map.iter_mut() {
+                prune_value(&vf.type_name, v, &format!("{path}.{k}"), unknown);
+            }
+        }
+        return true;
+    }
+    match value {
+        serde_json::Value::Array(items) if field.repeated => {
+            for (i, item) in items.iter_mut().enumerate() {
+                prune_value(target, item, &format!("{path}[{i}]"), unknown);
+            }
+        }
+        other => prune_value(target, other, path, unknown),
+    }
+    true
+}
+
+fn prune_value(
+    message: &str,
+    value: &mut serde_json::Value,
+    path: &str,
+    unknown: &mut Vec<String>,
+) {
+    if is_opaque(message) {
+        return;
+    }
+    if let serde_json::Value::Object(map) = value {
+        map.retain(|k, v| prune_field(message, k, v, &format!("{path}.{k}"), unknown));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_found_at_every_depth_and_removed() {
+        let mut d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "x", "labels": {"any": "key"}, "bogus": 1},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                     "strategy": {"rollingUpdate": {"maxSurge": "25%"}},
+                     "template": {"metadata": {"creationTimestamp": null},
+                                  "spec": {"containers": [{"name": "c", "image": "i", "wat": true,
+                                           "resources": {"limits": {"cpu": "1"}},
+                                           "ports": [{"containerPort": 80, "extra": 1}]}]}},
+                     "replicaz": 3},
+            "status": {}
+        });
+        let unknown = prune_unknown_fields("apps/v1", "Deployment", &mut d);
+        assert_eq!(
+            unknown,
+            [
+                "metadata.bogus",
+                "spec.replicaz",
+                "spec.template.spec.containers[0].ports[0].extra",
+                "spec.template.spec.containers[0].wat",
+            ]
+        );
+        assert!(d["spec"].get("replicaz").is_none());
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+            "1"
+        );
+        assert_eq!(d["metadata"]["labels"]["any"], "key");
+    }
+
+    #[test]
+    fn every_served_kind_has_a_schema() {
+        for rt in crate::resources::RESOURCES {
+            let name = message_name(&rt.api_version(), rt.kind);
+            assert!(schema().message(&name).is_some(), "{name}");
+        }
+    }
+}
