@@ -5,6 +5,7 @@
 //! Benchmarks print numbers; they never assert on time. Targets live in the issues and in
 //! docs/ARCHITECTURE.md, and the figures go into the issue notes.
 
+mod api;
 mod stats;
 mod store;
 
@@ -22,6 +23,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// The API server over HTTPS (a `skiff server` process, embedded store): pod creates,
+    /// lists as JSON and Table, RSS, watch delivery; then the datastore alone under the same
+    /// load as the baseline. Needs `cargo build --release -p skiff` first.
+    Api {
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        lists: usize,
+        #[arg(long, default_value_t = 1_000)]
+        watchers: usize,
+        #[arg(long, default_value_t = 100)]
+        watch_events: usize,
+    },
     /// The whole datastore suite on both backends: fsync floor, writes at each concurrency,
     /// range, watch delivery.
     Store {
@@ -78,6 +94,20 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().scenario {
+        Scenario::Api {
+            pods,
+            concurrency,
+            lists,
+            watchers,
+            watch_events,
+        } => {
+            api::run(pods, concurrency, lists, watchers, watch_events).await?;
+            // The baseline: the datastore alone, with values the size of the stored pods.
+            let pod_bytes = 700;
+            store::write(Backend::Embedded, pods, concurrency, pod_bytes).await?;
+            store::range(Backend::Embedded, pods, pod_bytes, lists).await?;
+            store::watch(Backend::Embedded, watchers, watch_events, pod_bytes).await?;
+        }
         Scenario::Store {
             count,
             concurrency,

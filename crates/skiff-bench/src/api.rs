@@ -1,0 +1,414 @@
+//! The API server benchmark: a real `skiff server` process (embedded store) driven over
+//! HTTPS/HTTP2 as client-go would drive it — pod creates at a concurrency, lists of every pod
+//! as JSON and as a Table, watch delivery to many watchers, and the server's RSS. The
+//! datastore alone, under the same load, runs beside it as the baseline: the difference is
+//! what the API layer costs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::fields;
+use crate::stats::{Latencies, emit, ms, round};
+
+const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+const NAMESPACE: &str = "default";
+
+/// A `skiff server` child process on loopback, killed on drop.
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    ca_pem: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    fn rss_mib(&self) -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("VmRSS missing from /proc/<pid>/status")?;
+        Ok(kib / 1024.0)
+    }
+}
+
+/// The `skiff` binary next to this one (build it with `cargo build --release -p skiff`).
+fn skiff_binary() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("skiff");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first with `cargo build --release -p skiff` (same profile as skiff-bench)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+async fn start_server() -> Result<ServerProcess> {
+    let dir = tempfile::tempdir()?;
+    let port = skiff_testkit::free_port()?;
+    let child = Command::new(skiff_binary()?)
+        .args([
+            "server",
+            "--bind-address",
+            "127.0.0.1",
+            "--https-port",
+            &port.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--write-kubeconfig")
+        .arg(dir.path().join("kubeconfig"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting skiff server")?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.path().join("kubeconfig").exists() {
+        if Instant::now() > deadline {
+            bail!("skiff server did not become ready within 30s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ca_pem = std::fs::read_to_string(dir.path().join("tls/ca.crt"))?;
+    let token = std::fs::read_to_string(dir.path().join("token"))?
+        .trim()
+        .to_string();
+    Ok(ServerProcess {
+        child,
+        addr,
+        ca_pem,
+        token,
+        _dir: dir,
+    })
+}
+
+/// One HTTP/2 connection (requests multiplex over it, as client-go's do).
+#[derive(Clone)]
+struct Client {
+    sender: SendRequest<Full<Bytes>>,
+    token: Arc<str>,
+}
+
+async fn connect(server: &ServerProcess) -> Result<Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(server.ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(server.addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    Ok(Client {
+        sender,
+        token: server.token.as_str().into(),
+    })
+}
+
+impl Client {
+    fn request(&self, method: &str, path: &str, accept: &str, body: Bytes) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method(method)
+            .uri(format!("https://localhost{path}"))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("accept", accept)
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("a valid request")
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        accept: &str,
+        body: Bytes,
+    ) -> Result<(u16, Bytes)> {
+        let req = self.request(method, path, accept, body);
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+fn pod(name: &str) -> Bytes {
+    Bytes::from(
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "bench", "tier": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "registry.local/hello-node:v1",
+                                     "ports": [{"containerPort": 8080}],
+                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
+        })
+        .to_string(),
+    )
+}
+
+/// Creates `count` pods with `concurrency` requests in flight; answers their latencies.
+async fn create_pods(
+    client: &Client,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+) -> Result<(Latencies, Duration)> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let all = Arc::new(Mutex::new(Latencies::with_capacity(count)));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let mut client = client.clone();
+        let next = next.clone();
+        let all = all.clone();
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Latencies::default();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let t = Instant::now();
+                let (status, body) = client
+                    .send(
+                        "POST",
+                        &format!("/api/v1/namespaces/{NAMESPACE}/pods"),
+                        "application/json",
+                        pod(&format!("{prefix}-{i}")),
+                    )
+                    .await?;
+                if status != 201 {
+                    bail!(
+                        "create answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                mine.push(t.elapsed());
+            }
+            all.lock().await.extend(mine);
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = start.elapsed();
+    let lat = std::mem::take(&mut *all.lock().await);
+    Ok((lat, elapsed))
+}
+
+pub async fn run(
+    pods: usize,
+    concurrency: usize,
+    lists: usize,
+    watchers: usize,
+    watch_events: usize,
+) -> Result<()> {
+    let server = start_server().await?;
+    let client = connect(&server).await?;
+    let rss_empty = server.rss_mib()?;
+
+    let (mut lat, elapsed) = create_pods(&client, "pod", pods, concurrency).await?;
+    emit(
+        "api_create_pods",
+        [
+            fields!("pods" => pods, "concurrency" => concurrency,
+                    "creates_per_s" => round(pods as f64 / elapsed.as_secs_f64())),
+            lat.summary(""),
+        ]
+        .concat(),
+    );
+
+    for (label, accept) in [("json", "application/json"), ("table", TABLE_ACCEPT)] {
+        let mut lat = Latencies::with_capacity(lists);
+        let mut bytes = 0;
+        let mut c = client.clone();
+        for _ in 0..lists {
+            let t = Instant::now();
+            let (status, body) = c
+                .send(
+                    "GET",
+                    &format!("/api/v1/namespaces/{NAMESPACE}/pods"),
+                    accept,
+                    Bytes::new(),
+                )
+                .await?;
+            lat.push(t.elapsed());
+            if status != 200 {
+                bail!("list answered {status}");
+            }
+            bytes = body.len();
+        }
+        emit(
+            &format!("api_list_pods_{label}"),
+            [
+                fields!("pods" => pods, "response_bytes" => bytes),
+                lat.summary(""),
+            ]
+            .concat(),
+        );
+    }
+    emit(
+        "api_server_rss",
+        fields!("pods" => pods, "rss_mib" => round(server.rss_mib()?), "rss_empty_mib" => round(rss_empty)),
+    );
+
+    watch_delivery(&server, watchers, watch_events).await?;
+    Ok(())
+}
+
+/// `watchers` watches on one pod's changes, spread over connections (an HTTP/2 connection
+/// carries at most 100 streams here, as client-go's default), then `events` updates, paced;
+/// latency from each update's send to its arrival at every watcher.
+async fn watch_delivery(server: &ServerProcess, watchers: usize, events: usize) -> Result<()> {
+    let mut writer = connect(server).await?;
+    let (status, body) = writer
+        .send(
+            "POST",
+            &format!("/api/v1/namespaces/{NAMESPACE}/pods"),
+            "application/json",
+            pod("watched"),
+        )
+        .await?;
+    if status != 201 {
+        bail!(
+            "create answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let created: serde_json::Value = serde_json::from_slice(&body)?;
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+
+    let sent: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; events]));
+    let mut handles = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..watchers.div_ceil(100) {
+        clients.push(connect(server).await?);
+    }
+    let ready = Arc::new(tokio::sync::Barrier::new(watchers + 1));
+    for w in 0..watchers {
+        let mut client = clients[w / 100].clone();
+        let sent = sent.clone();
+        let ready = ready.clone();
+        let path = format!(
+            "/api/v1/namespaces/{NAMESPACE}/pods?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3Dwatched"
+        );
+        handles.push(tokio::spawn(async move {
+            let req = client.request("GET", &path, "application/json", Bytes::new());
+            client.sender.ready().await?;
+            let resp = client.sender.send_request(req).await?;
+            ready.wait().await;
+            let mut body = resp.into_body();
+            let mut lat = Latencies::with_capacity(events);
+            let mut buf = Vec::new();
+            while lat.len() < events {
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
+                let Ok(data) = frame?.into_data() else {
+                    continue;
+                };
+                buf.extend_from_slice(&data);
+                while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=end).collect();
+                    // The sequence number rides in an annotation; find it without a full parse.
+                    let text = String::from_utf8_lossy(&line);
+                    if let Some(seq) = text
+                        .split("\"bench/seq\":\"")
+                        .nth(1)
+                        .and_then(|s| s.split('"').next())
+                        .and_then(|s| s.parse::<usize>().ok())
+                    {
+                        let at = sent.lock().expect("not poisoned")[seq];
+                        if let Some(at) = at {
+                            lat.push(at.elapsed());
+                        }
+                    }
+                }
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    ready.wait().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    for seq in 0..events {
+        let patch = json!({"metadata": {"annotations": {"bench/seq": seq.to_string()}}});
+        sent.lock().expect("not poisoned")[seq] = Some(Instant::now());
+        let req = writer.request(
+            "PATCH",
+            &format!("/api/v1/namespaces/{NAMESPACE}/pods/watched"),
+            "application/json",
+            Bytes::from(patch.to_string()),
+        );
+        let mut req = req;
+        req.headers_mut()
+            .insert("content-type", "application/merge-patch+json".parse()?);
+        writer.sender.ready().await?;
+        let resp = writer.sender.send_request(req).await?;
+        if resp.status() != 200 {
+            bail!("patch answered {}", resp.status());
+        }
+        resp.into_body().collect().await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut all = Latencies::with_capacity(watchers * events);
+    for h in handles {
+        match tokio::time::timeout(Duration::from_secs(60), h).await {
+            Ok(r) => all.extend(r??),
+            Err(_) => bail!("a watcher did not receive every event within 60s"),
+        }
+    }
+    emit(
+        "api_watch_delivery",
+        [
+            fields!("watchers" => watchers, "events" => events, "deliveries" => all.len(),
+                    "duration_ms" => round(ms(start.elapsed()))),
+            all.summary(""),
+        ]
+        .concat(),
+    );
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! kube-rs (the client skiff's own controllers will use) against a real server: typed create,
+//! get, list with selectors, merge and strategic patches, the scale subresource, errors, and the
+//! runtime's watcher (list + watch with resourceVersions and bookmarks).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use serde_json::json;
+use skiff_e2e::TestServer;
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn client(server: &TestServer) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn configmap(name: &str, app: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(BTreeMap::from([("app".to_string(), app.to_string())])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("k".to_string(), "v".to_string())])),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn typed_crud_patches_and_errors() {
+    let server = TestServer::start();
+    client_runtime().block_on(async {
+        let client = client(&server).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let created = cms
+            .create(&PostParams::default(), &configmap("a", "x"))
+            .await
+            .unwrap();
+        assert!(created.metadata.uid.is_some());
+        cms.create(&PostParams::default(), &configmap("b", "y"))
+            .await
+            .unwrap();
+
+        let listed = cms
+            .list(&ListParams::default().labels("app=x"))
+            .await
+            .unwrap();
+        let names: Vec<_> = listed
+            .items
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["a"]);
+        let paged = cms.list(&ListParams::default().limit(1)).await.unwrap();
+        assert_eq!(paged.items.len(), 1);
+        assert!(paged.metadata.continue_.is_some());
+
+        let merge = Patch::Merge(json!({"data": {"m": "1"}}));
+        cms.patch("a", &PatchParams::default(), &merge)
+            .await
+            .unwrap();
+        let strategic = Patch::Strategic(json!({"metadata": {"labels": {"s": "1"}}}));
+        cms.patch("a", &PatchParams::default(), &strategic)
+            .await
+            .unwrap();
+        let a = cms.get("a").await.unwrap();
+        assert_eq!(a.data.unwrap()["m"], "1");
+        assert_eq!(a.metadata.labels.unwrap()["s"], "1");
+
+        match cms.get("missing").await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 404);
+                assert_eq!(status.reason, "NotFound");
+            }
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        match cms
+            .create(&PostParams::default(), &configmap("a", "x"))
+            .await
+        {
+            Err(kube::Error::Api(status)) => assert_eq!(
+                (status.code, status.reason.as_str()),
+                (409, "AlreadyExists")
+            ),
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": "web:v1"}]}}}
+        }))
+        .unwrap();
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+        let scale = deployments.get_scale("web").await.unwrap();
+        assert_eq!(scale.spec.unwrap().replicas, Some(1));
+        deployments
+            .patch_scale(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 3}})),
+            )
+            .await
+            .unwrap();
+        let web = deployments.get("web").await.unwrap();
+        assert_eq!(web.spec.unwrap().replicas, Some(3));
+        assert_eq!(web.metadata.generation, Some(2));
+
+        cms.delete("b", &DeleteParams::default()).await.unwrap();
+        assert!(cms.get_opt("b").await.unwrap().is_none());
+    });
+}
+
+/// The runtime's watcher: an initial list, then the changes, resuming across the server's
+/// watch timeouts without losing events.
+#[test]
+fn the_runtime_watcher_sees_the_initial_state_and_every_change() {
+    let server = TestServer::start();
+    client_runtime().block_on(async {
+        let client = client(&server).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        cms.create(&PostParams::default(), &configmap("before", "w"))
+            .await
+            .unwrap();
+
+        let config = watcher::Config::default().labels("app=w").timeout(1);
+        let mut events = watcher(cms.clone(), config).boxed();
+        let mut seen_init = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+                Ok(Some(Ok(watcher::Event::InitApply(cm)))) => {
+                    seen_init.push(cm.metadata.name.unwrap())
+                }
+                Ok(Some(Ok(watcher::Event::InitDone))) => break,
+                Ok(Some(Ok(_))) => {}
+                other => panic!("watcher failed during its initial list: {other:?}"),
+            }
+        }
+        assert_eq!(seen_init, ["before"]);
+
+        // Changes after the server ended the first watch (timeout 1s) still arrive.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        cms.create(&PostParams::default(), &configmap("after", "w"))
+            .await
+            .unwrap();
+        cms.create(&PostParams::default(), &configmap("unrelated", "other"))
+            .await
+            .unwrap();
+        cms.delete("before", &DeleteParams::default())
+            .await
+            .unwrap();
+        let mut applied = Vec::new();
+        let mut deleted = Vec::new();
+        while applied.is_empty() || deleted.is_empty() {
+            match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+                Ok(Some(Ok(watcher::Event::Apply(cm)))) => applied.push(cm.metadata.name.unwrap()),
+                Ok(Some(Ok(watcher::Event::Delete(cm)))) => deleted.push(cm.metadata.name.unwrap()),
+                Ok(Some(Ok(_))) => {}
+                other => panic!("watcher failed: {other:?}"),
+            }
+        }
+        assert_eq!(applied, ["after"]);
+        assert_eq!(deleted, ["before"]);
+    });
+}
