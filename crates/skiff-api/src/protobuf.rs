@@ -154,6 +154,15 @@ fn decode_message(name: &str, bytes: &[u8], depth: usize) -> Result<Value, Proto
         let Some(field) = def.fields.get(&n) else {
             continue;
         };
+        if def.inline.contains(&n) {
+            // An inlined embedding: its fields are the parent's in JSON.
+            if let Wire::Bytes(b) = wire
+                && let Value::Object(fields) = decode_message(&field.type_name, b, depth + 1)?
+            {
+                out.extend(fields);
+            }
+            continue;
+        }
         let mut values = Vec::new();
         match (field.ty, wire) {
             // Packed repeated scalars.
@@ -474,6 +483,19 @@ mod tests {
         assert_eq!(
             obj["spec"]["strategy"]["rollingUpdate"],
             json!({"maxUnavailable": 1, "maxSurge": "25%"})
+        );
+    }
+
+    #[test]
+    fn inlined_embeddings_decode_into_their_parent() {
+        // Pod{spec: {volumes: [{name: v, volumeSource: {emptyDir: {}}}]}}
+        let mut volume = field_bytes(1, b"v");
+        volume.extend(field_bytes(2, &field_bytes(2, b"")));
+        let spec = field_bytes(1, &volume);
+        let obj = decode_object(&envelope("v1", "Pod", &field_bytes(2, &spec))).unwrap();
+        assert_eq!(
+            obj["spec"]["volumes"],
+            json!([{"name": "v", "emptyDir": {}}])
         );
     }
 

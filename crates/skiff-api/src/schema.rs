@@ -25,8 +25,35 @@ pub struct MessageDef {
     pub fields: HashMap<u32, FieldDef>,
     /// JSON name → field number.
     pub by_name: HashMap<String, u32>,
+    /// Fields whose message is inlined in JSON (Go's `json:",inline"` embeddings): their
+    /// fields are this message's fields.
+    pub inline: Vec<u32>,
     pub map_entry: bool,
 }
+
+/// The embedded structs Go inlines in JSON, as (message, protobuf field). Protobuf nests them
+/// (`Volume.volumeSource.emptyDir`); JSON does not (`volume.emptyDir`). Found by comparing
+/// every message's fields with k8s-openapi's JSON field names for the same type: these are
+/// all the fields of the served groups that JSON does not name.
+const INLINE_FIELDS: &[(&str, &str)] = &[
+    (".api.core.v1.Volume", "volumeSource"),
+    (".api.core.v1.Probe", "handler"),
+    (
+        ".api.core.v1.EphemeralContainer",
+        "ephemeralContainerCommon",
+    ),
+    (
+        ".api.core.v1.PersistentVolumeSpec",
+        "persistentVolumeSource",
+    ),
+    (".api.core.v1.ConfigMapEnvSource", "localObjectReference"),
+    (".api.core.v1.ConfigMapKeySelector", "localObjectReference"),
+    (".api.core.v1.ConfigMapProjection", "localObjectReference"),
+    (".api.core.v1.ConfigMapVolumeSource", "localObjectReference"),
+    (".api.core.v1.SecretEnvSource", "localObjectReference"),
+    (".api.core.v1.SecretKeySelector", "localObjectReference"),
+    (".api.core.v1.SecretProjection", "localObjectReference"),
+];
 
 /// Every message of the served API groups, by fully qualified name.
 pub struct Schema {
@@ -40,6 +67,9 @@ fn collect(prefix: &str, msg: &DescriptorProto, out: &mut HashMap<String, Messag
         ..MessageDef::default()
     };
     for f in &msg.field {
+        if INLINE_FIELDS.contains(&(full.as_str(), f.name())) {
+            def.inline.push(f.number() as u32);
+        }
         def.by_name.insert(f.name().to_string(), f.number() as u32);
         def.fields.insert(
             f.number() as u32,
@@ -98,6 +128,20 @@ impl Schema {
     pub fn message(&self, name: &str) -> Option<&MessageDef> {
         self.messages.get(name)
     }
+
+    /// The field a JSON key names in a message, looking through inlined embeddings.
+    pub fn resolve(&self, message: &str, key: &str) -> Option<&FieldDef> {
+        let def = self.message(message)?;
+        if let Some(n) = def.by_name.get(key)
+            && !def.inline.contains(n)
+        {
+            return def.fields.get(n);
+        }
+        def.inline
+            .iter()
+            .filter_map(|n| def.fields.get(n))
+            .find_map(|f| self.resolve(&f.type_name, key))
+    }
 }
 
 /// Messages whose JSON form is a scalar or free-form JSON, not their message shape.
@@ -146,10 +190,10 @@ fn prune_field(
     path: &str,
     unknown: &mut Vec<String>,
 ) -> bool {
-    let Some(def) = schema().message(message) else {
+    if schema().message(message).is_none() {
         return true;
-    };
-    let Some(field) = def.field(key) else {
+    }
+    let Some(field) = schema().resolve(message, key) else {
         unknown.push(path.to_string());
         return false;
     };
@@ -230,6 +274,22 @@ mod tests {
             "1"
         );
         assert_eq!(d["metadata"]["labels"]["any"], "key");
+    }
+
+    #[test]
+    fn inlined_embeddings_are_fields_of_their_parent() {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+            "volumes": [{"name": "v", "emptyDir": {}}, {"name": "c", "configMap": {"name": "cm", "items": []}}],
+            "containers": [{"name": "c", "image": "i", "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]}],
+            "ephemeralContainers": [{"name": "debug", "image": "busybox", "targetContainerName": "c"}]}});
+        let before = pod.clone();
+        assert!(prune_unknown_fields("v1", "Pod", &mut pod).is_empty());
+        assert_eq!(pod, before);
+        let mut bad = json!({"spec": {"volumes": [{"name": "v", "volumeSource": {}}]}});
+        assert_eq!(
+            prune_unknown_fields("v1", "Pod", &mut bad),
+            ["spec.volumes[0].volumeSource"]
+        );
     }
 
     #[test]

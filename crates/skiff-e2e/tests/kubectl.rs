@@ -376,3 +376,97 @@ fn field_validation_follows_the_directive() {
         assert_eq!(stored["data"]["a"], "b");
     }
 }
+
+/// A pod using much of the spec survives create and read back unchanged (nothing dropped by
+/// unknown-field pruning, inlined Go embeddings included), under strict validation.
+#[test]
+fn a_rich_pod_manifest_round_trips() {
+    let server = TestServer::start();
+    let k = server.kubectl(33);
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: rich
+  labels: {app: rich}
+  annotations: {note: "kept"}
+spec:
+  restartPolicy: OnFailure
+  nodeSelector: {disk: ssd}
+  tolerations: [{key: k, operator: Exists, effect: NoSchedule}]
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a, b]}]}]
+  securityContext: {runAsUser: 1000, fsGroup: 2000}
+  volumes:
+  - name: scratch
+    emptyDir: {medium: Memory, sizeLimit: 64Mi}
+  - name: config
+    configMap: {name: settings, items: [{key: a, path: a.txt}], defaultMode: 420}
+  - name: secret
+    secret: {secretName: creds, optional: true}
+  initContainers:
+  - name: init
+    image: busybox:1.36
+    command: [sh, -c, "echo init"]
+  containers:
+  - name: app
+    image: busybox:1.36
+    args: [sleep, "3600"]
+    workingDir: /work
+    ports: [{name: http, containerPort: 8080, protocol: TCP}]
+    env:
+    - {name: PLAIN, value: "1"}
+    - name: FROM_CM
+      valueFrom: {configMapKeyRef: {name: settings, key: a}}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    envFrom: [{secretRef: {name: creds}, prefix: S_}]
+    resources:
+      requests: {cpu: 100m, memory: 64Mi}
+      limits: {cpu: "1", memory: 128Mi}
+    volumeMounts: [{name: scratch, mountPath: /scratch}, {name: config, mountPath: /etc/app, readOnly: true}]
+    readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 5}
+    livenessProbe: {exec: {command: [true]}, initialDelaySeconds: 3}
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, readOnlyRootFilesystem: true}
+"#;
+    let out = k.run_with_stdin(&["create", "-f", "-", "--validate=strict"], manifest);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("unknown field"),
+        "{stderr}"
+    );
+    let pod = k.json(&["get", "pod", "rich"]);
+    let spec = &pod["spec"];
+    assert_eq!(spec["volumes"][0]["emptyDir"]["sizeLimit"], "64Mi");
+    assert_eq!(spec["volumes"][1]["configMap"]["items"][0]["path"], "a.txt");
+    assert_eq!(spec["volumes"][2]["secret"]["optional"], true);
+    let app = &spec["containers"][0];
+    assert_eq!(
+        app["env"][1]["valueFrom"]["configMapKeyRef"]["name"],
+        "settings"
+    );
+    assert_eq!(
+        app["env"][2]["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.podIP"
+    );
+    assert_eq!(app["envFrom"][0]["secretRef"]["name"], "creds");
+    assert_eq!(app["readinessProbe"]["httpGet"]["port"], "http");
+    assert_eq!(app["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(app["resources"]["limits"]["memory"], "128Mi");
+    assert_eq!(
+        spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpressions"][0]["values"][1],
+        "b"
+    );
+    assert_eq!(spec["securityContext"]["runAsUser"], 1000);
+    assert_eq!(spec["initContainers"][0]["command"][2], "echo init");
+    assert_eq!(pod["status"]["phase"], "Pending");
+    // kubectl run (a bare pod, JSON on every version) works too.
+    k.ok(&["run", "bare", "--image=busybox:1.36", "--", "sleep", "60"]);
+    assert_eq!(
+        k.json(&["get", "pod", "bare"])["metadata"]["labels"]["run"],
+        "bare"
+    );
+}
