@@ -8,9 +8,12 @@
 //! `$retainKeys`, `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>`.
 //!
 //! The patch strategies come from the built-in types' `patchStrategy`/`patchMergeKey` tags,
-//! listed in [`list_strategy`] by field path.
+//! listed in [`list_strategy`] by message and field; the patch walks the object along with
+//! its type schema, so a field's strategy is exactly its type's.
 
 use serde_json::{Map, Value};
+
+use crate::schema::{message_name, schema};
 
 /// How a list field merges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,39 +32,63 @@ pub enum StrategicPatchError {
     Invalid(String),
 }
 
-/// The strategy of the list at `path` (field names from the object root, list indexes
-/// left out) in an object of `kind`.
-fn list_strategy(kind: &str, path: &[String]) -> ListStrategy {
+/// The strategy of the list field `field` of the message `message` (fully qualified, as
+/// [`crate::schema`] names it): upstream's `patchStrategy`/`patchMergeKey` tags.
+fn list_strategy(message: &str, field: &str) -> ListStrategy {
     use ListStrategy::*;
-    let Some(field) = path.last() else {
-        return Replace;
-    };
-    let parent = path.len().checked_sub(2).map(|i| path[i].as_str());
-    let in_container = matches!(
-        parent,
-        Some("containers" | "initContainers" | "ephemeralContainers")
-    );
-    match field.as_str() {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "imagePullSecrets"
-        | "resourceClaims" => MergeByKey("name"),
-        "env" if in_container => MergeByKey("name"),
-        "volumeMounts" if in_container => MergeByKey("mountPath"),
-        "volumeDevices" if in_container => MergeByKey("devicePath"),
-        "resizePolicy" if in_container => MergeByKey("resourceName"),
-        "ports" if in_container => MergeByKey("containerPort"),
-        // Service.spec.ports; other `ports` lists (endpoints, slices) are atomic.
-        "ports" if kind == "Service" && path.len() == 2 && path[0] == "spec" => MergeByKey("port"),
-        "hostAliases" => MergeByKey("ip"),
-        "topologySpreadConstraints" => MergeByKey("topologyKey"),
-        "conditions" if path.first().map(String::as_str) == Some("status") => MergeByKey("type"),
-        "addresses" if kind == "Node" => MergeByKey("type"),
-        "ownerReferences" if parent == Some("metadata") => MergeByKey("uid"),
-        "finalizers" if parent == Some("metadata") => MergeScalars,
+    const CORE: &str = ".api.core.v1.";
+    const META: &str = ".apimachinery.pkg.apis.meta.v1.";
+    let ty = message.strip_prefix(CORE);
+    match (ty, field) {
+        (
+            Some("PodSpec"),
+            "containers"
+            | "initContainers"
+            | "ephemeralContainers"
+            | "volumes"
+            | "imagePullSecrets"
+            | "resourceClaims"
+            | "schedulingGates",
+        ) => MergeByKey("name"),
+        (Some("PodSpec"), "hostAliases") => MergeByKey("ip"),
+        (Some("PodSpec"), "topologySpreadConstraints") => MergeByKey("topologyKey"),
+        (Some("Container" | "EphemeralContainerCommon"), "env") => MergeByKey("name"),
+        (Some("Container" | "EphemeralContainerCommon"), "volumeMounts") => MergeByKey("mountPath"),
+        (Some("Container" | "EphemeralContainerCommon"), "volumeDevices") => {
+            MergeByKey("devicePath")
+        }
+        (Some("Container" | "EphemeralContainerCommon"), "resizePolicy") => {
+            MergeByKey("resourceName")
+        }
+        (Some("Container" | "EphemeralContainerCommon"), "ports") => MergeByKey("containerPort"),
+        (Some("ServiceSpec"), "ports") => MergeByKey("port"),
+        (Some("NodeStatus"), "addresses") => MergeByKey("type"),
+        (Some("PodStatus"), "podIPs" | "hostIPs") => MergeByKey("ip"),
+        (Some("NodeSpec"), "podCIDRs") => MergeScalars,
+        _ if field == "conditions" && message.ends_with("Status") => MergeByKey("type"),
+        _ if message.strip_prefix(META) == Some("ObjectMeta") => match field {
+            "ownerReferences" => MergeByKey("uid"),
+            "finalizers" => MergeScalars,
+            _ => Replace,
+        },
         _ => Replace,
+    }
+}
+
+/// The message type of a field's values (list elements and map values included), or "" when
+/// the schema does not say.
+fn child_message(message: &str, field: &str) -> String {
+    let s = schema();
+    let Some(def) = s.resolve(message, field) else {
+        return String::new();
+    };
+    match s.message(&def.type_name) {
+        Some(entry) if entry.map_entry => entry
+            .fields
+            .get(&2)
+            .map(|v| v.type_name.clone())
+            .unwrap_or_default(),
+        _ => def.type_name.clone(),
     }
 }
 
@@ -72,8 +99,9 @@ fn directive(map: &Map<String, Value>) -> Option<&str> {
     map.get("$patch").and_then(Value::as_str)
 }
 
-/// Applies a strategic merge patch to an object of `kind`.
+/// Applies a strategic merge patch to an object of `apiVersion`/`kind`.
 pub fn strategic_merge_patch(
+    api_version: &str,
     kind: &str,
     target: &mut Value,
     patch: &Value,
@@ -86,6 +114,12 @@ pub fn strategic_merge_patch(
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
+    let message = message_name(api_version, kind);
+    let message = if schema().message(&message).is_some() {
+        message
+    } else {
+        String::new()
+    };
     let mut path = Vec::new();
     let target_map = target.as_object_mut().expect("made an object above");
     match directive(patch) {
@@ -93,30 +127,38 @@ pub fn strategic_merge_patch(
             target_map.clear();
             Ok(())
         }
-        _ => merge_map(kind, target_map, patch, &mut path),
+        _ => merge_map(&message, target_map, patch, &mut path),
     }
 }
 
 /// A patch value with its directives processed against nothing (what it adds when the
-/// original has no such field).
-fn fresh(kind: &str, patch: &Value, path: &mut Vec<String>) -> Result<Value, StrategicPatchError> {
+/// original has no such field); `message` is the value's type.
+fn fresh(
+    message: &str,
+    patch: &Value,
+    path: &mut Vec<String>,
+) -> Result<Value, StrategicPatchError> {
     match patch {
         Value::Object(p) => {
             let mut out = Map::new();
-            merge_map(kind, &mut out, p, path)?;
+            merge_map(message, &mut out, p, path)?;
             Ok(Value::Object(out))
         }
-        Value::Array(items) => {
-            let mut out = Vec::new();
-            merge_list(kind, &mut out, items, path)?;
-            Ok(Value::Array(out))
-        }
+        Value::Array(items) => items
+            .iter()
+            .filter(|i| {
+                !i.as_object()
+                    .is_some_and(|m| directive(m).is_some() && m.len() == 1)
+            })
+            .map(|i| fresh(message, i, path))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
         other => Ok(other.clone()),
     }
 }
 
 fn merge_map(
-    kind: &str,
+    message: &str,
     target: &mut Map<String, Value>,
     patch: &Map<String, Value>,
     path: &mut Vec<String>,
@@ -127,7 +169,7 @@ fn merge_map(
             for (k, v) in patch {
                 if k != "$patch" {
                     path.push(k.clone());
-                    let v = fresh(kind, v, path)?;
+                    let v = fresh(&child_message(message, k), v, path)?;
                     path.pop();
                     target.insert(k.clone(), v);
                 }
@@ -149,6 +191,7 @@ fn merge_map(
         {
             continue;
         }
+        let child = child_message(message, key);
         path.push(key.clone());
         match value {
             Value::Null => {
@@ -158,9 +201,9 @@ fn merge_map(
                 target.remove(key);
             }
             Value::Object(p) => match target.get_mut(key) {
-                Some(Value::Object(t)) => merge_map(kind, t, p, path)?,
+                Some(Value::Object(t)) => merge_map(&child, t, p, path)?,
                 _ => {
-                    let v = fresh(kind, value, path)?;
+                    let v = fresh(&child, value, path)?;
                     target.insert(key.clone(), v);
                 }
             },
@@ -169,7 +212,8 @@ fn merge_map(
                     Some(Value::Array(l)) => l,
                     _ => Vec::new(),
                 };
-                merge_list(kind, &mut list, items, path)?;
+                let strategy = list_strategy(message, key);
+                merge_list(strategy, &child, &mut list, items, path)?;
                 target.insert(key.clone(), Value::Array(list));
             }
             scalar => {
@@ -188,9 +232,7 @@ fn merge_map(
     }
     for (key, value) in patch {
         if let Some(field) = key.strip_prefix(SET_ORDER) {
-            path.push(field.to_string());
-            let strategy = list_strategy(kind, path);
-            path.pop();
+            let strategy = list_strategy(message, field);
             if let (Some(Value::Array(list)), Some(order)) =
                 (target.get_mut(field), value.as_array())
             {
@@ -214,8 +256,10 @@ fn key_of<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
     item.as_object()?.get(key)
 }
 
+/// Merges a list with the given strategy; `element` is the type of its elements.
 fn merge_list(
-    kind: &str,
+    strategy: ListStrategy,
+    element: &str,
     target: &mut Vec<Value>,
     patch: &[Value],
     path: &mut Vec<String>,
@@ -224,7 +268,6 @@ fn merge_list(
         i.as_object()
             .is_some_and(|m| directive(m) == Some("replace") && m.len() == 1)
     });
-    let strategy = list_strategy(kind, path);
     if replace || strategy == ListStrategy::Replace {
         let mut out = Vec::new();
         for item in patch {
@@ -234,7 +277,7 @@ fn merge_list(
             {
                 continue;
             }
-            out.push(fresh(kind, item, path)?);
+            out.push(fresh(element, item, path)?);
         }
         *target = out;
         return Ok(());
@@ -267,10 +310,10 @@ fn merge_list(
                     (Some("delete"), None) => {}
                     (_, Some(i)) => {
                         if let Value::Object(t) = &mut target[i] {
-                            merge_map(kind, t, item_map, path)?;
+                            merge_map(element, t, item_map, path)?;
                         }
                     }
-                    (_, None) => target.push(fresh(kind, item, path)?),
+                    (_, None) => target.push(fresh(element, item, path)?),
                 }
             }
         }
@@ -305,8 +348,16 @@ mod tests {
     use serde_json::json;
 
     fn patched(kind: &str, mut doc: Value, patch: Value) -> Value {
-        strategic_merge_patch(kind, &mut doc, &patch).unwrap();
+        strategic_merge_patch(api_version(kind), kind, &mut doc, &patch).unwrap();
         doc
+    }
+
+    fn api_version(kind: &str) -> &'static str {
+        if kind == "Deployment" {
+            "apps/v1"
+        } else {
+            "v1"
+        }
     }
 
     fn deployment() -> Value {
@@ -474,9 +525,10 @@ mod tests {
     #[test]
     fn malformed_patches_are_errors_not_panics() {
         let mut d = deployment();
-        assert!(strategic_merge_patch("Deployment", &mut d, &json!([1])).is_err());
+        assert!(strategic_merge_patch("apps/v1", "Deployment", &mut d, &json!([1])).is_err());
         assert!(
             strategic_merge_patch(
+                "apps/v1",
                 "Deployment",
                 &mut d,
                 &json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}})
@@ -485,6 +537,7 @@ mod tests {
         );
         assert!(
             strategic_merge_patch(
+                "apps/v1",
                 "Deployment",
                 &mut d,
                 &json!({"spec": {"$patch": "explode"}})
@@ -492,8 +545,13 @@ mod tests {
             .is_err()
         );
         assert!(
-            strategic_merge_patch("Deployment", &mut d, &json!({"spec": {"$retainKeys": "x"}}))
-                .is_err()
+            strategic_merge_patch(
+                "apps/v1",
+                "Deployment",
+                &mut d,
+                &json!({"spec": {"$retainKeys": "x"}})
+            )
+            .is_err()
         );
     }
 }

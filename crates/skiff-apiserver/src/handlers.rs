@@ -423,13 +423,19 @@ async fn patch(
                 })?
             }
             PatchKind::Strategic => {
-                let kind = if rr.subresource == Some(Subresource::Scale) {
-                    "Scale"
+                let api_version = rr.rt.api_version();
+                let (api_version, kind) = if rr.subresource == Some(Subresource::Scale) {
+                    ("autoscaling/v1", "Scale")
                 } else {
-                    rr.rt.kind
+                    (api_version.as_str(), rr.rt.kind)
                 };
-                skiff_api::strategic::strategic_merge_patch(kind, &mut target, &patch_doc)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?
+                skiff_api::strategic::strategic_merge_patch(
+                    api_version,
+                    kind,
+                    &mut target,
+                    &patch_doc,
+                )
+                .map_err(|e| ApiError::bad_request(e.to_string()))?
             }
             // Server-side apply needs field ownership (managedFields); until it exists the
             // request is refused clearly rather than applied as a plain merge.
