@@ -55,6 +55,13 @@ fn selectable(rt: &ResourceType) -> &'static [&'static str] {
     }
 }
 
+/// Every field a kind can be selected by: name, namespace and the kind's own.
+pub fn selectable_fields(rt: &ResourceType) -> impl Iterator<Item = &'static str> {
+    ["metadata.name", "metadata.namespace"]
+        .into_iter()
+        .chain(selectable(rt).iter().copied())
+}
+
 /// Refuses a selector naming a field the kind cannot be selected by, as upstream does
 /// (`field label not supported: spec.foo`).
 pub fn check_field_selector(rt: &ResourceType, selector: &Selector) -> Result<(), ApiError> {

@@ -331,6 +331,73 @@ pub fn table(
     continue_token: Option<&str>,
     now: OffsetDateTime,
 ) -> Value {
+    let refs: Vec<&Value> = objects.iter().collect();
+    table_of(rt, &refs, resource_version, continue_token, now)
+}
+
+/// A row that borrows its object's metadata instead of copying it (the cheap way to print
+/// thousands of rows).
+#[derive(serde::Serialize)]
+struct BorrowedRow<'a> {
+    cells: Vec<Value>,
+    object: PartialObject<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct PartialObject<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: &'a Value,
+}
+
+#[derive(serde::Serialize)]
+struct BorrowedTable<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: Value,
+    #[serde(rename = "columnDefinitions")]
+    column_definitions: Value,
+    rows: Vec<BorrowedRow<'a>>,
+}
+
+/// [`table`] over borrowed objects, serialized straight to JSON bytes.
+pub fn table_json(
+    rt: &ResourceType,
+    objects: &[&Value],
+    resource_version: &str,
+    now: OffsetDateTime,
+) -> Vec<u8> {
+    static EMPTY: Value = Value::Null;
+    let table = BorrowedTable {
+        kind: "Table",
+        api_version: "meta.k8s.io/v1",
+        metadata: json!({"resourceVersion": resource_version}),
+        column_definitions: column_definitions(rt),
+        rows: objects
+            .iter()
+            .map(|o| BorrowedRow {
+                cells: cells(rt, o, now),
+                object: PartialObject {
+                    kind: "PartialObjectMetadata",
+                    api_version: "meta.k8s.io/v1",
+                    metadata: o.get("metadata").unwrap_or(&EMPTY),
+                },
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&table).expect("JSON values serialize")
+}
+
+/// [`table`] over borrowed objects (the watch cache's).
+pub fn table_of(
+    rt: &ResourceType,
+    objects: &[&Value],
+    resource_version: &str,
+    continue_token: Option<&str>,
+    now: OffsetDateTime,
+) -> Value {
     let mut metadata = json!({"resourceVersion": resource_version});
     if let Some(c) = continue_token {
         metadata["continue"] = c.into();
@@ -381,14 +448,17 @@ fn selector_string(sel: Option<&Value>) -> String {
         return String::new();
     };
     let labels = sel.get("matchLabels").unwrap_or(sel);
-    let mut parts: Vec<String> = labels
+    // Sorted by key, as upstream formats label sets.
+    let mut pairs: Vec<(&String, &str)> = labels
         .as_object()
         .map(|m| {
             m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                .filter_map(|(k, v)| v.as_str().map(|v| (k, v)))
                 .collect()
         })
         .unwrap_or_default();
+    pairs.sort();
+    let mut parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     for e in arr(sel, &["matchExpressions"]) {
         let key = field_str(e, &["key"]).unwrap_or_default();
         let values: Vec<&str> = arr(e, &["values"])
@@ -848,6 +918,15 @@ mod tests {
                 "app=hello"
             ])
         );
+    }
+
+    #[test]
+    fn borrowed_tables_serialize_like_owned_ones() {
+        let rt = lookup("", "v1", "configmaps").unwrap();
+        let cm = json!({"metadata": {"name": "a", "labels": {"x": "y"}}, "data": {"k": "v"}});
+        let owned = table(rt, std::slice::from_ref(&cm), "7", None, now());
+        let borrowed: Value = serde_json::from_slice(&table_json(rt, &[&cm], "7", now())).unwrap();
+        assert_eq!(owned, borrowed);
     }
 
     #[test]

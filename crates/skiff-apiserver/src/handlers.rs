@@ -24,6 +24,7 @@ use crate::objects::{Objects, Stored};
 use crate::request::{self, ResourceRequest, Verb};
 use crate::strategy;
 use crate::watch;
+use crate::watch_cache::{Caches, Freshness, Snapshot};
 
 /// Bodies over this size are refused with 413 (upstream's limit for most requests).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -34,6 +35,7 @@ const PATCH_RETRIES: usize = 8;
 /// What every handler shares.
 pub struct ApiState {
     pub objects: Objects,
+    pub caches: Caches,
 }
 
 /// An error as a `Status` response.
@@ -202,6 +204,28 @@ async fn list(
     let output = negotiate::output(headers, true)?;
     let (labels, field_sel) = selectors(rr.rt, query)?;
     let limit: usize = query.number("limit")?.unwrap_or(0);
+    let continuing = query.get("continue").is_some_and(|c| !c.is_empty());
+    // Whole lists come from the watch cache; pages and exact revisions from the datastore.
+    if limit == 0 && !continuing && query.get("resourceVersionMatch") != Some("Exact") {
+        let freshness = match query.number::<Revision>("resourceVersion")? {
+            None => Freshness::Newest,
+            Some(0) => Freshness::Any,
+            Some(n) => Freshness::AtLeast(n),
+        };
+        if let Some(snapshot) = state
+            .caches
+            .list(
+                rr.rt,
+                rr.namespace.as_deref(),
+                freshness,
+                &labels,
+                &field_sel,
+            )
+            .await?
+        {
+            return render_cached_list(rr.rt, snapshot, output);
+        }
+    }
     let (after, at_revision) = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
             let t = continue_token::decode(token)?;
@@ -244,6 +268,66 @@ async fn list(
                 "items": page.items,
             })
         }
+    };
+    Ok(respond(StatusCode::OK, &body, output))
+}
+
+/// A list from the watch cache: JSON spliced from each object's cached bytes (no decoding),
+/// other representations from the decoded objects.
+fn render_cached_list(
+    rt: &ResourceType,
+    snapshot: Snapshot,
+    output: Output,
+) -> Result<Response, ApiError> {
+    let rv = snapshot.revision.to_string();
+    if output == Output::Json {
+        let mut body = Vec::with_capacity(
+            snapshot
+                .items
+                .iter()
+                .map(|c| c.bytes.len() + 1)
+                .sum::<usize>()
+                + 128,
+        );
+        body.extend_from_slice(
+            format!(
+                r#"{{"kind":"{}","apiVersion":"{}","metadata":{{"resourceVersion":"{rv}"}},"items":["#,
+                rt.list_kind(),
+                rt.api_version()
+            )
+            .as_bytes(),
+        );
+        for (i, item) in snapshot.items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&item.bytes);
+        }
+        body.extend_from_slice(b"]}");
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response());
+    }
+    let items: Vec<&Value> = snapshot.items.iter().map(|c| &c.object).collect();
+    let body = match output {
+        Output::Table { .. } => {
+            let body = table::table_json(rt, &items, &rv, time::OffsetDateTime::now_utc());
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response());
+        }
+        _ => json!({
+            "kind": rt.list_kind(),
+            "apiVersion": rt.api_version(),
+            "metadata": {"resourceVersion": rv},
+            "items": items,
+        }),
     };
     Ok(respond(StatusCode::OK, &body, output))
 }

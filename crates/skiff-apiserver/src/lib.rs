@@ -18,6 +18,7 @@ mod routes;
 mod strategy;
 mod tls;
 mod watch;
+mod watch_cache;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -123,7 +124,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         kubeconfig::write(path, &kubeconfig)?;
     }
 
-    let state = Arc::new(handlers::ApiState { objects });
+    let caches = watch_cache::Caches::new(objects.clone());
+    let state = Arc::new(handlers::ApiState { objects, caches });
     let auth = Arc::new(routes::Auth {
         admin_token: creds.admin_token.clone(),
     });

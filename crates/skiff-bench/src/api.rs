@@ -247,6 +247,7 @@ pub async fn run(
     let rss_empty = server.rss_mib()?;
 
     let (mut lat, elapsed) = create_pods(&client, "pod", pods, concurrency).await?;
+    let rss_after_creates = server.rss_mib()?;
     emit(
         "api_create_pods",
         [
@@ -288,7 +289,8 @@ pub async fn run(
     }
     emit(
         "api_server_rss",
-        fields!("pods" => pods, "rss_mib" => round(server.rss_mib()?), "rss_empty_mib" => round(rss_empty)),
+        fields!("pods" => pods, "rss_mib" => round(server.rss_mib()?), "rss_empty_mib" => round(rss_empty),
+                "rss_after_creates_mib" => round(rss_after_creates)),
     );
 
     watch_delivery(&server, watchers, watch_events).await?;

@@ -394,3 +394,82 @@ fn discovery_answers_in_the_format_asked_for() {
     let doc = s.http("GET", &url).send().json();
     assert_eq!(doc["openapi"], "3.0.0");
 }
+
+/// Whole lists are served from the watch cache; a list still sees every write acknowledged
+/// before it (also when the newest writes were to other types), at a revision no older.
+#[test]
+fn whole_lists_read_their_writes() {
+    let s = TestServer::start();
+    for i in 0..30 {
+        let created = s
+            .http("POST", CM)
+            .json(&configmap(&format!("rw-{i}")))
+            .send()
+            .json();
+        let rv: u64 = created["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let secret =
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("s-{i}")}});
+        let other = s
+            .http("POST", "/api/v1/namespaces/default/secrets")
+            .json(&secret)
+            .send()
+            .json();
+        let other_rv: u64 = other["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+
+        let list = s.http("GET", CM).send().json();
+        let list_rv: u64 = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            list_rv >= other_rv && other_rv > rv,
+            "list at {list_rv}, writes at {rv} and {other_rv}"
+        );
+        let names: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), i + 1);
+        assert!(names.contains(&format!("rw-{i}").as_str()));
+        assert_eq!(list["kind"], "ConfigMapList");
+        assert!(list["items"][0]["metadata"]["resourceVersion"].is_string());
+    }
+    // Deletes, label selectors, all-namespace lists and Tables from the cache.
+    s.http("DELETE", &format!("{CM}/rw-0")).send();
+    let mut labelled = configmap("labelled");
+    labelled["metadata"]["labels"] = json!({"tier": "db"});
+    s.http("POST", CM).json(&labelled).send();
+    let list = s
+        .http("GET", &format!("{CM}?labelSelector=tier%3Ddb"))
+        .send()
+        .json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let all = s
+        .http("GET", "/api/v1/configmaps?resourceVersion=0")
+        .send()
+        .json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 30);
+    let table = s
+        .http("GET", "/api/v1/configmaps")
+        .header("Accept: application/json;as=Table;v=v1;g=meta.k8s.io")
+        .send()
+        .json();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["rows"].as_array().unwrap().len(), 30);
+    let by_name = s
+        .http("GET", &format!("{CM}?fieldSelector=metadata.name%3Drw-5"))
+        .send()
+        .json();
+    assert_eq!(by_name["items"][0]["metadata"]["name"], "rw-5");
+}

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -73,6 +73,9 @@ pub struct WatchStream {
     shared: Arc<Shared>,
     buffer: usize,
     ended: bool,
+    /// The backend's newest revision whose events have been offered to every watcher, if the
+    /// backend tracks one (see [`WatchStream::progress`]).
+    published: Option<Arc<AtomicU64>>,
     /// Dropped with the stream: lets a backend tie a task's life to the consumer's interest.
     _guard: Option<Box<dyn Send + Sync>>,
 }
@@ -110,6 +113,7 @@ pub(crate) fn channel(
         shared,
         buffer,
         ended: false,
+        published: None,
         _guard: None,
     };
     (sender, stream)
@@ -119,6 +123,34 @@ impl WatchStream {
     pub(crate) fn with_guard(mut self, guard: impl Send + Sync + 'static) -> Self {
         self._guard = Some(Box::new(guard));
         self
+    }
+
+    /// Lets [`WatchStream::progress`] report the backend's published revision. The backend
+    /// must store a revision there only after offering that revision's events to watchers.
+    pub(crate) fn with_published(mut self, published: Arc<AtomicU64>) -> Self {
+        self.published = Some(published);
+        self
+    }
+
+    /// A revision this stream is complete up to, when it can tell: every event under its
+    /// prefix with a revision at or below the answer has already been returned by
+    /// [`WatchStream::next`]. `None` while events are still buffered, or when the backend
+    /// does not report progress (etcd). A cache fed by this stream uses it to know that it is
+    /// as new as the store even when nothing under its prefix changed.
+    pub fn progress(&mut self) -> Option<Revision> {
+        // Read the published revision first: events up to it were queued before it was stored.
+        let published = self.published.as_ref()?.load(Ordering::Acquire);
+        if self.ended || !self.backlog.is_empty() || !self.rx.is_empty() {
+            return None;
+        }
+        if let Some((batch, index)) = &self.batch
+            && batch[*index..]
+                .iter()
+                .any(|e| e.revision() > self.delivered && in_prefix(&e.kv.key, &self.prefix))
+        {
+            return None;
+        }
+        Some(published.max(self.delivered))
     }
 
     /// The prefix this stream watches.

@@ -19,6 +19,9 @@ pub(super) struct Hub {
     ring_limit: usize,
     /// The newest compacted revision; watches may not start before it.
     compacted: AtomicU64,
+    /// `Inner::published`, readable without the lock; stored after each publish has offered
+    /// its events, which is what lets a stream report progress (`WatchStream::progress`).
+    published: Arc<AtomicU64>,
 }
 
 struct Inner {
@@ -55,6 +58,7 @@ impl Hub {
             watch_buffer,
             ring_limit,
             compacted: AtomicU64::new(compacted),
+            published: Arc::new(AtomicU64::new(revision)),
         }
     }
 
@@ -92,6 +96,7 @@ impl Hub {
             inner.floor = old.last().map_or(inner.floor, Event::revision);
         }
         inner.published = revision;
+        self.published.store(revision, Ordering::Release);
     }
 
     /// Registers a watch on `prefix` whose stream starts after `start`, given `backlog` (events
@@ -117,6 +122,7 @@ impl Hub {
             );
         }
         let (sender, stream) = watch::channel(prefix, start, backlog, self.watch_buffer);
+        let stream = stream.with_published(self.published.clone());
         let after = from.max(inner.published);
         inner.watchers.push(Watcher {
             prefix: prefix.to_owned(),

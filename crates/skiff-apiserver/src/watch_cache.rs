@@ -1,0 +1,312 @@
+//! The watch cache: each resource type's current objects in memory, kept up to date by one
+//! datastore watch, as upstream's cacher does. Whole lists are served from it without
+//! touching the datastore, already serialized: an object is encoded once per change, not
+//! once per list.
+//!
+//! Consistency: a list that asks for the newest state (no resourceVersion) is served from the
+//! cache only once the cache is known to be at least as new as the datastore's current
+//! revision. The watch stream's progress tells it so even when nothing of this type changed
+//! (`WatchStream::progress`); a backend without progress (etcd) serves such lists from the
+//! datastore instead. `resourceVersion=0` takes the cache as it is; `resourceVersion=N` waits
+//! for the cache to reach N.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use skiff_api::selectors::Selector;
+use skiff_api::{ApiError, ResourceType, fields};
+use skiff_store::{EventKind, Revision};
+use tokio::sync::{Notify, watch};
+
+use crate::objects::{Objects, decode};
+
+/// How long a list waits for the cache to catch up before reading the datastore instead.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+
+/// One object as the cache keeps it: its JSON (with resourceVersion) for JSON lists, the
+/// decoded object for Tables (decoding per request costs more time and, through the
+/// allocator's retention, more resident memory than keeping it), and what selectors need.
+pub struct Cached {
+    pub bytes: Bytes,
+    pub object: Value,
+    labels: Vec<(String, String)>,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Cached {
+    fn new(rt: &ResourceType, obj: Value) -> Cached {
+        let labels = obj
+            .get("metadata")
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fields = fields::selectable_fields(rt)
+            .map(|f| (f, fields::field_value(&obj, f)))
+            .collect();
+        Cached {
+            bytes: Bytes::from(serde_json::to_vec(&obj).expect("JSON values serialize")),
+            object: obj,
+            labels,
+            fields,
+        }
+    }
+
+    /// Whether the object passes a label and a (checked) field selector.
+    pub fn selected(&self, labels: &Selector, field_sel: &Selector) -> bool {
+        labels.matches(|k| {
+            self.labels
+                .iter()
+                .find(|(lk, _)| lk == k)
+                .map(|(_, v)| v.as_str())
+        }) && field_sel.matches(|k| {
+            self.fields
+                .iter()
+                .find(|(fk, _)| *fk == k)
+                .map(|(_, v)| v.as_str())
+        })
+    }
+}
+
+struct State {
+    /// By datastore key, so a namespace's objects are one contiguous range.
+    objects: BTreeMap<String, Arc<Cached>>,
+    /// Every change up to this revision is reflected.
+    revision: Revision,
+    /// The feeding watch ended; the cache must be rebuilt before it is used again.
+    broken: bool,
+}
+
+/// One resource type's cache.
+pub struct WatchCache {
+    rt: &'static ResourceType,
+    state: RwLock<State>,
+    /// Tells waiting lists that the revision moved.
+    revision_tx: watch::Sender<Revision>,
+    /// Asks the feeding task to check the stream's progress now.
+    progress_wanted: Notify,
+    /// Whether the datastore reports watch progress (so consistent lists can use the cache).
+    tracks_progress: bool,
+}
+
+/// A snapshot of matching objects at a revision.
+pub struct Snapshot {
+    pub revision: Revision,
+    pub items: Vec<Arc<Cached>>,
+}
+
+impl WatchCache {
+    /// Loads every object of the type and starts following the datastore from there.
+    async fn start(
+        rt: &'static ResourceType,
+        objects: &Objects,
+    ) -> Result<Arc<WatchCache>, ApiError> {
+        let page = objects.list(rt, None, 0, None, None, |_| true).await?;
+        let mut map = BTreeMap::new();
+        for obj in page.items {
+            let key = rt.storage_key(
+                skiff_api::object::namespace(&obj),
+                skiff_api::object::name(&obj).unwrap_or_default(),
+            );
+            map.insert(key, Arc::new(Cached::new(rt, obj)));
+        }
+        let mut stream = objects
+            .store()
+            .watch(&rt.storage_prefix(), page.revision)
+            .await
+            .map_err(|e| crate::objects::store_error(rt, "", e))?;
+        let tracks_progress = stream.progress().is_some();
+        let (revision_tx, _) = watch::channel(page.revision);
+        let cache = Arc::new(WatchCache {
+            rt,
+            state: RwLock::new(State {
+                objects: map,
+                revision: page.revision,
+                broken: false,
+            }),
+            revision_tx,
+            progress_wanted: Notify::new(),
+            tracks_progress,
+        });
+        let feeder = cache.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    ev = stream.next() => match ev {
+                        Some(Ok(ev)) => {
+                            if let Err(e) = feeder.apply(&ev) {
+                                tracing::warn!(resource = %feeder.rt.group_resource(), error = %e, "watch cache stopped");
+                                break;
+                            }
+                        }
+                        other => {
+                            if let Some(Err(e)) = other {
+                                tracing::info!(resource = %feeder.rt.group_resource(), error = %e, "watch cache feed ended; it will be rebuilt");
+                            }
+                            break;
+                        }
+                    },
+                    _ = feeder.progress_wanted.notified() => {}
+                }
+                if let Some(p) = stream.progress() {
+                    feeder.advance(p);
+                }
+            }
+            feeder.state.write().expect("cache lock").broken = true;
+        });
+        Ok(cache)
+    }
+
+    fn apply(&self, ev: &skiff_store::Event) -> Result<(), ApiError> {
+        let cached = match ev.kind {
+            EventKind::Put => Some(Arc::new(Cached::new(self.rt, decode(&ev.kv)?))),
+            EventKind::Delete => None,
+        };
+        {
+            let mut state = self.state.write().expect("cache lock");
+            match cached {
+                Some(c) => {
+                    state.objects.insert(ev.kv.key.clone(), c);
+                }
+                None => {
+                    state.objects.remove(&ev.kv.key);
+                }
+            }
+        }
+        self.advance(ev.revision());
+        Ok(())
+    }
+
+    fn advance(&self, revision: Revision) {
+        let mut state = self.state.write().expect("cache lock");
+        if revision > state.revision {
+            state.revision = revision;
+            drop(state);
+            self.revision_tx.send_replace(revision);
+        }
+    }
+
+    fn is_broken(&self) -> bool {
+        self.state.read().expect("cache lock").broken
+    }
+
+    /// Waits until the cache reflects `min` (or gives up, answering false).
+    async fn wait_for(&self, min: Revision) -> bool {
+        let mut rx = self.revision_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        loop {
+            if *rx.borrow_and_update() >= min {
+                return true;
+            }
+            if self.is_broken() {
+                return false;
+            }
+            self.progress_wanted.notify_one();
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// The objects of one namespace (or all) that pass the selectors.
+    fn snapshot(&self, ns: Option<&str>, labels: &Selector, field_sel: &Selector) -> Snapshot {
+        let state = self.state.read().expect("cache lock");
+        let prefix = self.rt.storage_list_prefix(ns);
+        let items = state
+            .objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(_, c)| c.selected(labels, field_sel))
+            .map(|(_, c)| c.clone())
+            .collect();
+        Snapshot {
+            revision: state.revision,
+            items,
+        }
+    }
+}
+
+/// Which revision a list needs.
+pub enum Freshness {
+    /// Whatever the cache holds (`resourceVersion=0`).
+    Any,
+    /// At least this revision.
+    AtLeast(Revision),
+    /// The datastore's current revision (no resourceVersion: a consistent read).
+    Newest,
+}
+
+/// The caches of every resource type, started on first use.
+pub struct Caches {
+    objects: Objects,
+    caches: Mutex<HashMap<String, Arc<WatchCache>>>,
+    starting: tokio::sync::Mutex<()>,
+}
+
+impl Caches {
+    pub fn new(objects: Objects) -> Caches {
+        Caches {
+            objects,
+            caches: Mutex::new(HashMap::new()),
+            starting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn cache(&self, rt: &'static ResourceType) -> Result<Arc<WatchCache>, ApiError> {
+        let key = rt.group_resource();
+        if let Some(c) = self.caches.lock().expect("caches lock").get(&key)
+            && !c.is_broken()
+        {
+            return Ok(c.clone());
+        }
+        // One start at a time, so concurrent first lists share one cache.
+        let _starting = self.starting.lock().await;
+        if let Some(c) = self.caches.lock().expect("caches lock").get(&key)
+            && !c.is_broken()
+        {
+            return Ok(c.clone());
+        }
+        let cache = WatchCache::start(rt, &self.objects).await?;
+        self.caches
+            .lock()
+            .expect("caches lock")
+            .insert(key, cache.clone());
+        Ok(cache)
+    }
+
+    /// The matching objects, if the cache can answer with the freshness asked for; `None`
+    /// sends the caller to the datastore.
+    pub async fn list(
+        &self,
+        rt: &'static ResourceType,
+        ns: Option<&str>,
+        freshness: Freshness,
+        labels: &Selector,
+        field_sel: &Selector,
+    ) -> Result<Option<Snapshot>, ApiError> {
+        let cache = self.cache(rt).await?;
+        let min = match freshness {
+            Freshness::Any => 0,
+            Freshness::AtLeast(r) => r,
+            Freshness::Newest if !cache.tracks_progress => return Ok(None),
+            Freshness::Newest => self
+                .objects
+                .store()
+                .current_revision()
+                .await
+                .map_err(|e| crate::objects::store_error(rt, "", e))?,
+        };
+        if !cache.wait_for(min).await {
+            return Ok(None);
+        }
+        Ok(Some(cache.snapshot(ns, labels, field_sel)))
+    }
+}
