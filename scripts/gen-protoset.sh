@@ -2,8 +2,10 @@
 # Regenerates crates/skiff-api/data/kubernetes-1.33.protoset: the protobuf descriptors of the
 # API groups skiff serves, compiled by protoc from Kubernetes' own generated.proto files.
 # The .proto files come from the k8s-rs-pb crate (which ships upstream's files for each
-# Kubernetes minor); only the compiled descriptors are committed, and skiff-api reads them to
-# decode `application/vnd.kubernetes.protobuf` bodies. Run after changing the served groups.
+# Kubernetes minor); only the compiled descriptors are committed. skiff-api reads them as its
+# type schema: to decode `application/vnd.kubernetes.protobuf` bodies, to find unknown
+# fields, and (comments kept with --include_source_info) for the field descriptions of the
+# OpenAPI documents that `kubectl explain` reads. Run after changing the served groups.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 version=0.5.0
@@ -22,6 +24,6 @@ for p in json.load(sys.stdin)["packages"]:
 groups=(core/v1 apps/v1 authorization/v1 autoscaling/v1 coordination/v1 discovery/v1 events/v1)
 protos=()
 for g in "${groups[@]}"; do protos+=("api/$g/generated.proto"); done
-(cd "$src" && protoc -I . --include_imports \
+(cd "$src" && protoc -I . --include_imports --include_source_info \
   --descriptor_set_out="$here/crates/skiff-api/data/kubernetes-1.33.protoset" "${protos[@]}" 2>/dev/null)
 echo "wrote crates/skiff-api/data/kubernetes-1.33.protoset from k8s-rs-pb $version ($minor)"

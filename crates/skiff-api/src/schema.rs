@@ -14,6 +14,8 @@ use prost_types::{DescriptorProto, FileDescriptorSet};
 #[derive(Debug)]
 pub struct FieldDef {
     pub name: String,
+    /// The field's documentation, from upstream's comments.
+    pub description: String,
     pub ty: Type,
     pub repeated: bool,
     /// Fully qualified message name for message fields (`.api.core.v1.PodSpec`).
@@ -29,6 +31,10 @@ pub struct MessageDef {
     /// fields are this message's fields.
     pub inline: Vec<u32>,
     pub map_entry: bool,
+    /// Field numbers in declaration order (the order documents list them in).
+    pub order: Vec<u32>,
+    /// The message's documentation, from upstream's comments.
+    pub description: String,
 }
 
 /// The embedded structs Go inlines in JSON, as (message, protobuf field). Protobuf nests them
@@ -60,30 +66,68 @@ pub struct Schema {
     pub messages: HashMap<String, MessageDef>,
 }
 
-fn collect(prefix: &str, msg: &DescriptorProto, out: &mut HashMap<String, MessageDef>) {
+/// Upstream's comment as documentation, as its OpenAPI generator renders it: the `+marker`
+/// lines (code generator tags) dropped, wrapped lines joined with spaces, paragraphs kept.
+fn describe(comments: &HashMap<Vec<i32>, String>, path: &[i32]) -> String {
+    let Some(comment) = comments.get(path) else {
+        return String::new();
+    };
+    let mut paragraphs: Vec<String> = vec![String::new()];
+    for line in comment.lines().map(str::trim) {
+        if line.starts_with('+') || line == "---" {
+            continue;
+        }
+        let current = paragraphs.last_mut().expect("one paragraph at least");
+        if line.is_empty() {
+            if !current.is_empty() {
+                paragraphs.push(String::new());
+            }
+        } else {
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(line);
+        }
+    }
+    paragraphs.retain(|p| !p.is_empty());
+    paragraphs.join("\n\n")
+}
+
+fn collect(
+    prefix: &str,
+    msg: &DescriptorProto,
+    path: Vec<i32>,
+    comments: &HashMap<Vec<i32>, String>,
+    out: &mut HashMap<String, MessageDef>,
+) {
     let full = format!("{prefix}.{}", msg.name());
     let mut def = MessageDef {
         map_entry: msg.options.as_ref().is_some_and(|o| o.map_entry()),
+        description: describe(comments, &path),
         ..MessageDef::default()
     };
-    for f in &msg.field {
+    for (i, f) in msg.field.iter().enumerate() {
         if INLINE_FIELDS.contains(&(full.as_str(), f.name())) {
             def.inline.push(f.number() as u32);
         }
         def.by_name.insert(f.name().to_string(), f.number() as u32);
+        def.order.push(f.number() as u32);
+        let field_path: Vec<i32> = path.iter().copied().chain([2, i as i32]).collect();
         def.fields.insert(
             f.number() as u32,
             FieldDef {
                 // Kubernetes' proto field names are its JSON names.
                 name: f.name().to_string(),
+                description: describe(comments, &field_path),
                 ty: f.r#type(),
                 repeated: f.label() == Label::Repeated,
                 type_name: f.type_name().to_string(),
             },
         );
     }
-    for nested in &msg.nested_type {
-        collect(&full, nested, out);
+    for (j, nested) in msg.nested_type.iter().enumerate() {
+        let nested_path = path.iter().copied().chain([3, j as i32]).collect();
+        collect(&full, nested, nested_path, comments, out);
     }
     out.insert(full, def);
 }
@@ -98,8 +142,14 @@ pub fn schema() -> &'static Schema {
         let mut messages = HashMap::new();
         for file in &set.file {
             let prefix = format!(".{}", file.package());
-            for msg in &file.message_type {
-                collect(&prefix, msg, &mut messages);
+            let comments: HashMap<Vec<i32>, String> = file
+                .source_code_info
+                .iter()
+                .flat_map(|info| &info.location)
+                .filter_map(|l| Some((l.path.clone(), l.leading_comments.clone()?)))
+                .collect();
+            for (i, msg) in file.message_type.iter().enumerate() {
+                collect(&prefix, msg, vec![4, i as i32], &comments, &mut messages);
             }
         }
         Schema { messages }
@@ -289,6 +339,25 @@ mod tests {
         assert_eq!(
             prune_unknown_fields("v1", "Pod", &mut bad),
             ["spec.volumes[0].volumeSource"]
+        );
+    }
+
+    #[test]
+    fn descriptions_come_from_upstream_comments_without_markers() {
+        let spec = schema().message(".api.apps.v1.DeploymentSpec").unwrap();
+        let replicas = spec.field("replicas").unwrap();
+        assert!(
+            replicas.description.starts_with("Number of desired pods."),
+            "{}",
+            replicas.description
+        );
+        assert!(!replicas.description.contains("+optional"));
+        let d = schema().message(".api.apps.v1.Deployment").unwrap();
+        assert!(
+            d.description
+                .contains("Deployment enables declarative updates"),
+            "{}",
+            d.description
         );
     }
 

@@ -75,6 +75,19 @@ fn list_strategy(message: &str, field: &str) -> ListStrategy {
     }
 }
 
+/// The OpenAPI patch extensions of a list field: (`x-kubernetes-patch-strategy`,
+/// `x-kubernetes-patch-merge-key`), for the documents kubectl reads to build its patches.
+pub(crate) fn patch_extensions(
+    message: &str,
+    field: &str,
+) -> Option<(&'static str, Option<&'static str>)> {
+    match list_strategy(message, field) {
+        ListStrategy::MergeByKey(key) => Some(("merge", Some(key))),
+        ListStrategy::MergeScalars => Some(("merge", None)),
+        ListStrategy::Replace => None,
+    }
+}
+
 /// The message type of a field's values (list elements and map values included), or "" when
 /// the schema does not say.
 fn child_message(message: &str, field: &str) -> String {

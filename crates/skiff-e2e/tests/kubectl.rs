@@ -470,3 +470,36 @@ spec:
         "bare"
     );
 }
+
+/// `kubectl explain` reads the OpenAPI v3 schemas: types, descriptions, nested fields.
+/// (kubectl 1.28 explains from OpenAPI v2, which is not served.)
+#[test]
+fn explain_describes_fields_from_the_openapi_schemas() {
+    let server = TestServer::start();
+    for minor in 29..=33 {
+        let k = server.kubectl(minor);
+        let out = k.ok(&["explain", "deployment.spec.strategy"]);
+        assert!(
+            out.contains("<DeploymentStrategy>"),
+            "kubectl 1.{minor}:\n{out}"
+        );
+        assert!(
+            out.contains("The deployment strategy to use to replace existing pods with new ones."),
+            "{out}"
+        );
+        assert!(
+            out.contains("rollingUpdate") && out.contains("<RollingUpdateDeployment>"),
+            "{out}"
+        );
+        let out = k.ok(&["explain", "pods.spec.containers.ports"]);
+        assert!(
+            out.contains("<[]ContainerPort>") && out.contains("containerPort"),
+            "kubectl 1.{minor}:\n{out}"
+        );
+        let out = k.ok(&["explain", "svc.spec.selector"]);
+        assert!(
+            out.contains("<map[string]string>"),
+            "kubectl 1.{minor}:\n{out}"
+        );
+    }
+}
