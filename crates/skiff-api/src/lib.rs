@@ -9,6 +9,7 @@
 pub mod defaults;
 pub mod discovery;
 pub mod fields;
+pub mod managed_fields;
 pub mod object;
 pub mod openapi;
 pub mod patch;

@@ -14,7 +14,7 @@ use skiff_api::object::{meta_str, metadata_mut};
 use skiff_api::patch::{JsonPatchError, PatchKind};
 use skiff_api::resources::lookup;
 use skiff_api::selectors::Selector;
-use skiff_api::{ApiError, ResourceType, Subresource, fields, table};
+use skiff_api::{ApiError, ResourceType, Subresource, fields, managed_fields, table};
 use skiff_store::Revision;
 
 use crate::continue_token;
@@ -386,10 +386,13 @@ async fn create(
     if rr.subresource.is_some() || rr.name.is_some() {
         return Err(ApiError::method_not_supported(rr.rt, "POST"));
     }
-    let directive = Directive::from_query(query)?;
+    let opts = WriteOptions::from_request(query, headers)?;
     let mut obj = negotiate::decode_body(headers, body)?;
-    let warnings = directive.apply(&rr.rt.api_version(), rr.rt.kind, &mut obj)?;
+    let warnings = opts
+        .directive
+        .apply(&rr.rt.api_version(), rr.rt.kind, &mut obj)?;
     strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
+    track_fields(rr.rt, &opts.manager, None, None, &mut obj);
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     check_namespace_open(state, rr.rt, rr.namespace.as_deref(), &name).await?;
     let stored = state.objects.create(rr.rt, &obj).await?;
@@ -421,19 +424,85 @@ async fn write_update(
     rr: &ResourceRequest,
     mut new: Value,
     old: &Stored,
-    directive: Directive,
+    opts: &WriteOptions,
 ) -> Result<(Stored, Vec<String>), ApiError> {
     let warnings;
     if rr.subresource == Some(Subresource::Scale) {
-        warnings = directive.apply("autoscaling/v1", "Scale", &mut new)?;
+        warnings = opts.directive.apply("autoscaling/v1", "Scale", &mut new)?;
         new = apply_scale(rr.rt, &old.object, &new)?;
     } else {
-        warnings = directive.apply(&rr.rt.api_version(), rr.rt.kind, &mut new)?;
+        warnings = opts
+            .directive
+            .apply(&rr.rt.api_version(), rr.rt.kind, &mut new)?;
     }
     let sub = rr.subresource.filter(|s| *s == Subresource::Status);
     strategy::prepare_update(rr.rt, &mut new, &old.object, sub)?;
+    track_fields(
+        rr.rt,
+        &opts.manager,
+        rr.subresource,
+        Some(&old.object),
+        &mut new,
+    );
     let stored = state.objects.update(rr.rt, &new, old.mod_revision).await?;
     Ok((stored, warnings))
+}
+
+/// How a write is validated, and which field manager its changes belong to.
+struct WriteOptions {
+    directive: Directive,
+    manager: String,
+}
+
+impl WriteOptions {
+    fn from_request(query: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+        Ok(WriteOptions {
+            directive: Directive::from_query(query)?,
+            manager: field_manager(query, headers)?,
+        })
+    }
+}
+
+/// `fieldManager`, else the client's name from its User-Agent (upstream's default).
+fn field_manager(query: &Query, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(m) = query.get("fieldManager").filter(|m| !m.is_empty()) {
+        if m.len() > 128 {
+            return Err(ApiError::bad_request(
+                "fieldManager: Too long: may not be more than 128 bytes",
+            ));
+        }
+        return Ok(m.to_string());
+    }
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    Ok(agent.split('/').next().unwrap_or("unknown").to_string())
+}
+
+/// Records in `managedFields` what this write changed, under its manager.
+fn track_fields(
+    rt: &ResourceType,
+    manager: &str,
+    subresource: Option<Subresource>,
+    old: Option<&Value>,
+    new: &mut Value,
+) {
+    let api_version = rt.api_version();
+    let changed = match old {
+        Some(old) => managed_fields::changed_fields(&api_version, rt.kind, old, new),
+        None => managed_fields::fields_of(&api_version, rt.kind, new),
+    };
+    let mut entries = old.map(managed_fields::read).unwrap_or_default();
+    managed_fields::record_update(
+        &mut entries,
+        manager,
+        &api_version,
+        subresource.map(Subresource::name),
+        &changed,
+        &skiff_api::object::now_rfc3339(),
+    );
+    managed_fields::write(new, &entries);
 }
 
 async fn update(
@@ -444,14 +513,14 @@ async fn update(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let output = negotiate::output(headers, false)?;
-    let directive = Directive::from_query(query)?;
+    let opts = WriteOptions::from_request(query, headers)?;
     let new = negotiate::decode_body(headers, body)?;
     let old = state
         .objects
         .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
         .await?;
     check_precondition(rr.rt, name_of(rr), &new, old.mod_revision)?;
-    let (stored, warnings) = write_update(state, rr, new, &old, directive).await?;
+    let (stored, warnings) = write_update(state, rr, new, &old, &opts).await?;
     Ok(render_written(rr, &stored.object, output, &warnings))
 }
 
@@ -477,7 +546,7 @@ async fn patch(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let output = negotiate::output(headers, false)?;
-    let directive = Directive::from_query(query)?;
+    let opts = WriteOptions::from_request(query, headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -488,6 +557,9 @@ async fn patch(
         PatchKind::Apply => negotiate::decode_yaml(body)?,
         _ => negotiate::decode_json(body)?,
     };
+    if kind == PatchKind::Apply {
+        return server_side_apply(state, rr, query, output, patch_doc, &opts).await;
+    }
     for _ in 0..PATCH_RETRIES {
         let old = state
             .objects
@@ -521,18 +593,7 @@ async fn patch(
                 )
                 .map_err(|e| ApiError::bad_request(e.to_string()))?
             }
-            // Server-side apply needs field ownership (managedFields); until it exists the
-            // request is refused clearly rather than applied as a plain merge.
-            PatchKind::Apply => {
-                return Err(ApiError::unsupported_media_type(
-                    content_type,
-                    &[
-                        "application/json-patch+json",
-                        "application/merge-patch+json",
-                        "application/strategic-merge-patch+json",
-                    ],
-                ));
-            }
+            PatchKind::Apply => unreachable!("applied above"),
         }
         // A patch that sets resourceVersion is a precondition on it.
         check_precondition(
@@ -541,7 +602,7 @@ async fn patch(
             &patch_doc_meta(&patch_doc),
             old.mod_revision,
         )?;
-        match write_update(state, rr, target, &old, directive).await {
+        match write_update(state, rr, target, &old, &opts).await {
             Ok((stored, warnings)) => {
                 return Ok(render_written(rr, &stored.object, output, &warnings));
             }
@@ -558,6 +619,145 @@ async fn patch(
         rr.rt,
         name_of(rr),
         "the object kept changing while the patch was applied; try again",
+    ))
+}
+
+/// Server-side apply: create the object from the configuration, or merge the configuration
+/// into it under field ownership (409 on conflicts with other managers unless `force`).
+async fn server_side_apply(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    query: &Query,
+    output: Output,
+    mut applied: Value,
+    opts: &WriteOptions,
+) -> Result<Response, ApiError> {
+    if rr.subresource.is_some() {
+        return Err(ApiError::method_not_supported(
+            rr.rt,
+            "apply on a subresource",
+        ));
+    }
+    if query.get("fieldManager").is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    let force = query.flag("force");
+    let api_version = rr.rt.api_version();
+    let (a, k) = (
+        applied
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        applied
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    );
+    if a != api_version || k != rr.rt.kind {
+        return Err(ApiError::bad_request(format!(
+            "the applied configuration is {a:?} {k:?}, not {api_version:?} {:?} as the request path says",
+            rr.rt.kind
+        )));
+    }
+    if let Some(n) = meta_str(&applied, "name").filter(|n| *n != name_of(rr)) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({})",
+            name_of(rr)
+        )));
+    }
+    let warnings = opts
+        .directive
+        .apply(&api_version, rr.rt.kind, &mut applied)?;
+    let now = skiff_api::object::now_rfc3339();
+    let conflict_error = |conflicts: Vec<managed_fields::Conflict>| {
+        let mut e = ApiError::new(
+            409,
+            "Conflict",
+            managed_fields::conflict_message(&conflicts),
+        );
+        e.details = Some(Box::new(skiff_api::status::Details {
+            name: name_of(rr).to_string(),
+            group: rr.rt.group.to_string(),
+            kind: rr.rt.plural.to_string(),
+            causes: conflicts
+                .iter()
+                .map(|c| skiff_api::Cause {
+                    reason: "FieldManagerConflict",
+                    message: format!("conflict with {:?} using {}", c.manager, c.api_version),
+                    field: c.field.clone(),
+                })
+                .collect(),
+            retry_after_seconds: None,
+        }));
+        e
+    };
+    for _ in 0..PATCH_RETRIES {
+        match state
+            .objects
+            .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
+            .await
+        {
+            Err(e) if e.code == 404 => {
+                let mut obj = managed_fields::apply(
+                    &api_version,
+                    rr.rt.kind,
+                    &json!({}),
+                    &applied,
+                    &opts.manager,
+                    force,
+                    &now,
+                )
+                .map_err(conflict_error)?;
+                metadata_mut(&mut obj).insert("name".into(), name_of(rr).into());
+                strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
+                check_namespace_open(state, rr.rt, rr.namespace.as_deref(), name_of(rr)).await?;
+                match state.objects.create(rr.rt, &obj).await {
+                    Ok(stored) => {
+                        return Ok(with_warnings(
+                            respond(StatusCode::CREATED, &stored.object, output),
+                            &warnings,
+                        ));
+                    }
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+            Ok(live) => {
+                let mut merged = managed_fields::apply(
+                    &api_version,
+                    rr.rt.kind,
+                    &live.object,
+                    &applied,
+                    &opts.manager,
+                    force,
+                    &now,
+                )
+                .map_err(conflict_error)?;
+                strategy::prepare_update(rr.rt, &mut merged, &live.object, None)?;
+                match state
+                    .objects
+                    .update(rr.rt, &merged, live.mod_revision)
+                    .await
+                {
+                    Ok(stored) => {
+                        return Ok(with_warnings(
+                            respond(StatusCode::OK, &stored.object, output),
+                            &warnings,
+                        ));
+                    }
+                    Err(e) if e.reason == "Conflict" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Err(ApiError::conflict(
+        rr.rt,
+        name_of(rr),
+        "the object kept changing while the configuration was applied; try again",
     ))
 }
 

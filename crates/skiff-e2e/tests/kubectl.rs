@@ -503,3 +503,80 @@ fn explain_describes_fields_from_the_openapi_schemas() {
         );
     }
 }
+
+/// `apply --server-side`: create-or-update under field ownership, conflicts with another
+/// manager's fields refused unless forced, and fields dropped from the configuration removed.
+#[test]
+fn server_side_apply_tracks_field_ownership() {
+    let server = TestServer::start();
+    for minor in KUBECTL_MINORS {
+        let k = server.kubectl(minor);
+        let validate = if minor <= 28 {
+            "--validate=false"
+        } else {
+            "--validate=strict"
+        };
+        let name = format!("ssa-{minor}");
+        let manifest = |replicas: u32, annotation: bool| {
+            let annotations = if annotation {
+                "\n  annotations: {team: a}"
+            } else {
+                ""
+            };
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}{annotations}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers: [{{name: web, image: 'web:v1'}}]\n"
+            )
+        };
+        let out = k.ok_stdin(
+            &["apply", "--server-side", "-f", "-", validate],
+            &manifest(2, true),
+        );
+        assert!(
+            out.contains("serverside-applied"),
+            "kubectl 1.{minor}: {out}"
+        );
+        let d = k.json(&["get", "deployment", &name, "--show-managed-fields"]);
+        let entry = &d["metadata"]["managedFields"][0];
+        assert_eq!(
+            (entry["manager"].as_str(), entry["operation"].as_str()),
+            (Some("kubectl"), Some("Apply"))
+        );
+        assert!(entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:image"].is_object());
+
+        // Another manager takes replicas; applying a different value conflicts.
+        k.ok(&["scale", "deployment", &name, "--replicas=5"]);
+        let out = k.run_with_stdin(
+            &["apply", "--server-side", "-f", "-", validate],
+            &manifest(2, true),
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Apply failed with 1 conflict: conflict with")
+                && err.contains(".spec.replicas"),
+            "{err}"
+        );
+        assert_eq!(k.json(&["get", "deployment", &name])["spec"]["replicas"], 5);
+
+        // Forced, and without the annotation: replicas taken back, annotation removed.
+        k.ok_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                "-",
+                validate,
+            ],
+            &manifest(2, false),
+        );
+        let d = k.json(&["get", "deployment", &name]);
+        assert_eq!(d["spec"]["replicas"], 2);
+        assert!(
+            d["metadata"]
+                .get("annotations")
+                .is_none_or(|a| a.get("team").is_none()),
+            "{d}"
+        );
+    }
+}

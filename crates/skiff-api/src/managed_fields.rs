@@ -1,0 +1,772 @@
+//! Field ownership (`metadata.managedFields`) and server-side apply.
+//!
+//! A field set is upstream's FieldsV1 tree: `f:<field>` for struct and map fields,
+//! `k:{"name":"web"}` for elements of lists merged by key, `v:<value>` for elements of sets,
+//! and `.` for owning an element (or map) itself; leaves are `{}`. Lists without a merge
+//! strategy are atomic: the list field is one leaf. List semantics come from the type schema
+//! and the patch strategies ([`crate::strategic`]).
+//!
+//! Every write records what it changed under its field manager (operation `Update`, or
+//! `Apply` for server-side apply); a field changed by one manager leaves the sets of the
+//! others. Apply conflicts when it would change a value another manager owns, unless forced,
+//! and removes the fields its manager applied before and no longer does (when nobody else
+//! owns them).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::schema::{message_name, schema};
+
+/// A set of field paths, as a FieldsV1 tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldSet(BTreeMap<String, FieldSet>);
+
+/// Top-level and metadata fields the server owns; no manager does.
+const SYSTEM_FIELDS: &[&str] = &["apiVersion", "kind", "status"];
+const SYSTEM_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
+];
+
+/// Struct types upstream marks `+structType=atomic`: owned as a whole.
+fn atomic_struct(message: &str) -> bool {
+    matches!(
+        message,
+        ".apimachinery.pkg.apis.meta.v1.LabelSelector" | ".api.core.v1.NodeSelector"
+    )
+}
+
+impl FieldSet {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The FieldsV1 JSON form.
+    pub fn to_json(&self) -> Value {
+        Value::Object(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
+        )
+    }
+
+    pub fn from_json(v: &Value) -> FieldSet {
+        FieldSet(
+            v.as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), FieldSet::from_json(v)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    fn insert(&mut self, path: &[String]) {
+        if let Some((first, rest)) = path.split_first() {
+            self.0.entry(first.clone()).or_default().insert(rest);
+        }
+    }
+
+    /// Every leaf path (a path whose node has no children).
+    pub fn leaves(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for (k, v) in &self.0 {
+            if v.0.is_empty() {
+                out.push(vec![k.clone()]);
+            } else {
+                for mut rest in v.leaves() {
+                    rest.insert(0, k.clone());
+                    out.push(rest);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn contains(&self, path: &[String]) -> bool {
+        match path.split_first() {
+            None => true,
+            Some((first, rest)) => self.0.get(first).is_some_and(|c| c.contains(rest)),
+        }
+    }
+
+    pub fn union(&self, other: &FieldSet) -> FieldSet {
+        let mut out = self.clone();
+        for leaf in other.leaves() {
+            out.insert(&leaf);
+        }
+        out
+    }
+
+    /// The leaves of `self` that `other` does not have.
+    pub fn difference(&self, other: &FieldSet) -> FieldSet {
+        let mut out = FieldSet::default();
+        for leaf in self.leaves() {
+            if !other.contains_leaf(&leaf) {
+                out.insert(&leaf);
+            }
+        }
+        out
+    }
+
+    fn contains_leaf(&self, path: &[String]) -> bool {
+        match path.split_first() {
+            None => self.0.is_empty(),
+            Some((first, rest)) => self.0.get(first).is_some_and(|c| c.contains_leaf(rest)),
+        }
+    }
+}
+
+/// The path element for a list element merged by `key`.
+fn key_element(item: &Value, key: &str) -> Option<String> {
+    let k = item.get(key)?;
+    Some(format!("k:{}", json!({ key: k })))
+}
+
+fn set_element(item: &Value) -> String {
+    format!("v:{item}")
+}
+
+/// The list strategy of `field` in `message`, as ownership sees it.
+enum ListKind {
+    Keyed(&'static str),
+    Set,
+    Atomic,
+}
+
+fn list_kind(message: &str, field: &str) -> ListKind {
+    match crate::strategic::patch_extensions(message, field) {
+        Some((_, Some(key))) => ListKind::Keyed(key),
+        Some((_, None)) => ListKind::Set,
+        None => ListKind::Atomic,
+    }
+}
+
+/// Every field an object (or applied configuration) sets, as a field set. `message` is the
+/// object's type ("" when unknown: then nested objects are maps and lists atomic).
+fn collect(message: &str, obj: &Map<String, Value>, path: &mut Vec<String>, out: &mut FieldSet) {
+    for (key, value) in obj {
+        if path.is_empty() && SYSTEM_FIELDS.contains(&key.as_str()) {
+            continue;
+        }
+        if path.len() == 1 && path[0] == "f:metadata" && SYSTEM_METADATA.contains(&key.as_str()) {
+            continue;
+        }
+        let field = schema().resolve(message, key);
+        path.push(format!("f:{key}"));
+        let child = field.map(|f| f.type_name.clone()).unwrap_or_default();
+        let is_map = schema().message(&child).is_some_and(|m| m.map_entry);
+        match value {
+            Value::Object(m) if is_map => {
+                path.push(".".into());
+                out.insert(path);
+                path.pop();
+                for k in m.keys() {
+                    path.push(format!("f:{k}"));
+                    out.insert(path);
+                    path.pop();
+                }
+            }
+            Value::Object(m)
+                if !m.is_empty() && !atomic_struct(&child) && !crate::schema::is_opaque(&child) =>
+            {
+                collect(&child, m, path, out);
+            }
+            Value::Array(items) => match list_kind(message, key) {
+                ListKind::Keyed(k) => {
+                    for item in items {
+                        let Some(element) = key_element(item, k) else {
+                            continue;
+                        };
+                        path.push(element);
+                        path.push(".".into());
+                        out.insert(path);
+                        path.pop();
+                        if let Value::Object(m) = item {
+                            collect(&child, m, path, out);
+                        }
+                        path.pop();
+                    }
+                }
+                ListKind::Set => {
+                    for item in items {
+                        path.push(set_element(item));
+                        out.insert(path);
+                        path.pop();
+                    }
+                }
+                ListKind::Atomic => out.insert(path),
+            },
+            _ => out.insert(path),
+        }
+        path.pop();
+    }
+}
+
+/// The fields an object of `apiVersion`/`kind` sets.
+pub fn fields_of(api_version: &str, kind: &str, obj: &Value) -> FieldSet {
+    let mut out = FieldSet::default();
+    if let Value::Object(m) = obj {
+        collect(
+            &message_name(api_version, kind),
+            m,
+            &mut Vec::new(),
+            &mut out,
+        );
+    }
+    out
+}
+
+/// The value at a field path, if the object has it.
+fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(obj);
+    };
+    if first == "." {
+        return Some(obj);
+    }
+    let next = if let Some(f) = first.strip_prefix("f:") {
+        obj.get(f)?
+    } else if let Some(k) = first.strip_prefix("k:") {
+        let key: Map<String, Value> = serde_json::from_str(k).ok()?;
+        obj.as_array()?
+            .iter()
+            .find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?
+    } else if let Some(v) = first.strip_prefix("v:") {
+        let value: Value = serde_json::from_str(v).ok()?;
+        obj.as_array()?.iter().find(|item| **item == value)?
+    } else {
+        return None;
+    };
+    value_at(next, rest)
+}
+
+/// Removes the field at a path (an element or map entry for `.` paths).
+fn remove_at(obj: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let last = rest.is_empty() || rest == ["."];
+    if let Some(f) = first.strip_prefix("f:") {
+        let Some(map) = obj.as_object_mut() else {
+            return;
+        };
+        if last {
+            map.remove(f);
+        } else if let Some(child) = map.get_mut(f) {
+            remove_at(child, rest);
+        }
+    } else if let Some(k) = first.strip_prefix("k:") {
+        let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else {
+            return;
+        };
+        let Some(items) = obj.as_array_mut() else {
+            return;
+        };
+        let matches = |item: &Value| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv));
+        if last {
+            items.retain(|i| !matches(i));
+        } else if let Some(item) = items.iter_mut().find(|i| matches(i)) {
+            remove_at(item, rest);
+        }
+    } else if let Some(v) = first.strip_prefix("v:") {
+        let Ok(value) = serde_json::from_str::<Value>(v) else {
+            return;
+        };
+        if let Some(items) = obj.as_array_mut() {
+            items.retain(|i| *i != value);
+        }
+    }
+}
+
+/// The fields whose values differ between two versions of an object (added, changed or
+/// removed), as a field set.
+pub fn changed_fields(api_version: &str, kind: &str, old: &Value, new: &Value) -> FieldSet {
+    let before = fields_of(api_version, kind, old);
+    let after = fields_of(api_version, kind, new);
+    let mut out = FieldSet::default();
+    for leaf in after.leaves() {
+        if !before.contains_leaf(&leaf) || value_at(old, &leaf) != value_at(new, &leaf) {
+            out.insert(&leaf);
+        }
+    }
+    out
+}
+
+/// One `managedFields` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    pub api_version: String,
+    pub time: String,
+    pub subresource: Option<String>,
+    pub fields: FieldSet,
+}
+
+impl Entry {
+    fn to_json(&self) -> Value {
+        let mut v = json!({
+            "manager": self.manager,
+            "operation": self.operation,
+            "apiVersion": self.api_version,
+            "time": self.time,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": self.fields.to_json(),
+        });
+        if let Some(s) = &self.subresource {
+            v["subresource"] = s.clone().into();
+        }
+        v
+    }
+
+    fn from_json(v: &Value) -> Option<Entry> {
+        Some(Entry {
+            manager: v.get("manager")?.as_str()?.to_string(),
+            operation: v.get("operation")?.as_str()?.to_string(),
+            api_version: v
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            time: v
+                .get("time")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            subresource: v
+                .get("subresource")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            fields: FieldSet::from_json(v.get("fieldsV1").unwrap_or(&Value::Null)),
+        })
+    }
+}
+
+/// An object's `managedFields`.
+pub fn read(obj: &Value) -> Vec<Entry> {
+    obj.get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Entry::from_json).collect())
+        .unwrap_or_default()
+}
+
+/// Replaces an object's `managedFields` (dropping entries that own nothing).
+pub fn write(obj: &mut Value, entries: &[Entry]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(Entry::to_json)
+        .collect();
+    let meta = crate::object::metadata_mut(obj);
+    if list.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+/// Records a non-apply write: `changed` now belongs to `manager` (operation `Update`) and
+/// to nobody else.
+pub fn record_update(
+    entries: &mut Vec<Entry>,
+    manager: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+    changed: &FieldSet,
+    now: &str,
+) {
+    if changed.is_empty() {
+        return;
+    }
+    for e in entries.iter_mut() {
+        e.fields = e.fields.difference(changed);
+    }
+    let subresource = subresource.map(str::to_string);
+    match entries
+        .iter_mut()
+        .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource)
+    {
+        Some(e) => {
+            e.fields = e.fields.union(changed);
+            e.time = now.to_string();
+            e.api_version = api_version.to_string();
+        }
+        None => entries.push(Entry {
+            manager: manager.to_string(),
+            operation: "Update".into(),
+            api_version: api_version.to_string(),
+            time: now.to_string(),
+            subresource,
+            fields: changed.clone(),
+        }),
+    }
+    entries.retain(|e| !e.fields.is_empty());
+}
+
+/// A field another manager owns with a different value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub manager: String,
+    pub api_version: String,
+    /// `.spec.replicas`, `.spec.template.spec.containers[name="web"].image`.
+    pub field: String,
+}
+
+/// Upstream's rendering of a field path in conflict messages.
+fn display_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for p in path {
+        if let Some(f) = p.strip_prefix("f:") {
+            out.push('.');
+            out.push_str(f);
+        } else if let Some(k) = p.strip_prefix("k:") {
+            let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+            let parts: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("[{}]", parts.join(",")));
+        } else if let Some(v) = p.strip_prefix("v:") {
+            out.push_str(&format!("[={v}]"));
+        }
+    }
+    out
+}
+
+/// Server-side apply of `applied` (from `manager`) onto `live`: answers the new object
+/// (managedFields included), or the conflicts when not forced.
+pub fn apply(
+    api_version: &str,
+    kind: &str,
+    live: &Value,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<Value, Vec<Conflict>> {
+    let mut entries = read(live);
+    let applied_set = fields_of(api_version, kind, applied);
+    let previous = entries
+        .iter()
+        .find(|e| e.manager == manager && e.operation == "Apply")
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+
+    let mut conflicts = Vec::new();
+    for leaf in applied_set.leaves() {
+        if leaf.last().map(String::as_str) == Some(".") {
+            continue;
+        }
+        if value_at(live, &leaf) == value_at(applied, &leaf) {
+            continue;
+        }
+        for e in &entries {
+            let mine = e.manager == manager && e.operation == "Apply";
+            if !mine && e.fields.contains_leaf(&leaf) {
+                conflicts.push((e.manager.clone(), e.api_version.clone(), leaf.clone()));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflicts
+            .into_iter()
+            .map(|(manager, api_version, path)| Conflict {
+                manager,
+                api_version,
+                field: display_path(&path),
+            })
+            .collect());
+    }
+
+    // Taken by force, or changed by this apply: nobody else owns those values now. Fields
+    // applied with the value they already had stay shared.
+    for e in entries.iter_mut() {
+        if e.manager == manager && e.operation == "Apply" {
+            continue;
+        }
+        let taken: FieldSet = {
+            let mut t = FieldSet::default();
+            for leaf in applied_set.leaves() {
+                if e.fields.contains_leaf(&leaf)
+                    && value_at(live, &leaf) != value_at(applied, &leaf)
+                {
+                    t.insert(&leaf);
+                }
+            }
+            t
+        };
+        e.fields = e.fields.difference(&taken);
+    }
+
+    let mut merged = live.clone();
+    let mut config = applied.clone();
+    if let Some(m) = config.as_object_mut() {
+        for f in SYSTEM_FIELDS {
+            m.remove(*f);
+        }
+    }
+    if let Some(meta) = config.get_mut("metadata").and_then(Value::as_object_mut) {
+        for f in SYSTEM_METADATA {
+            meta.remove(*f);
+        }
+    }
+    crate::strategic::strategic_merge_patch(api_version, kind, &mut merged, &config).map_err(
+        |e| {
+            vec![Conflict {
+                manager: String::new(),
+                api_version: String::new(),
+                field: e.to_string(),
+            }]
+        },
+    )?;
+
+    // What this manager applied before and no longer does, and nobody else owns, goes.
+    let others = entries
+        .iter()
+        .filter(|e| !(e.manager == manager && e.operation == "Apply"))
+        .fold(FieldSet::default(), |acc, e| acc.union(&e.fields));
+    for leaf in previous.difference(&applied_set).leaves() {
+        // A map or element owned as a whole stays while others own parts of it.
+        let shared = match leaf.split_last() {
+            Some((last, parent)) if last == "." => others.contains(parent),
+            _ => others.contains_leaf(&leaf),
+        };
+        if !shared {
+            remove_at(&mut merged, &leaf);
+        }
+    }
+
+    entries.retain(|e| !(e.manager == manager && e.operation == "Apply"));
+    entries.push(Entry {
+        manager: manager.to_string(),
+        operation: "Apply".into(),
+        api_version: api_version.to_string(),
+        time: now.to_string(),
+        subresource: None,
+        fields: applied_set,
+    });
+    write(&mut merged, &entries);
+    Ok(merged)
+}
+
+/// The message of a failed apply, as upstream words it.
+pub fn conflict_message(conflicts: &[Conflict]) -> String {
+    let n = conflicts.len();
+    let list: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "conflict with \"{}\" using {}: {}",
+                c.manager, c.api_version, c.field
+            )
+        })
+        .collect();
+    format!(
+        "Apply failed with {n} conflict{}: {}",
+        if n == 1 { "" } else { "s" },
+        list.join("\n")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(replicas: i64, image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "labels": {"app": "web"}},
+               "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]}}}})
+    }
+
+    #[test]
+    fn field_sets_use_upstream_path_elements() {
+        let set = fields_of("apps/v1", "Deployment", &deployment(2, "web:v1")).to_json();
+        assert_eq!(set["f:metadata"]["f:labels"], json!({".": {}, "f:app": {}}));
+        assert_eq!(
+            set["f:spec"]["f:selector"],
+            json!({}),
+            "LabelSelector is atomic"
+        );
+        let c = &set["f:spec"]["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"web"}"#];
+        assert_eq!(c["."], json!({}));
+        assert_eq!(c["f:image"], json!({}));
+        assert!(c["f:ports"].get(r#"k:{"containerPort":80}"#).is_some());
+        assert!(
+            set["f:metadata"].get("f:name").is_none(),
+            "system fields belong to nobody"
+        );
+    }
+
+    #[test]
+    fn apply_conflicts_with_other_owners_unless_forced() {
+        let now = "2026-11-25T12:00:00Z";
+        // kubectl create made it (Update by kubectl-create), then apply changes replicas.
+        let mut live = deployment(1, "web:v1");
+        let mut entries = Vec::new();
+        record_update(
+            &mut entries,
+            "kubectl-create",
+            "apps/v1",
+            None,
+            &fields_of("apps/v1", "Deployment", &live),
+            now,
+        );
+        write(&mut live, &entries);
+
+        let err = apply(
+            "apps/v1",
+            "Deployment",
+            &live,
+            &deployment(3, "web:v1"),
+            "kubectl",
+            false,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            [Conflict {
+                manager: "kubectl-create".into(),
+                api_version: "apps/v1".into(),
+                field: ".spec.replicas".into()
+            }]
+        );
+        assert_eq!(
+            conflict_message(&err),
+            r#"Apply failed with 1 conflict: conflict with "kubectl-create" using apps/v1: .spec.replicas"#
+        );
+
+        let forced = apply(
+            "apps/v1",
+            "Deployment",
+            &live,
+            &deployment(3, "web:v1"),
+            "kubectl",
+            true,
+            now,
+        )
+        .unwrap();
+        assert_eq!(forced["spec"]["replicas"], 3);
+        let entries = read(&forced);
+        let creator = entries
+            .iter()
+            .find(|e| e.manager == "kubectl-create")
+            .unwrap();
+        assert!(
+            !creator
+                .fields
+                .contains_leaf(&["f:spec".into(), "f:replicas".into()])
+        );
+        // The image was applied with its current value: owned by both.
+        let image: Vec<String> = [
+            "f:spec",
+            "f:template",
+            "f:spec",
+            "f:containers",
+            r#"k:{"name":"web"}"#,
+            "f:image",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert!(creator.fields.contains_leaf(&image));
+        assert!(
+            entries
+                .iter()
+                .find(|e| e.manager == "kubectl")
+                .unwrap()
+                .fields
+                .contains_leaf(&image)
+        );
+    }
+
+    #[test]
+    fn applying_less_removes_what_only_this_manager_owned() {
+        let now = "2026-11-25T12:00:00Z";
+        let mut first = deployment(2, "web:v1");
+        first["metadata"]["annotations"] = json!({"team": "a"});
+        let created = apply(
+            "apps/v1",
+            "Deployment",
+            &json!({}),
+            &first,
+            "kubectl",
+            false,
+            now,
+        )
+        .unwrap();
+        let second = deployment(2, "web:v1");
+        let updated = apply(
+            "apps/v1",
+            "Deployment",
+            &created,
+            &second,
+            "kubectl",
+            false,
+            now,
+        )
+        .unwrap();
+        assert!(
+            updated["metadata"]
+                .get("annotations")
+                .is_none_or(|a| a.get("team").is_none()),
+            "{updated}"
+        );
+        assert_eq!(updated["spec"]["replicas"], 2);
+    }
+
+    #[test]
+    fn updates_take_fields_from_other_managers() {
+        let now = "t";
+        let live = deployment(1, "web:v1");
+        let applied = apply(
+            "apps/v1",
+            "Deployment",
+            &json!({}),
+            &live,
+            "kubectl",
+            false,
+            now,
+        )
+        .unwrap();
+        let mut scaled = applied.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        let changed = changed_fields("apps/v1", "Deployment", &applied, &scaled);
+        assert_eq!(
+            changed.leaves(),
+            [vec!["f:spec".to_string(), "f:replicas".to_string()]]
+        );
+        let mut entries = read(&applied);
+        record_update(
+            &mut entries,
+            "kubectl-scale",
+            "apps/v1",
+            Some("scale"),
+            &changed,
+            now,
+        );
+        let apply_entry = entries.iter().find(|e| e.manager == "kubectl").unwrap();
+        assert!(
+            !apply_entry
+                .fields
+                .contains_leaf(&["f:spec".into(), "f:replicas".into()])
+        );
+        assert_eq!(
+            entries.last().unwrap().subresource.as_deref(),
+            Some("scale")
+        );
+    }
+}
