@@ -335,6 +335,98 @@ pub fn table(
     table_of(rt, &refs, resource_version, continue_token, now)
 }
 
+/// A cell whose text depends on the time it is printed.
+#[derive(Clone, Debug)]
+enum Timed {
+    Age(Option<OffsetDateTime>),
+    Restarts(i64, Option<OffsetDateTime>),
+}
+
+/// A row computed once, when the object changed: its cells, with the time-dependent ones
+/// (AGE, RESTARTS' "ago", events' LAST/FIRST SEEN) rendered when printed, and its metadata
+/// (without managedFields, which no table shows) as JSON.
+#[derive(Clone, Debug)]
+pub struct PrecomputedRow {
+    cells: Vec<Value>,
+    timed: Vec<(usize, Timed)>,
+    metadata: Vec<u8>,
+}
+
+impl PrecomputedRow {
+    pub fn new(rt: &ResourceType, obj: &Value) -> PrecomputedRow {
+        let epoch = OffsetDateTime::UNIX_EPOCH;
+        let cells = cells(rt, obj, epoch);
+        let parse = |t: Option<&str>| t.and_then(crate::object::parse_time);
+        let mut timed = Vec::new();
+        for (i, Column(name, ..)) in columns(rt).iter().enumerate() {
+            let t = match (rt.kind, *name) {
+                (_, "Age") => Timed::Age(parse(meta_str(obj, "creationTimestamp"))),
+                ("Pod", "Restarts") => {
+                    let (count, last) = pod_restarts(obj);
+                    Timed::Restarts(count, last)
+                }
+                ("Event", "Last Seen") => Timed::Age(parse(event_times(obj).0)),
+                ("Event", "First Seen") => Timed::Age(parse(event_times(obj).1)),
+                _ => continue,
+            };
+            timed.push((i, t));
+        }
+        let mut metadata = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        if let Some(m) = metadata.as_object_mut() {
+            m.remove("managedFields");
+        }
+        PrecomputedRow {
+            cells,
+            timed,
+            metadata: serde_json::to_vec(&metadata).expect("JSON values serialize"),
+        }
+    }
+
+    fn cells_at(&self, now: OffsetDateTime) -> Vec<Value> {
+        let mut cells = self.cells.clone();
+        for (i, t) in &self.timed {
+            cells[*i] = match t {
+                Timed::Age(Some(at)) => {
+                    crate::object::human_duration((now - *at).whole_seconds()).into()
+                }
+                Timed::Age(None) => "<unknown>".into(),
+                Timed::Restarts(count, last) => restarts_cell(*count, *last, now),
+            };
+        }
+        cells
+    }
+}
+
+/// A Table of precomputed rows, as JSON bytes.
+pub fn table_json_from_rows<'a>(
+    rt: &ResourceType,
+    rows: impl Iterator<Item = &'a PrecomputedRow>,
+    resource_version: &str,
+    now: OffsetDateTime,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let head = json!({"resourceVersion": resource_version});
+    out.extend_from_slice(
+        format!(
+            r#"{{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{head},"columnDefinitions":{},"rows":["#,
+            column_definitions(rt)
+        )
+        .as_bytes(),
+    );
+    for (i, row) in rows.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"cells":"#);
+        serde_json::to_writer(&mut out, &row.cells_at(now)).expect("JSON values serialize");
+        out.extend_from_slice(br#","object":{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#);
+        out.extend_from_slice(&row.metadata);
+        out.extend_from_slice(b"}}");
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 /// A row that borrows its object's metadata instead of copying it (the cheap way to print
 /// thousands of rows).
 #[derive(serde::Serialize)]
@@ -607,6 +699,43 @@ fn endpoints_string(obj: &Value) -> String {
     truncated_list(&refs)
 }
 
+/// A pod's restarts across its containers, and when the last one ended.
+fn pod_restarts(obj: &Value) -> (i64, Option<OffsetDateTime>) {
+    let mut restarts = 0;
+    let mut last: Option<OffsetDateTime> = None;
+    for c in arr(obj, &["status", "containerStatuses"]) {
+        restarts += c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+        if let Some(t) = field_str(c, &["lastState", "terminated", "finishedAt"])
+            .and_then(crate::object::parse_time)
+        {
+            last = Some(last.map_or(t, |l| l.max(t)));
+        }
+    }
+    (restarts, last)
+}
+
+/// RESTARTS: `2`, or `2 (5m ago)` when the last restart's time is known.
+fn restarts_cell(restarts: i64, last: Option<OffsetDateTime>, now: OffsetDateTime) -> Value {
+    match last {
+        Some(t) => format!(
+            "{restarts} ({} ago)",
+            crate::object::human_duration((now - t).whole_seconds())
+        )
+        .into(),
+        None => restarts.to_string().into(),
+    }
+}
+
+/// An event's LAST SEEN and FIRST SEEN timestamps, from whichever fields it carries.
+fn event_times(obj: &Value) -> (Option<&str>, Option<&str>) {
+    let last = field_str(obj, &["lastTimestamp"])
+        .or(field_str(obj, &["eventTime"]))
+        .or(field_str(obj, &["series", "lastObservedTime"]))
+        .or(meta_str(obj, "creationTimestamp"));
+    let first = field_str(obj, &["firstTimestamp"]).or(field_str(obj, &["eventTime"]));
+    (last, first)
+}
+
 fn pod_cells(obj: &Value, name: Value, age_cell: Value, now: OffsetDateTime) -> Vec<Value> {
     let statuses = arr(obj, &["status", "containerStatuses"]);
     let total = arr(obj, &["spec", "containers"]).len();
@@ -614,20 +743,11 @@ fn pod_cells(obj: &Value, name: Value, age_cell: Value, now: OffsetDateTime) -> 
         .iter()
         .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
         .count();
-    let mut restarts = 0;
-    let mut last_restart: Option<OffsetDateTime> = None;
+    let (restarts, last_restart) = pod_restarts(obj);
     let mut reason = field_str(obj, &["status", "reason"])
         .or(field_str(obj, &["status", "phase"]))
         .unwrap_or("Pending")
         .to_string();
-    for c in statuses {
-        restarts += c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
-        if let Some(t) = field_str(c, &["lastState", "terminated", "finishedAt"])
-            .and_then(crate::object::parse_time)
-        {
-            last_restart = Some(last_restart.map_or(t, |l| l.max(t)));
-        }
-    }
     // As upstream: the last container with a waiting or terminated reason names the status.
     for c in statuses.iter().rev() {
         if let Some(r) = field_str(c, &["state", "waiting", "reason"]).filter(|r| !r.is_empty()) {
@@ -652,13 +772,7 @@ fn pod_cells(obj: &Value, name: Value, age_cell: Value, now: OffsetDateTime) -> 
             "Terminating".into()
         };
     }
-    let restarts_cell = match last_restart {
-        Some(t) => format!(
-            "{restarts} ({} ago)",
-            crate::object::human_duration((now - t).whole_seconds())
-        ),
-        None => restarts.to_string(),
-    };
+    let restarts_cell = restarts_cell(restarts, last_restart, now);
     let gates = arr(obj, &["spec", "readinessGates"]);
     let gates_cell = if gates.is_empty() {
         "<none>".to_string()
@@ -679,7 +793,7 @@ fn pod_cells(obj: &Value, name: Value, age_cell: Value, now: OffsetDateTime) -> 
         name,
         format!("{ready}/{total}").into(),
         reason.into(),
-        restarts_cell.into(),
+        restarts_cell,
         age_cell,
         none_if_empty(
             field_str(obj, &["status", "podIP"])
@@ -811,11 +925,7 @@ fn event_cells(obj: &Value, name: Value, now: OffsetDateTime) -> Vec<Value> {
     let rname = regarding
         .and_then(|r| field_str(r, &["name"]))
         .unwrap_or_default();
-    let last = field_str(obj, &["lastTimestamp"])
-        .or(field_str(obj, &["eventTime"]))
-        .or(field_str(obj, &["series", "lastObservedTime"]))
-        .or(meta_str(obj, "creationTimestamp"));
-    let first = field_str(obj, &["firstTimestamp"]).or(field_str(obj, &["eventTime"]));
+    let (last, first) = event_times(obj);
     let source = field_str(obj, &["source", "component"])
         .or(field_str(obj, &["reportingComponent"]))
         .or(field_str(obj, &["reportingController"]))
@@ -927,6 +1037,39 @@ mod tests {
         let owned = table(rt, std::slice::from_ref(&cm), "7", None, now());
         let borrowed: Value = serde_json::from_slice(&table_json(rt, &[&cm], "7", now())).unwrap();
         assert_eq!(owned, borrowed);
+    }
+
+    #[test]
+    fn precomputed_rows_print_like_fresh_ones_at_any_time() {
+        let rt = lookup("", "v1", "pods").unwrap();
+        let pod = json!({
+            "metadata": {"name": "p", "creationTimestamp": "2026-11-25T11:00:00Z", "managedFields": [{"manager": "x"}]},
+            "spec": {"containers": [{"name": "a"}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "a", "ready": true, "restartCount": 1,
+                "lastState": {"terminated": {"finishedAt": "2026-11-25T11:50:00Z"}}}]}
+        });
+        let row = PrecomputedRow::new(rt, &pod);
+        for later in [0, 3600, 86400 * 3] {
+            let at = now() + time::Duration::seconds(later);
+            let table: Value =
+                serde_json::from_slice(&table_json_from_rows(rt, std::iter::once(&row), "5", at))
+                    .unwrap();
+            let mut fresh = super::table(rt, std::slice::from_ref(&pod), "5", None, at);
+            fresh["rows"][0]["object"]["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("managedFields");
+            assert_eq!(table, fresh, "at +{later}s");
+        }
+        let ev = lookup("", "v1", "events").unwrap();
+        let event = json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p"},
+                           "lastTimestamp": "2026-11-25T11:59:00Z", "firstTimestamp": "2026-11-25T11:00:00Z", "count": 3});
+        let row = PrecomputedRow::new(ev, &event);
+        let cells = row.cells_at(now());
+        assert_eq!(
+            (cells[0].as_str(), cells[7].as_str()),
+            (Some("60s"), Some("60m"))
+        );
     }
 
     #[test]

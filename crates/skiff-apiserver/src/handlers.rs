@@ -281,15 +281,12 @@ fn render_cached_list(
 ) -> Result<Response, ApiError> {
     let rv = snapshot.revision.to_string();
     if output == Output::Json {
-        let mut body = Vec::with_capacity(
-            snapshot
-                .items
-                .iter()
-                .map(|c| c.bytes.len() + 1)
-                .sum::<usize>()
-                + 128,
-        );
-        body.extend_from_slice(
+        // Streamed in chunks of about 64 KiB: never one large buffer (which would cost
+        // resident memory the allocator keeps), nor one frame per object (which is slow).
+        const CHUNK: usize = 64 * 1024;
+        let mut chunks = Vec::new();
+        let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+        buf.extend_from_slice(
             format!(
                 r#"{{"kind":"{}","apiVersion":"{}","metadata":{{"resourceVersion":"{rv}"}},"items":["#,
                 rt.list_kind(),
@@ -299,11 +296,27 @@ fn render_cached_list(
         );
         for (i, item) in snapshot.items.iter().enumerate() {
             if i > 0 {
-                body.push(b',');
+                buf.extend_from_slice(b",");
             }
-            body.extend_from_slice(&item.bytes);
+            buf.extend_from_slice(&item.bytes);
+            if buf.len() >= CHUNK {
+                chunks.push(buf.split().freeze());
+                buf.reserve(CHUNK);
+            }
         }
-        body.extend_from_slice(b"]}");
+        buf.extend_from_slice(b"]}");
+        chunks.push(buf.freeze());
+        let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(stream),
+        )
+            .into_response());
+    }
+    if let Output::Table { .. } = output {
+        let rows = snapshot.items.iter().map(|c| &c.row);
+        let body = table::table_json_from_rows(rt, rows, &rv, time::OffsetDateTime::now_utc());
         return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -311,24 +324,18 @@ fn render_cached_list(
         )
             .into_response());
     }
-    let items: Vec<&Value> = snapshot.items.iter().map(|c| &c.object).collect();
-    let body = match output {
-        Output::Table { .. } => {
-            let body = table::table_json(rt, &items, &rv, time::OffsetDateTime::now_utc());
-            return Ok((
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response());
-        }
-        _ => json!({
-            "kind": rt.list_kind(),
-            "apiVersion": rt.api_version(),
-            "metadata": {"resourceVersion": rv},
-            "items": items,
-        }),
-    };
+    let items = snapshot
+        .items
+        .iter()
+        .map(|c| serde_json::from_slice::<Value>(&c.bytes))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::internal(format!("watch cache entry is not JSON: {e}")))?;
+    let body = json!({
+        "kind": rt.list_kind(),
+        "apiVersion": rt.api_version(),
+        "metadata": {"resourceVersion": rv},
+        "items": items,
+    });
     Ok(respond(StatusCode::OK, &body, output))
 }
 

@@ -17,21 +17,26 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 use skiff_api::selectors::Selector;
+use skiff_api::table::PrecomputedRow;
 use skiff_api::{ApiError, ResourceType, fields};
-use skiff_store::{EventKind, Revision};
+use skiff_store::{EventKind, RangeRequest, Revision};
 use tokio::sync::{Notify, watch};
 
 use crate::objects::{Objects, decode};
 
+/// Objects read per datastore page while a cache is primed.
+const PRIME_PAGE: usize = 500;
+
 /// How long a list waits for the cache to catch up before reading the datastore instead.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 
-/// One object as the cache keeps it: its JSON (with resourceVersion) for JSON lists, the
-/// decoded object for Tables (decoding per request costs more time and, through the
-/// allocator's retention, more resident memory than keeping it), and what selectors need.
+/// One object as the cache keeps it: its JSON (with resourceVersion) for JSON lists, its
+/// Table row computed once (decoded objects would cost about ten times the memory, and
+/// decoding per request both time and, through the allocator's retention, resident memory),
+/// and what selectors need.
 pub struct Cached {
     pub bytes: Bytes,
-    pub object: Value,
+    pub row: PrecomputedRow,
     labels: Vec<(String, String)>,
     fields: Vec<(&'static str, String)>,
 }
@@ -53,7 +58,7 @@ impl Cached {
             .collect();
         Cached {
             bytes: Bytes::from(serde_json::to_vec(&obj).expect("JSON values serialize")),
-            object: obj,
+            row: PrecomputedRow::new(rt, &obj),
             labels,
             fields,
         }
@@ -108,27 +113,42 @@ impl WatchCache {
         rt: &'static ResourceType,
         objects: &Objects,
     ) -> Result<Arc<WatchCache>, ApiError> {
-        let page = objects.list(rt, None, 0, None, None, |_| true).await?;
+        // Page by page at one revision, so only one page of decoded objects is alive at a
+        // time: decoding everything at once would peak at many times the cache's size.
+        let store_err = |e| crate::objects::store_error(rt, "", e);
         let mut map = BTreeMap::new();
-        for obj in page.items {
-            let key = rt.storage_key(
-                skiff_api::object::namespace(&obj),
-                skiff_api::object::name(&obj).unwrap_or_default(),
-            );
-            map.insert(key, Arc::new(Cached::new(rt, obj)));
-        }
+        let mut request = RangeRequest {
+            prefix: rt.storage_prefix(),
+            limit: PRIME_PAGE,
+            ..RangeRequest::default()
+        };
+        let revision = loop {
+            let page = objects
+                .store()
+                .range(request.clone())
+                .await
+                .map_err(store_err)?;
+            for kv in &page.kvs {
+                map.insert(kv.key.clone(), Arc::new(Cached::new(rt, decode(kv)?)));
+            }
+            if !page.more {
+                break page.revision;
+            }
+            request.at_revision = Some(page.revision);
+            request.continue_after = page.kvs.last().map(|kv| kv.key.clone());
+        };
         let mut stream = objects
             .store()
-            .watch(&rt.storage_prefix(), page.revision)
+            .watch(&rt.storage_prefix(), revision)
             .await
             .map_err(|e| crate::objects::store_error(rt, "", e))?;
         let tracks_progress = stream.progress().is_some();
-        let (revision_tx, _) = watch::channel(page.revision);
+        let (revision_tx, _) = watch::channel(revision);
         let cache = Arc::new(WatchCache {
             rt,
             state: RwLock::new(State {
                 objects: map,
-                revision: page.revision,
+                revision,
                 broken: false,
             }),
             revision_tx,
