@@ -567,4 +567,47 @@ mod tests {
             .is_err()
         );
     }
+
+    /// Arbitrary JSON, biased towards the shapes patches use (directive keys, merge keys).
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            Just("spec".to_string()),
+            Just("containers".to_string()),
+            Just("name".to_string()),
+            Just("$patch".to_string()),
+            Just("$retainKeys".to_string()),
+            Just("$setElementOrder/containers".to_string()),
+            Just("$deleteFromPrimitiveList/finalizers".to_string()),
+            "[a-z]{1,3}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            prop_oneof![Just("delete"), Just("replace"), Just("merge"), Just("x")]
+                .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(key.clone(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_patches_never_panic(target in json_value(), patch in json_value()) {
+            let mut t = target.clone();
+            let _ = strategic_merge_patch("apps/v1", "Deployment", &mut t, &patch);
+            let mut t = target.clone();
+            let _ = strategic_merge_patch("v1", "Pod", &mut t, &serde_json::json!({"spec": patch.clone()}));
+            let mut t = target.clone();
+            crate::patch::merge_patch(&mut t, &patch);
+            let mut t = target;
+            let _ = crate::patch::json_patch(&mut t, &patch);
+        }
+    }
 }
