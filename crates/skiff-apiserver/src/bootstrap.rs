@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 use skiff_api::resources::lookup;
 
+use crate::allocators::ServiceAllocator;
 use crate::objects::Objects;
 use crate::strategy;
 
@@ -33,7 +34,15 @@ async fn create_if_missing(
     }
 }
 
-pub async fn run(objects: &Objects, advertise: SocketAddr) -> Result<(), skiff_api::ApiError> {
+pub async fn run(
+    objects: &Objects,
+    services: &ServiceAllocator,
+    advertise: SocketAddr,
+) -> Result<(), skiff_api::ApiError> {
+    let ip = KUBERNETES_SERVICE_IP.parse().expect("a valid address");
+    services
+        .reserve_ip(ip, "services/default/kubernetes")
+        .await?;
     for ns in BUILT_IN_NAMESPACES {
         create_if_missing(
             objects,

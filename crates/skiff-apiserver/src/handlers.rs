@@ -17,6 +17,7 @@ use skiff_api::selectors::Selector;
 use skiff_api::{ApiError, ResourceType, Subresource, fields, managed_fields, table};
 use skiff_store::Revision;
 
+use crate::allocators::ServiceAllocator;
 use crate::continue_token;
 use crate::field_validation::{Directive, with_warnings};
 use crate::negotiate::{self, Output};
@@ -36,6 +37,69 @@ const PATCH_RETRIES: usize = 8;
 pub struct ApiState {
     pub objects: Objects,
     pub caches: Caches,
+    pub services: ServiceAllocator,
+}
+
+fn is_service(rt: &ResourceType) -> bool {
+    (rt.group, rt.kind) == ("", "Service")
+}
+
+/// The owner recorded on a service's address keys.
+fn service_owner(obj: &Value) -> String {
+    format!(
+        "services/{}/{}",
+        meta_str(obj, "namespace").unwrap_or_default(),
+        meta_str(obj, "name").unwrap_or_default()
+    )
+}
+
+/// Creates an object; services get their cluster IP and node ports first (given back if
+/// the create fails).
+async fn create_object(
+    state: &ApiState,
+    rt: &ResourceType,
+    mut obj: Value,
+) -> Result<Stored, ApiError> {
+    if !is_service(rt) {
+        return state.objects.create(rt, &obj).await;
+    }
+    let owner = service_owner(&obj);
+    let held = state.services.allocate(rt, &mut obj, &owner).await?;
+    match state.objects.create(rt, &obj).await {
+        Ok(stored) => Ok(stored),
+        Err(e) => {
+            state.services.release(&held).await;
+            Err(e)
+        }
+    }
+}
+
+/// Stores a prepared update; services keep their cluster IP and get (or give back) node
+/// ports as their ports change.
+async fn update_object(
+    state: &ApiState,
+    rt: &ResourceType,
+    mut new: Value,
+    old: &Stored,
+    main_resource: bool,
+) -> Result<Stored, ApiError> {
+    if !is_service(rt) || !main_resource {
+        return state.objects.update(rt, &new, old.mod_revision).await;
+    }
+    let (taken, release) = state
+        .services
+        .reallocate(rt, &old.object, &mut new, &service_owner(&old.object))
+        .await?;
+    match state.objects.update(rt, &new, old.mod_revision).await {
+        Ok(stored) => {
+            state.services.release(&release).await;
+            Ok(stored)
+        }
+        Err(e) => {
+            state.services.release(&taken).await;
+            Err(e)
+        }
+    }
 }
 
 /// An error as a `Status` response.
@@ -402,7 +466,7 @@ async fn create(
     track_fields(rr.rt, &opts.manager, None, None, &mut obj);
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
     check_namespace_open(state, rr.rt, rr.namespace.as_deref(), &name).await?;
-    let stored = state.objects.create(rr.rt, &obj).await?;
+    let stored = create_object(state, rr.rt, obj).await?;
     Ok(with_warnings(
         respond(StatusCode::CREATED, &stored.object, output),
         &warnings,
@@ -451,7 +515,7 @@ async fn write_update(
         Some(&old.object),
         &mut new,
     );
-    let stored = state.objects.update(rr.rt, &new, old.mod_revision).await?;
+    let stored = update_object(state, rr.rt, new, old, rr.subresource.is_none()).await?;
     Ok((stored, warnings))
 }
 
@@ -720,7 +784,7 @@ async fn server_side_apply(
                 metadata_mut(&mut obj).insert("name".into(), name_of(rr).into());
                 strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
                 check_namespace_open(state, rr.rt, rr.namespace.as_deref(), name_of(rr)).await?;
-                match state.objects.create(rr.rt, &obj).await {
+                match create_object(state, rr.rt, obj).await {
                     Ok(stored) => {
                         return Ok(with_warnings(
                             respond(StatusCode::CREATED, &stored.object, output),
@@ -744,11 +808,7 @@ async fn server_side_apply(
                 )
                 .map_err(conflict_error)?;
                 strategy::prepare_update(rr.rt, &mut merged, &live.object, None)?;
-                match state
-                    .objects
-                    .update(rr.rt, &merged, live.mod_revision)
-                    .await
-                {
+                match update_object(state, rr.rt, merged, &live, true).await {
                     Ok(stored) => {
                         return Ok(with_warnings(
                             respond(StatusCode::OK, &stored.object, output),
@@ -867,7 +927,15 @@ async fn delete_one(
         let grace = graceful_period(rt, &old.object, opts);
         if !has_finalizers && grace.is_none() {
             match state.objects.delete(rt, ns, name, old.mod_revision).await {
-                Ok(obj) => return Ok((true, obj)),
+                Ok(obj) => {
+                    if is_service(rt) {
+                        state
+                            .services
+                            .release(&ServiceAllocator::held_by(&obj))
+                            .await;
+                    }
+                    return Ok((true, obj));
+                }
                 Err(e) if e.reason == "Conflict" => continue,
                 Err(e) => return Err(e),
             }

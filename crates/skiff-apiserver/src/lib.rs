@@ -4,6 +4,7 @@
 //! the admin kubeconfig and serves until the returned [`RunningServer`] is dropped. It is the
 //! only component that touches the datastore; everything else is an API client.
 
+mod allocators;
 mod bootstrap;
 mod continue_token;
 mod field_validation;
@@ -114,7 +115,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
 
     let objects = objects::Objects::new(config.store.clone());
-    bootstrap::run(&objects, advertise)
+    let services = allocators::ServiceAllocator::new(config.store.clone());
+    bootstrap::run(&objects, &services, advertise)
         .await
         .map_err(ServerError::Bootstrap)?;
 
@@ -125,7 +127,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
 
     let caches = watch_cache::Caches::new(objects.clone());
-    let state = Arc::new(handlers::ApiState { objects, caches });
+    let state = Arc::new(handlers::ApiState {
+        objects,
+        caches,
+        services,
+    });
     let auth = Arc::new(routes::Auth {
         admin_token: creds.admin_token.clone(),
     });

@@ -473,3 +473,80 @@ fn whole_lists_read_their_writes() {
         .json();
     assert_eq!(by_name["items"][0]["metadata"]["name"], "rw-5");
 }
+
+/// An address in use cannot be taken twice, and a deleted service gives its addresses back.
+#[test]
+fn service_addresses_are_exclusive_and_released() {
+    let s = TestServer::start();
+    let svc = |name: &str, ip: &str, node_port: u16| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+               "spec": {"type": "NodePort", "clusterIP": ip, "ports": [{"port": 80, "nodePort": node_port}]}})
+    };
+    const SVC: &str = "/api/v1/namespaces/default/services";
+    assert_eq!(
+        s.http("POST", SVC)
+            .json(&svc("a", "10.43.7.7", 30007))
+            .send()
+            .code,
+        201
+    );
+    let taken = s
+        .http("POST", SVC)
+        .json(&svc("b", "10.43.7.7", 30008))
+        .send();
+    let body = assert_status(&taken, 422, "Invalid");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("provided IP is already allocated"),
+        "{body}"
+    );
+    let taken = s
+        .http("POST", SVC)
+        .json(&svc("b", "10.43.7.8", 30007))
+        .send();
+    let body = assert_status(&taken, 422, "Invalid");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("provided port is already allocated"),
+        "{body}"
+    );
+    let outside = s
+        .http("POST", SVC)
+        .json(&svc("b", "192.168.0.1", 30008))
+        .send();
+    assert_status(&outside, 422, "Invalid");
+    let kube = s
+        .http("POST", SVC)
+        .json(&svc("b", "10.43.0.1", 30008))
+        .send();
+    assert_status(&kube, 422, "Invalid");
+    // A refused create holds nothing: the same addresses are free for the next one.
+    assert_eq!(
+        s.http("POST", SVC)
+            .json(&svc("b", "10.43.7.8", 30008))
+            .send()
+            .code,
+        201
+    );
+    // The cluster IP cannot change; deleting gives both addresses back.
+    let mut moved = s.http("GET", &format!("{SVC}/a")).send().json();
+    moved["spec"]["clusterIP"] = "10.43.9.9".into();
+    moved["spec"]["clusterIPs"] = json!(["10.43.9.9"]);
+    assert_status(
+        &s.http("PUT", &format!("{SVC}/a")).json(&moved).send(),
+        422,
+        "Invalid",
+    );
+    assert_eq!(s.http("DELETE", &format!("{SVC}/a")).send().code, 200);
+    assert_eq!(
+        s.http("POST", SVC)
+            .json(&svc("c", "10.43.7.7", 30007))
+            .send()
+            .code,
+        201
+    );
+}

@@ -580,3 +580,68 @@ fn server_side_apply_tracks_field_ownership() {
         );
     }
 }
+
+/// `kubectl expose`: services get a cluster IP from 10.43.0.0/16, and NodePort and
+/// LoadBalancer services node ports from 30000–32767; LoadBalancers show `<pending>`.
+#[test]
+fn exposed_services_get_cluster_ips_and_node_ports() {
+    let server = TestServer::start();
+    let k = server.kubectl(33);
+    k.ok(&[
+        "create",
+        "deployment",
+        "hello-node",
+        "--image=hello:v1",
+        "--port=8080",
+    ]);
+    k.ok(&[
+        "expose",
+        "deployment",
+        "hello-node",
+        "--type=LoadBalancer",
+        "--port=8080",
+    ]);
+    k.ok(&[
+        "expose",
+        "deployment",
+        "hello-node",
+        "--name=hello-np",
+        "--type=NodePort",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    k.ok(&["create", "service", "clusterip", "plain", "--tcp=80:8080"]);
+    let mut ips = Vec::new();
+    for name in ["hello-node", "hello-np", "plain"] {
+        let svc = k.json(&["get", "service", name]);
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+        assert!(
+            ip.starts_with("10.43.") && ip != "10.43.0.1",
+            "{name}: {ip}"
+        );
+        assert_eq!(svc["spec"]["clusterIPs"][0], ip.as_str());
+        ips.push(ip);
+        let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64();
+        match name {
+            "plain" => assert_eq!(node_port, None),
+            _ => assert!(
+                node_port.is_some_and(|p| (30000..=32767).contains(&p)),
+                "{name}: {svc}"
+            ),
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 3, "every service has its own address");
+    let table = k.ok(&["get", "service", "hello-node"]);
+    assert!(
+        table.contains("LoadBalancer") && table.contains("<pending>") && table.contains("8080:3"),
+        "{table}"
+    );
+    let headless = "apiVersion: v1\nkind: Service\nmetadata: {name: headless}\nspec:\n  clusterIP: None\n  selector: {app: x}\n  ports: [{port: 80}]\n";
+    k.ok_stdin(&["create", "-f", "-"], headless);
+    assert_eq!(
+        k.json(&["get", "service", "headless"])["spec"]["clusterIP"],
+        "None"
+    );
+}

@@ -1,0 +1,336 @@
+//! Service cluster IPs and node ports, allocated as datastore keys: taking an address is
+//! creating `/ranges/serviceips/<ip>` (or `/ranges/servicenodeports/<port>`), which fails if
+//! another service — or another API server sharing the datastore — holds it. No in-memory
+//! bitmap can disagree with the store, and a crash between allocating and creating the
+//! service leaks at most one address (which the key's value names).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use skiff_api::{ApiError, Cause, ResourceType};
+use skiff_store::{Store, StoreError};
+
+const IP_PREFIX: &str = "/ranges/serviceips/";
+const PORT_PREFIX: &str = "/ranges/servicenodeports/";
+
+/// The service network: k3s's default 10.43.0.0/16.
+pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 43, 0, 0), 16);
+/// Upstream's default node port range.
+pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// What one service holds, so it can be given back.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub ips: Vec<Ipv4Addr>,
+    pub ports: Vec<u16>,
+}
+
+pub struct ServiceAllocator {
+    store: Arc<dyn Store>,
+    base: u32,
+    size: u32,
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    u32::from_le_bytes(b)
+}
+
+fn store_failure(e: StoreError) -> ApiError {
+    if e.is_unavailable() {
+        ApiError::unavailable(format!("the datastore is unavailable: {e}"))
+    } else {
+        ApiError::internal(format!("allocating service addresses: {e}"))
+    }
+}
+
+impl ServiceAllocator {
+    pub fn new(store: Arc<dyn Store>) -> ServiceAllocator {
+        let (net, bits) = SERVICE_CIDR;
+        ServiceAllocator {
+            store,
+            base: u32::from(net),
+            size: 1 << (32 - bits),
+        }
+    }
+
+    /// Whether `ip` is a usable address of the range (not the network or broadcast address).
+    fn in_range(&self, ip: Ipv4Addr) -> bool {
+        let n = u32::from(ip);
+        n > self.base && n < self.base + self.size - 1
+    }
+
+    /// Takes one key; false when someone holds it.
+    async fn take(&self, key: String, owner: &str) -> Result<bool, ApiError> {
+        match self
+            .store
+            .create(&key, Bytes::from(owner.to_string()))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(store_failure(e)),
+        }
+    }
+
+    async fn give_back(&self, key: String) {
+        match self.store.delete(&key, None).await {
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(%key, error = %e, "could not release a service address"),
+        }
+    }
+
+    pub async fn release(&self, held: &Held) {
+        for ip in &held.ips {
+            self.give_back(format!("{IP_PREFIX}{ip}")).await;
+        }
+        for port in &held.ports {
+            self.give_back(format!("{PORT_PREFIX}{port}")).await;
+        }
+    }
+
+    /// The addresses a stored service holds.
+    pub fn held_by(svc: &Value) -> Held {
+        let spec = svc.get("spec");
+        let ips = spec
+            .and_then(|s| s.get("clusterIPs"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
+            .unwrap_or_default();
+        let ports = spec
+            .and_then(|s| s.get("ports"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.get("nodePort")?.as_u64())
+                    .filter_map(|p| u16::try_from(p).ok())
+                    .filter(|p| *p != 0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Held { ips, ports }
+    }
+
+    async fn cluster_ip(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        svc: &mut Value,
+        owner: &str,
+        held: &mut Held,
+    ) -> Result<(), ApiError> {
+        let spec = &mut svc["spec"];
+        if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+            return Ok(());
+        }
+        let requested = spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if requested == "None" {
+            spec["clusterIPs"] = json!(["None"]);
+        } else if requested.is_empty() {
+            let start = random_u32() % (self.size - 2);
+            let mut found = None;
+            for i in 0..self.size - 2 {
+                let ip = Ipv4Addr::from(self.base + 1 + (start + i) % (self.size - 2));
+                if self.take(format!("{IP_PREFIX}{ip}"), owner).await? {
+                    found = Some(ip);
+                    break;
+                }
+            }
+            let ip = found.ok_or_else(|| {
+                ApiError::internal("failed to allocate a service IP: the service range is full")
+            })?;
+            held.ips.push(ip);
+            spec["clusterIP"] = ip.to_string().into();
+            spec["clusterIPs"] = json!([ip.to_string()]);
+        } else {
+            let invalid = |why: &str| {
+                ApiError::invalid(
+                    rt,
+                    name,
+                    vec![Cause::invalid("spec.clusterIPs", &json!([requested]), why)],
+                )
+            };
+            let ip: Ipv4Addr = requested
+                .parse()
+                .map_err(|_| invalid("must be a valid IP address"))?;
+            if !self.in_range(ip) {
+                return Err(invalid(&format!(
+                    "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}",
+                    SERVICE_CIDR.0, SERVICE_CIDR.1
+                )));
+            }
+            if !self.take(format!("{IP_PREFIX}{ip}"), owner).await? {
+                return Err(invalid(&format!(
+                    "failed to allocate IP {ip}: provided IP is already allocated"
+                )));
+            }
+            held.ips.push(ip);
+            spec["clusterIPs"] = json!([ip.to_string()]);
+        }
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+        Ok(())
+    }
+
+    /// Node ports for the ports of a NodePort or LoadBalancer service that lack one, and the
+    /// requested ones, skipping those `keep` already holds (an update's old ports).
+    async fn node_ports(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        svc: &mut Value,
+        owner: &str,
+        keep: &[u16],
+        held: &mut Held,
+    ) -> Result<(), ApiError> {
+        let ty = svc["spec"]
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP");
+        if ty != "NodePort" && ty != "LoadBalancer" {
+            return Ok(());
+        }
+        let Some(ports) = svc["spec"].get_mut("ports").and_then(Value::as_array_mut) else {
+            return Ok(());
+        };
+        for (i, p) in ports.iter_mut().enumerate() {
+            let wanted = p.get("nodePort").and_then(Value::as_u64).unwrap_or(0);
+            if wanted != 0 {
+                let port = u16::try_from(wanted)
+                    .ok()
+                    .filter(|p| NODE_PORTS.contains(p));
+                let invalid = |why: &str| {
+                    ApiError::invalid(
+                        rt,
+                        name,
+                        vec![Cause::invalid(
+                            format!("spec.ports[{i}].nodePort"),
+                            &json!(wanted),
+                            why,
+                        )],
+                    )
+                };
+                let Some(port) = port else {
+                    return Err(invalid(&format!(
+                        "provided port is not in the valid range. The range of valid ports is {}-{}",
+                        NODE_PORTS.start(),
+                        NODE_PORTS.end()
+                    )));
+                };
+                if keep.contains(&port) || held.ports.contains(&port) {
+                    continue;
+                }
+                if !self.take(format!("{PORT_PREFIX}{port}"), owner).await? {
+                    return Err(invalid("provided port is already allocated"));
+                }
+                held.ports.push(port);
+                continue;
+            }
+            let span = u32::from(NODE_PORTS.end() - NODE_PORTS.start()) + 1;
+            let start = random_u32() % span;
+            let mut found = None;
+            for k in 0..span {
+                let port = NODE_PORTS.start() + ((start + k) % span) as u16;
+                if self.take(format!("{PORT_PREFIX}{port}"), owner).await? {
+                    found = Some(port);
+                    break;
+                }
+            }
+            let port = found.ok_or_else(|| {
+                ApiError::internal("failed to allocate a node port: the range is full")
+            })?;
+            held.ports.push(port);
+            p["nodePort"] = port.into();
+        }
+        Ok(())
+    }
+
+    /// Gives a new service its cluster IP and node ports. On error nothing stays held.
+    pub async fn allocate(
+        &self,
+        rt: &ResourceType,
+        svc: &mut Value,
+        owner: &str,
+    ) -> Result<Held, ApiError> {
+        let name = skiff_api::object::name(svc).unwrap_or_default().to_string();
+        let mut held = Held::default();
+        let result = async {
+            self.cluster_ip(rt, &name, svc, owner, &mut held).await?;
+            self.node_ports(rt, &name, svc, owner, &[], &mut held).await
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(held),
+            Err(e) => {
+                self.release(&held).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// An update: the cluster IP cannot change (it is kept when omitted); node ports are
+    /// allocated for new ports and released when no longer used. Answers what was newly
+    /// taken (to give back if the update fails) and what to release once it succeeded.
+    pub async fn reallocate(
+        &self,
+        rt: &ResourceType,
+        old: &Value,
+        new: &mut Value,
+        owner: &str,
+    ) -> Result<(Held, Held), ApiError> {
+        let name = skiff_api::object::name(old).unwrap_or_default().to_string();
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            let missing = new["spec"]
+                .get(field)
+                .is_none_or(|v| v.is_null() || v == "");
+            if missing && let Some(v) = old["spec"].get(field) {
+                new["spec"][field] = v.clone();
+            }
+        }
+        if new["spec"].get("clusterIP") != old["spec"].get("clusterIP") {
+            let value = new["spec"].get("clusterIP").cloned().unwrap_or(Value::Null);
+            return Err(ApiError::invalid(
+                rt,
+                &name,
+                vec![Cause::invalid(
+                    "spec.clusterIPs[0]",
+                    &value,
+                    "may not change once set",
+                )],
+            ));
+        }
+        let before = Self::held_by(old);
+        let mut taken = Held::default();
+        if let Err(e) = self
+            .node_ports(rt, &name, new, owner, &before.ports, &mut taken)
+            .await
+        {
+            self.release(&taken).await;
+            return Err(e);
+        }
+        let after = Self::held_by(new);
+        let release = Held {
+            ips: Vec::new(),
+            ports: before
+                .ports
+                .into_iter()
+                .filter(|p| !after.ports.contains(p))
+                .collect(),
+        };
+        Ok((taken, release))
+    }
+
+    /// Records an address already in use (the built-in `kubernetes` Service's).
+    pub async fn reserve_ip(&self, ip: Ipv4Addr, owner: &str) -> Result<(), ApiError> {
+        self.take(format!("{IP_PREFIX}{ip}"), owner)
+            .await
+            .map(|_| ())
+    }
+}
