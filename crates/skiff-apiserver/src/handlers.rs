@@ -198,7 +198,9 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
     match rr.verb {
         Verb::Get => get(&state, &rr, &headers).await,
         Verb::List => list(&state, &rr, &query, &headers).await,
-        Verb::Watch => watch::serve(state.objects.clone(), &rr, &query, &headers).await,
+        Verb::Watch => {
+            watch::serve(state.objects.clone(), &state.caches, &rr, &query, &headers).await
+        }
         Verb::Create => create(&state, &rr, &query, &headers, &body).await,
         Verb::Update => update(&state, &rr, &query, &headers, &body).await,
         Verb::Patch => patch(&state, &rr, &query, &headers, &body).await,

@@ -20,12 +20,13 @@ use serde_json::{Value, json};
 use skiff_api::selectors::Selector;
 use skiff_api::{ApiError, ResourceType, table};
 use skiff_store::{Event, EventKind, Revision, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::handlers::{Query, selected, selectors};
 use crate::negotiate::{self, Output};
 use crate::objects::{Objects, decode, store_error};
 use crate::request::ResourceRequest;
+use crate::watch_cache::{CacheEvent, Cached, Caches, Subscription};
 
 /// How long a watch lasts when the client names no `timeoutSeconds` (upstream picks 30–60
 /// minutes at random; clients re-watch from their last revision either way).
@@ -129,6 +130,7 @@ fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
 /// Starts a watch and answers with its stream.
 pub async fn serve(
     objects: Objects,
+    caches: &Caches,
     rr: &ResourceRequest,
     query: &Query,
     headers: &HeaderMap,
@@ -170,6 +172,38 @@ pub async fn serve(
     let ns = rr.namespace.clone();
     let prefix = rr.rt.storage_list_prefix(ns.as_deref());
     let (tx, rx) = mpsc::channel::<Bytes>(64);
+
+    // "From now" (no initial events, no revision) means after the store's current revision.
+    let rv = match rv {
+        Some(r) if r > 0 => Some(r),
+        _ if !send_initial => Some(
+            objects
+                .store()
+                .current_revision()
+                .await
+                .map_err(|e| store_error(rr.rt, "", e))?,
+        ),
+        _ => None,
+    };
+
+    // Served from the watch cache when it still holds the changes asked for: one decode per
+    // change for every watcher, instead of one per watcher.
+    let cache = caches.cache(rr.rt).await?;
+    let after = if send_initial { None } else { rv };
+    if let Some(sub) = cache.subscribe(after) {
+        let end_initial = query.get("sendInitialEvents") == Some("true");
+        tokio::spawn(stream_cached(
+            r,
+            sub,
+            after,
+            prefix,
+            end_initial,
+            bookmarks,
+            timeout,
+            tx,
+        ));
+        return Ok(stream_response(rx));
+    }
 
     // The initial state, then a watch from exactly its revision.
     let mut initial = Vec::new();
@@ -254,4 +288,121 @@ pub async fn serve(
         }
     });
     Ok(stream_response(rx))
+}
+
+impl Renderer {
+    /// Whether a cached object passes the name filter and selectors.
+    fn passes_cached(&self, c: &Cached) -> bool {
+        self.name.as_deref().is_none_or(|n| c.named(n)) && c.selected(&self.labels, &self.fields)
+    }
+
+    /// One event line for a cached object, spliced from its JSON without decoding.
+    fn cached_line(&mut self, kind: &str, c: &Cached, revision: Revision) -> Bytes {
+        let mut line = Vec::with_capacity(c.bytes.len() + 32);
+        line.extend_from_slice(format!(r#"{{"type":"{kind}","object":"#).as_bytes());
+        match self.output {
+            Output::Table { .. } => {
+                let table = table::table_json_from_rows(
+                    self.rt,
+                    std::iter::once(&c.row),
+                    &revision.to_string(),
+                    time::OffsetDateTime::now_utc(),
+                );
+                line.extend_from_slice(&table);
+            }
+            _ => line.extend_from_slice(&c.bytes),
+        }
+        line.extend_from_slice(b"}\n");
+        Bytes::from(line)
+    }
+
+    /// The line a cached change becomes for this watcher (none, or one).
+    fn cached_event(&mut self, ev: &CacheEvent) -> Option<Bytes> {
+        let was = ev.prev.as_ref().is_some_and(|p| self.passes_cached(p));
+        let is = !ev.deleted && self.passes_cached(&ev.object);
+        let kind = match (was, is) {
+            (true, true) => "MODIFIED",
+            (false, true) => "ADDED",
+            (true, false) => "DELETED",
+            (false, false) => return None,
+        };
+        Some(self.cached_line(kind, &ev.object, ev.revision))
+    }
+}
+
+/// Streams a watch from the cache: initial objects (or the backlog), then live changes,
+/// bookmarks, until the timeout, the client leaving, or the watcher falling behind (the
+/// client then re-watches from its last revision, as after any watch end).
+#[allow(clippy::too_many_arguments)]
+async fn stream_cached(
+    mut r: Renderer,
+    mut sub: Subscription,
+    after: Option<Revision>,
+    prefix: String,
+    end_initial: bool,
+    bookmarks: bool,
+    timeout: Duration,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let in_scope = |key: &str| key.starts_with(&prefix);
+    for (key, c) in std::mem::take(&mut sub.initial) {
+        if in_scope(&key)
+            && r.passes_cached(&c)
+            && tx
+                .send(r.cached_line("ADDED", &c, sub.revision))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+    if end_initial && tx.send(r.bookmark(sub.revision, true)).await.is_err() {
+        return;
+    }
+    let floor = after.unwrap_or(sub.revision);
+    let mut last = floor;
+    for ev in std::mem::take(&mut sub.backlog) {
+        if ev.revision > last && in_scope(&ev.key) {
+            last = ev.revision;
+            if let Some(line) = r.cached_event(&ev)
+                && tx.send(line).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = ticker.tick(), if bookmarks => {
+                if tx.send(r.bookmark(last, false)).await.is_err() {
+                    return;
+                }
+            }
+            _ = tx.closed() => return,
+            ev = sub.rx.recv() => {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "watcher fell behind the cache; ending its watch");
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                // Changes at or before the start were in the initial state or backlog.
+                if ev.revision <= last || !in_scope(&ev.key) {
+                    continue;
+                }
+                last = ev.revision;
+                if let Some(line) = r.cached_event(&ev)
+                    && tx.send(line).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -20,7 +20,7 @@ use skiff_api::selectors::Selector;
 use skiff_api::table::PrecomputedRow;
 use skiff_api::{ApiError, ResourceType, fields};
 use skiff_store::{EventKind, RangeRequest, Revision};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::objects::{Objects, decode};
 
@@ -64,6 +64,13 @@ impl Cached {
         }
     }
 
+    /// Whether the object has this name.
+    pub fn named(&self, name: &str) -> bool {
+        self.fields
+            .iter()
+            .any(|(f, v)| *f == "metadata.name" && v == name)
+    }
+
     /// Whether the object passes a label and a (checked) field selector.
     pub fn selected(&self, labels: &Selector, field_sel: &Selector) -> bool {
         labels.matches(|k| {
@@ -80,11 +87,31 @@ impl Cached {
     }
 }
 
+/// One change, as watchers of the cache receive it.
+pub struct CacheEvent {
+    pub key: String,
+    pub revision: Revision,
+    /// The object after the change; for a delete, the deleted object at the delete's
+    /// revision.
+    pub object: Arc<Cached>,
+    /// The object before the change, if it existed.
+    pub prev: Option<Arc<Cached>>,
+    pub deleted: bool,
+}
+
+/// Recent changes kept for watches that start slightly in the past.
+const RING_EVENTS: usize = 4096;
+/// Changes a watcher may fall behind by before its watch is ended (it re-watches).
+const WATCHER_BUFFER: usize = 4096;
+
 struct State {
     /// By datastore key, so a namespace's objects are one contiguous range.
     objects: BTreeMap<String, Arc<Cached>>,
     /// Every change up to this revision is reflected.
     revision: Revision,
+    /// The most recent changes, covering (`ring_floor`, `revision`].
+    ring: std::collections::VecDeque<Arc<CacheEvent>>,
+    ring_floor: Revision,
     /// The feeding watch ended; the cache must be rebuilt before it is used again.
     broken: bool,
 }
@@ -99,6 +126,19 @@ pub struct WatchCache {
     progress_wanted: Notify,
     /// Whether the datastore reports watch progress (so consistent lists can use the cache).
     tracks_progress: bool,
+    /// Every change, to every watcher subscribed (sent under the state lock, so a
+    /// subscription taken under it neither misses nor repeats one).
+    events_tx: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+/// A watch on a cache: where it starts and what follows.
+pub struct Subscription {
+    /// The objects at `revision` (when the watch asked for the current state).
+    pub initial: Vec<(String, Arc<Cached>)>,
+    /// Changes after the requested revision that happened before the subscription.
+    pub backlog: Vec<Arc<CacheEvent>>,
+    pub revision: Revision,
+    pub rx: broadcast::Receiver<Arc<CacheEvent>>,
 }
 
 /// A snapshot of matching objects at a revision.
@@ -149,11 +189,14 @@ impl WatchCache {
             state: RwLock::new(State {
                 objects: map,
                 revision,
+                ring: std::collections::VecDeque::new(),
+                ring_floor: revision,
                 broken: false,
             }),
             revision_tx,
             progress_wanted: Notify::new(),
             tracks_progress,
+            events_tx: broadcast::channel(WATCHER_BUFFER).0,
         });
         let feeder = cache.clone();
         tokio::spawn(async move {
@@ -185,23 +228,93 @@ impl WatchCache {
     }
 
     fn apply(&self, ev: &skiff_store::Event) -> Result<(), ApiError> {
-        let cached = match ev.kind {
+        let key = ev.kv.key.clone();
+        let new = match ev.kind {
             EventKind::Put => Some(Arc::new(Cached::new(self.rt, decode(&ev.kv)?))),
             EventKind::Delete => None,
         };
-        {
-            let mut state = self.state.write().expect("cache lock");
-            match cached {
-                Some(c) => {
-                    state.objects.insert(ev.kv.key.clone(), c);
-                }
-                None => {
-                    state.objects.remove(&ev.kv.key);
+        let mut state = self.state.write().expect("cache lock");
+        let prev = match &new {
+            Some(c) => state.objects.insert(key.clone(), c.clone()),
+            None => state.objects.remove(&key),
+        };
+        let event = match (new, prev) {
+            (Some(object), prev) => CacheEvent {
+                key,
+                revision: ev.revision(),
+                object,
+                prev,
+                deleted: false,
+            },
+            (None, Some(prev)) => {
+                // Watchers see a deleted object at the delete's revision.
+                let mut gone: Value = serde_json::from_slice(&prev.bytes).map_err(|e| {
+                    ApiError::internal(format!("watch cache entry is not JSON: {e}"))
+                })?;
+                skiff_api::object::metadata_mut(&mut gone)
+                    .insert("resourceVersion".into(), ev.revision().to_string().into());
+                CacheEvent {
+                    key,
+                    revision: ev.revision(),
+                    object: Arc::new(Cached::new(self.rt, gone)),
+                    prev: Some(prev),
+                    deleted: true,
                 }
             }
+            (None, None) => {
+                state.revision = state.revision.max(ev.revision());
+                return Ok(());
+            }
+        };
+        let event = Arc::new(event);
+        state.ring.push_back(event.clone());
+        while state.ring.len() > RING_EVENTS {
+            if let Some(old) = state.ring.pop_front() {
+                state.ring_floor = old.revision;
+            }
         }
-        self.advance(ev.revision());
+        state.revision = state.revision.max(ev.revision());
+        let revision = state.revision;
+        // Sent under the lock: see `events_tx`. No receivers is fine.
+        let _ = self.events_tx.send(event);
+        drop(state);
+        self.revision_tx.send_replace(revision);
         Ok(())
+    }
+
+    /// Subscribes to changes after `after`, or to the current state and what follows when
+    /// `after` is `None`. `None` when the cache no longer holds changes that old (the
+    /// datastore serves such watches).
+    pub fn subscribe(&self, after: Option<Revision>) -> Option<Subscription> {
+        let state = self.state.read().expect("cache lock");
+        if state.broken {
+            return None;
+        }
+        let rx = self.events_tx.subscribe();
+        match after {
+            None => Some(Subscription {
+                initial: state
+                    .objects
+                    .iter()
+                    .map(|(k, c)| (k.clone(), c.clone()))
+                    .collect(),
+                backlog: Vec::new(),
+                revision: state.revision,
+                rx,
+            }),
+            Some(after) if after >= state.ring_floor => Some(Subscription {
+                initial: Vec::new(),
+                backlog: state
+                    .ring
+                    .iter()
+                    .filter(|e| e.revision > after)
+                    .cloned()
+                    .collect(),
+                revision: state.revision.max(after),
+                rx,
+            }),
+            Some(_) => None,
+        }
     }
 
     fn advance(&self, revision: Revision) {
@@ -280,7 +393,7 @@ impl Caches {
         }
     }
 
-    async fn cache(&self, rt: &'static ResourceType) -> Result<Arc<WatchCache>, ApiError> {
+    pub async fn cache(&self, rt: &'static ResourceType) -> Result<Arc<WatchCache>, ApiError> {
         let key = rt.group_resource();
         if let Some(c) = self.caches.lock().expect("caches lock").get(&key)
             && !c.is_broken()

@@ -550,3 +550,75 @@ fn service_addresses_are_exclusive_and_released() {
         201
     );
 }
+
+/// Watches resuming from a revision the watch cache still holds are served from it, with
+/// the same events a datastore watch gives: creates, label changes leaving a selector as
+/// DELETED, deletes at their own revision.
+#[test]
+fn watches_from_recent_revisions_come_from_the_cache() {
+    let s = TestServer::start();
+    let mut web = configmap("cw-web");
+    web["metadata"]["labels"] = json!({"app": "web"});
+    s.http("POST", CM).json(&web).send();
+    // A whole list primes the cache and names the revision to watch from.
+    let list = s.http("GET", CM).send().json();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut other = configmap("cw-other");
+    other["metadata"]["labels"] = json!({"app": "web"});
+    s.http("POST", CM).json(&other).send();
+    s.http("PATCH", &format!("{CM}/cw-web"))
+        .header("Content-Type: application/merge-patch+json")
+        .body(br#"{"metadata":{"labels":{"app":"db"}}}"#.to_vec())
+        .send();
+    let deleted = s.http("DELETE", &format!("{CM}/cw-other")).send().json();
+
+    let reply = s
+        .http(
+            "GET",
+            &format!(
+                "{CM}?watch=true&resourceVersion={rv}&labelSelector=app%3Dweb&timeoutSeconds=1"
+            ),
+        )
+        .send();
+    let events: Vec<Value> = reply
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ADDED", "cw-other"),
+            ("DELETED", "cw-web"),
+            ("DELETED", "cw-other")
+        ]
+    );
+    assert_eq!(
+        events[2]["object"]["metadata"]["resourceVersion"], deleted["metadata"]["resourceVersion"],
+        "a deleted object carries the delete's revision"
+    );
+    // And as a Table, for `kubectl get -w`.
+    let reply = s
+        .http(
+            "GET",
+            &format!("{CM}?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+        )
+        .header("Accept: application/json;as=Table;v=v1;g=meta.k8s.io")
+        .send();
+    let first: Value = serde_json::from_str(reply.body.lines().next().unwrap()).unwrap();
+    assert_eq!(first["object"]["kind"], "Table");
+    assert_eq!(first["object"]["rows"][0]["cells"][0], "cw-other");
+}
