@@ -24,10 +24,26 @@ pub struct TestServer {
     runtime: tokio::runtime::Runtime,
     pub store: Arc<dyn Store>,
     dir: tempfile::TempDir,
+    /// The etcd behind `store`, when there is one; dropped last.
+    _etcd: Option<skiff_testkit::EtcdServer>,
 }
 
 impl TestServer {
+    /// A server on the embedded datastore.
     pub fn start() -> TestServer {
+        Self::start_on(None)
+    }
+
+    /// A server whose datastore is a real etcd (kept alive by the returned server).
+    pub fn start_with_etcd() -> TestServer {
+        let etcd =
+            skiff_testkit::EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+        let mut server = Self::start_on(Some(etcd.endpoint()));
+        server._etcd = Some(etcd);
+        server
+    }
+
+    fn start_on(etcd_endpoint: Option<String>) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -36,11 +52,13 @@ impl TestServer {
             .expect("tokio runtime");
         let data_dir = dir.path().to_path_buf();
         let (server, store) = runtime.block_on(async {
-            let store = skiff_store::open(skiff_store::DatastoreConfig::embedded(
-                data_dir.join("db/state.redb"),
-            ))
-            .await
-            .expect("open the embedded datastore");
+            let config = match &etcd_endpoint {
+                Some(endpoint) => {
+                    skiff_store::DatastoreConfig::Etcd(skiff_store::EtcdConfig::new(endpoint))
+                }
+                None => skiff_store::DatastoreConfig::embedded(data_dir.join("db/state.redb")),
+            };
+            let store = skiff_store::open(config).await.expect("open the datastore");
             let server = skiff_apiserver::start(ServerConfig {
                 data_dir: data_dir.clone(),
                 bind_address: "127.0.0.1".parse().unwrap(),
@@ -57,6 +75,7 @@ impl TestServer {
             runtime,
             store,
             dir,
+            _etcd: None,
         }
     }
 
