@@ -50,6 +50,9 @@ pub struct ResourceType {
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
     pub verbs: &'static [&'static str],
+    /// The `group_resource` whose storage this type shares (converting on the way, see
+    /// [`crate::conversion`]); empty for its own.
+    pub storage: &'static str,
 }
 
 /// The verbs of an ordinary stored resource, in upstream's discovery order.
@@ -109,23 +112,32 @@ impl ResourceType {
         self.verbs.contains(&"get")
     }
 
+    /// The name of the storage this type's objects live in.
+    fn storage_resource(&self) -> String {
+        if self.storage.is_empty() {
+            self.group_resource()
+        } else {
+            self.storage.to_string()
+        }
+    }
+
     /// The prefix under which the datastore keeps every object of this type.
     pub fn storage_prefix(&self) -> String {
-        format!("/{}/", self.group_resource())
+        format!("/{}/", self.storage_resource())
     }
 
     /// The datastore key of one object.
     pub fn storage_key(&self, namespace: Option<&str>, name: &str) -> String {
         match namespace {
-            Some(ns) if self.namespaced => format!("/{}/{ns}/{name}", self.group_resource()),
-            _ => format!("/{}/{name}", self.group_resource()),
+            Some(ns) if self.namespaced => format!("/{}/{ns}/{name}", self.storage_resource()),
+            _ => format!("/{}/{name}", self.storage_resource()),
         }
     }
 
     /// The datastore prefix of one namespace's objects (or all of them).
     pub fn storage_list_prefix(&self, namespace: Option<&str>) -> String {
         match namespace {
-            Some(ns) if self.namespaced => format!("/{}/{ns}/", self.group_resource()),
+            Some(ns) if self.namespaced => format!("/{}/{ns}/", self.storage_resource()),
             _ => self.storage_prefix(),
         }
     }
@@ -146,6 +158,7 @@ macro_rules! resource {
             categories: &[$($cat),*],
             subresources: &[$(Subresource::$sub),*],
             verbs: CRUD_VERBS,
+            storage: "",
         }
     };
 }
@@ -185,13 +198,18 @@ pub static RESOURCES: &[ResourceType] = &[
         categories: &[],
         subresources: &[],
         verbs: CREATE_ONLY,
+        storage: "",
     },
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease",
         namespaced: true, short: [], categories: [], sub: []),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice",
         namespaced: true, short: [], categories: [], sub: []),
-    resource!("events.k8s.io", "v1", "Event", "events", "event",
-        namespaced: true, short: ["ev"], categories: [], sub: []),
+    // Stored with core/v1 Events, as upstream: one event, read through either API.
+    ResourceType {
+        storage: "events",
+        ..resource!("events.k8s.io", "v1", "Event", "events", "event",
+            namespaced: true, short: ["ev"], categories: [], sub: [])
+    },
 ];
 
 /// The API groups in discovery order, each with its versions (preferred first).
@@ -267,9 +285,9 @@ mod tests {
         assert_eq!(deploy.storage_key(Some("a"), "b"), "/deployments.apps/a/b");
         let core_events = lookup("", "v1", "events").unwrap();
         let new_events = lookup("events.k8s.io", "v1", "events").unwrap();
-        // Upstream serves both event APIs from one storage with field conversion; until the
-        // conversion exists they are stored apart, so neither reads the other's shape.
-        assert_ne!(core_events.storage_prefix(), new_events.storage_prefix());
+        // Both event APIs share one storage, as upstream's (converting on the way).
+        assert_eq!(core_events.storage_prefix(), new_events.storage_prefix());
+        assert_eq!(new_events.storage_key(Some("a"), "e"), "/events/a/e");
         let ns = lookup("", "v1", "namespaces").unwrap();
         assert_eq!(
             ns.storage_key(Some("ignored"), "kube-system"),

@@ -33,18 +33,19 @@ pub fn store_error(rt: &ResourceType, name: &str, err: StoreError) -> ApiError {
     }
 }
 
-/// Decodes a stored value and stamps its resourceVersion.
-pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+/// Decodes a stored value as `rt` presents it, and stamps its resourceVersion.
+pub fn decode(rt: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
+    let obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!("stored object {} is not valid JSON: {e}", kv.key))
     })?;
+    let mut obj = skiff_api::conversion::from_storage(rt, obj);
     metadata_mut(&mut obj).insert("resourceVersion".into(), kv.mod_revision.to_string().into());
     Ok(obj)
 }
 
-/// Encodes an object for storage, without its resourceVersion.
-fn encode(obj: &Value) -> Result<Bytes, ApiError> {
-    let mut obj = obj.clone();
+/// Encodes an object of `rt` in its storage form, without its resourceVersion.
+fn encode(rt: &ResourceType, obj: &Value) -> Result<Bytes, ApiError> {
+    let mut obj = skiff_api::conversion::to_storage(rt, obj.clone());
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         meta.remove("selfLink");
@@ -91,7 +92,7 @@ impl Objects {
             .map_err(|e| store_error(rt, name, e))?;
         let kv = got.kv.ok_or_else(|| ApiError::not_found(rt, name))?;
         Ok(Stored {
-            object: decode(&kv)?,
+            object: decode(rt, &kv)?,
             mod_revision: kv.mod_revision,
         })
     }
@@ -135,7 +136,7 @@ impl Objects {
                 })?;
             revision = Some(page.revision);
             for (i, kv) in page.kvs.iter().enumerate() {
-                let obj = decode(kv)?;
+                let obj = decode(rt, kv)?;
                 if keep(&obj) {
                     items.push(obj);
                     if limit != 0 && items.len() == limit {
@@ -164,11 +165,11 @@ impl Objects {
         let key = rt.storage_key(skiff_api::object::namespace(obj), &name);
         let kv = self
             .store
-            .create(&key, encode(obj)?)
+            .create(&key, encode(rt, obj)?)
             .await
             .map_err(|e| store_error(rt, &name, e))?;
         Ok(Stored {
-            object: decode(&kv)?,
+            object: decode(rt, &kv)?,
             mod_revision: kv.mod_revision,
         })
     }
@@ -183,11 +184,11 @@ impl Objects {
         let key = rt.storage_key(skiff_api::object::namespace(obj), &name);
         let kv = self
             .store
-            .update(&key, encode(obj)?, expected)
+            .update(&key, encode(rt, obj)?, expected)
             .await
             .map_err(|e| store_error(rt, &name, e))?;
         Ok(Stored {
-            object: decode(&kv)?,
+            object: decode(rt, &kv)?,
             mod_revision: kv.mod_revision,
         })
     }
@@ -207,7 +208,7 @@ impl Objects {
             .delete(&key, Some(expected))
             .await
             .map_err(|e| store_error(rt, name, e))?;
-        let mut obj = decode(&deleted.prev)?;
+        let mut obj = decode(rt, &deleted.prev)?;
         metadata_mut(&mut obj).insert(
             "resourceVersion".into(),
             deleted.revision.to_string().into(),

@@ -88,7 +88,7 @@ impl Renderer {
 
     /// The lines one store event becomes for this watcher (none, or one).
     fn event(&mut self, ev: &Event) -> Result<Option<Bytes>, ApiError> {
-        let prev = ev.prev.as_ref().map(decode).transpose()?;
+        let prev = ev.prev.as_ref().map(|kv| decode(self.rt, kv)).transpose()?;
         let was = prev.as_ref().is_some_and(|p| self.passes(p));
         match ev.kind {
             EventKind::Delete => {
@@ -100,7 +100,7 @@ impl Renderer {
                 Ok(Some(self.line("DELETED", &obj)))
             }
             EventKind::Put => {
-                let obj = decode(&ev.kv)?;
+                let obj = decode(self.rt, &ev.kv)?;
                 let is = self.passes(&obj);
                 Ok(match (was, is) {
                     (true, true) => Some(self.line("MODIFIED", &obj)),

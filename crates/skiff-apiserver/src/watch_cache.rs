@@ -169,7 +169,7 @@ impl WatchCache {
                 .await
                 .map_err(store_err)?;
             for kv in &page.kvs {
-                map.insert(kv.key.clone(), Arc::new(Cached::new(rt, decode(kv)?)));
+                map.insert(kv.key.clone(), Arc::new(Cached::new(rt, decode(rt, kv)?)));
             }
             if !page.more {
                 break page.revision;
@@ -230,7 +230,7 @@ impl WatchCache {
     fn apply(&self, ev: &skiff_store::Event) -> Result<(), ApiError> {
         let key = ev.kv.key.clone();
         let new = match ev.kind {
-            EventKind::Put => Some(Arc::new(Cached::new(self.rt, decode(&ev.kv)?))),
+            EventKind::Put => Some(Arc::new(Cached::new(self.rt, decode(self.rt, &ev.kv)?))),
             EventKind::Delete => None,
         };
         let mut state = self.state.write().expect("cache lock");

@@ -645,3 +645,59 @@ fn exposed_services_get_cluster_ips_and_node_ports() {
         "None"
     );
 }
+
+/// An event recorded through events.k8s.io/v1 (as kube-rs' recorder does) shows up where
+/// kubectl reads core/v1 events: `kubectl events` and the Events of `kubectl describe`.
+#[test]
+fn events_from_either_api_reach_describe_and_kubectl_events() {
+    let server = TestServer::start();
+    let k = server.kubectl(33);
+    k.ok(&["run", "evented", "--image=busybox:1.36"]);
+    let pod = k.json(&["get", "pod", "evented"]);
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let event = serde_json::json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "evented.1", "namespace": "default"},
+        "regarding": {"apiVersion": "v1", "kind": "Pod", "name": "evented", "namespace": "default", "uid": uid},
+        "reason": "Scheduled", "note": "Successfully assigned default/evented to node-1",
+        "type": "Normal", "action": "Binding", "eventTime": "2026-11-25T12:00:00.000000Z",
+        "reportingController": "default-scheduler", "reportingInstance": "default-scheduler-skiff",
+    });
+    let reply = server
+        .http("POST", "/apis/events.k8s.io/v1/namespaces/default/events")
+        .json(&event)
+        .send();
+    assert_eq!(reply.code, 201, "{}", reply.body);
+
+    let core = k.json(&["get", "events.v1.", "evented.1"]);
+    assert_eq!(core["involvedObject"]["uid"], uid);
+    assert_eq!(
+        core["message"],
+        "Successfully assigned default/evented to node-1"
+    );
+    let described = k.ok(&["describe", "pod", "evented"]);
+    assert!(
+        described.contains("Scheduled")
+            && described.contains("Successfully assigned default/evented to node-1"),
+        "{described}"
+    );
+    let events = k.ok(&["events"]);
+    assert!(
+        events.contains("Scheduled") && events.contains("Pod/evented"),
+        "{events}"
+    );
+    // And back: the new API reads it in its own shape.
+    let new = server
+        .http(
+            "GET",
+            "/apis/events.k8s.io/v1/namespaces/default/events/evented.1",
+        )
+        .send()
+        .json();
+    assert_eq!(
+        new["note"],
+        "Successfully assigned default/evented to node-1"
+    );
+    assert_eq!(new["regarding"]["name"], "evented");
+    assert!(new.get("involvedObject").is_none());
+}
