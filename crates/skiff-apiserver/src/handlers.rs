@@ -76,6 +76,21 @@ async fn create_object(
 
 /// Stores a prepared update; services keep their cluster IP and get (or give back) node
 /// ports as their ports change.
+/// Whether an update leaves an object that is being deleted with nothing left to wait for
+/// (no finalizers, no grace period): then the update completes the delete, as upstream's.
+fn finalized(obj: &Value) -> bool {
+    let meta = obj.get("metadata");
+    meta.and_then(|m| m.get("deletionTimestamp")).is_some()
+        && meta
+            .and_then(|m| m.get("deletionGracePeriodSeconds"))
+            .and_then(Value::as_i64)
+            == Some(0)
+        && meta
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty())
+}
+
 async fn update_object(
     state: &ApiState,
     rt: &ResourceType,
@@ -83,6 +98,27 @@ async fn update_object(
     old: &Stored,
     main_resource: bool,
 ) -> Result<Stored, ApiError> {
+    if finalized(&new) {
+        let ns = meta_str(&new, "namespace").map(str::to_string);
+        let name = meta_str(&new, "name").unwrap_or_default().to_string();
+        let object = state
+            .objects
+            .delete(rt, ns.as_deref(), &name, old.mod_revision)
+            .await?;
+        if is_service(rt) {
+            state
+                .services
+                .release(&ServiceAllocator::held_by(&object))
+                .await;
+        }
+        let mod_revision = meta_str(&object, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(old.mod_revision);
+        return Ok(Stored {
+            object,
+            mod_revision,
+        });
+    }
     if !is_service(rt) || !main_resource {
         return state.objects.update(rt, &new, old.mod_revision).await;
     }
@@ -845,6 +881,9 @@ struct DeleteOptions {
     grace_period: Option<i64>,
     uid: Option<String>,
     resource_version: Option<String>,
+    /// The finalizer a propagation policy asks for: `foregroundDeletion` (Foreground) or
+    /// `orphan` (Orphan); the garbage collector acts on it and removes it.
+    propagation_finalizer: Option<&'static str>,
 }
 
 fn delete_options(
@@ -861,18 +900,32 @@ fn delete_options(
         Some(g) => Some(g),
         None => query.number("gracePeriodSeconds")?,
     };
-    if let Some(p) = doc
+    let policy = doc
         .get("propagationPolicy")
         .and_then(Value::as_str)
-        .or(query.get("propagationPolicy"))
-        && !["Orphan", "Background", "Foreground"].contains(&p)
-    {
-        return Err(ApiError::bad_request(format!(
-            "propagationPolicy {p:?} is not supported: supported values: \"Orphan\", \"Background\", \"Foreground\""
-        )));
-    }
+        .or(query.get("propagationPolicy"));
+    let orphan_dependents = doc
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or_else(|| query.get("orphanDependents").map(|v| v == "true"));
+    let propagation_finalizer = match (policy, orphan_dependents) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "orphanDependents and propagationPolicy cannot both be set",
+            ));
+        }
+        (Some("Foreground"), _) => Some("foregroundDeletion"),
+        (Some("Orphan"), _) | (None, Some(true)) => Some("orphan"),
+        (Some("Background") | None, _) => None,
+        (Some(p), _) => {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy {p:?} is not supported: supported values: \"Orphan\", \"Background\", \"Foreground\""
+            )));
+        }
+    };
     let pre = doc.get("preconditions");
     Ok(DeleteOptions {
+        propagation_finalizer,
         grace_period,
         uid: pre
             .and_then(|p| p.get("uid"))
@@ -920,12 +973,13 @@ async fn delete_one(
                 ),
             ));
         }
-        let has_finalizers = old
-            .object
-            .get("metadata")
-            .and_then(|m| m.get("finalizers"))
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
+        let has_finalizers = opts.propagation_finalizer.is_some()
+            || old
+                .object
+                .get("metadata")
+                .and_then(|m| m.get("finalizers"))
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
         let grace = graceful_period(rt, &old.object, opts);
         if !has_finalizers && grace.is_none() {
             match state.objects.delete(rt, ns, name, old.mod_revision).await {
@@ -954,6 +1008,14 @@ async fn delete_one(
             skiff_api::object::format_time(at).into(),
         );
         meta.insert("deletionGracePeriodSeconds".into(), seconds.into());
+        if let Some(f) = opts.propagation_finalizer {
+            let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+            if let Some(list) = list.as_array_mut()
+                && !list.iter().any(|v| v == f)
+            {
+                list.push(f.into());
+            }
+        }
         match state.objects.update(rt, &marked, old.mod_revision).await {
             Ok(stored) => return Ok((false, stored.object)),
             Err(e) if e.reason == "Conflict" => continue,

@@ -698,3 +698,51 @@ fn the_api_works_over_etcd() {
     assert!(k.ok(&["get", "ns"]).contains("kube-system"));
     assert!(k.ok(&["get", "cm"]).contains("e-late"));
 }
+
+/// Finalizers hold a delete: the object is marked (202, deletionTimestamp) until the last
+/// finalizer is removed, which completes the delete. Propagation policies add theirs.
+#[test]
+fn finalizers_hold_deletes_until_removed() {
+    let s = TestServer::start();
+    let mut held = configmap("held");
+    held["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    s.http("POST", CM).json(&held).send();
+    let reply = s.http("DELETE", &format!("{CM}/held")).send();
+    assert_eq!(reply.code, 202, "{}", reply.body);
+    let marked = s.http("GET", &format!("{CM}/held")).send().json();
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 0);
+    // Removing the last finalizer completes the delete.
+    let reply = s
+        .http("PATCH", &format!("{CM}/held"))
+        .header("Content-Type: application/merge-patch+json")
+        .body(br#"{"metadata":{"finalizers":null}}"#.to_vec())
+        .send();
+    assert_eq!(reply.code, 200, "{}", reply.body);
+    assert_status(
+        &s.http("GET", &format!("{CM}/held")).send(),
+        404,
+        "NotFound",
+    );
+
+    s.http("POST", CM).json(&configmap("fg")).send();
+    let reply = s
+        .http("DELETE", &format!("{CM}/fg"))
+        .json(&json!({"propagationPolicy": "Foreground"}))
+        .send();
+    assert_eq!(reply.code, 202);
+    assert_eq!(
+        reply.json()["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    s.http("POST", CM).json(&configmap("orphan")).send();
+    let reply = s
+        .http("DELETE", &format!("{CM}/orphan?propagationPolicy=Orphan"))
+        .send();
+    assert_eq!(reply.json()["metadata"]["finalizers"], json!(["orphan"]));
+    let bad = s
+        .http("DELETE", &format!("{CM}/orphan"))
+        .json(&json!({"propagationPolicy": "Sideways"}))
+        .send();
+    assert_status(&bad, 400, "BadRequest");
+}
