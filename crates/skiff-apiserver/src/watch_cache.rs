@@ -6,8 +6,8 @@
 //! Consistency: a list that asks for the newest state (no resourceVersion) is served from the
 //! cache only once the cache is known to be at least as new as the datastore's current
 //! revision. The watch stream's progress tells it so even when nothing of this type changed
-//! (`WatchStream::progress`); a backend without progress (etcd) serves such lists from the
-//! datastore instead. `resourceVersion=0` takes the cache as it is; `resourceVersion=N` waits
+//! (`WatchStream::progress`; etcd reports it when asked, `WatchStream::request_progress`). If
+//! the cache cannot confirm it in time, the list reads the datastore instead. `resourceVersion=0` takes the cache as it is; `resourceVersion=N` waits
 //! for the cache to reach N.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +26,10 @@ use crate::objects::{Objects, decode};
 
 /// Objects read per datastore page while a cache is primed.
 const PRIME_PAGE: usize = 500;
+
+/// How often, and for how long, the feeder looks for a requested progress report.
+const PROGRESS_POLL_EVERY: Duration = Duration::from_millis(5);
+const PROGRESS_POLL_FOR: Duration = Duration::from_secs(1);
 
 /// How long a list waits for the cache to catch up before reading the datastore instead.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
@@ -200,6 +204,9 @@ impl WatchCache {
         });
         let feeder = cache.clone();
         tokio::spawn(async move {
+            // While a list waits for progress, ask the datastore for it (etcd reports it only
+            // when asked) and look for the answer every few milliseconds, for up to a second.
+            let mut polling_until: Option<tokio::time::Instant> = None;
             loop {
                 tokio::select! {
                     ev = stream.next() => match ev {
@@ -216,7 +223,15 @@ impl WatchCache {
                             break;
                         }
                     },
-                    _ = feeder.progress_wanted.notified() => {}
+                    _ = feeder.progress_wanted.notified() => {
+                        stream.request_progress();
+                        polling_until = Some(tokio::time::Instant::now() + PROGRESS_POLL_FOR);
+                    }
+                    _ = tokio::time::sleep(PROGRESS_POLL_EVERY), if polling_until.is_some() => {
+                        if polling_until.is_some_and(|t| tokio::time::Instant::now() > t) {
+                            polling_until = None;
+                        }
+                    }
                 }
                 if let Some(p) = stream.progress() {
                     feeder.advance(p);

@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -279,10 +279,19 @@ impl EtcdStore {
         mut after: Revision,
         mut stream: etcd_client::WatchStream,
         sender: WatchSender,
+        progress: Progress,
     ) {
         loop {
             loop {
-                match stream.message().await {
+                let message = tokio::select! {
+                    m = stream.message() => m,
+                    _ = progress.requests.notified() => {
+                        // Not fatal if it fails: the caller asks again or reads etcd instead.
+                        let _ = stream.request_progress().await;
+                        continue;
+                    }
+                };
+                match message {
                     Ok(Some(response)) if response.canceled() => {
                         sender.offer(Err(cancelled(&response, after)));
                         return;
@@ -291,12 +300,17 @@ impl EtcdStore {
                         let events: Vec<Event> =
                             response.events().iter().map(|e| self.to_event(e)).collect();
                         let Some(last) = events.last().map(Event::revision) else {
+                            // A progress report: every event up to its revision was sent
+                            // before it (and so offered before we record it).
+                            let revision = header_revision(response.header());
+                            progress.published.fetch_max(revision, Ordering::AcqRel);
                             continue;
                         };
                         after = last;
                         if sender.offer(Ok(events.into())) == Delivery::Dropped {
                             return;
                         }
+                        progress.published.fetch_max(last, Ordering::AcqRel);
                     }
                     Ok(None) => break,
                     Err(err) if is_transient(&err) => {
@@ -600,11 +614,20 @@ impl Store for EtcdStore {
             Vec::new(),
             self.shared.config.watch_buffer,
         );
-        let task =
-            tokio::spawn(
-                self.clone()
-                    .pump(prefix.to_owned(), after_revision, stream, sender),
-            );
+        let progress = Progress {
+            published: Arc::new(AtomicU64::new(after_revision)),
+            requests: Arc::new(tokio::sync::Notify::new()),
+        };
+        let watch = watch
+            .with_published(progress.published.clone())
+            .with_progress_requests(progress.requests.clone());
+        let task = tokio::spawn(self.clone().pump(
+            prefix.to_owned(),
+            after_revision,
+            stream,
+            sender,
+            progress,
+        ));
         Ok(watch.with_guard(AbortOnDrop(task)))
     }
 
@@ -644,6 +667,13 @@ impl Store for EtcdStore {
             self.shared.endpoints, self.shared.config.prefix
         )
     }
+}
+
+/// A watch's progress: the revision etcd has confirmed the stream complete up to, and the
+/// consumer's requests for a new confirmation.
+struct Progress {
+    published: Arc<AtomicU64>,
+    requests: Arc<tokio::sync::Notify>,
 }
 
 /// Stops the pump task when the consumer drops its stream.

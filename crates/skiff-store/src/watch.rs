@@ -76,6 +76,9 @@ pub struct WatchStream {
     /// The backend's newest revision whose events have been offered to every watcher, if the
     /// backend tracks one (see [`WatchStream::progress`]).
     published: Option<Arc<AtomicU64>>,
+    /// Asks the backend to confirm its progress (etcd's progress request); the answer shows
+    /// in [`WatchStream::progress`].
+    progress_requests: Option<Arc<tokio::sync::Notify>>,
     /// Dropped with the stream: lets a backend tie a task's life to the consumer's interest.
     _guard: Option<Box<dyn Send + Sync>>,
 }
@@ -114,6 +117,7 @@ pub(crate) fn channel(
         buffer,
         ended: false,
         published: None,
+        progress_requests: None,
         _guard: None,
     };
     (sender, stream)
@@ -132,11 +136,26 @@ impl WatchStream {
         self
     }
 
+    /// Lets [`WatchStream::request_progress`] ask the backend for a progress report.
+    pub(crate) fn with_progress_requests(mut self, requests: Arc<tokio::sync::Notify>) -> Self {
+        self.progress_requests = Some(requests);
+        self
+    }
+
+    /// Asks the backend to report how far this stream is complete, for backends that only
+    /// know when asked (etcd); the report arrives in [`WatchStream::progress`] shortly after.
+    pub fn request_progress(&self) {
+        if let Some(r) = &self.progress_requests {
+            r.notify_one();
+        }
+    }
+
     /// A revision this stream is complete up to, when it can tell: every event under its
     /// prefix with a revision at or below the answer has already been returned by
     /// [`WatchStream::next`]. `None` while events are still buffered, or when the backend
-    /// does not report progress (etcd). A cache fed by this stream uses it to know that it is
-    /// as new as the store even when nothing under its prefix changed.
+    /// has not reported progress yet (etcd reports it when asked, see
+    /// [`WatchStream::request_progress`]). A cache fed by this stream uses it to know that it
+    /// is as new as the store even when nothing under its prefix changed.
     pub fn progress(&mut self) -> Option<Revision> {
         // Read the published revision first: events up to it were queued before it was stored.
         let published = self.published.as_ref()?.load(Ordering::Acquire);
