@@ -53,6 +53,94 @@ pub fn dns1123_subdomain_errors(value: &str) -> Vec<String> {
     errs
 }
 
+const QUALIFIED_NAME_MAX: usize = 63;
+const LABEL_VALUE_MAX: usize = 63;
+const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
+}
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
+fn is_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(is_name_char)
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Errors of a qualified name (label and annotation keys): an optional DNS subdomain prefix
+/// and `/`, then a name part of at most 63 characters.
+pub fn qualified_name_errors(key: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            errs.push("prefix part must be non-empty".into());
+        } else {
+            errs.extend(
+                dns1123_subdomain_errors(p)
+                    .into_iter()
+                    .map(|e| format!("prefix part {e}")),
+            );
+        }
+    }
+    if name.is_empty() {
+        errs.push("name part must be non-empty".into());
+    } else {
+        if name.len() > QUALIFIED_NAME_MAX {
+            errs.push(format!(
+                "name part must be no more than {QUALIFIED_NAME_MAX} characters"
+            ));
+        }
+        if !is_name_part(name) {
+            errs.push("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into());
+        }
+    }
+    errs
+}
+
+/// Errors of a label value: empty, or a name part of at most 63 characters.
+pub fn label_value_errors(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > LABEL_VALUE_MAX {
+        errs.push(format!("must be no more than {LABEL_VALUE_MAX} characters"));
+    }
+    if !value.is_empty() && !is_name_part(value) {
+        errs.push("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into());
+    }
+    errs
+}
+
+/// The causes that make a labels map invalid, at `path` (`metadata.labels`).
+pub fn validate_labels(labels: Option<&Value>, path: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let Some(map) = labels.and_then(Value::as_object) else {
+        return causes;
+    };
+    for (k, v) in map {
+        for e in qualified_name_errors(k) {
+            causes.push(Cause::invalid(path, &Value::String(k.clone()), &e));
+        }
+        match v.as_str() {
+            Some(value) => {
+                for e in label_value_errors(value) {
+                    causes.push(Cause::invalid(path, v, &e));
+                }
+            }
+            None => causes.push(Cause::invalid(
+                path,
+                v,
+                &format!("value of key {k:?} must be a string"),
+            )),
+        }
+    }
+    causes
+}
+
 /// Kinds whose names must be DNS labels rather than subdomains (upstream's per-kind rule).
 fn name_is_label(rt: &ResourceType) -> bool {
     matches!((rt.group, rt.kind), ("", "Namespace") | ("", "Service"))
@@ -78,19 +166,41 @@ pub fn validate_object_meta(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
             }
         }
     }
-    for map in ["labels", "annotations"] {
-        if let Some(v) = obj.get("metadata").and_then(|m| m.get(map))
-            && let Some(m) = v.as_object()
-        {
-            for (k, val) in m {
-                if !val.is_string() {
-                    causes.push(Cause::invalid(
-                        format!("metadata.{map}"),
-                        val,
-                        &format!("value of key {k:?} must be a string"),
-                    ));
-                }
+    causes
+}
+
+/// The causes that make labels and annotations invalid (on every create and update).
+pub fn validate_labels_and_annotations(obj: &Value) -> Vec<Cause> {
+    let meta = obj.get("metadata");
+    let mut causes = validate_labels(meta.and_then(|m| m.get("labels")), "metadata.labels");
+    if let Some(map) = meta
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+    {
+        let mut total = 0;
+        for (k, v) in map {
+            for e in qualified_name_errors(&k.to_lowercase()) {
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    &Value::String(k.clone()),
+                    &e,
+                ));
             }
+            match v.as_str() {
+                Some(value) => total += k.len() + value.len(),
+                None => causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    v,
+                    &format!("value of key {k:?} must be a string"),
+                )),
+            }
+        }
+        if total > ANNOTATIONS_MAX_BYTES {
+            causes.push(Cause {
+                reason: "FieldValueTooLong",
+                message: format!("metadata.annotations: Too long: must have at most {ANNOTATIONS_MAX_BYTES} bytes"),
+                field: "metadata.annotations".into(),
+            });
         }
     }
     causes
@@ -109,6 +219,33 @@ mod tests {
         assert!(!dns1123_subdomain_errors("-web").is_empty());
         assert!(!dns1123_label_errors("a.b").is_empty());
         assert!(!dns1123_label_errors(&"a".repeat(64)).is_empty());
+    }
+
+    #[test]
+    fn labels_are_qualified_names_with_short_values() {
+        assert!(qualified_name_errors("app.kubernetes.io/name").is_empty());
+        assert!(qualified_name_errors("app").is_empty());
+        assert!(!qualified_name_errors("bad key").is_empty());
+        assert!(!qualified_name_errors("/x").is_empty());
+        assert!(!qualified_name_errors(&"a".repeat(64)).is_empty());
+        assert!(label_value_errors("").is_empty());
+        assert!(label_value_errors("v1.2_3").is_empty());
+        assert!(!label_value_errors("-bad").is_empty());
+        let causes = validate_labels_and_annotations(&json!({"metadata": {
+            "labels": {"ok": "yes", "bad key": "x", "k": "no way"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "n": 1}}}));
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["metadata.labels", "metadata.labels", "metadata.annotations"]
+        );
+        assert!(
+            causes[0]
+                .message
+                .starts_with("metadata.labels: Invalid value: \"bad key\": name part must consist"),
+            "{}",
+            causes[0].message
+        );
     }
 
     #[test]

@@ -262,6 +262,7 @@ fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     } else {
         Vec::new()
     };
+    causes.extend(validation::validate_labels_and_annotations(obj));
     match (rt.group, rt.kind) {
         ("apps", "Deployment" | "ReplicaSet") => validate_workload(obj, old, &mut causes),
         ("", "Pod") => validate_pod_spec(field(obj, &["spec"]), "spec", &mut causes),
@@ -312,6 +313,10 @@ fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) 
             causes.push(Cause::invalid("spec.selector", sel, "field is immutable"));
         }
     }
+    causes.extend(validation::validate_labels(
+        field(obj, &["spec", "template", "metadata", "labels"]),
+        "spec.template.metadata.labels",
+    ));
     validate_pod_spec(
         field(obj, &["spec", "template", "spec"]),
         "spec.template.spec",

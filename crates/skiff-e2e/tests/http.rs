@@ -746,3 +746,16 @@ fn finalizers_hold_deletes_until_removed() {
         .send();
     assert_status(&bad, 400, "BadRequest");
 }
+
+/// Label keys and values are checked as upstream checks them.
+#[test]
+fn invalid_labels_are_refused_with_their_causes() {
+    let s = TestServer::start();
+    let mut bad = configmap("labelled-badly");
+    bad["metadata"]["labels"] = json!({"bad key": "x", "ok": "not ok!"});
+    let reply = s.http("POST", CM).json(&bad).send();
+    let body = assert_status(&reply, 422, "Invalid");
+    let causes = body["details"]["causes"].as_array().unwrap();
+    assert_eq!(causes.len(), 2, "{body}");
+    assert!(causes.iter().all(|c| c["field"] == "metadata.labels"), "{body}");
+}
