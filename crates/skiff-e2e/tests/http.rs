@@ -757,5 +757,68 @@ fn invalid_labels_are_refused_with_their_causes() {
     let body = assert_status(&reply, 422, "Invalid");
     let causes = body["details"]["causes"].as_array().unwrap();
     assert_eq!(causes.len(), 2, "{body}");
-    assert!(causes.iter().all(|c| c["field"] == "metadata.labels"), "{body}");
+    assert!(
+        causes.iter().all(|c| c["field"] == "metadata.labels"),
+        "{body}"
+    );
+}
+
+/// `pods/binding`, the scheduler's write: a pod is bound once, to the named node.
+#[test]
+fn pods_are_bound_to_nodes_once() {
+    let s = TestServer::start();
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}});
+    assert_eq!(s.http("POST", PODS).json(&pod).send().code, 201);
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+                         "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}});
+    let reply = s
+        .http("POST", &format!("{PODS}/p/binding"))
+        .json(&binding)
+        .send();
+    assert_eq!(reply.code, 201, "{}", reply.body);
+    assert_eq!(reply.json()["status"], "Success");
+    let bound = s.http("GET", &format!("{PODS}/p")).send().json();
+    assert_eq!(bound["spec"]["nodeName"], "node-1");
+    let scheduled = bound["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .unwrap();
+    assert_eq!(scheduled["status"], "True");
+    let again = s
+        .http("POST", &format!("{PODS}/p/binding"))
+        .json(&binding)
+        .send();
+    let body = assert_status(&again, 409, "Conflict");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"already assigned to node "node-1""#),
+        "{body}"
+    );
+    let no_target = s
+        .http("POST", &format!("{PODS}/p/binding"))
+        .json(&json!({"kind": "Binding", "target": {}}))
+        .send();
+    assert_status(&no_target, 422, "Invalid");
+    let mut elsewhere = binding.clone();
+    elsewhere["metadata"]["name"] = "missing".into();
+    assert_status(
+        &s.http("POST", &format!("{PODS}/missing/binding"))
+            .json(&elsewhere)
+            .send(),
+        404,
+        "NotFound",
+    );
+    assert_status(
+        &s.http("POST", &format!("{PODS}/missing/binding"))
+            .json(&binding)
+            .send(),
+        400,
+        "BadRequest",
+    );
 }
