@@ -9,6 +9,7 @@
 pub mod conversion;
 pub mod defaults;
 pub mod discovery;
+pub mod duplicates;
 pub mod fields;
 pub mod managed_fields;
 pub mod object;

@@ -30,20 +30,23 @@ impl Directive {
     }
 
     /// Drops the unknown fields of an object of `api_version`/`kind` and answers the
-    /// warnings to send, or the error under `Strict`.
+    /// warnings to send (unknown fields, and the body's `duplicates`), or the error under
+    /// `Strict`.
     pub fn apply(
         self,
         api_version: &str,
         kind: &str,
         obj: &mut Value,
+        duplicates: &[String],
     ) -> Result<Vec<String>, ApiError> {
         let unknown = prune_unknown_fields(api_version, kind, obj);
-        if unknown.is_empty() || self == Directive::Ignore {
+        if (unknown.is_empty() && duplicates.is_empty()) || self == Directive::Ignore {
             return Ok(Vec::new());
         }
         let list: Vec<String> = unknown
             .iter()
             .map(|f| format!("unknown field {f:?}"))
+            .chain(duplicates.iter().map(|f| format!("duplicate field {f:?}")))
             .collect();
         if self == Directive::Strict {
             let version = skiff_api::resources::split_api_version(api_version).1;

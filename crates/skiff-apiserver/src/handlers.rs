@@ -500,11 +500,11 @@ async fn create(
     if rr.subresource.is_some() || rr.name.is_some() {
         return Err(ApiError::method_not_supported(rr.rt, "POST"));
     }
-    let opts = WriteOptions::from_request(query, headers)?;
+    let opts = WriteOptions::from_request(query, headers, body)?;
     let mut obj = negotiate::decode_body(headers, body)?;
-    let warnings = opts
-        .directive
-        .apply(&rr.rt.api_version(), rr.rt.kind, &mut obj)?;
+    let warnings =
+        opts.directive
+            .apply(&rr.rt.api_version(), rr.rt.kind, &mut obj, &opts.duplicates)?;
     strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
     track_fields(rr.rt, &opts.manager, None, None, &mut obj);
     let name = meta_str(&obj, "name").unwrap_or_default().to_string();
@@ -651,12 +651,14 @@ async fn write_update(
 ) -> Result<(Stored, Vec<String>), ApiError> {
     let warnings;
     if rr.subresource == Some(Subresource::Scale) {
-        warnings = opts.directive.apply("autoscaling/v1", "Scale", &mut new)?;
-        new = apply_scale(rr.rt, &old.object, &new)?;
-    } else {
         warnings = opts
             .directive
-            .apply(&rr.rt.api_version(), rr.rt.kind, &mut new)?;
+            .apply("autoscaling/v1", "Scale", &mut new, &opts.duplicates)?;
+        new = apply_scale(rr.rt, &old.object, &new)?;
+    } else {
+        warnings =
+            opts.directive
+                .apply(&rr.rt.api_version(), rr.rt.kind, &mut new, &opts.duplicates)?;
     }
     let sub = rr.subresource.filter(|s| *s == Subresource::Status);
     strategy::prepare_update(rr.rt, &mut new, &old.object, sub)?;
@@ -675,13 +677,30 @@ async fn write_update(
 struct WriteOptions {
     directive: Directive,
     manager: String,
+    /// Keys the JSON body repeats (parsers keep the last silently).
+    duplicates: Vec<String>,
 }
 
 impl WriteOptions {
-    fn from_request(query: &Query, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+    fn from_request(
+        query: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<WriteOptions, ApiError> {
+        let directive = Directive::from_query(query)?;
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| ct.split(';').next().unwrap_or("").trim().ends_with("json"));
+        let duplicates = if json && directive != Directive::Ignore {
+            skiff_api::duplicates::duplicate_fields(body)
+        } else {
+            Vec::new()
+        };
         Ok(WriteOptions {
-            directive: Directive::from_query(query)?,
+            directive,
             manager: field_manager(query, headers)?,
+            duplicates,
         })
     }
 }
@@ -736,7 +755,7 @@ async fn update(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let output = negotiate::output(headers, false)?;
-    let opts = WriteOptions::from_request(query, headers)?;
+    let opts = WriteOptions::from_request(query, headers, body)?;
     let new = negotiate::decode_body(headers, body)?;
     let old = state
         .objects
@@ -769,7 +788,7 @@ async fn patch(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let output = negotiate::output(headers, false)?;
-    let opts = WriteOptions::from_request(query, headers)?;
+    let opts = WriteOptions::from_request(query, headers, body)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -890,9 +909,9 @@ async fn server_side_apply(
             name_of(rr)
         )));
     }
-    let warnings = opts
-        .directive
-        .apply(&api_version, rr.rt.kind, &mut applied)?;
+    let warnings =
+        opts.directive
+            .apply(&api_version, rr.rt.kind, &mut applied, &opts.duplicates)?;
     let now = skiff_api::object::now_rfc3339();
     let conflict_error = |conflicts: Vec<managed_fields::Conflict>| {
         let mut e = ApiError::new(

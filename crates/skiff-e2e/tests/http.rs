@@ -822,3 +822,33 @@ fn pods_are_bound_to_nodes_once() {
         "BadRequest",
     );
 }
+
+/// A JSON body repeating a key: refused under Strict, warned about by default.
+#[test]
+fn duplicate_fields_follow_field_validation() {
+    let s = TestServer::start();
+    let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup","name":"dup"},"data":{"a":"1","a":"2"}}"#;
+    let strict = s
+        .http("POST", &format!("{CM}?fieldValidation=Strict"))
+        .header("Content-Type: application/json")
+        .body(body.to_vec())
+        .send();
+    let status = assert_status(&strict, 400, "BadRequest");
+    assert!(
+        status["message"].as_str().unwrap().ends_with(
+            r#"strict decoding error: duplicate field "metadata.name", duplicate field "data.a""#
+        ),
+        "{status}"
+    );
+    let warned = s
+        .http("POST", CM)
+        .header("Content-Type: application/json")
+        .body(body.to_vec())
+        .send();
+    assert_eq!(warned.code, 201, "{}", warned.body);
+    assert_eq!(
+        warned.json()["data"]["a"],
+        "2",
+        "the last one wins, as upstream"
+    );
+}
