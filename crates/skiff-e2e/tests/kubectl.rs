@@ -701,3 +701,101 @@ fn events_from_either_api_reach_describe_and_kubectl_events() {
     assert_eq!(new["regarding"]["name"], "evented");
     assert!(new.get("involvedObject").is_none());
 }
+
+/// The rest of the acceptance list, with every kubectl: get of each kind plain and wide, a
+/// strategic patch, config view, events.
+#[test]
+fn remaining_acceptance_commands() {
+    let server = TestServer::start();
+    for minor in KUBECTL_MINORS {
+        let k = server.kubectl(minor);
+        let name = format!("acc-{minor}");
+        k.ok(&[
+            "create",
+            "deployment",
+            &name,
+            "--image=web:v1",
+            "--port=8080",
+        ]);
+        k.ok(&["run", &name, "--image=web:v1", "--labels=app=acc"]);
+        k.ok(&["expose", "pod", &name, "--port=80", "--target-port=8080"]);
+        for kind in [
+            "deployments",
+            "pods",
+            "services",
+            "nodes",
+            "replicasets",
+            "endpoints",
+            "namespaces",
+            "configmaps",
+        ] {
+            for wide in [false, true] {
+                let mut args = vec!["get", kind];
+                if wide {
+                    args.extend(["-o", "wide"]);
+                }
+                let out = k.run(&args);
+                assert!(
+                    out.status.success(),
+                    "kubectl 1.{minor} {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let pods = k.ok(&["get", "pods", "-o", "wide"]);
+        let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "NAME",
+                "READY",
+                "STATUS",
+                "RESTARTS",
+                "AGE",
+                "IP",
+                "NODE",
+                "NOMINATED",
+                "NODE",
+                "READINESS",
+                "GATES"
+            ],
+            "kubectl 1.{minor}"
+        );
+        assert!(pods.contains(&name) && pods.contains("Pending"), "{pods}");
+        let svc = k.ok(&["get", "svc", &name, "-o", "wide"]);
+        assert!(
+            svc.contains("ClusterIP") && svc.contains("80/TCP") && svc.contains("app=acc"),
+            "{svc}"
+        );
+
+        k.ok(&[
+            "patch",
+            "deployment",
+            &name,
+            "--type=strategic",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"web:v2"}]}}}}"#,
+        ]);
+        let d = k.json(&["get", "deployment", &name]);
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "web:v2"
+        );
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+            8080
+        );
+
+        let config = k.ok(&["config", "view"]);
+        assert!(
+            config.contains("current-context: skiff") && config.contains("REDACTED"),
+            "{config}"
+        );
+        let out = k.run(&["events"]);
+        assert!(
+            out.status.success(),
+            "kubectl 1.{minor} events: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
