@@ -326,6 +326,54 @@ pub fn group_version_document(group: &str, version: &str, server_version: &str) 
     }))
 }
 
+/// Rewrites a v3 fragment into Swagger 2.0: references point at `#/definitions/`, and
+/// parameters carry their type directly.
+fn to_swagger(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get_mut("$ref") {
+                *r = r.replace("#/components/schemas/", "#/definitions/");
+            }
+            if map.get("in").is_some()
+                && let Some(Value::Object(schema)) = map.remove("schema")
+            {
+                map.extend(schema);
+            }
+            map.values_mut().for_each(to_swagger);
+        }
+        Value::Array(items) => items.iter_mut().for_each(to_swagger),
+        _ => {}
+    }
+}
+
+/// `/openapi/v2`: every group version in one Swagger 2.0 document (JSON), for clients that
+/// still read it.
+pub fn swagger_document(server_version: &str) -> Value {
+    let mut paths = Map::new();
+    let mut definitions = Map::new();
+    for (group, versions) in resources::groups() {
+        for version in versions {
+            let Some(doc) = group_version_document(group, version, server_version) else {
+                continue;
+            };
+            if let Some(p) = doc["paths"].as_object() {
+                paths.extend(p.clone());
+            }
+            if let Some(d) = doc["components"]["schemas"].as_object() {
+                definitions.extend(d.clone());
+            }
+        }
+    }
+    let mut doc = json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": server_version},
+        "paths": paths,
+        "definitions": definitions,
+    });
+    to_swagger(&mut doc);
+    doc
+}
+
 /// The `/openapi/v3` index keys: `api/v1`, `apis/apps/v1`, …
 pub fn group_version_keys() -> Vec<String> {
     resources::groups()
@@ -408,6 +456,28 @@ mod tests {
             true
         );
         assert!(schemas.get("io.k8s.api.autoscaling.v1.Scale").is_some());
+    }
+
+    #[test]
+    fn the_swagger_document_uses_definitions() {
+        let doc = swagger_document("v1.33.0");
+        assert_eq!(doc["swagger"], "2.0");
+        let d = &doc["definitions"]["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(
+            d["properties"]["spec"]["allOf"][0]["$ref"],
+            "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+        );
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        let fv = patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "fieldValidation")
+            .unwrap();
+        assert_eq!(fv["type"], "string");
+        assert!(fv.get("schema").is_none());
+        assert!(!doc.to_string().contains("#/components/"));
     }
 
     #[test]

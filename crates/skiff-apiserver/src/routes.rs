@@ -168,6 +168,8 @@ pub struct ServerInfo {
 /// The OpenAPI v3 documents, rendered once: (key, body, hash) per group version.
 pub struct OpenApiDocs {
     docs: Vec<(String, String, String)>,
+    /// `/openapi/v2`, rendered.
+    v2: String,
 }
 
 impl OpenApiDocs {
@@ -194,7 +196,8 @@ impl OpenApiDocs {
                 Some((key, body, format!("{:016X}", h.finish())))
             })
             .collect();
-        OpenApiDocs { docs }
+        let v2 = skiff_api::openapi::swagger_document(skiff_api::GIT_VERSION).to_string();
+        OpenApiDocs { docs, v2 }
     }
 }
 
@@ -207,6 +210,43 @@ async fn openapi_index(State(s): State<Arc<ServerInfo>>) -> Response {
         );
     }
     respond(StatusCode::OK, &json!({"paths": paths}), Output::Json)
+}
+
+/// What kubectl ≤ 1.28 shows when it asks for the protobuf OpenAPI v2 document: the cause
+/// and the ways around it.
+const PROTOBUF_OPENAPI_V2_MISSING: &str = "skiff serves OpenAPI v2 as JSON only, not protobuf: use kubectl 1.29 or newer (which reads OpenAPI v3), or pass --validate=false";
+
+/// The legacy protobuf OpenAPI path older kubectls fall back to.
+async fn legacy_swagger() -> Response {
+    error_response(&ApiError::new(404, "NotFound", PROTOBUF_OPENAPI_V2_MISSING))
+}
+
+async fn openapi_v2(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Response {
+    // The protobuf form (kubectl ≤ 1.28's first choice) is not produced; JSON is.
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let json = accept.is_empty()
+        || accept.split(',').any(|a| {
+            matches!(
+                a.split(';').next().unwrap_or("").trim(),
+                "application/json" | "*/*" | "application/*"
+            )
+        });
+    if !json {
+        return error_response(&ApiError::new(
+            406,
+            "NotAcceptable",
+            PROTOBUF_OPENAPI_V2_MISSING,
+        ));
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        s.openapi.v2.clone(),
+    )
+        .into_response()
 }
 
 async fn openapi_doc(Path(key): Path<String>, State(s): State<Arc<ServerInfo>>) -> Response {
@@ -225,6 +265,8 @@ pub fn router(state: Arc<ApiState>, auth: Arc<Auth>, info: Arc<ServerInfo>) -> R
     let discovery = Router::new()
         .route("/api", get(api_root))
         .route("/api/", get(api_root))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/swagger-2.0.0.pb-v1", get(legacy_swagger))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*key}", get(openapi_doc))
         .with_state(info)

@@ -393,6 +393,20 @@ fn discovery_answers_in_the_format_asked_for() {
         .to_string();
     let doc = s.http("GET", &url).send().json();
     assert_eq!(doc["openapi"], "3.0.0");
+    let v2 = s
+        .http("GET", "/openapi/v2")
+        .header("Accept: application/json")
+        .send()
+        .json();
+    assert_eq!(v2["swagger"], "2.0");
+    assert!(
+        v2["definitions"]["io.k8s.api.core.v1.Pod"]["x-kubernetes-group-version-kind"].is_array()
+    );
+    let proto = s
+        .http("GET", "/openapi/v2")
+        .header("Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+        .send();
+    assert_status(&proto, 406, "NotAcceptable");
 }
 
 /// Whole lists are served from the watch cache; a list still sees every write acknowledged
