@@ -1,0 +1,138 @@
+//! Server-side apply: create-or-update under field ownership.
+
+use super::*;
+
+/// Server-side apply: create the object from the configuration, or merge the configuration
+/// into it under field ownership (409 on conflicts with other managers unless `force`).
+pub(super) async fn server_side_apply(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    query: &Query,
+    output: Output,
+    mut applied: Value,
+    opts: &WriteOptions,
+) -> Result<Response, ApiError> {
+    if rr.subresource.is_some() {
+        return Err(ApiError::method_not_supported(
+            rr.rt,
+            "apply on a subresource",
+        ));
+    }
+    if query.get("fieldManager").is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    let force = query.flag("force");
+    let api_version = rr.rt.api_version();
+    let (a, k) = (
+        applied
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        applied
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    );
+    if a != api_version || k != rr.rt.kind {
+        return Err(ApiError::bad_request(format!(
+            "the applied configuration is {a:?} {k:?}, not {api_version:?} {:?} as the request path says",
+            rr.rt.kind
+        )));
+    }
+    if let Some(n) = meta_str(&applied, "name").filter(|n| *n != name_of(rr)) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({})",
+            name_of(rr)
+        )));
+    }
+    let warnings =
+        opts.directive
+            .apply(&api_version, rr.rt.kind, &mut applied, &opts.duplicates)?;
+    let now = skiff_api::object::now_rfc3339();
+    let conflict_error = |conflicts: Vec<managed_fields::Conflict>| {
+        let mut e = ApiError::new(
+            409,
+            "Conflict",
+            managed_fields::conflict_message(&conflicts),
+        );
+        e.details = Some(Box::new(skiff_api::status::Details {
+            name: name_of(rr).to_string(),
+            group: rr.rt.group.to_string(),
+            kind: rr.rt.plural.to_string(),
+            causes: conflicts
+                .iter()
+                .map(|c| skiff_api::Cause {
+                    reason: "FieldManagerConflict",
+                    message: format!("conflict with {:?} using {}", c.manager, c.api_version),
+                    field: c.field.clone(),
+                })
+                .collect(),
+            retry_after_seconds: None,
+        }));
+        e
+    };
+    for _ in 0..PATCH_RETRIES {
+        match state
+            .objects
+            .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
+            .await
+        {
+            Err(e) if e.code == 404 => {
+                let mut obj = managed_fields::apply(
+                    &api_version,
+                    rr.rt.kind,
+                    &json!({}),
+                    &applied,
+                    &opts.manager,
+                    force,
+                    &now,
+                )
+                .map_err(conflict_error)?;
+                metadata_mut(&mut obj).insert("name".into(), name_of(rr).into());
+                strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
+                check_namespace_open(state, rr.rt, rr.namespace.as_deref(), name_of(rr)).await?;
+                match create_object(state, rr.rt, obj).await {
+                    Ok(stored) => {
+                        return Ok(with_warnings(
+                            respond(StatusCode::CREATED, &stored.object, output),
+                            &warnings,
+                        ));
+                    }
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+            Ok(live) => {
+                let mut merged = managed_fields::apply(
+                    &api_version,
+                    rr.rt.kind,
+                    &live.object,
+                    &applied,
+                    &opts.manager,
+                    force,
+                    &now,
+                )
+                .map_err(conflict_error)?;
+                strategy::prepare_update(rr.rt, &mut merged, &live.object, None)?;
+                match update_object(state, rr.rt, merged, &live, true).await {
+                    Ok(stored) => {
+                        return Ok(with_warnings(
+                            respond(StatusCode::OK, &stored.object, output),
+                            &warnings,
+                        ));
+                    }
+                    Err(e) if e.reason == "Conflict" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Err(ApiError::conflict(
+        rr.rt,
+        name_of(rr),
+        "the object kept changing while the configuration was applied; try again",
+    ))
+}

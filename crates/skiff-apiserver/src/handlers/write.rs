@@ -1,0 +1,482 @@
+//! Writes: create, update and patch (JSON, merge, strategic), through the main resource or
+//! the status and scale subresources, with field managers, field validation and the
+//! service address allocators.
+
+use super::*;
+
+pub(super) fn is_service(rt: &ResourceType) -> bool {
+    (rt.group, rt.kind) == ("", "Service")
+}
+
+/// The owner recorded on a service's address keys.
+pub(super) fn service_owner(obj: &Value) -> String {
+    format!(
+        "services/{}/{}",
+        meta_str(obj, "namespace").unwrap_or_default(),
+        meta_str(obj, "name").unwrap_or_default()
+    )
+}
+
+/// Creates an object; services get their cluster IP and node ports first (given back if
+/// the create fails).
+pub(super) async fn create_object(
+    state: &ApiState,
+    rt: &ResourceType,
+    mut obj: Value,
+) -> Result<Stored, ApiError> {
+    if !is_service(rt) {
+        return state.objects.create(rt, &obj).await;
+    }
+    let owner = service_owner(&obj);
+    let held = state.services.allocate(rt, &mut obj, &owner).await?;
+    match state.objects.create(rt, &obj).await {
+        Ok(stored) => Ok(stored),
+        Err(e) => {
+            state.services.release(&held).await;
+            Err(e)
+        }
+    }
+}
+
+/// Stores a prepared update; services keep their cluster IP and get (or give back) node
+/// ports as their ports change.
+/// Whether an update leaves an object that is being deleted with nothing left to wait for
+/// (no finalizers, no grace period): then the update completes the delete, as upstream's.
+pub(super) fn finalized(obj: &Value) -> bool {
+    let meta = obj.get("metadata");
+    meta.and_then(|m| m.get("deletionTimestamp")).is_some()
+        && meta
+            .and_then(|m| m.get("deletionGracePeriodSeconds"))
+            .and_then(Value::as_i64)
+            == Some(0)
+        && meta
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty())
+}
+
+pub(super) async fn update_object(
+    state: &ApiState,
+    rt: &ResourceType,
+    mut new: Value,
+    old: &Stored,
+    main_resource: bool,
+) -> Result<Stored, ApiError> {
+    if finalized(&new) {
+        let ns = meta_str(&new, "namespace").map(str::to_string);
+        let name = meta_str(&new, "name").unwrap_or_default().to_string();
+        let object = state
+            .objects
+            .delete(rt, ns.as_deref(), &name, old.mod_revision)
+            .await?;
+        if is_service(rt) {
+            state
+                .services
+                .release(&ServiceAllocator::held_by(&object))
+                .await;
+        }
+        let mod_revision = meta_str(&object, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(old.mod_revision);
+        return Ok(Stored {
+            object,
+            mod_revision,
+        });
+    }
+    if !is_service(rt) || !main_resource {
+        return state.objects.update(rt, &new, old.mod_revision).await;
+    }
+    let (taken, release) = state
+        .services
+        .reallocate(rt, &old.object, &mut new, &service_owner(&old.object))
+        .await?;
+    match state.objects.update(rt, &new, old.mod_revision).await {
+        Ok(stored) => {
+            state.services.release(&release).await;
+            Ok(stored)
+        }
+        Err(e) => {
+            state.services.release(&taken).await;
+            Err(e)
+        }
+    }
+}
+
+/// Refuses new objects in a namespace that does not exist or is being deleted.
+pub(super) async fn check_namespace_open(
+    state: &ApiState,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<(), ApiError> {
+    let Some(ns) = ns.filter(|_| rt.namespaced) else {
+        return Ok(());
+    };
+    let ns_rt = lookup("", "v1", "namespaces").expect("namespaces are registered");
+    let stored = state.objects.get(ns_rt, None, ns).await?;
+    if meta_str(&stored.object, "deletionTimestamp").is_some() {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                rt.group_resource()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) async fn create(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, false)?;
+    if rr.subresource == Some(Subresource::Binding) {
+        let binding = negotiate::decode_body(headers, body)?;
+        let manager = field_manager(query, headers)?;
+        return bind_pod(state, rr, &binding, &manager, output).await;
+    }
+    if rr.subresource.is_some() || rr.name.is_some() {
+        return Err(ApiError::method_not_supported(rr.rt, "POST"));
+    }
+    let opts = WriteOptions::from_request(query, headers, body)?;
+    let mut obj = negotiate::decode_body(headers, body)?;
+    let warnings =
+        opts.directive
+            .apply(&rr.rt.api_version(), rr.rt.kind, &mut obj, &opts.duplicates)?;
+    strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
+    track_fields(rr.rt, &opts.manager, None, None, &mut obj);
+    let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+    check_namespace_open(state, rr.rt, rr.namespace.as_deref(), &name).await?;
+    let stored = create_object(state, rr.rt, obj).await?;
+    Ok(with_warnings(
+        respond(StatusCode::CREATED, &stored.object, output),
+        &warnings,
+    ))
+}
+
+/// A body's resourceVersion, if it names one, must be the stored one.
+pub(super) fn check_precondition(
+    rt: &ResourceType,
+    name: &str,
+    body: &Value,
+    current: Revision,
+) -> Result<(), ApiError> {
+    match meta_str(body, "resourceVersion").filter(|v| !v.is_empty()) {
+        Some(v) if v != current.to_string() => {
+            Err(ApiError::conflict(rt, name, ApiError::MODIFIED))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Stores `new` as the next version of `old` through the given subresource; answers the
+/// stored object and the field validation warnings.
+pub(super) async fn write_update(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    mut new: Value,
+    old: &Stored,
+    opts: &WriteOptions,
+) -> Result<(Stored, Vec<String>), ApiError> {
+    let warnings;
+    if rr.subresource == Some(Subresource::Scale) {
+        warnings = opts
+            .directive
+            .apply("autoscaling/v1", "Scale", &mut new, &opts.duplicates)?;
+        new = apply_scale(rr.rt, &old.object, &new)?;
+    } else {
+        warnings =
+            opts.directive
+                .apply(&rr.rt.api_version(), rr.rt.kind, &mut new, &opts.duplicates)?;
+    }
+    let sub = rr.subresource.filter(|s| *s == Subresource::Status);
+    strategy::prepare_update(rr.rt, &mut new, &old.object, sub)?;
+    track_fields(
+        rr.rt,
+        &opts.manager,
+        rr.subresource,
+        Some(&old.object),
+        &mut new,
+    );
+    let stored = update_object(state, rr.rt, new, old, rr.subresource.is_none()).await?;
+    Ok((stored, warnings))
+}
+
+/// How a write is validated, and which field manager its changes belong to.
+pub(super) struct WriteOptions {
+    pub(super) directive: Directive,
+    pub(super) manager: String,
+    /// Keys the JSON body repeats (parsers keep the last silently).
+    pub(super) duplicates: Vec<String>,
+}
+
+impl WriteOptions {
+    fn from_request(
+        query: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<WriteOptions, ApiError> {
+        let directive = Directive::from_query(query)?;
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| ct.split(';').next().unwrap_or("").trim().ends_with("json"));
+        let duplicates = if json && directive != Directive::Ignore {
+            skiff_api::duplicates::duplicate_fields(body)
+        } else {
+            Vec::new()
+        };
+        Ok(WriteOptions {
+            directive,
+            manager: field_manager(query, headers)?,
+            duplicates,
+        })
+    }
+}
+
+/// `fieldManager`, else the client's name from its User-Agent (upstream's default).
+pub(super) fn field_manager(query: &Query, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(m) = query.get("fieldManager").filter(|m| !m.is_empty()) {
+        if m.len() > 128 {
+            return Err(ApiError::bad_request(
+                "fieldManager: Too long: may not be more than 128 bytes",
+            ));
+        }
+        return Ok(m.to_string());
+    }
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    Ok(agent.split('/').next().unwrap_or("unknown").to_string())
+}
+
+/// Records in `managedFields` what this write changed, under its manager.
+pub(super) fn track_fields(
+    rt: &ResourceType,
+    manager: &str,
+    subresource: Option<Subresource>,
+    old: Option<&Value>,
+    new: &mut Value,
+) {
+    let api_version = rt.api_version();
+    let changed = match old {
+        Some(old) => managed_fields::changed_fields(&api_version, rt.kind, old, new),
+        None => managed_fields::fields_of(&api_version, rt.kind, new),
+    };
+    let mut entries = old.map(managed_fields::read).unwrap_or_default();
+    managed_fields::record_update(
+        &mut entries,
+        manager,
+        &api_version,
+        subresource.map(Subresource::name),
+        &changed,
+        &skiff_api::object::now_rfc3339(),
+    );
+    managed_fields::write(new, &entries);
+}
+
+pub(super) async fn update(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, false)?;
+    let opts = WriteOptions::from_request(query, headers, body)?;
+    let new = negotiate::decode_body(headers, body)?;
+    let old = state
+        .objects
+        .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
+        .await?;
+    check_precondition(rr.rt, name_of(rr), &new, old.mod_revision)?;
+    let (stored, warnings) = write_update(state, rr, new, &old, &opts).await?;
+    Ok(render_written(rr, &stored.object, output, &warnings))
+}
+
+pub(super) fn render_written(
+    rr: &ResourceRequest,
+    obj: &Value,
+    output: Output,
+    warnings: &[String],
+) -> Response {
+    let response = if rr.subresource == Some(Subresource::Scale) {
+        respond(StatusCode::OK, &scale_of(obj), output)
+    } else {
+        respond(StatusCode::OK, obj, output)
+    };
+    with_warnings(response, warnings)
+}
+
+pub(super) async fn patch(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let output = negotiate::output(headers, false)?;
+    let opts = WriteOptions::from_request(query, headers, body)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let kind = PatchKind::from_content_type(content_type)
+        .ok_or_else(|| ApiError::unsupported_media_type(content_type, PatchKind::MEDIA_TYPES))?;
+    let patch_doc = match kind {
+        PatchKind::Apply => negotiate::decode_yaml(body)?,
+        _ => negotiate::decode_json(body)?,
+    };
+    if kind == PatchKind::Apply {
+        return server_side_apply(state, rr, query, output, patch_doc, &opts).await;
+    }
+    for _ in 0..PATCH_RETRIES {
+        let old = state
+            .objects
+            .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
+            .await?;
+        let mut target = if rr.subresource == Some(Subresource::Scale) {
+            scale_of(&old.object)
+        } else {
+            old.object.clone()
+        };
+        match kind {
+            PatchKind::Merge => skiff_api::patch::merge_patch(&mut target, &patch_doc),
+            PatchKind::Json => {
+                skiff_api::patch::json_patch(&mut target, &patch_doc).map_err(|e| match e {
+                    JsonPatchError::Malformed(m) => ApiError::bad_request(m),
+                    JsonPatchError::Failed(m) => ApiError::new(422, "Invalid", m),
+                })?
+            }
+            PatchKind::Strategic => {
+                let api_version = rr.rt.api_version();
+                let (api_version, kind) = if rr.subresource == Some(Subresource::Scale) {
+                    ("autoscaling/v1", "Scale")
+                } else {
+                    (api_version.as_str(), rr.rt.kind)
+                };
+                skiff_api::strategic::strategic_merge_patch(
+                    api_version,
+                    kind,
+                    &mut target,
+                    &patch_doc,
+                )
+                .map_err(|e| ApiError::bad_request(e.to_string()))?
+            }
+            PatchKind::Apply => unreachable!("applied above"),
+        }
+        // A patch that sets resourceVersion is a precondition on it.
+        check_precondition(
+            rr.rt,
+            name_of(rr),
+            &patch_doc_meta(&patch_doc),
+            old.mod_revision,
+        )?;
+        match write_update(state, rr, target, &old, &opts).await {
+            Ok((stored, warnings)) => {
+                return Ok(render_written(rr, &stored.object, output, &warnings));
+            }
+            Err(e)
+                if e.reason == "Conflict"
+                    && meta_str(&patch_doc_meta(&patch_doc), "resourceVersion").is_none() =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(
+        rr.rt,
+        name_of(rr),
+        "the object kept changing while the patch was applied; try again",
+    ))
+}
+
+/// The part of a patch document that can carry `metadata.resourceVersion` (none for a JSON
+/// patch, which states its preconditions with `test` operations).
+pub(super) fn patch_doc_meta(doc: &Value) -> Value {
+    if doc.is_object() {
+        doc.clone()
+    } else {
+        Value::Null
+    }
+}
+
+/// The `autoscaling/v1 Scale` view of a Deployment or ReplicaSet.
+pub(super) fn scale_of(obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or_default();
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    let selector = skiff_api::object::field(obj, &["spec", "selector"])
+        .and_then(|s| Selector::from_label_selector(s).ok())
+        .map(|s| selector_text(&s))
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"),
+            "namespace": pick("namespace"),
+            "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"),
+            "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": {"replicas": skiff_api::object::field(obj, &["spec", "replicas"]).cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": skiff_api::object::field(obj, &["status", "replicas"]).cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+/// A selector in query syntax, as `Scale.status.selector` carries it.
+pub(super) fn selector_text(s: &Selector) -> String {
+    use skiff_api::selectors::Op;
+    s.requirements
+        .iter()
+        .map(|r| match &r.op {
+            Op::Equals => format!("{}={}", r.key, r.value),
+            Op::NotEquals => format!("{}!={}", r.key, r.value),
+            Op::In(v) => format!("{} in ({})", r.key, v.join(",")),
+            Op::NotIn(v) => format!("{} notin ({})", r.key, v.join(",")),
+            Op::Exists => r.key.clone(),
+            Op::DoesNotExist => format!("!{}", r.key),
+            Op::GreaterThan(n) => format!("{}>{n}", r.key),
+            Op::LessThan(n) => format!("{}<{n}", r.key),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Applies a written Scale to its object: only `spec.replicas` changes.
+pub(super) fn apply_scale(
+    rt: &ResourceType,
+    old: &Value,
+    scale: &Value,
+) -> Result<Value, ApiError> {
+    let name = meta_str(old, "name").unwrap_or_default();
+    let replicas = skiff_api::object::field(scale, &["spec", "replicas"])
+        .and_then(Value::as_i64)
+        .ok_or_else(|| {
+            ApiError::invalid(rt, name, vec![skiff_api::Cause::required("spec.replicas")])
+        })?;
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            rt,
+            name,
+            vec![skiff_api::Cause::invalid(
+                "spec.replicas",
+                &replicas.into(),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    let mut new = old.clone();
+    new["spec"]["replicas"] = replicas.into();
+    Ok(new)
+}
