@@ -20,6 +20,9 @@ const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 pub enum Output {
     Json,
     Yaml,
+    /// Kubernetes protobuf, for the kinds the schema knows (others fall back to JSON, which
+    /// every client that asks for protobuf also accepts).
+    Protobuf,
     /// `meta.k8s.io` Table (v1 or v1beta1: the same shape).
     Table {
         v1beta1: bool,
@@ -75,6 +78,7 @@ pub fn output(headers: &HeaderMap, tables: bool) -> Result<Output, ApiError> {
             (_, Some(_)) => {}
             ("application/json" | "application/*" | "*/*", None) => return Ok(Output::Json),
             ("application/yaml", None) => return Ok(Output::Yaml),
+            (PROTOBUF, None) => return Ok(Output::Protobuf),
             _ => {}
         }
     }
@@ -116,9 +120,19 @@ pub fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
-/// The body and `Content-Type` of a JSON or YAML response.
+/// The body and `Content-Type` of a response.
 pub fn encode(value: &Value, output: Output) -> (Vec<u8>, &'static str) {
     match output {
+        Output::Protobuf => match skiff_api::protobuf::encode_object(value) {
+            Ok(bytes) => (bytes, PROTOBUF),
+            Err(e) => {
+                tracing::debug!(error = %e, "answering JSON instead of protobuf");
+                (
+                    serde_json::to_vec(value).unwrap_or_default(),
+                    "application/json",
+                )
+            }
+        },
         Output::Yaml => match serde_saphyr::to_string(value) {
             Ok(s) => (s.into_bytes(), "application/yaml"),
             Err(_) => (value.to_string().into_bytes(), "application/json"),
@@ -151,15 +165,12 @@ mod tests {
     }
 
     #[test]
-    fn protobuf_first_falls_back_to_json() {
+    fn protobuf_is_served_when_preferred() {
         let h = accept("application/vnd.kubernetes.protobuf,application/json");
+        assert_eq!(output(&h, true).unwrap(), Output::Protobuf);
+        let h = accept("application/json,application/vnd.kubernetes.protobuf");
         assert_eq!(output(&h, true).unwrap(), Output::Json);
-        assert_eq!(
-            output(&accept("application/vnd.kubernetes.protobuf"), true)
-                .unwrap_err()
-                .code,
-            406
-        );
+        assert_eq!(output(&accept("text/html"), true).unwrap_err().code, 406);
         assert_eq!(
             output(&accept("application/yaml"), true).unwrap(),
             Output::Yaml

@@ -136,7 +136,8 @@ pub async fn serve(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let output = match negotiate::output(headers, true)? {
-        Output::Yaml => Output::Json,
+        // Watch streams are JSON lines (protobuf watches frame events differently).
+        Output::Yaml | Output::Protobuf => Output::Json,
         o => o,
     };
     let (labels, fields) = selectors(rr.rt, query)?;

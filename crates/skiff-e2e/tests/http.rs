@@ -407,6 +407,24 @@ fn discovery_answers_in_the_format_asked_for() {
         .header("Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
         .send();
     assert_status(&proto, 406, "NotAcceptable");
+    // Objects in protobuf for clients that prefer it (kubectl ≥ 1.32 decodes them in
+    // describe and rollout; those tests exercise the bytes).
+    let ns = s
+        .http("GET", "/api/v1/namespaces/default")
+        .header("Accept: application/vnd.kubernetes.protobuf,application/json")
+        .send();
+    assert_eq!(ns.code, 200);
+    assert!(
+        ns.body.starts_with("k8s\u{0}"),
+        "{:?}",
+        &ns.body[..ns.body.len().min(20)]
+    );
+    // Kinds outside the schema (Status, Scale lists …) fall back to JSON.
+    let status = s
+        .http("GET", "/api/v1/namespaces/default/configmaps/missing")
+        .header("Accept: application/vnd.kubernetes.protobuf,application/json")
+        .send();
+    assert_status(&status, 404, "NotFound");
 }
 
 /// Whole lists are served from the watch cache; a list still sees every write acknowledged

@@ -1,5 +1,6 @@
-//! Reading `application/vnd.kubernetes.protobuf` bodies into the JSON form the server works
-//! with. kubectl ≥ 1.32 sends typed creates this way and has no fallback.
+//! `application/vnd.kubernetes.protobuf`: reading request bodies into the JSON form the
+//! server works with (kubectl ≥ 1.32 sends typed creates this way and has no fallback), and
+//! writing responses for clients that prefer it ([`encode_object`]).
 //!
 //! Decoding walks the type schema ([`crate::schema`], Kubernetes' own descriptors)
 //! generically and applies Kubernetes' JSON conventions: proto field names
@@ -14,6 +15,9 @@ use prost_types::field_descriptor_proto::Type;
 use serde_json::{Map, Value};
 
 use crate::schema::{FieldDef, message_name, schema};
+
+mod encode;
+pub use encode::encode_object;
 
 /// The magic prefix of Kubernetes' protobuf envelope.
 pub const MAGIC: &[u8] = b"k8s\0";
@@ -198,7 +202,20 @@ fn decode_message(name: &str, bytes: &[u8], depth: usize) -> Result<Value, Proto
                     Some(other) => other.to_string(),
                     None => String::new(),
                 };
-                let value = v.get("value").cloned().unwrap_or(Value::Null);
+                // An absent value is the value type's zero (an empty label value is "").
+                let value = v.get("value").cloned().unwrap_or_else(|| {
+                    let value_type = schema()
+                        .messages
+                        .get(&field.type_name)
+                        .and_then(|m| m.fields.get(&2))
+                        .map(|f| f.ty);
+                    match value_type {
+                        Some(Type::String | Type::Bytes) => Value::String(String::new()),
+                        Some(Type::Bool) => Value::Bool(false),
+                        Some(Type::Message) | None => Value::Object(Map::new()),
+                        Some(_) => Value::from(0),
+                    }
+                });
                 if let Value::Object(m) = entry {
                     m.insert(key, value);
                 }
