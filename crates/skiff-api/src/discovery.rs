@@ -17,12 +17,14 @@ fn subresource_kind(
         Subresource::Status => (rt.group, rt.version, rt.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
+        Subresource::Finalize => (rt.group, rt.version, rt.kind),
     }
 }
 
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
         Subresource::Binding => &["create"],
+        Subresource::Finalize => &["update"],
         _ => SUBRESOURCE_VERBS,
     }
 }

@@ -13,6 +13,9 @@ pub enum Subresource {
     Scale,
     /// `pods/binding`: the scheduler's way to set `.spec.nodeName`.
     Binding,
+    /// `namespaces/finalize`: the namespace controller's way to clear `.spec.finalizers` once
+    /// a terminating namespace is empty.
+    Finalize,
 }
 
 impl Subresource {
@@ -21,6 +24,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
+            Subresource::Finalize => "finalize",
         }
     }
 
@@ -29,6 +33,7 @@ impl Subresource {
             Subresource::Status,
             Subresource::Scale,
             Subresource::Binding,
+            Subresource::Finalize,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -172,7 +177,7 @@ pub static RESOURCES: &[ResourceType] = &[
     resource!("", "v1", "Event", "events", "event",
         namespaced: true, short: ["ev"], categories: [], sub: []),
     resource!("", "v1", "Namespace", "namespaces", "namespace",
-        namespaced: false, short: ["ns"], categories: [], sub: [Status]),
+        namespaced: false, short: ["ns"], categories: [], sub: [Finalize, Status]),
     resource!("", "v1", "Node", "nodes", "node",
         namespaced: false, short: ["no"], categories: [], sub: [Status]),
     resource!("", "v1", "Pod", "pods", "pod",

@@ -2,7 +2,7 @@
 //! strategies): system metadata, status/spec separation, generation, defaults, validation.
 
 use serde_json::{Map, Value, json};
-use skiff_api::object::{field, meta_str, metadata_mut, now_rfc3339};
+use skiff_api::object::{field, meta_str, metadata_mut, now_rfc3339, set_field};
 use skiff_api::selectors::Selector;
 use skiff_api::{ApiError, Cause, ResourceType, Subresource, defaults, validation};
 
@@ -202,6 +202,18 @@ pub fn prepare_update(
         }
         return Ok(());
     }
+    if subresource == Some(Subresource::Finalize) {
+        // Finalize writes change only a namespace's spec.finalizers.
+        let finalizers = field(new, &["spec", "finalizers"]).cloned();
+        *new = old.clone();
+        match finalizers {
+            Some(f) => new["spec"]["finalizers"] = f,
+            None => {
+                new["spec"].as_object_mut().map(|m| m.remove("finalizers"));
+            }
+        }
+        return Ok(());
+    }
     let old_meta = old
         .get("metadata")
         .and_then(Value::as_object)
@@ -230,6 +242,13 @@ pub fn prepare_update(
                 new.as_object_mut().map(|m| m.remove("status"));
             }
         }
+    }
+    if rt.has_subresource(Subresource::Finalize) {
+        // Only the finalize subresource changes a namespace's finalizers.
+        let finalizers = field(old, &["spec", "finalizers"])
+            .cloned()
+            .unwrap_or(json!([]));
+        set_field(new, &["spec", "finalizers"], finalizers);
     }
     defaults::apply(rt, new);
     if tracks_generation(rt) && spec_of(new) != spec_of(old) {

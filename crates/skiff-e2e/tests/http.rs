@@ -869,3 +869,53 @@ fn duplicate_fields_follow_field_validation() {
         "the last one wins, as upstream"
     );
 }
+
+/// Deleting a namespace makes it Terminating (its `kubernetes` finalizer waits for the
+/// namespace controller to empty it); new content is refused; finalizing removes it.
+#[test]
+fn namespaces_terminate_until_finalized() {
+    let s = TestServer::start();
+    const NS: &str = "/api/v1/namespaces";
+    s.http("POST", NS)
+        .json(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}}))
+        .send();
+    let reply = s.http("DELETE", &format!("{NS}/doomed")).send();
+    assert!(reply.code == 200 || reply.code == 202, "{}", reply.body);
+    let ns = s.http("GET", &format!("{NS}/doomed")).send().json();
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+    let refused = s
+        .http("POST", &format!("{NS}/doomed/configmaps"))
+        .json(&configmap("late"))
+        .send();
+    let body = assert_status(&refused, 403, "Forbidden");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("because it is being terminated"),
+        "{body}"
+    );
+
+    // The main resource cannot drop the finalizer; the finalize subresource can.
+    let mut cleared = ns.clone();
+    cleared["spec"]["finalizers"] = json!([]);
+    let kept = s
+        .http("PUT", &format!("{NS}/doomed"))
+        .json(&cleared)
+        .send()
+        .json();
+    assert_eq!(kept["spec"]["finalizers"], json!(["kubernetes"]));
+    let mut finalized = kept.clone();
+    finalized["spec"]["finalizers"] = json!([]);
+    let reply = s
+        .http("PUT", &format!("{NS}/doomed/finalize"))
+        .json(&finalized)
+        .send();
+    assert_eq!(reply.code, 200, "{}", reply.body);
+    assert_status(
+        &s.http("GET", &format!("{NS}/doomed")).send(),
+        404,
+        "NotFound",
+    );
+}

@@ -100,13 +100,16 @@ pub(super) async fn delete_one(
                 ),
             ));
         }
-        let has_finalizers = opts.propagation_finalizer.is_some()
-            || old
-                .object
-                .get("metadata")
-                .and_then(|m| m.get("finalizers"))
+        let non_empty = |path: &[&str]| {
+            skiff_api::object::field(&old.object, path)
                 .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty());
+                .is_some_and(|f| !f.is_empty())
+        };
+        // A namespace's spec.finalizers ("kubernetes") wait for the namespace controller to
+        // empty it.
+        let has_finalizers = opts.propagation_finalizer.is_some()
+            || non_empty(&["metadata", "finalizers"])
+            || non_empty(&["spec", "finalizers"]);
         let grace = graceful_period(rt, &old.object, opts);
         if !has_finalizers && grace.is_none() {
             match state.objects.delete(rt, ns, name, old.mod_revision).await {
@@ -142,6 +145,9 @@ pub(super) async fn delete_one(
             {
                 list.push(f.into());
             }
+        }
+        if (rt.group, rt.kind) == ("", "Namespace") {
+            skiff_api::object::set_field(&mut marked, &["status", "phase"], "Terminating".into());
         }
         match state.objects.update(rt, &marked, old.mod_revision).await {
             Ok(stored) => return Ok((false, stored.object)),

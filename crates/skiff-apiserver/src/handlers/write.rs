@@ -41,10 +41,15 @@ pub(super) async fn create_object(
 /// Stores a prepared update; services keep their cluster IP and get (or give back) node
 /// ports as their ports change.
 /// Whether an update leaves an object that is being deleted with nothing left to wait for
-/// (no finalizers, no grace period): then the update completes the delete, as upstream's.
+/// (no finalizers — a namespace's spec.finalizers included — and no grace period): then the
+/// update completes the delete, as upstream's.
 pub(super) fn finalized(obj: &Value) -> bool {
     let meta = obj.get("metadata");
-    meta.and_then(|m| m.get("deletionTimestamp")).is_some()
+    let spec_finalizers = skiff_api::object::field(obj, &["spec", "finalizers"])
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    !spec_finalizers
+        && meta.and_then(|m| m.get("deletionTimestamp")).is_some()
         && meta
             .and_then(|m| m.get("deletionGracePeriodSeconds"))
             .and_then(Value::as_i64)
@@ -194,7 +199,9 @@ pub(super) async fn write_update(
             opts.directive
                 .apply(&rr.rt.api_version(), rr.rt.kind, &mut new, &opts.duplicates)?;
     }
-    let sub = rr.subresource.filter(|s| *s == Subresource::Status);
+    let sub = rr
+        .subresource
+        .filter(|s| matches!(s, Subresource::Status | Subresource::Finalize));
     strategy::prepare_update(rr.rt, &mut new, &old.object, sub)?;
     track_fields(
         rr.rt,
