@@ -158,6 +158,10 @@ pub fn schema() -> &'static Schema {
 
 /// The message that carries objects of `apiVersion`/`kind` (`.api.apps.v1.Deployment`).
 pub fn message_name(api_version: &str, kind: &str) -> String {
+    if (api_version, kind) == ("v1", "Status") {
+        // Errors: apimachinery's Status, served under v1.
+        return ".apimachinery.pkg.apis.meta.v1.Status".into();
+    }
     let (group, version) = crate::resources::split_api_version(api_version);
     let short = if group.is_empty() {
         "core"

@@ -53,6 +53,15 @@ impl Renderer {
     }
 
     fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
+        if self.output == Output::Protobuf {
+            // A stream is one format throughout: what cannot be encoded becomes an error event.
+            return protobuf_frame(kind, obj).unwrap_or_else(|| {
+                let status =
+                    ApiError::internal(format!("cannot encode a {kind} event as protobuf"))
+                        .to_status();
+                protobuf_frame("ERROR", &status).unwrap_or_default()
+            });
+        }
         let object = match self.output {
             Output::Table { .. } if kind != "BOOKMARK" && kind != "ERROR" => {
                 let mut t = table::table(
@@ -113,15 +122,51 @@ impl Renderer {
     }
 }
 
-fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
+/// One protobuf watch frame: a 4-byte big-endian length, then a `meta.v1.WatchEvent`
+/// {type, object: RawExtension{raw: the object's protobuf envelope}}. `None` for objects
+/// outside the schema (the caller sends JSON instead).
+fn protobuf_frame(kind: &str, obj: &Value) -> Option<Bytes> {
+    let object = skiff_api::protobuf::encode_object(obj).ok()?;
+    let mut raw_extension = Vec::with_capacity(object.len() + 8);
+    put_bytes_field(&mut raw_extension, 1, &object);
+    let mut event = Vec::with_capacity(raw_extension.len() + 16);
+    put_bytes_field(&mut event, 1, kind.as_bytes());
+    put_bytes_field(&mut event, 2, &raw_extension);
+    let mut frame = Vec::with_capacity(event.len() + 4);
+    frame.extend_from_slice(&(event.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&event);
+    Some(Bytes::from(frame))
+}
+
+fn put_bytes_field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+    out.push(number << 3 | 2);
+    let mut len = bytes.len() as u64;
+    loop {
+        let b = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(b);
+            break;
+        }
+        out.push(b | 0x80);
+    }
+    out.extend_from_slice(bytes);
+}
+
+fn stream_response(rx: mpsc::Receiver<Bytes>, output: Output) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
             .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
     });
+    let content_type = if output == Output::Protobuf {
+        "application/vnd.kubernetes.protobuf;stream=watch"
+    } else {
+        "application/json"
+    };
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
+        [(header::CONTENT_TYPE, content_type)],
         Body::from_stream(stream),
     )
         .into_response()
@@ -136,8 +181,8 @@ pub async fn serve(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let output = match negotiate::output(headers, true)? {
-        // Watch streams are JSON lines (protobuf watches frame events differently).
-        Output::Yaml | Output::Protobuf => Output::Json,
+        // YAML watches are JSON lines, as upstream's.
+        Output::Yaml => Output::Json,
         o => o,
     };
     let (labels, fields) = selectors(rr.rt, query)?;
@@ -203,7 +248,7 @@ pub async fn serve(
             timeout,
             tx,
         ));
-        return Ok(stream_response(rx));
+        return Ok(stream_response(rx, output));
     }
 
     // The initial state, then a watch from exactly its revision.
@@ -236,7 +281,7 @@ pub async fn serve(
             let line = r.line("ERROR", &status);
             let _ = tx.try_send(line);
             drop(tx);
-            return Ok(stream_response(rx));
+            return Ok(stream_response(rx, output));
         }
         Err(e) => return Err(store_error(rr.rt, "", e)),
     };
@@ -288,7 +333,7 @@ pub async fn serve(
             }
         }
     });
-    Ok(stream_response(rx))
+    Ok(stream_response(rx, output))
 }
 
 impl Renderer {
@@ -299,6 +344,10 @@ impl Renderer {
 
     /// One event line for a cached object, spliced from its JSON without decoding.
     fn cached_line(&mut self, kind: &str, c: &Cached, revision: Revision) -> Bytes {
+        if self.output == Output::Protobuf {
+            let obj = serde_json::from_slice::<Value>(&c.bytes).unwrap_or_default();
+            return self.line(kind, &obj);
+        }
         let mut line = Vec::with_capacity(c.bytes.len() + 32);
         line.extend_from_slice(format!(r#"{{"type":"{kind}","object":"#).as_bytes());
         match self.output {

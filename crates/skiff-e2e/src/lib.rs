@@ -241,7 +241,9 @@ pub struct Http<'a> {
 /// A raw response: status code and body.
 pub struct Reply {
     pub code: u16,
+    /// The body as text (lossy for binary bodies; see `bytes`).
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -296,13 +298,16 @@ impl Http<'_> {
         }
         drop(stdin);
         let out = child.wait_with_output().expect("wait for curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        // curl's `-w` appends "\n<code>" after the body.
+        let split = out.stdout.iter().rposition(|b| *b == b'\n').unwrap_or(0);
+        let (body, code) = out.stdout.split_at(split);
+        let code = String::from_utf8_lossy(code);
         Reply {
             code: code.trim().parse().unwrap_or_else(|_| {
                 panic!("curl failed: {}", String::from_utf8_lossy(&out.stderr))
             }),
-            body: body.to_string(),
+            body: String::from_utf8_lossy(body).into_owned(),
+            bytes: body.to_vec(),
         }
     }
 }

@@ -919,3 +919,30 @@ fn namespaces_terminate_until_finalized() {
         "NotFound",
     );
 }
+
+/// A watch asked for in protobuf streams length-prefixed WatchEvent frames whose objects
+/// are protobuf envelopes.
+#[test]
+fn protobuf_watches_frame_their_events() {
+    let s = TestServer::start();
+    s.http("POST", CM).json(&configmap("pw")).send();
+    let reply = s
+        .http("GET", &format!("{CM}?watch=true&timeoutSeconds=1"))
+        .header("Accept: application/vnd.kubernetes.protobuf;stream=watch")
+        .send();
+    assert_eq!(reply.code, 200);
+    let bytes = &reply.bytes;
+    assert!(bytes.len() > 4, "{bytes:?}");
+    let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let event = &bytes[4..4 + len];
+    // WatchEvent{1: type} first: field 1, length, "ADDED".
+    assert_eq!(&event[..7], b"\x0a\x05ADDED");
+    let envelope_at = event
+        .windows(4)
+        .position(|w| w == b"k8s\0")
+        .expect("an embedded envelope");
+    let object = skiff_api::protobuf::decode_object(&event[envelope_at..]).unwrap();
+    assert_eq!(object["kind"], "ConfigMap");
+    assert_eq!(object["metadata"]["name"], "pw");
+    assert_eq!(object["data"]["k"], "v");
+}

@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn kinds_without_a_schema_are_refused() {
         assert!(matches!(
-            encode_object(&json!({"apiVersion": "v1", "kind": "Status"})),
+            encode_object(&json!({"apiVersion": "v1", "kind": "Widget"})),
             Err(ProtobufError::UnknownType { .. })
         ));
     }
