@@ -12,7 +12,31 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let [live, applied] = pair.as_slice() else {
         return;
     };
-    let _ = managed_fields::apply("apps/v1", "Deployment", live, applied, "fuzz", false, "t");
-    let _ = managed_fields::apply("v1", "Pod", live, applied, "fuzz", true, "t");
-    let _ = managed_fields::changed_fields("apps/v1", "Deployment", live, applied);
+    let _ = managed_fields::apply(
+        "apps/v1",
+        "Deployment",
+        live,
+        applied,
+        "fuzz",
+        None,
+        false,
+        "t",
+    );
+    let _ = managed_fields::apply(
+        "v1",
+        "Pod",
+        live,
+        applied,
+        "fuzz",
+        Some("status"),
+        true,
+        "t",
+    );
+    let _ = managed_fields::changed_fields(
+        "apps/v1",
+        "Deployment",
+        live,
+        applied,
+        managed_fields::Scope::Main,
+    );
 });

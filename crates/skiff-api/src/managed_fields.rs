@@ -22,8 +22,34 @@ use crate::schema::{message_name, schema};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldSet(BTreeMap<String, FieldSet>);
 
-/// Top-level and metadata fields the server owns; no manager does.
-const SYSTEM_FIELDS: &[&str] = &["apiVersion", "kind", "status"];
+/// Top-level fields no manager owns (status is owned through the status subresource).
+const SYSTEM_FIELDS: &[&str] = &["apiVersion", "kind"];
+
+/// Which part of an object a write may own: everything but status (the main resource), or
+/// only status (the status subresource).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Main,
+    Status,
+}
+
+impl Scope {
+    /// The scope of a write through `subresource` (`status`, or none).
+    pub fn of(subresource: Option<&str>) -> Scope {
+        if subresource == Some("status") {
+            Scope::Status
+        } else {
+            Scope::Main
+        }
+    }
+
+    fn includes(self, top_level_key: &str) -> bool {
+        match self {
+            Scope::Main => top_level_key != "status",
+            Scope::Status => top_level_key == "status",
+        }
+    }
+}
 const SYSTEM_METADATA: &[&str] = &[
     "name",
     "namespace",
@@ -155,9 +181,15 @@ fn list_kind(message: &str, field: &str) -> ListKind {
 
 /// Every field an object (or applied configuration) sets, as a field set. `message` is the
 /// object's type ("" when unknown: then nested objects are maps and lists atomic).
-fn collect(message: &str, obj: &Map<String, Value>, path: &mut Vec<String>, out: &mut FieldSet) {
+fn collect(
+    message: &str,
+    obj: &Map<String, Value>,
+    scope: Scope,
+    path: &mut Vec<String>,
+    out: &mut FieldSet,
+) {
     for (key, value) in obj {
-        if path.is_empty() && SYSTEM_FIELDS.contains(&key.as_str()) {
+        if path.is_empty() && (SYSTEM_FIELDS.contains(&key.as_str()) || !scope.includes(key)) {
             continue;
         }
         if path.len() == 1 && path[0] == "f:metadata" && SYSTEM_METADATA.contains(&key.as_str()) {
@@ -181,7 +213,7 @@ fn collect(message: &str, obj: &Map<String, Value>, path: &mut Vec<String>, out:
             Value::Object(m)
                 if !m.is_empty() && !atomic_struct(&child) && !crate::schema::is_opaque(&child) =>
             {
-                collect(&child, m, path, out);
+                collect(&child, m, scope, path, out);
             }
             Value::Array(items) => match list_kind(message, key) {
                 ListKind::Keyed(k) => {
@@ -194,7 +226,7 @@ fn collect(message: &str, obj: &Map<String, Value>, path: &mut Vec<String>, out:
                         out.insert(path);
                         path.pop();
                         if let Value::Object(m) = item {
-                            collect(&child, m, path, out);
+                            collect(&child, m, scope, path, out);
                         }
                         path.pop();
                     }
@@ -214,13 +246,14 @@ fn collect(message: &str, obj: &Map<String, Value>, path: &mut Vec<String>, out:
     }
 }
 
-/// The fields an object of `apiVersion`/`kind` sets.
-pub fn fields_of(api_version: &str, kind: &str, obj: &Value) -> FieldSet {
+/// The fields an object of `apiVersion`/`kind` sets, within a scope.
+pub fn fields_of(api_version: &str, kind: &str, obj: &Value, scope: Scope) -> FieldSet {
     let mut out = FieldSet::default();
     if let Value::Object(m) = obj {
         collect(
             &message_name(api_version, kind),
             m,
+            scope,
             &mut Vec::new(),
             &mut out,
         );
@@ -292,9 +325,15 @@ fn remove_at(obj: &mut Value, path: &[String]) {
 
 /// The fields whose values differ between two versions of an object (added, changed or
 /// removed), as a field set.
-pub fn changed_fields(api_version: &str, kind: &str, old: &Value, new: &Value) -> FieldSet {
-    let before = fields_of(api_version, kind, old);
-    let after = fields_of(api_version, kind, new);
+pub fn changed_fields(
+    api_version: &str,
+    kind: &str,
+    old: &Value,
+    new: &Value,
+    scope: Scope,
+) -> FieldSet {
+    let before = fields_of(api_version, kind, old, scope);
+    let after = fields_of(api_version, kind, new, scope);
     let mut out = FieldSet::default();
     for leaf in after.leaves() {
         if !before.contains_leaf(&leaf) || value_at(old, &leaf) != value_at(new, &leaf) {
@@ -446,20 +485,26 @@ fn display_path(path: &[String]) -> String {
 
 /// Server-side apply of `applied` (from `manager`) onto `live`: answers the new object
 /// (managedFields included), or the conflicts when not forced.
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     api_version: &str,
     kind: &str,
     live: &Value,
     applied: &Value,
     manager: &str,
+    subresource: Option<&str>,
     force: bool,
     now: &str,
 ) -> Result<Value, Vec<Conflict>> {
     let mut entries = read(live);
-    let applied_set = fields_of(api_version, kind, applied);
+    let scope = Scope::of(subresource);
+    let applied_set = fields_of(api_version, kind, applied, scope);
+    let subresource = subresource.map(str::to_string);
+    let is_mine =
+        |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
     let previous = entries
         .iter()
-        .find(|e| e.manager == manager && e.operation == "Apply")
+        .find(|e| is_mine(e))
         .map(|e| e.fields.clone())
         .unwrap_or_default();
 
@@ -472,7 +517,7 @@ pub fn apply(
             continue;
         }
         for e in &entries {
-            let mine = e.manager == manager && e.operation == "Apply";
+            let mine = is_mine(e);
             if !mine && e.fields.contains_leaf(&leaf) {
                 conflicts.push((e.manager.clone(), e.api_version.clone(), leaf.clone()));
             }
@@ -492,7 +537,7 @@ pub fn apply(
     // Taken by force, or changed by this apply: nobody else owns those values now. Fields
     // applied with the value they already had stay shared.
     for e in entries.iter_mut() {
-        if e.manager == manager && e.operation == "Apply" {
+        if is_mine(e) {
             continue;
         }
         let taken: FieldSet = {
@@ -512,9 +557,9 @@ pub fn apply(
     let mut merged = live.clone();
     let mut config = applied.clone();
     if let Some(m) = config.as_object_mut() {
-        for f in SYSTEM_FIELDS {
-            m.remove(*f);
-        }
+        m.retain(|k, _| {
+            !SYSTEM_FIELDS.contains(&k.as_str()) && (k == "metadata" || scope.includes(k))
+        });
     }
     if let Some(meta) = config.get_mut("metadata").and_then(Value::as_object_mut) {
         for f in SYSTEM_METADATA {
@@ -534,7 +579,7 @@ pub fn apply(
     // What this manager applied before and no longer does, and nobody else owns, goes.
     let others = entries
         .iter()
-        .filter(|e| !(e.manager == manager && e.operation == "Apply"))
+        .filter(|e| !is_mine(e))
         .fold(FieldSet::default(), |acc, e| acc.union(&e.fields));
     for leaf in previous.difference(&applied_set).leaves() {
         // A map or element owned as a whole stays while others own parts of it.
@@ -547,13 +592,13 @@ pub fn apply(
         }
     }
 
-    entries.retain(|e| !(e.manager == manager && e.operation == "Apply"));
+    entries.retain(|e| !is_mine(e));
     entries.push(Entry {
         manager: manager.to_string(),
         operation: "Apply".into(),
         api_version: api_version.to_string(),
         time: now.to_string(),
-        subresource: None,
+        subresource,
         fields: applied_set,
     });
     write(&mut merged, &entries);
@@ -593,7 +638,13 @@ mod tests {
 
     #[test]
     fn field_sets_use_upstream_path_elements() {
-        let set = fields_of("apps/v1", "Deployment", &deployment(2, "web:v1")).to_json();
+        let set = fields_of(
+            "apps/v1",
+            "Deployment",
+            &deployment(2, "web:v1"),
+            Scope::Main,
+        )
+        .to_json();
         assert_eq!(set["f:metadata"]["f:labels"], json!({".": {}, "f:app": {}}));
         assert_eq!(
             set["f:spec"]["f:selector"],
@@ -621,7 +672,7 @@ mod tests {
             "kubectl-create",
             "apps/v1",
             None,
-            &fields_of("apps/v1", "Deployment", &live),
+            &fields_of("apps/v1", "Deployment", &live, Scope::Main),
             now,
         );
         write(&mut live, &entries);
@@ -632,6 +683,7 @@ mod tests {
             &live,
             &deployment(3, "web:v1"),
             "kubectl",
+            None,
             false,
             now,
         )
@@ -655,6 +707,7 @@ mod tests {
             &live,
             &deployment(3, "web:v1"),
             "kubectl",
+            None,
             true,
             now,
         )
@@ -704,6 +757,7 @@ mod tests {
             &json!({}),
             &first,
             "kubectl",
+            None,
             false,
             now,
         )
@@ -715,6 +769,7 @@ mod tests {
             &created,
             &second,
             "kubectl",
+            None,
             false,
             now,
         )
@@ -738,13 +793,14 @@ mod tests {
             &json!({}),
             &live,
             "kubectl",
+            None,
             false,
             now,
         )
         .unwrap();
         let mut scaled = applied.clone();
         scaled["spec"]["replicas"] = json!(5);
-        let changed = changed_fields("apps/v1", "Deployment", &applied, &scaled);
+        let changed = changed_fields("apps/v1", "Deployment", &applied, &scaled, Scope::Main);
         assert_eq!(
             changed.leaves(),
             [vec!["f:spec".to_string(), "f:replicas".to_string()]]

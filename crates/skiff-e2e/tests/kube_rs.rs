@@ -126,6 +126,41 @@ fn typed_crud_patches_and_errors() {
         assert_eq!(web.spec.unwrap().replicas, Some(3));
         assert_eq!(web.metadata.generation, Some(2));
 
+        // Controllers apply the status they observed through the status subresource.
+        let status = Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                                         "status": {"replicas": 3, "observedGeneration": 2}}));
+        deployments
+            .patch_status(
+                "web",
+                &PatchParams::apply("skiff-controller").force(),
+                &status,
+            )
+            .await
+            .unwrap();
+        let web = deployments.get("web").await.unwrap();
+        assert_eq!(web.status.as_ref().unwrap().replicas, Some(3));
+        assert_eq!(
+            web.spec.as_ref().unwrap().replicas,
+            Some(3),
+            "the spec is untouched"
+        );
+        let owners: Vec<_> = web
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.manager.unwrap_or_default(),
+                    e.subresource.unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert!(
+            owners.contains(&("skiff-controller".to_string(), "status".to_string())),
+            "{owners:?}"
+        );
+
         cms.delete("b", &DeleteParams::default()).await.unwrap();
         assert!(cms.get_opt("b").await.unwrap().is_none());
     });

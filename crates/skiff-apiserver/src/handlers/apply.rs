@@ -12,12 +12,18 @@ pub(super) async fn server_side_apply(
     mut applied: Value,
     opts: &WriteOptions,
 ) -> Result<Response, ApiError> {
-    if rr.subresource.is_some() {
-        return Err(ApiError::method_not_supported(
-            rr.rt,
-            "apply on a subresource",
-        ));
-    }
+    // The main resource, or its status (how controllers apply what they observed).
+    let status = match rr.subresource {
+        None => false,
+        Some(Subresource::Status) => true,
+        Some(_) => {
+            return Err(ApiError::method_not_supported(
+                rr.rt,
+                "apply on this subresource",
+            ));
+        }
+    };
+    let subresource = status.then_some("status");
     if query.get("fieldManager").is_none_or(str::is_empty) {
         return Err(ApiError::bad_request(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
@@ -79,6 +85,7 @@ pub(super) async fn server_side_apply(
             .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
             .await
         {
+            Err(e) if e.code == 404 && status => return Err(e),
             Err(e) if e.code == 404 => {
                 let mut obj = managed_fields::apply(
                     &api_version,
@@ -86,6 +93,7 @@ pub(super) async fn server_side_apply(
                     &json!({}),
                     &applied,
                     &opts.manager,
+                    None,
                     force,
                     &now,
                 )
@@ -112,12 +120,16 @@ pub(super) async fn server_side_apply(
                     &live.object,
                     &applied,
                     &opts.manager,
+                    subresource,
                     force,
                     &now,
                 )
                 .map_err(conflict_error)?;
-                strategy::prepare_update(rr.rt, &mut merged, &live.object, None)?;
-                match update_object(state, rr.rt, merged, &live, true).await {
+                let entries = managed_fields::read(&merged);
+                strategy::prepare_update(rr.rt, &mut merged, &live.object, rr.subresource)?;
+                // A status write keeps everything else, the new ownership included.
+                managed_fields::write(&mut merged, &entries);
+                match update_object(state, rr.rt, merged, &live, !status).await {
                     Ok(stored) => {
                         return Ok(with_warnings(
                             respond(StatusCode::OK, &stored.object, output),

@@ -272,9 +272,10 @@ pub(super) fn track_fields(
     new: &mut Value,
 ) {
     let api_version = rt.api_version();
+    let scope = managed_fields::Scope::of(subresource.map(Subresource::name));
     let changed = match old {
-        Some(old) => managed_fields::changed_fields(&api_version, rt.kind, old, new),
-        None => managed_fields::fields_of(&api_version, rt.kind, new),
+        Some(old) => managed_fields::changed_fields(&api_version, rt.kind, old, new, scope),
+        None => managed_fields::fields_of(&api_version, rt.kind, new, scope),
     };
     let mut entries = old.map(managed_fields::read).unwrap_or_default();
     managed_fields::record_update(
