@@ -29,21 +29,27 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// A server on the embedded datastore.
+    /// A server on the embedded datastore, with its controllers (as `skiff server`).
     pub fn start() -> TestServer {
-        Self::start_on(None)
+        Self::start_on(None, true)
+    }
+
+    /// The API server alone: for tests of API semantics that a controller would act on
+    /// (a terminating namespace, say) before the test could look.
+    pub fn start_api_only() -> TestServer {
+        Self::start_on(None, false)
     }
 
     /// A server whose datastore is a real etcd (kept alive by the returned server).
     pub fn start_with_etcd() -> TestServer {
         let etcd =
             skiff_testkit::EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
-        let mut server = Self::start_on(Some(etcd.endpoint()));
+        let mut server = Self::start_on(Some(etcd.endpoint()), true);
         server._etcd = Some(etcd);
         server
     }
 
-    fn start_on(etcd_endpoint: Option<String>) -> TestServer {
+    fn start_on(etcd_endpoint: Option<String>, controllers: bool) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -68,6 +74,13 @@ impl TestServer {
             })
             .await
             .expect("start the API server");
+            // As `skiff server` does: the controllers, as clients of the API.
+            if controllers {
+                let client = skiff_controllers::client_from_kubeconfig(&server.kubeconfig)
+                    .await
+                    .expect("a client for the controllers");
+                tokio::spawn(skiff_controllers::run(client));
+            }
             (server, store)
         });
         TestServer {

@@ -874,7 +874,7 @@ fn duplicate_fields_follow_field_validation() {
 /// namespace controller to empty it); new content is refused; finalizing removes it.
 #[test]
 fn namespaces_terminate_until_finalized() {
-    let s = TestServer::start();
+    let s = TestServer::start_api_only();
     const NS: &str = "/api/v1/namespaces";
     s.http("POST", NS)
         .json(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}}))
