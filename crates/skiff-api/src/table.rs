@@ -727,7 +727,7 @@ fn restarts_cell(restarts: i64, last: Option<OffsetDateTime>, now: OffsetDateTim
 }
 
 /// An event's LAST SEEN and FIRST SEEN timestamps, from whichever fields it carries.
-fn event_times(obj: &Value) -> (Option<&str>, Option<&str>) {
+pub fn event_times(obj: &Value) -> (Option<&str>, Option<&str>) {
     let last = field_str(obj, &["lastTimestamp"])
         .or(field_str(obj, &["eventTime"]))
         .or(field_str(obj, &["series", "lastObservedTime"]))

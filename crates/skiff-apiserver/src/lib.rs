@@ -7,6 +7,7 @@
 mod allocators;
 mod bootstrap;
 mod continue_token;
+mod event_ttl;
 mod field_validation;
 mod handlers;
 mod kubeconfig;
@@ -29,6 +30,7 @@ use skiff_store::Store;
 use tokio::net::TcpListener;
 
 pub use bootstrap::BUILT_IN_NAMESPACES;
+pub use event_ttl::DEFAULT_EVENT_TTL;
 pub use pki::PkiError;
 
 /// How the server is set up (the `skiff server` flags).
@@ -40,6 +42,8 @@ pub struct ServerConfig {
     /// Where to write the admin kubeconfig, if anywhere.
     pub write_kubeconfig: Option<PathBuf>,
     pub store: Arc<dyn Store>,
+    /// How long events are kept after they were last seen (`--event-ttl`).
+    pub event_ttl: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,7 @@ pub struct RunningServer {
     pub admin_token: String,
     pub ca_pem: String,
     accept_loop: tokio::task::JoinHandle<()>,
+    event_expiry: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -82,6 +87,7 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.accept_loop.abort();
+        self.event_expiry.abort();
     }
 }
 
@@ -126,6 +132,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         kubeconfig::write(path, &kubeconfig)?;
     }
 
+    let event_expiry = tokio::spawn(event_ttl::run(objects.clone(), config.event_ttl));
     let caches = watch_cache::Caches::new(objects.clone());
     let state = Arc::new(handlers::ApiState {
         objects,
@@ -151,5 +158,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         admin_token: creds.admin_token,
         ca_pem: creds.ca_pem,
         accept_loop,
+        event_expiry,
     })
 }

@@ -31,25 +31,38 @@ pub struct TestServer {
 impl TestServer {
     /// A server on the embedded datastore, with its controllers (as `skiff server`).
     pub fn start() -> TestServer {
-        Self::start_on(None, true)
+        Self::start_on(None, true, skiff_apiserver::DEFAULT_EVENT_TTL)
+    }
+
+    /// A server that expires events after `ttl` (to see the expiry happen).
+    pub fn start_with_event_ttl(ttl: std::time::Duration) -> TestServer {
+        Self::start_on(None, true, ttl)
     }
 
     /// The API server alone: for tests of API semantics that a controller would act on
     /// (a terminating namespace, say) before the test could look.
     pub fn start_api_only() -> TestServer {
-        Self::start_on(None, false)
+        Self::start_on(None, false, skiff_apiserver::DEFAULT_EVENT_TTL)
     }
 
     /// A server whose datastore is a real etcd (kept alive by the returned server).
     pub fn start_with_etcd() -> TestServer {
         let etcd =
             skiff_testkit::EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
-        let mut server = Self::start_on(Some(etcd.endpoint()), true);
+        let mut server = Self::start_on(
+            Some(etcd.endpoint()),
+            true,
+            skiff_apiserver::DEFAULT_EVENT_TTL,
+        );
         server._etcd = Some(etcd);
         server
     }
 
-    fn start_on(etcd_endpoint: Option<String>, controllers: bool) -> TestServer {
+    fn start_on(
+        etcd_endpoint: Option<String>,
+        controllers: bool,
+        event_ttl: std::time::Duration,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -71,6 +84,7 @@ impl TestServer {
                 https_port: 0,
                 write_kubeconfig: Some(data_dir.join("kubeconfig")),
                 store: store.clone(),
+                event_ttl,
             })
             .await
             .expect("start the API server");

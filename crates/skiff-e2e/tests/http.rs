@@ -946,3 +946,52 @@ fn protobuf_watches_frame_their_events() {
     assert_eq!(object["metadata"]["name"], "pw");
     assert_eq!(object["data"]["k"], "v");
 }
+
+/// Events expire `--event-ttl` after they were last seen; recent ones stay.
+#[test]
+fn events_expire_after_their_ttl() {
+    let s = TestServer::start_with_event_ttl(std::time::Duration::from_secs(6));
+    const EV: &str = "/api/v1/namespaces/default/events";
+    let event = |name: &str, last: &str| {
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+               "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+               "reason": "Test", "message": "m", "type": "Normal", "lastTimestamp": last})
+    };
+    assert_eq!(
+        s.http("POST", EV)
+            .json(&event("old", "2020-01-01T00:00:00Z"))
+            .send()
+            .code,
+        201
+    );
+    let fresh_at = time_now_rfc3339();
+    assert_eq!(
+        s.http("POST", EV)
+            .json(&event("fresh", &fresh_at))
+            .send()
+            .code,
+        201
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.http("GET", &format!("{EV}/old")).send().code != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired event is still there"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        s.http("GET", &format!("{EV}/fresh")).send().code,
+        200,
+        "a recent event stays"
+    );
+}
+
+/// The current time as the API writes it (whole seconds, UTC).
+fn time_now_rfc3339() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

@@ -24,6 +24,9 @@ pub struct ServerArgs {
     /// Where to write the admin kubeconfig (mode 0600).
     #[arg(long, default_value = "/etc/skiff/kubeconfig.yaml")]
     write_kubeconfig: PathBuf,
+    /// How long events are kept after they were last seen (seconds).
+    #[arg(long, default_value_t = skiff_apiserver::DEFAULT_EVENT_TTL.as_secs(), value_name = "SECONDS")]
+    event_ttl: u64,
     /// Run without this machine's node agent. Until the node agent lands this is the only
     /// mode, so the flag is accepted and changes nothing.
     #[arg(long)]
@@ -50,6 +53,7 @@ impl ServerArgs {
             https_port: self.https_port,
             write_kubeconfig: Some(self.write_kubeconfig.clone()),
             store,
+            event_ttl: std::time::Duration::from_secs(self.event_ttl),
         })
         .await?;
         let client = skiff_controllers::client_from_kubeconfig(&server.kubeconfig)
