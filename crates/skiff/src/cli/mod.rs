@@ -8,7 +8,7 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run a cluster: the Kubernetes API over the datastore.
+    /// Run a cluster: the Kubernetes API over the datastore, and its controllers.
     Server(server::ServerArgs),
     /// Inspect the cluster's datastore directly (embedded file or etcd).
     #[command(subcommand)]
