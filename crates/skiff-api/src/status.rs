@@ -270,11 +270,6 @@ impl ApiError {
         e
     }
 
-    /// 504 for a request that ran out of time.
-    pub fn timeout(message: impl Into<String>) -> ApiError {
-        ApiError::new(504, "Timeout", message)
-    }
-
     /// The `Status` object (apiVersion v1) for this error.
     pub fn to_status(&self) -> Value {
         let mut status = json!({

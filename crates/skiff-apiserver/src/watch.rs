@@ -122,35 +122,11 @@ impl Renderer {
     }
 }
 
-/// One protobuf watch frame: a 4-byte big-endian length, then a `meta.v1.WatchEvent`
-/// {type, object: RawExtension{raw: the object's protobuf envelope}}. `None` for objects
-/// outside the schema (the caller sends JSON instead).
+/// One protobuf watch frame, or `None` for objects outside the schema.
 fn protobuf_frame(kind: &str, obj: &Value) -> Option<Bytes> {
-    let object = skiff_api::protobuf::encode_object(obj).ok()?;
-    let mut raw_extension = Vec::with_capacity(object.len() + 8);
-    put_bytes_field(&mut raw_extension, 1, &object);
-    let mut event = Vec::with_capacity(raw_extension.len() + 16);
-    put_bytes_field(&mut event, 1, kind.as_bytes());
-    put_bytes_field(&mut event, 2, &raw_extension);
-    let mut frame = Vec::with_capacity(event.len() + 4);
-    frame.extend_from_slice(&(event.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&event);
-    Some(Bytes::from(frame))
-}
-
-fn put_bytes_field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
-    out.push(number << 3 | 2);
-    let mut len = bytes.len() as u64;
-    loop {
-        let b = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            out.push(b);
-            break;
-        }
-        out.push(b | 0x80);
-    }
-    out.extend_from_slice(bytes);
+    skiff_api::protobuf::encode_watch_frame(kind, obj)
+        .ok()
+        .map(Bytes::from)
 }
 
 fn stream_response(rx: mpsc::Receiver<Bytes>, output: Output) -> Response {

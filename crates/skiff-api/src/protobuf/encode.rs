@@ -65,6 +65,22 @@ pub fn encode_object(obj: &Value) -> Result<Vec<u8>, ProtobufError> {
     Ok(out)
 }
 
+/// One frame of a protobuf watch stream (`application/vnd.kubernetes.protobuf;stream=watch`):
+/// a 4-byte big-endian length, then a `meta.v1.WatchEvent` {type, object: RawExtension{raw:
+/// the object's protobuf envelope}}.
+pub fn encode_watch_frame(event_type: &str, obj: &Value) -> Result<Vec<u8>, ProtobufError> {
+    let object = encode_object(obj)?;
+    let mut raw_extension = Vec::with_capacity(object.len() + 8);
+    bytes_field(&mut raw_extension, 1, &object);
+    let mut event = Vec::with_capacity(raw_extension.len() + 16);
+    bytes_field(&mut event, 1, event_type.as_bytes());
+    bytes_field(&mut event, 2, &raw_extension);
+    let mut frame = Vec::with_capacity(event.len() + 4);
+    frame.extend_from_slice(&(event.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&event);
+    Ok(frame)
+}
+
 fn encode_message(message: &str, value: &Value, depth: usize) -> Result<Vec<u8>, ProtobufError> {
     if depth > MAX_DEPTH {
         return Err(malformed("object nested too deeply"));

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use crate::schema::{FieldDef, message_name, schema};
 
 mod encode;
-pub use encode::encode_object;
+pub use encode::{encode_object, encode_watch_frame};
 
 /// The magic prefix of Kubernetes' protobuf envelope.
 pub const MAGIC: &[u8] = b"k8s\0";

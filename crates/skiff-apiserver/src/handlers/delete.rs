@@ -112,16 +112,8 @@ pub(super) async fn delete_one(
             || non_empty(&["spec", "finalizers"]);
         let grace = graceful_period(rt, &old.object, opts);
         if !has_finalizers && grace.is_none() {
-            match state.objects.delete(rt, ns, name, old.mod_revision).await {
-                Ok(obj) => {
-                    if is_service(rt) {
-                        state
-                            .services
-                            .release(&ServiceAllocator::held_by(&obj))
-                            .await;
-                    }
-                    return Ok((true, obj));
-                }
+            match delete_object(state, rt, ns, name, old.mod_revision).await {
+                Ok(obj) => return Ok((true, obj)),
                 Err(e) if e.reason == "Conflict" => continue,
                 Err(e) => return Err(e),
             }

@@ -40,6 +40,24 @@ pub(super) async fn create_object(
 
 /// Stores a prepared update; services keep their cluster IP and get (or give back) node
 /// ports as their ports change.
+/// Deletes an object still at `expected`; a service gives back its addresses.
+pub(super) async fn delete_object(
+    state: &ApiState,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    expected: Revision,
+) -> Result<Value, ApiError> {
+    let object = state.objects.delete(rt, ns, name, expected).await?;
+    if is_service(rt) {
+        state
+            .services
+            .release(&ServiceAllocator::held_by(&object))
+            .await;
+    }
+    Ok(object)
+}
+
 /// Whether an update leaves an object that is being deleted with nothing left to wait for
 /// (no finalizers — a namespace's spec.finalizers included — and no grace period): then the
 /// update completes the delete, as upstream's.
@@ -70,16 +88,7 @@ pub(super) async fn update_object(
     if finalized(&new) {
         let ns = meta_str(&new, "namespace").map(str::to_string);
         let name = meta_str(&new, "name").unwrap_or_default().to_string();
-        let object = state
-            .objects
-            .delete(rt, ns.as_deref(), &name, old.mod_revision)
-            .await?;
-        if is_service(rt) {
-            state
-                .services
-                .release(&ServiceAllocator::held_by(&object))
-                .await;
-        }
+        let object = delete_object(state, rt, ns.as_deref(), &name, old.mod_revision).await?;
         let mod_revision = meta_str(&object, "resourceVersion")
             .and_then(|v| v.parse().ok())
             .unwrap_or(old.mod_revision);
@@ -164,14 +173,14 @@ pub(super) async fn create(
     ))
 }
 
-/// A body's resourceVersion, if it names one, must be the stored one.
+/// A resourceVersion a write names, if it names one, must be the stored one.
 pub(super) fn check_precondition(
     rt: &ResourceType,
     name: &str,
-    body: &Value,
+    resource_version: Option<&str>,
     current: Revision,
 ) -> Result<(), ApiError> {
-    match meta_str(body, "resourceVersion").filter(|v| !v.is_empty()) {
+    match resource_version.filter(|v| !v.is_empty()) {
         Some(v) if v != current.to_string() => {
             Err(ApiError::conflict(rt, name, ApiError::MODIFIED))
         }
@@ -303,7 +312,12 @@ pub(super) async fn update(
         .objects
         .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
         .await?;
-    check_precondition(rr.rt, name_of(rr), &new, old.mod_revision)?;
+    check_precondition(
+        rr.rt,
+        name_of(rr),
+        meta_str(&new, "resourceVersion"),
+        old.mod_revision,
+    )?;
     let (stored, warnings) = write_update(state, rr, new, &old, &opts).await?;
     Ok(render_written(rr, &stored.object, output, &warnings))
 }
@@ -344,6 +358,9 @@ pub(super) async fn patch(
     if kind == PatchKind::Apply {
         return server_side_apply(state, rr, query, output, patch_doc, &opts).await;
     }
+    // A patch that sets resourceVersion is a precondition on it (a JSON patch states its
+    // preconditions with `test` operations instead).
+    let precondition = meta_str(&patch_doc, "resourceVersion");
     for _ in 0..PATCH_RETRIES {
         let old = state
             .objects
@@ -379,23 +396,12 @@ pub(super) async fn patch(
             }
             PatchKind::Apply => unreachable!("applied above"),
         }
-        // A patch that sets resourceVersion is a precondition on it.
-        check_precondition(
-            rr.rt,
-            name_of(rr),
-            &patch_doc_meta(&patch_doc),
-            old.mod_revision,
-        )?;
+        check_precondition(rr.rt, name_of(rr), precondition, old.mod_revision)?;
         match write_update(state, rr, target, &old, &opts).await {
             Ok((stored, warnings)) => {
                 return Ok(render_written(rr, &stored.object, output, &warnings));
             }
-            Err(e)
-                if e.reason == "Conflict"
-                    && meta_str(&patch_doc_meta(&patch_doc), "resourceVersion").is_none() =>
-            {
-                continue;
-            }
+            Err(e) if e.reason == "Conflict" && precondition.is_none() => continue,
             Err(e) => return Err(e),
         }
     }
@@ -406,24 +412,12 @@ pub(super) async fn patch(
     ))
 }
 
-/// The part of a patch document that can carry `metadata.resourceVersion` (none for a JSON
-/// patch, which states its preconditions with `test` operations).
-pub(super) fn patch_doc_meta(doc: &Value) -> Value {
-    if doc.is_object() {
-        doc.clone()
-    } else {
-        Value::Null
-    }
-}
-
 /// The `autoscaling/v1 Scale` view of a Deployment or ReplicaSet.
 pub(super) fn scale_of(obj: &Value) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or_default();
     let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
-    let selector = skiff_api::object::field(obj, &["spec", "selector"])
-        .and_then(|s| Selector::from_label_selector(s).ok())
-        .map(|s| selector_text(&s))
-        .unwrap_or_default();
+    let selector =
+        table::format_label_selector(skiff_api::object::field(obj, &["spec", "selector"]));
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -440,25 +434,6 @@ pub(super) fn scale_of(obj: &Value) -> Value {
             "selector": selector,
         },
     })
-}
-
-/// A selector in query syntax, as `Scale.status.selector` carries it.
-pub(super) fn selector_text(s: &Selector) -> String {
-    use skiff_api::selectors::Op;
-    s.requirements
-        .iter()
-        .map(|r| match &r.op {
-            Op::Equals => format!("{}={}", r.key, r.value),
-            Op::NotEquals => format!("{}!={}", r.key, r.value),
-            Op::In(v) => format!("{} in ({})", r.key, v.join(",")),
-            Op::NotIn(v) => format!("{} notin ({})", r.key, v.join(",")),
-            Op::Exists => r.key.clone(),
-            Op::DoesNotExist => format!("!{}", r.key),
-            Op::GreaterThan(n) => format!("{}>{n}", r.key),
-            Op::LessThan(n) => format!("{}<{n}", r.key),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Applies a written Scale to its object: only `spec.replicas` changes.
