@@ -2,23 +2,28 @@
 //! clients (kube-rs), so each could run anywhere. `skiff server` runs them in-process
 //! against its own API.
 //!
-//! Landed so far: the namespace controller (empties a terminating namespace, then finalizes
-//! it) and the service account controller (a `default` ServiceAccount in every namespace).
-//! The ReplicaSet, Deployment, garbage collector, endpoints and node lifecycle controllers
-//! and the scheduler follow.
+//! They share one informer per resource (`Informers`): each controller registers its
+//! handlers (which only queue keys), then the informers start, and each controller's
+//! workers sync keys from its own queue once every informer has listed.
 
+mod expectations;
 mod namespace;
+mod replicaset;
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
+use kube::api::Api;
+use kube::runtime::watcher;
+use skiff_client::Informer;
 
 pub use namespace::NAMESPACE_FINALIZER;
+pub use skiff_client::client_from_kubeconfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the controllers' kubeconfig: {0}")]
-    Kubeconfig(String),
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
     #[error("discovering the API's resources: {0}")]
@@ -30,18 +35,34 @@ pub enum Error {
 /// How soon a reconcile that failed, or is waiting on others, runs again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
-/// A client for the cluster a kubeconfig (YAML) names: how `skiff server` hands its API to
-/// its in-process controllers.
-pub async fn client_from_kubeconfig(yaml: &str) -> Result<Client, Error> {
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| Error::Kubeconfig(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .map_err(|e| Error::Kubeconfig(e.to_string()))?;
-    Client::try_from(config).map_err(|e| Error::Kubeconfig(e.to_string()))
+/// The informers the controllers share: one watch per resource for all of them.
+pub struct Informers {
+    pub pods: Informer<Pod>,
+    pub replicasets: Informer<ReplicaSet>,
+}
+
+impl Informers {
+    fn new(client: &Client) -> Self {
+        let all = watcher::Config::default();
+        Informers {
+            pods: Informer::new(Api::all(client.clone()), all.clone()),
+            replicasets: Informer::new(Api::all(client.clone()), all),
+        }
+    }
+
+    /// Starts every informer and waits until each has listed once.
+    async fn start(self) -> Vec<tokio::task::JoinHandle<()>> {
+        let synced = [self.pods.synced(), self.replicasets.synced()];
+        let handles = vec![self.pods.start(), self.replicasets.start()];
+        skiff_client::informer::wait_all(synced).await;
+        handles
+    }
 }
 
 /// Runs every controller until the task is dropped or aborted.
 pub async fn run(client: Client) {
-    namespace::run(client).await;
+    let mut informers = Informers::new(&client);
+    let replicasets = replicaset::ReplicaSetController::new(client.clone(), &mut informers);
+    let _informers = informers.start().await;
+    tokio::join!(namespace::run(client.clone()), replicasets.run());
 }

@@ -1,5 +1,6 @@
 //! Subcommands.
 
+mod agent;
 mod datastore;
 mod server;
 
@@ -10,6 +11,8 @@ use clap::Subcommand;
 pub enum Command {
     /// Run a cluster: the Kubernetes API over the datastore, and its controllers.
     Server(server::ServerArgs),
+    /// Add nodes to a cluster (today: simulated nodes, for tests and scale benchmarks).
+    Agent(agent::AgentArgs),
     /// Inspect the cluster's datastore directly (embedded file or etcd).
     #[command(subcommand)]
     Datastore(datastore::DatastoreCommand),
@@ -19,6 +22,7 @@ impl Command {
     pub async fn run(self) -> Result<()> {
         match self {
             Command::Server(args) => args.run().await,
+            Command::Agent(args) => args.run().await,
             Command::Datastore(command) => command.run().await,
         }
     }

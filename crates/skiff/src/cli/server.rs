@@ -1,6 +1,6 @@
 //! `skiff server`: a whole cluster in one process. Today that is the API server over the
-//! datastore (with its compactor) and the controllers that have landed, as API clients; the
-//! scheduler and node agent join it as they land.
+//! datastore (with its compactor), and the controllers and the scheduler as API clients;
+//! the node agent joins it as it lands.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -59,7 +59,8 @@ impl ServerArgs {
         let client = skiff_controllers::client_from_kubeconfig(&server.kubeconfig)
             .await
             .context("connecting the controllers to the API")?;
-        let _controllers = tokio::spawn(skiff_controllers::run(client));
+        let _controllers = tokio::spawn(skiff_controllers::run(client.clone()));
+        let _scheduler = tokio::spawn(skiff_scheduler::run(client));
         eprintln!(
             "skiff server ready at {}; kubeconfig written to {}",
             server.url,

@@ -1,0 +1,563 @@
+//! Simulated nodes: registration, heartbeats (Leases in `kube-node-lease`, as kubelet's
+//! node lease), and a stand-in kubelet for the pods bound to them.
+//!
+//! Addresses are data only, never used for traffic: node `i` reports InternalIP
+//! `127.1.x.y` (loopback, so nothing that ever dials it leaves the machine) and owns pod
+//! CIDR `10.{128 + i/256}.{i%256}.0/24`, from which its pods get their IPs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use skiff_client::informer::split_key;
+use skiff_client::objects::{is_deleting, now, pod_node};
+use skiff_client::{EventRecorder, Informer, WorkQueue};
+
+use crate::AgentError;
+
+/// How long a lease is valid, and how often it is renewed (kubelet's defaults: 40 s, and a
+/// quarter of that).
+pub const LEASE_DURATION_SECONDS: i32 = 40;
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// How often the Ready condition's heartbeat is refreshed in node status.
+const STATUS_REFRESH: Duration = Duration::from_secs(60);
+const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// Concurrent API requests while registering nodes and while updating pods.
+const CONCURRENCY: usize = 32;
+
+#[derive(Clone, Debug)]
+pub struct SimulatedConfig {
+    pub nodes: usize,
+    pub name_prefix: String,
+    pub cpu: String,
+    pub memory: String,
+    pub max_pods: u32,
+}
+
+impl SimulatedConfig {
+    pub fn new(nodes: usize, name_prefix: &str) -> Self {
+        SimulatedConfig {
+            nodes,
+            name_prefix: name_prefix.to_string(),
+            cpu: "8".into(),
+            memory: "32Gi".into(),
+            max_pods: 110,
+        }
+    }
+
+    fn node_name(&self, i: usize) -> String {
+        format!("{}{i}", self.name_prefix)
+    }
+}
+
+/// One simulated node's fixed facts.
+struct SimNode {
+    name: String,
+    ip: String,
+    /// The /24 its pods' IPs come from, as its first three octets.
+    pod_net: String,
+}
+
+fn sim_node(config: &SimulatedConfig, i: usize) -> SimNode {
+    SimNode {
+        name: config.node_name(i),
+        ip: format!("127.1.{}.{}", (i / 250) % 256, 1 + i % 250),
+        pod_net: format!("10.{}.{}", 128 + (i / 256) % 128, i % 256),
+    }
+}
+
+/// Registers the nodes, then keeps them alive and runs their pods until the task ends.
+/// `progress` is told how many nodes are registered as registration goes.
+pub async fn run(
+    client: Client,
+    config: SimulatedConfig,
+    progress: impl Fn(usize, usize),
+) -> Result<(), AgentError> {
+    let nodes: Arc<Vec<SimNode>> =
+        Arc::new((0..config.nodes).map(|i| sim_node(&config, i)).collect());
+    register_all(&client, &config, &nodes, &progress).await?;
+    let heartbeats = tokio::spawn(heartbeat(client.clone(), nodes.clone()));
+    let kubelet = tokio::spawn(run_pods(client, nodes));
+    let _ = tokio::join!(heartbeats, kubelet);
+    Ok(())
+}
+
+async fn register_all(
+    client: &Client,
+    config: &SimulatedConfig,
+    nodes: &[SimNode],
+    progress: &impl Fn(usize, usize),
+) -> Result<(), AgentError> {
+    let total = nodes.len();
+    let mut done = 0;
+    let mut results = futures_util::stream::iter(nodes.iter().map(|n| register(client, config, n)))
+        .buffer_unordered(CONCURRENCY);
+    while let Some(result) = results.next().await {
+        result?;
+        done += 1;
+        if done % 100 == 0 || done == total {
+            progress(done, total);
+        }
+    }
+    Ok(())
+}
+
+fn node_object(config: &SimulatedConfig, node: &SimNode) -> Value {
+    let now = now();
+    let allocatable_memory = config.memory.clone();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "labels": {
+                "kubernetes.io/hostname": node.name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": "amd64",
+                "node.kubernetes.io/instance-type": "skiff-simulated",
+                "type": "simulated",
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "skiff.dev/simulated": "true"},
+        },
+        "spec": {
+            "podCIDR": format!("{}.0/24", node.pod_net),
+            "podCIDRs": [format!("{}.0/24", node.pod_net)],
+        },
+        "status": {
+            "capacity": {
+                "cpu": config.cpu, "memory": config.memory,
+                "pods": config.max_pods.to_string(), "ephemeral-storage": "100Gi",
+            },
+            "allocatable": {
+                "cpu": config.cpu, "memory": allocatable_memory,
+                "pods": config.max_pods.to_string(), "ephemeral-storage": "100Gi",
+            },
+            "conditions": node_conditions(&now),
+            "addresses": [
+                {"type": "InternalIP", "address": node.ip},
+                {"type": "Hostname", "address": node.name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": "", "systemUUID": "", "bootID": "",
+                "kernelVersion": "simulated", "osImage": "skiff simulated node",
+                "containerRuntimeVersion": "simulated://1.0",
+                "kubeletVersion": concat!("v1.33.0-skiff.", env!("CARGO_PKG_VERSION")),
+                "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
+            },
+        },
+    })
+}
+
+fn node_conditions(now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Value {
+    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
+        json!({
+            "type": type_, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        })
+    };
+    json!([
+        condition(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        condition(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        condition(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        condition(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status"
+        ),
+    ])
+}
+
+async fn register(
+    client: &Client,
+    config: &SimulatedConfig,
+    node: &SimNode,
+) -> Result<(), AgentError> {
+    let nodes = Api::<Node>::all(client.clone());
+    let object: Node = serde_json::from_value(node_object(config, node)).expect("a valid Node");
+    let err = |source| AgentError::Register {
+        node: node.name.clone(),
+        source,
+    };
+    match nodes.create(&PostParams::default(), &object).await {
+        Ok(_) => {}
+        // Registered by an earlier run: report in again (ready, fresh heartbeat).
+        Err(e) if skiff_client::is_status(&e, 409) => {
+            let patch = json!({"status": {"conditions": node_conditions(&now())}});
+            nodes
+                .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(err)?;
+        }
+        Err(e) => return Err(err(e)),
+    }
+    let node_uid = nodes.get(&node.name).await.map_err(err)?.uid();
+    renew_lease(client, &node.name, node_uid.as_deref())
+        .await
+        .map_err(err)
+}
+
+/// Creates or renews a node's lease (owned by its Node, so it goes with it).
+async fn renew_lease(
+    client: &Client,
+    node: &str,
+    node_uid: Option<&str>,
+) -> Result<(), kube::Error> {
+    let leases = Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE);
+    let renew = MicroTime(Timestamp::now());
+    let patch = json!({"spec": {"renewTime": renew, "holderIdentity": node}});
+    match leases
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if skiff_client::is_status(&e, 404) => {}
+        Err(e) => return Err(e),
+    }
+    let mut lease = Lease {
+        spec: Some(LeaseSpec {
+            holder_identity: Some(node.to_string()),
+            lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+            renew_time: Some(renew),
+            ..LeaseSpec::default()
+        }),
+        ..Lease::default()
+    };
+    lease.metadata.name = Some(node.to_string());
+    lease.metadata.namespace = Some(LEASE_NAMESPACE.to_string());
+    if let Some(uid) = node_uid {
+        lease.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                name: node.to_string(),
+                uid: uid.to_string(),
+                ..Default::default()
+            },
+        ]);
+    }
+    match leases.create(&PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        Err(e) if skiff_client::is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Renews every lease each `LEASE_RENEW`, spread over the interval, and refreshes the Ready
+/// heartbeat in node status each `STATUS_REFRESH`.
+async fn heartbeat(client: Client, nodes: Arc<Vec<SimNode>>) {
+    let nodes_api = Api::<Node>::all(client.clone());
+    let mut last_status = tokio::time::Instant::now();
+    loop {
+        let started = tokio::time::Instant::now();
+        let refresh_status = last_status.elapsed() >= STATUS_REFRESH;
+        if refresh_status {
+            last_status = started;
+        }
+        let gap = LEASE_RENEW / (nodes.len().max(1) as u32 * 2);
+        for node in nodes.iter() {
+            if let Err(e) = renew_lease(&client, &node.name, None).await {
+                tracing::warn!(node = %node.name, error = %e, "renewing the node lease");
+            }
+            if refresh_status {
+                let patch = json!({"status": {"conditions": node_conditions(&now())}});
+                if let Err(e) = nodes_api
+                    .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    tracing::warn!(node = %node.name, error = %e, "updating node status");
+                }
+            }
+            tokio::time::sleep(gap).await;
+        }
+        tokio::time::sleep_until(started + LEASE_RENEW).await;
+    }
+}
+
+/// Pod IPs in use on each node, by the last octet.
+#[derive(Default)]
+struct Addresses {
+    used: HashMap<String, BTreeSet<u8>>,
+    by_pod: HashMap<String, (String, u8)>,
+}
+
+impl Addresses {
+    fn assign(&mut self, pod_key: &str, node: &str) -> Option<u8> {
+        if let Some((n, ip)) = self.by_pod.get(pod_key)
+            && n == node
+        {
+            return Some(*ip);
+        }
+        let used = self.used.entry(node.to_string()).or_default();
+        let ip = (2..=254u8).find(|o| !used.contains(o))?;
+        used.insert(ip);
+        self.by_pod
+            .insert(pod_key.to_string(), (node.to_string(), ip));
+        Some(ip)
+    }
+
+    fn adopt(&mut self, pod_key: &str, node: &str, octet: u8) {
+        self.used.entry(node.to_string()).or_default().insert(octet);
+        self.by_pod
+            .insert(pod_key.to_string(), (node.to_string(), octet));
+    }
+
+    fn release(&mut self, pod_key: &str) {
+        if let Some((node, ip)) = self.by_pod.remove(pod_key)
+            && let Some(used) = self.used.get_mut(&node)
+        {
+            used.remove(&ip);
+        }
+    }
+}
+
+struct Kubelet {
+    client: Client,
+    pods: skiff_client::Store<Pod>,
+    /// Node name → its pod network prefix.
+    nodes: HashMap<String, (String, String)>,
+    addresses: Mutex<Addresses>,
+    events: EventRecorder,
+}
+
+async fn run_pods(client: Client, nodes: Arc<Vec<SimNode>>) {
+    let queue = WorkQueue::new();
+    let mut informer = Informer::new(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    let ours: Arc<HashMap<String, (String, String)>> = Arc::new(
+        nodes
+            .iter()
+            .map(|n| (n.name.clone(), (n.pod_net.clone(), n.ip.clone())))
+            .collect(),
+    );
+    {
+        let queue = queue.clone();
+        let ours = ours.clone();
+        informer.on_change(move |change| {
+            let pod = change.object();
+            if pod_node(pod).is_some_and(|n| ours.contains_key(n)) {
+                queue.add(skiff_client::informer::key_of(pod.as_ref()));
+            }
+        });
+    }
+    let store = informer.store();
+    let synced = informer.synced();
+    let _informer = informer.start();
+    synced.wait().await;
+    let kubelet = Arc::new(Kubelet {
+        events: EventRecorder::new(client.clone(), "kubelet", None),
+        client,
+        pods: store.clone(),
+        nodes: (*ours).clone(),
+        addresses: Mutex::new(Addresses::default()),
+    });
+    // Adopt the addresses of pods an earlier run started.
+    {
+        let mut addresses = kubelet.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        for pod in store.list() {
+            let (Some(node), Some(ip)) = (
+                pod_node(&pod),
+                pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
+            ) else {
+                continue;
+            };
+            if let Some((net, _)) = kubelet.nodes.get(node)
+                && let Some(octet) = ip
+                    .strip_prefix(&format!("{net}."))
+                    .and_then(|o| o.parse().ok())
+            {
+                addresses.adopt(&skiff_client::informer::key_of(pod.as_ref()), node, octet);
+            }
+        }
+    }
+    queue
+        .run_workers(CONCURRENCY, move |key| {
+            let kubelet = kubelet.clone();
+            async move { kubelet.sync(&key).await.map(|()| None) }
+        })
+        .await;
+}
+
+impl Kubelet {
+    async fn sync(&self, key: &str) -> Result<(), kube::Error> {
+        let Some(pod) = self.pods.get(key) else {
+            self.addresses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(key);
+            return Ok(());
+        };
+        let Some(node) = pod_node(&pod).filter(|n| self.nodes.contains_key(*n)) else {
+            return Ok(());
+        };
+        let (ns, name) = split_key(key);
+        let api = Api::<Pod>::namespaced(self.client.clone(), ns);
+        if is_deleting(pod.as_ref()) {
+            // Nothing runs, so the pod is stopped at once: the final delete, as kubelet's.
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: pod.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            return match api.delete(name, &params).await {
+                Ok(_) => Ok(()),
+                Err(e) if skiff_client::is_status(&e, 404) || skiff_client::is_status(&e, 409) => {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let status = pod.status.clone().unwrap_or_default();
+        if status.phase.as_deref() == Some("Running") && status.pod_ip.is_some() {
+            return Ok(());
+        }
+        let (net, host_ip) = &self.nodes[node];
+        let octet = self
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .assign(key, node);
+        let Some(octet) = octet else {
+            tracing::warn!(%node, pod = %key, "no free pod IP on the simulated node");
+            return Ok(());
+        };
+        let pod_ip = format!("{net}.{octet}");
+        let patch = json!({"status": running_status(&pod, &pod_ip, host_ip)});
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        for c in pod.spec.iter().flat_map(|s| &s.containers) {
+            self.events.normal(
+                pod.as_ref(),
+                "Started",
+                format!("Started container {}", c.name),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A Running, Ready pod status, as kubelet reports one whose containers all started.
+fn running_status(pod: &Pod, pod_ip: &str, host_ip: &str) -> Value {
+    let now = now();
+    let mut conditions: Vec<Value> = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| c.type_ == "PodScheduled")
+                .map(|c| serde_json::to_value(c).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    for type_ in [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+    ] {
+        conditions.push(json!({
+            "type": type_, "status": "True", "lastProbeTime": null, "lastTransitionTime": now,
+        }));
+    }
+    let containers: Vec<Value> = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| {
+            let image = c.image.clone().unwrap_or_default();
+            json!({
+                "name": c.name,
+                "image": image,
+                "imageID": format!("simulated://{image}"),
+                "containerID": format!("simulated://{}-{}", pod.uid().unwrap_or_default(), c.name),
+                "ready": true,
+                "started": true,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": now}},
+                "lastState": {},
+            })
+        })
+        .collect();
+    json!({
+        "phase": "Running",
+        "conditions": conditions,
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
+        "startTime": now,
+        "containerStatuses": containers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_are_loopback_and_pod_networks_distinct() {
+        let config = SimulatedConfig::new(1000, "sim-");
+        let nets: BTreeSet<String> = (0..1000).map(|i| sim_node(&config, i).pod_net).collect();
+        assert_eq!(nets.len(), 1000);
+        for i in [0, 249, 250, 999] {
+            assert!(sim_node(&config, i).ip.starts_with("127."));
+        }
+        assert_eq!(config.node_name(7), "sim-7");
+    }
+
+    #[test]
+    fn pod_addresses_are_reused_after_release() {
+        let mut a = Addresses::default();
+        assert_eq!(a.assign("ns/a", "n"), Some(2));
+        assert_eq!(a.assign("ns/a", "n"), Some(2), "stable for one pod");
+        assert_eq!(a.assign("ns/b", "n"), Some(3));
+        a.release("ns/a");
+        assert_eq!(a.assign("ns/c", "n"), Some(2));
+    }
+
+    #[test]
+    fn the_node_object_is_a_valid_node() {
+        let config = SimulatedConfig::new(1, "sim-");
+        let node: Node =
+            serde_json::from_value(node_object(&config, &sim_node(&config, 0))).unwrap();
+        let status = node.status.unwrap();
+        assert_eq!(status.allocatable.unwrap()["pods"].0, "110");
+        assert!(
+            status
+                .conditions
+                .unwrap()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        );
+    }
+}

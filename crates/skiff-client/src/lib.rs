@@ -1,0 +1,46 @@
+//! What skiff's in-cluster components (controllers, scheduler, node agents) share as
+//! Kubernetes API clients: a client from a kubeconfig, informers (a watched, indexed local
+//! copy of one resource with change callbacks), de-duplicating work queues, and an event
+//! recorder. The shape is client-go's, because the upstream controllers this project
+//! re-implements are written against it: level-triggered syncs keyed by `namespace/name`,
+//! fed by informer callbacks.
+
+pub mod events;
+pub mod informer;
+pub mod objects;
+pub mod quantity;
+pub mod workqueue;
+
+pub use events::EventRecorder;
+pub use informer::{Change, Informer, Store};
+pub use workqueue::WorkQueue;
+
+/// A client for the cluster a kubeconfig (YAML) names.
+pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, ClientError> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml)
+        .map_err(|e| ClientError::Kubeconfig(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| ClientError::Kubeconfig(e.to_string()))?;
+    kube::Client::try_from(config).map_err(|e| ClientError::Kubeconfig(e.to_string()))
+}
+
+/// A client for the cluster the kubeconfig file at `path` names.
+pub async fn client_from_kubeconfig_file(
+    path: &std::path::Path,
+) -> Result<kube::Client, ClientError> {
+    let yaml = std::fs::read_to_string(path)
+        .map_err(|e| ClientError::Kubeconfig(format!("reading {}: {e}", path.display())))?;
+    client_from_kubeconfig(&yaml).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the kubeconfig: {0}")]
+    Kubeconfig(String),
+}
+
+/// Whether a kube error is the API's answer with this HTTP code.
+pub fn is_status(err: &kube::Error, code: u16) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == code)
+}

@@ -1,0 +1,141 @@
+//! Small facts about objects that several components need the same way: controller owner
+//! references, pod readiness and activity, conditions, times.
+
+use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::{Resource, ResourceExt};
+
+pub fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// The owner reference that makes `owner` the controller of a dependent (and blocks the
+/// owner's foreground deletion until the dependent is gone), as upstream controllers set it.
+pub fn controller_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).to_string(),
+        kind: K::kind(&()).to_string(),
+        name: owner.name_any(),
+        uid: owner.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The controller owner reference of an object, if any.
+pub fn controller_of<K: Resource>(obj: &K) -> Option<&OwnerReference> {
+    obj.meta()
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
+pub fn is_deleting<K: Resource>(obj: &K) -> bool {
+    obj.meta().deletion_timestamp.is_some()
+}
+
+pub fn pod_phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+/// A pod that counts toward its controller's replicas: not finished, not being deleted.
+pub fn pod_is_active(pod: &Pod) -> bool {
+    !matches!(pod_phase(pod), "Succeeded" | "Failed") && !is_deleting(pod)
+}
+
+pub fn pod_condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod_condition(pod, "Ready").is_some_and(|c| c.status == "True")
+}
+
+/// Ready for at least `min_ready_seconds` at `now` (upstream's "available").
+pub fn pod_is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
+    let Some(ready) = pod_condition(pod, "Ready").filter(|c| c.status == "True") else {
+        return false;
+    };
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    match &ready.last_transition_time {
+        Some(t) => t.0.as_second() + i64::from(min_ready_seconds) <= now.as_second(),
+        None => false,
+    }
+}
+
+pub fn pod_node(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+/// Whether a label selector matches a set of labels (matchLabels and matchExpressions
+/// ANDed; an empty selector matches everything).
+pub fn selector_matches(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    let empty = std::collections::BTreeMap::new();
+    let labels = labels.unwrap_or(&empty);
+    let by_label = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    by_label
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => !value.is_some_and(|v| values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let sel: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
+                                 {"key": "canary", "operator": "DoesNotExist"}]}))
+        .unwrap();
+        let labels = |v: serde_json::Value| serde_json::from_value(v).unwrap();
+        assert!(selector_matches(
+            &sel,
+            Some(&labels(serde_json::json!({"app": "web", "tier": "a"})))
+        ));
+        assert!(!selector_matches(
+            &sel,
+            Some(&labels(serde_json::json!({"app": "web", "tier": "c"})))
+        ));
+        assert!(!selector_matches(
+            &sel,
+            Some(&labels(
+                serde_json::json!({"app": "web", "tier": "a", "canary": "1"})
+            ))
+        ));
+        assert!(selector_matches(&LabelSelector::default(), None));
+    }
+}
