@@ -6,13 +6,14 @@
 //! handlers (which only queue keys), then the informers start, and each controller's
 //! workers sync keys from its own queue once every informer has listed.
 
+mod deployment;
 mod expectations;
 mod namespace;
 mod replicaset;
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;
@@ -39,6 +40,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 pub struct Informers {
     pub pods: Informer<Pod>,
     pub replicasets: Informer<ReplicaSet>,
+    pub deployments: Informer<Deployment>,
 }
 
 impl Informers {
@@ -46,14 +48,23 @@ impl Informers {
         let all = watcher::Config::default();
         Informers {
             pods: Informer::new(Api::all(client.clone()), all.clone()),
-            replicasets: Informer::new(Api::all(client.clone()), all),
+            replicasets: Informer::new(Api::all(client.clone()), all.clone()),
+            deployments: Informer::new(Api::all(client.clone()), all),
         }
     }
 
     /// Starts every informer and waits until each has listed once.
     async fn start(self) -> Vec<tokio::task::JoinHandle<()>> {
-        let synced = [self.pods.synced(), self.replicasets.synced()];
-        let handles = vec![self.pods.start(), self.replicasets.start()];
+        let synced = [
+            self.pods.synced(),
+            self.replicasets.synced(),
+            self.deployments.synced(),
+        ];
+        let handles = vec![
+            self.pods.start(),
+            self.replicasets.start(),
+            self.deployments.start(),
+        ];
         skiff_client::informer::wait_all(synced).await;
         handles
     }
@@ -63,6 +74,11 @@ impl Informers {
 pub async fn run(client: Client) {
     let mut informers = Informers::new(&client);
     let replicasets = replicaset::ReplicaSetController::new(client.clone(), &mut informers);
+    let deployments = deployment::DeploymentController::new(client.clone(), &mut informers);
     let _informers = informers.start().await;
-    tokio::join!(namespace::run(client.clone()), replicasets.run());
+    tokio::join!(
+        namespace::run(client.clone()),
+        replicasets.run(),
+        deployments.run()
+    );
 }
