@@ -211,7 +211,6 @@ impl Synced {
 impl<K> Informer<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default,
 {
     pub fn new(api: Api<K>, config: watcher::Config) -> Self {
         Informer {

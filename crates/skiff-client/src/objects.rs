@@ -109,6 +109,37 @@ pub fn selector_matches(
         })
 }
 
+/// Replaces an object's owner references (adoption, release, orphaning), guarded by its uid
+/// so a same-named successor is never touched. False if it is gone or was replaced.
+pub async fn set_owner_references<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    refs: &[OwnerReference],
+) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    // Empty is written as absent, as upstream serializes it.
+    let refs = if refs.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(refs)
+    };
+    let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": obj.meta().uid}});
+    match api
+        .patch(
+            obj.meta().name.as_deref().unwrap_or_default(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if crate::is_status(&e, 404) || crate::is_status(&e, 409) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 
 mod deployment;
 mod expectations;
+mod garbage_collector;
 mod namespace;
 mod replicaset;
 
@@ -76,7 +77,17 @@ pub async fn run(client: Client) {
     let replicasets = replicaset::ReplicaSetController::new(client.clone(), &mut informers);
     let deployments = deployment::DeploymentController::new(client.clone(), &mut informers);
     let _informers = informers.start().await;
+    let gc = loop {
+        match garbage_collector::GarbageCollector::start(client.clone()).await {
+            Ok(gc) => break gc,
+            Err(e) => {
+                tracing::warn!(error = %e, "garbage collector: retrying discovery");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    };
     tokio::join!(
+        gc.run(),
         namespace::run(client.clone()),
         replicasets.run(),
         deployments.run()

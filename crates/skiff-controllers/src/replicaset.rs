@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use skiff_client::informer::{key_of, split_key};
 use skiff_client::objects::{
     controller_of, controller_reference, is_deleting, pod_condition, pod_is_active,
-    pod_is_available, pod_is_ready, pod_node, pod_phase, selector_matches,
+    pod_is_available, pod_is_ready, pod_node, pod_phase, selector_matches, set_owner_references,
 };
 use skiff_client::{Change, EventRecorder, Store, WorkQueue};
 
@@ -413,44 +413,18 @@ pub(crate) fn pod_from_template(rs: &ReplicaSet) -> Pod {
 async fn adopt(api: &Api<Pod>, pod: &Pod, rs: &ReplicaSet) -> Result<bool, Error> {
     let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
     refs.push(controller_reference(rs));
-    let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.uid()}});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        // Gone, or changed under us (the uid precondition): the next sync decides.
-        Err(e) if skiff_client::is_status(&e, 404) || skiff_client::is_status(&e, 409) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Ok(set_owner_references(api, pod, &refs).await?)
 }
 
 async fn release(api: &Api<Pod>, pod: &Pod, owner_uid: &str) -> Result<(), Error> {
     let refs: Vec<_> = pod
-        .metadata
-        .owner_references
+        .owner_references()
         .iter()
-        .flatten()
         .filter(|r| r.uid != owner_uid)
         .cloned()
         .collect();
-    let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.uid()}});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if skiff_client::is_status(&e, 404) || skiff_client::is_status(&e, 409) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    set_owner_references(api, pod, &refs).await?;
+    Ok(())
 }
 
 /// The `n` pods to delete first, in upstream's order: unscheduled before scheduled, pending

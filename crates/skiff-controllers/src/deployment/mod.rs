@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
-use serde_json::json;
 use skiff_client::informer::{key_of, split_key};
-use skiff_client::objects::{controller_of, controller_reference, is_deleting, selector_matches};
+use skiff_client::objects::{
+    controller_of, controller_reference, is_deleting, selector_matches, set_owner_references,
+};
 use skiff_client::{Change, EventRecorder, Store, WorkQueue};
 
 use crate::{Error, Informers};
@@ -170,7 +171,7 @@ impl DeploymentController {
                     .filter(|r| r.uid != uid)
                     .cloned()
                     .collect();
-                patch_owners(&api, &rs, refs).await?;
+                set_owner_references(&api, rs.as_ref(), &refs).await?;
             }
         }
         if is_deleting(d) {
@@ -185,31 +186,11 @@ impl DeploymentController {
             }
             let mut refs = rs.owner_references().to_vec();
             refs.push(controller_reference(d));
-            if patch_owners(&api, &rs, refs).await? {
+            if set_owner_references(&api, rs.as_ref(), &refs).await? {
                 claimed.push((*rs).clone());
             }
         }
         Ok(claimed)
-    }
-}
-
-async fn patch_owners(
-    api: &Api<ReplicaSet>,
-    rs: &ReplicaSet,
-    refs: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> Result<bool, Error> {
-    let patch = json!({"metadata": {"ownerReferences": refs, "uid": rs.uid()}});
-    match api
-        .patch(
-            &rs.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if skiff_client::is_status(&e, 404) || skiff_client::is_status(&e, 409) => Ok(false),
-        Err(e) => Err(e.into()),
     }
 }
 
