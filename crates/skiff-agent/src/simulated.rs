@@ -24,12 +24,12 @@ use skiff_client::{EventRecorder, Informer, WorkQueue};
 
 use crate::AgentError;
 
-/// How long a lease is valid, and how often it is renewed (kubelet's defaults: 40 s, and a
-/// quarter of that).
+/// How long a lease is valid (kubelet's `--node-lease-duration-seconds` default); it is
+/// renewed every quarter of that.
 pub const LEASE_DURATION_SECONDS: i32 = 40;
-const LEASE_RENEW: Duration = Duration::from_secs(10);
-/// How often the Ready condition's heartbeat is refreshed in node status.
-const STATUS_REFRESH: Duration = Duration::from_secs(60);
+/// How often the Ready condition's heartbeat is refreshed in node status when nothing
+/// changed (kubelet's node status report frequency).
+const STATUS_REFRESH: Duration = Duration::from_secs(300);
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Concurrent API requests while registering nodes and while updating pods.
 const CONCURRENCY: usize = 32;
@@ -41,6 +41,7 @@ pub struct SimulatedConfig {
     pub cpu: String,
     pub memory: String,
     pub max_pods: u32,
+    pub lease_duration_seconds: i32,
 }
 
 impl SimulatedConfig {
@@ -51,7 +52,12 @@ impl SimulatedConfig {
             cpu: "8".into(),
             memory: "32Gi".into(),
             max_pods: 110,
+            lease_duration_seconds: LEASE_DURATION_SECONDS,
         }
+    }
+
+    fn lease_renew(&self) -> Duration {
+        Duration::from_millis(self.lease_duration_seconds.max(1) as u64 * 250)
     }
 
     fn node_name(&self, i: usize) -> String {
@@ -85,7 +91,7 @@ pub async fn run(
     let nodes: Arc<Vec<SimNode>> =
         Arc::new((0..config.nodes).map(|i| sim_node(&config, i)).collect());
     register_all(&client, &config, &nodes, &progress).await?;
-    let heartbeats = tokio::spawn(heartbeat(client.clone(), nodes.clone()));
+    let heartbeats = tokio::spawn(heartbeat(client.clone(), config.clone(), nodes.clone()));
     let kubelet = tokio::spawn(run_pods(client, nodes));
     let _ = tokio::join!(heartbeats, kubelet);
     Ok(())
@@ -219,9 +225,14 @@ async fn register(
         Err(e) => return Err(err(e)),
     }
     let node_uid = nodes.get(&node.name).await.map_err(err)?.uid();
-    renew_lease(client, &node.name, node_uid.as_deref())
-        .await
-        .map_err(err)
+    renew_lease(
+        client,
+        &node.name,
+        node_uid.as_deref(),
+        config.lease_duration_seconds,
+    )
+    .await
+    .map_err(err)
 }
 
 /// Creates or renews a node's lease (owned by its Node, so it goes with it).
@@ -229,6 +240,7 @@ async fn renew_lease(
     client: &Client,
     node: &str,
     node_uid: Option<&str>,
+    duration_seconds: i32,
 ) -> Result<(), kube::Error> {
     let leases = Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE);
     let renew = MicroTime(Timestamp::now());
@@ -244,7 +256,7 @@ async fn renew_lease(
     let mut lease = Lease {
         spec: Some(LeaseSpec {
             holder_identity: Some(node.to_string()),
-            lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+            lease_duration_seconds: Some(duration_seconds),
             renew_time: Some(renew),
             ..LeaseSpec::default()
         }),
@@ -270,23 +282,37 @@ async fn renew_lease(
     }
 }
 
-/// Renews every lease each `LEASE_RENEW`, spread over the interval, and refreshes the Ready
-/// heartbeat in node status each `STATUS_REFRESH`.
-async fn heartbeat(client: Client, nodes: Arc<Vec<SimNode>>) {
+/// Renews every lease each quarter of the lease duration, spread over that interval, and
+/// posts Ready status when the node object does not show it (the node lifecycle controller
+/// marked it Unknown while we were away) or when the last report is getting old.
+async fn heartbeat(client: Client, config: SimulatedConfig, nodes: Arc<Vec<SimNode>>) {
     let nodes_api = Api::<Node>::all(client.clone());
-    let mut last_status = tokio::time::Instant::now();
+    let informer = Informer::new(nodes_api.clone(), watcher::Config::default());
+    let shown = informer.store();
+    let _watch = informer.start();
+    let renew = config.lease_renew();
+    let mut last_report = tokio::time::Instant::now();
     loop {
         let started = tokio::time::Instant::now();
-        let refresh_status = last_status.elapsed() >= STATUS_REFRESH;
-        if refresh_status {
-            last_status = started;
+        let report_all = last_report.elapsed() >= STATUS_REFRESH;
+        if report_all {
+            last_report = started;
         }
-        let gap = LEASE_RENEW / (nodes.len().max(1) as u32 * 2);
+        let gap = renew / (nodes.len().max(1) as u32 * 2);
         for node in nodes.iter() {
-            if let Err(e) = renew_lease(&client, &node.name, None).await {
+            if let Err(e) =
+                renew_lease(&client, &node.name, None, config.lease_duration_seconds).await
+            {
                 tracing::warn!(node = %node.name, error = %e, "renewing the node lease");
             }
-            if refresh_status {
+            let ready_shown = shown.get(&node.name).is_some_and(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+                    .is_some_and(|c| c.status == "True")
+            });
+            if report_all || !ready_shown {
                 let patch = json!({"status": {"conditions": node_conditions(&now())}});
                 if let Err(e) = nodes_api
                     .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -297,7 +323,7 @@ async fn heartbeat(client: Client, nodes: Arc<Vec<SimNode>>) {
             }
             tokio::time::sleep(gap).await;
         }
-        tokio::time::sleep_until(started + LEASE_RENEW).await;
+        tokio::time::sleep_until(started + renew).await;
     }
 }
 

@@ -6,6 +6,7 @@
 //! Objects are `serde_json::Value`s throughout: the server stores and serves every kind the
 //! same way, and kind-specific rules reach into the fields they know.
 
+pub mod admission;
 pub mod conversion;
 pub mod defaults;
 pub mod discovery;

@@ -44,7 +44,15 @@ pub struct ServerConfig {
     pub store: Arc<dyn Store>,
     /// How long events are kept after they were last seen (`--event-ttl`).
     pub event_ttl: std::time::Duration,
+    /// How long new pods tolerate a not-ready node (`--default-not-ready-toleration-seconds`).
+    pub not_ready_toleration_seconds: i64,
+    /// How long new pods tolerate an unreachable node
+    /// (`--default-unreachable-toleration-seconds`).
+    pub unreachable_toleration_seconds: i64,
 }
+
+/// Upstream's default for both toleration flags.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -138,6 +146,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         objects,
         caches,
         services,
+        tolerations: handlers::DefaultTolerations {
+            not_ready_seconds: config.not_ready_toleration_seconds,
+            unreachable_seconds: config.unreachable_toleration_seconds,
+        },
     });
     let auth = Arc::new(routes::Auth {
         admin_token: creds.admin_token.clone(),

@@ -10,19 +10,20 @@ mod deployment;
 mod expectations;
 mod garbage_collector;
 mod namespace;
+mod node_lifecycle;
 mod replicaset;
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::watcher;
 use skiff_client::Informer;
 
 pub use namespace::NAMESPACE_FINALIZER;
-pub use skiff_client::client_from_kubeconfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -42,6 +43,9 @@ pub struct Informers {
     pub pods: Informer<Pod>,
     pub replicasets: Informer<ReplicaSet>,
     pub deployments: Informer<Deployment>,
+    pub nodes: Informer<Node>,
+    /// Node leases (`kube-node-lease` only).
+    pub leases: Informer<Lease>,
 }
 
 impl Informers {
@@ -50,7 +54,9 @@ impl Informers {
         Informers {
             pods: Informer::new(Api::all(client.clone()), all.clone()),
             replicasets: Informer::new(Api::all(client.clone()), all.clone()),
-            deployments: Informer::new(Api::all(client.clone()), all),
+            deployments: Informer::new(Api::all(client.clone()), all.clone()),
+            nodes: Informer::new(Api::all(client.clone()), all.clone()),
+            leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease"), all),
         }
     }
 
@@ -60,22 +66,47 @@ impl Informers {
             self.pods.synced(),
             self.replicasets.synced(),
             self.deployments.synced(),
+            self.nodes.synced(),
+            self.leases.synced(),
         ];
         let handles = vec![
             self.pods.start(),
             self.replicasets.start(),
             self.deployments.start(),
+            self.nodes.start(),
+            self.leases.start(),
         ];
         skiff_client::informer::wait_all(synced).await;
         handles
     }
 }
 
+/// The controllers' settings (flags of `skiff server`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long a node may be silent before it is considered unreachable
+    /// (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
+        }
+    }
+}
+
 /// Runs every controller until the task is dropped or aborted.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, config: Config) {
     let mut informers = Informers::new(&client);
     let replicasets = replicaset::ReplicaSetController::new(client.clone(), &mut informers);
     let deployments = deployment::DeploymentController::new(client.clone(), &mut informers);
+    let nodes = node_lifecycle::NodeLifecycle::new(
+        client.clone(),
+        config.node_monitor_grace_period,
+        &mut informers,
+    );
     let _informers = informers.start().await;
     let gc = loop {
         match garbage_collector::GarbageCollector::start(client.clone()).await {
@@ -90,6 +121,7 @@ pub async fn run(client: Client) {
         gc.run(),
         namespace::run(client.clone()),
         replicasets.run(),
-        deployments.run()
+        deployments.run(),
+        nodes.run()
     );
 }

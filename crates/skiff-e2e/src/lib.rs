@@ -17,6 +17,29 @@ const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
 /// The kubectl minor versions the acceptance covers.
 pub const KUBECTL_MINORS: std::ops::RangeInclusive<u32> = 28..=33;
 
+/// How a test's server is set up (the defaults are `skiff server`'s).
+pub struct Options {
+    pub etcd: bool,
+    pub controllers: bool,
+    pub event_ttl: std::time::Duration,
+    /// Both DefaultTolerationSeconds values.
+    pub toleration_seconds: i64,
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            etcd: false,
+            controllers: true,
+            event_ttl: skiff_apiserver::DEFAULT_EVENT_TTL,
+            toleration_seconds: skiff_apiserver::DEFAULT_TOLERATION_SECONDS,
+            node_monitor_grace_period: skiff_controllers::Config::default()
+                .node_monitor_grace_period,
+        }
+    }
+}
+
 /// A running server for one test.
 pub struct TestServer {
     // Dropped first: the server stops before its runtime and directories go.
@@ -29,40 +52,41 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// A server on the embedded datastore, with its controllers (as `skiff server`).
+    /// A server on the embedded datastore, with its controllers and scheduler (as
+    /// `skiff server`).
     pub fn start() -> TestServer {
-        Self::start_on(None, true, skiff_apiserver::DEFAULT_EVENT_TTL)
+        Self::start_with(Options::default())
     }
 
     /// A server that expires events after `ttl` (to see the expiry happen).
     pub fn start_with_event_ttl(ttl: std::time::Duration) -> TestServer {
-        Self::start_on(None, true, ttl)
+        Self::start_with(Options {
+            event_ttl: ttl,
+            ..Options::default()
+        })
     }
 
     /// The API server alone: for tests of API semantics that a controller would act on
     /// (a terminating namespace, say) before the test could look.
     pub fn start_api_only() -> TestServer {
-        Self::start_on(None, false, skiff_apiserver::DEFAULT_EVENT_TTL)
+        Self::start_with(Options {
+            controllers: false,
+            ..Options::default()
+        })
     }
 
     /// A server whose datastore is a real etcd (kept alive by the returned server).
     pub fn start_with_etcd() -> TestServer {
-        let etcd =
-            skiff_testkit::EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
-        let mut server = Self::start_on(
-            Some(etcd.endpoint()),
-            true,
-            skiff_apiserver::DEFAULT_EVENT_TTL,
-        );
-        server._etcd = Some(etcd);
-        server
+        Self::start_with(Options {
+            etcd: true,
+            ..Options::default()
+        })
     }
 
-    fn start_on(
-        etcd_endpoint: Option<String>,
-        controllers: bool,
-        event_ttl: std::time::Duration,
-    ) -> TestServer {
+    pub fn start_with(options: Options) -> TestServer {
+        let etcd = options.etcd.then(|| {
+            skiff_testkit::EtcdServer::start().expect("start etcd (apt-get install etcd-server)")
+        });
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -71,10 +95,10 @@ impl TestServer {
             .expect("tokio runtime");
         let data_dir = dir.path().to_path_buf();
         let (server, store) = runtime.block_on(async {
-            let config = match &etcd_endpoint {
-                Some(endpoint) => {
-                    skiff_store::DatastoreConfig::Etcd(skiff_store::EtcdConfig::new(endpoint))
-                }
+            let config = match &etcd {
+                Some(etcd) => skiff_store::DatastoreConfig::Etcd(skiff_store::EtcdConfig::new(
+                    &etcd.endpoint(),
+                )),
                 None => skiff_store::DatastoreConfig::embedded(data_dir.join("db/state.redb")),
             };
             let store = skiff_store::open(config).await.expect("open the datastore");
@@ -84,16 +108,22 @@ impl TestServer {
                 https_port: 0,
                 write_kubeconfig: Some(data_dir.join("kubeconfig")),
                 store: store.clone(),
-                event_ttl,
+                event_ttl: options.event_ttl,
+                not_ready_toleration_seconds: options.toleration_seconds,
+                unreachable_toleration_seconds: options.toleration_seconds,
             })
             .await
             .expect("start the API server");
-            // As `skiff server` does: the controllers, as clients of the API.
-            if controllers {
-                let client = skiff_controllers::client_from_kubeconfig(&server.kubeconfig)
+            // As `skiff server` does: the controllers and the scheduler, as API clients.
+            if options.controllers {
+                let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
                     .await
                     .expect("a client for the controllers");
-                tokio::spawn(skiff_controllers::run(client));
+                let config = skiff_controllers::Config {
+                    node_monitor_grace_period: options.node_monitor_grace_period,
+                };
+                tokio::spawn(skiff_controllers::run(client.clone(), config));
+                tokio::spawn(skiff_scheduler::run(client));
             }
             (server, store)
         });
@@ -102,7 +132,7 @@ impl TestServer {
             runtime,
             store,
             dir,
-            _etcd: None,
+            _etcd: etcd,
         }
     }
 

@@ -7,12 +7,13 @@ use k8s_openapi::api::core::v1::{
     Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
 };
 
+use skiff_client::objects::{NOT_READY_TAINT, UNREACHABLE_TAINT, tolerates};
+
 use crate::cache::{NodeInfo, PodInfo};
 
 pub const UNSCHEDULABLE: &str = "node(s) were unschedulable";
 pub const AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
 pub const PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
-const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 
 /// Why `pod` cannot go to `node` (empty: it can).
@@ -54,28 +55,6 @@ fn unschedulable(pod: &Pod, node: &Node) -> Option<String> {
         .then(|| UNSCHEDULABLE.to_string())
 }
 
-/// Whether `toleration` tolerates `taint` (upstream's `ToleratesTaint`).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            !key.is_empty()
-                && toleration.value.as_deref().unwrap_or_default()
-                    == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
-
 /// A node that is not Ready behaves as if tainted not-ready (until the node lifecycle
 /// controller has put the real taint on), so no pod lands on it unless it tolerates that.
 fn effective_taints(node: &Node) -> Vec<Taint> {
@@ -92,7 +71,7 @@ fn effective_taints(node: &Node) -> Vec<Taint> {
         .is_some_and(|c| c.status == "True");
     let already = taints
         .iter()
-        .any(|t| t.key == NOT_READY_TAINT || t.key == "node.kubernetes.io/unreachable");
+        .any(|t| t.key == NOT_READY_TAINT || t.key == UNREACHABLE_TAINT);
     if !ready && !already {
         taints.push(Taint {
             key: NOT_READY_TAINT.into(),

@@ -51,6 +51,13 @@ pub struct ApiState {
     pub objects: Objects,
     pub caches: Caches,
     pub services: ServiceAllocator,
+    pub tolerations: DefaultTolerations,
+}
+
+/// What the DefaultTolerationSeconds admission gives new pods.
+pub struct DefaultTolerations {
+    pub not_ready_seconds: i64,
+    pub unreachable_seconds: i64,
 }
 
 /// An error as a `Status` response.

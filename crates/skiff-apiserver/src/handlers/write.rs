@@ -24,6 +24,13 @@ pub(super) async fn create_object(
     rt: &ResourceType,
     mut obj: Value,
 ) -> Result<Stored, ApiError> {
+    if rt.group.is_empty() && rt.kind == "Pod" {
+        skiff_api::admission::default_toleration_seconds(
+            &mut obj,
+            state.tolerations.not_ready_seconds,
+            state.tolerations.unreachable_seconds,
+        );
+    }
     if !is_service(rt) {
         return state.objects.create(rt, &obj).await;
     }

@@ -19,6 +19,9 @@ pub struct AgentArgs {
     /// Simulated nodes are named PREFIX0, PREFIX1, …
     #[arg(long, default_value = "sim-node-", value_name = "PREFIX")]
     node_name_prefix: String,
+    /// How long each node's lease is valid; it is renewed every quarter of this.
+    #[arg(long, default_value_t = skiff_agent::simulated::LEASE_DURATION_SECONDS, value_name = "SECONDS")]
+    node_lease_duration_seconds: i32,
 }
 
 impl AgentArgs {
@@ -40,7 +43,8 @@ impl AgentArgs {
                     self.kubeconfig.display()
                 )
             })?;
-        let config = SimulatedConfig::new(nodes, &self.node_name_prefix);
+        let mut config = SimulatedConfig::new(nodes, &self.node_name_prefix);
+        config.lease_duration_seconds = self.node_lease_duration_seconds.max(1);
         eprintln!(
             "registering {nodes} simulated nodes ({}0…)",
             self.node_name_prefix

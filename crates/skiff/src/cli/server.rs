@@ -27,6 +27,16 @@ pub struct ServerArgs {
     /// How long events are kept after they were last seen (seconds).
     #[arg(long, default_value_t = skiff_apiserver::DEFAULT_EVENT_TTL.as_secs(), value_name = "SECONDS")]
     event_ttl: u64,
+    /// How long new pods tolerate a node that is not ready before they are evicted.
+    #[arg(long, default_value_t = skiff_apiserver::DEFAULT_TOLERATION_SECONDS, value_name = "SECONDS")]
+    default_not_ready_toleration_seconds: i64,
+    /// How long new pods tolerate an unreachable node before they are evicted.
+    #[arg(long, default_value_t = skiff_apiserver::DEFAULT_TOLERATION_SECONDS, value_name = "SECONDS")]
+    default_unreachable_toleration_seconds: i64,
+    /// How long a node may go without a heartbeat before it is marked unreachable
+    /// (e.g. 40s, 2m).
+    #[arg(long, default_value = "40s", value_parser = parse_duration, value_name = "DURATION")]
+    node_monitor_grace_period: std::time::Duration,
     /// Run without this machine's node agent. Until the node agent lands this is the only
     /// mode, so the flag is accepted and changes nothing.
     #[arg(long)]
@@ -54,12 +64,17 @@ impl ServerArgs {
             write_kubeconfig: Some(self.write_kubeconfig.clone()),
             store,
             event_ttl: std::time::Duration::from_secs(self.event_ttl),
+            not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: self.default_unreachable_toleration_seconds,
         })
         .await?;
-        let client = skiff_controllers::client_from_kubeconfig(&server.kubeconfig)
+        let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
             .await
             .context("connecting the controllers to the API")?;
-        let _controllers = tokio::spawn(skiff_controllers::run(client.clone()));
+        let config = skiff_controllers::Config {
+            node_monitor_grace_period: self.node_monitor_grace_period,
+        };
+        let _controllers = tokio::spawn(skiff_controllers::run(client.clone(), config));
         let _scheduler = tokio::spawn(skiff_scheduler::run(client));
         eprintln!(
             "skiff server ready at {}; kubeconfig written to {}",
@@ -73,5 +88,37 @@ impl ServerArgs {
                 Ok(())
             }
         }
+    }
+}
+
+/// A duration as Kubernetes flags write them: `40s`, `2m`, `1h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (use e.g. 40s, 2m or 1h)"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} is not a duration (use e.g. 40s, 2m or 1h)")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_as_kubernetes_flags_write_them() {
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
     }
 }
