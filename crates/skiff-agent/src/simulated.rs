@@ -66,6 +66,7 @@ impl SimulatedConfig {
 }
 
 /// One simulated node's fixed facts.
+#[derive(Clone)]
 struct SimNode {
     name: String,
     ip: String,
@@ -105,8 +106,12 @@ async fn register_all(
 ) -> Result<(), AgentError> {
     let total = nodes.len();
     let mut done = 0;
-    let mut results = futures_util::stream::iter(nodes.iter().map(|n| register(client, config, n)))
-        .buffer_unordered(CONCURRENCY);
+    // Owned per request: borrowed futures here would not be Send.
+    let requests = nodes.iter().cloned().map(|node| {
+        let (client, config) = (client.clone(), config.clone());
+        async move { register(&client, &config, &node).await }
+    });
+    let mut results = futures_util::stream::iter(requests).buffer_unordered(CONCURRENCY);
     while let Some(result) = results.next().await {
         result?;
         done += 1;

@@ -127,7 +127,7 @@ impl NodeLifecycle {
         self.sync_taints(&api, node, ready.as_deref()).await
     }
 
-    async fn mark_unknown(&self, api: &Api<Node>, node: &Node) -> Result<(), Error> {
+    async fn mark_unknown(&self, api: &Api<Node>, node: &Node) -> Result<Node, Error> {
         let now = now();
         let conditions: Vec<_> = node
             .status
@@ -146,13 +146,13 @@ impl NodeLifecycle {
             })
             .collect();
         let patch = json!({"status": {"conditions": conditions}});
-        api.patch_status(
-            &node.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
-        Ok(())
+        Ok(api
+            .patch_status(
+                &node.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?)
     }
 
     async fn mark_pods_not_ready(&self, node: &str) -> Result<(), Error> {

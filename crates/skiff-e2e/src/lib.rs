@@ -368,3 +368,72 @@ impl Http<'_> {
         }
     }
 }
+
+/// Polls until `check` passes or the time is up (controllers act asynchronously).
+pub fn eventually(what: &str, within: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Simulated nodes (`skiff agent --simulated-nodes`) joined to a test's server, on a
+/// runtime of their own: dropping them stops them at once, as killing the agent would.
+pub struct SimulatedNodes {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl SimulatedNodes {
+    /// `count` nodes named `prefix0…`, renewing their leases every quarter of
+    /// `lease_seconds`; returns once all are registered.
+    pub fn start(server: &TestServer, count: usize, prefix: &str, lease_seconds: i32) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let kubeconfig = std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig");
+        let (registered_tx, registered_rx) = std::sync::mpsc::channel();
+        let mut config = skiff_agent::simulated::SimulatedConfig::new(count, prefix);
+        config.lease_duration_seconds = lease_seconds;
+        runtime.spawn(async move {
+            let client = skiff_client::client_from_kubeconfig(&kubeconfig)
+                .await
+                .expect("a client for the simulated nodes");
+            let result = skiff_agent::simulated::run(client, config, move |done, total| {
+                if done == total {
+                    let _ = registered_tx.send(());
+                }
+            })
+            .await;
+            if let Err(e) = result {
+                panic!("simulated nodes failed: {e}");
+            }
+        });
+        registered_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the simulated nodes registered");
+        SimulatedNodes {
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Stops every node at once: no more heartbeats, no more pod updates.
+    pub fn kill(mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for SimulatedNodes {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}

@@ -1,20 +1,8 @@
 //! The controllers inside a server, observed through real kubectl.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use skiff_e2e::TestServer;
-
-/// Polls until `check` passes or the time is up (the controllers act asynchronously).
-fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use skiff_e2e::{TestServer, eventually};
 
 #[test]
 fn every_namespace_gets_a_default_service_account_back() {
