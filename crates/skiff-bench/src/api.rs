@@ -28,12 +28,12 @@ const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,applica
 const NAMESPACE: &str = "default";
 
 /// A `skiff server` child process on loopback, killed on drop.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
     addr: SocketAddr,
     ca_pem: String,
     token: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for ServerProcess {
@@ -44,7 +44,11 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
-    fn rss_mib(&self) -> Result<f64> {
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub(crate) fn rss_mib(&self) -> Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kib: f64 = status
             .lines()
@@ -57,7 +61,7 @@ impl ServerProcess {
 }
 
 /// The `skiff` binary next to this one (build it with `cargo build --release -p skiff`).
-fn skiff_binary() -> Result<PathBuf> {
+pub(crate) fn skiff_binary() -> Result<PathBuf> {
     let me = std::env::current_exe()?;
     let bin = me.with_file_name("skiff");
     if !bin.exists() {
@@ -69,7 +73,8 @@ fn skiff_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-async fn start_server() -> Result<ServerProcess> {
+/// Starts `skiff server` with `extra` flags and waits until it has written its kubeconfig.
+pub(crate) async fn start_server(extra: &[&str]) -> Result<ServerProcess> {
     let dir = tempfile::tempdir()?;
     let port = skiff_testkit::free_port()?;
     let child = Command::new(skiff_binary()?)
@@ -84,6 +89,7 @@ async fn start_server() -> Result<ServerProcess> {
         .arg(dir.path())
         .arg("--write-kubeconfig")
         .arg(dir.path().join("kubeconfig"))
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -106,7 +112,7 @@ async fn start_server() -> Result<ServerProcess> {
         addr,
         ca_pem,
         token,
-        _dir: dir,
+        dir,
     })
 }
 
@@ -242,7 +248,7 @@ pub async fn run(
     watchers: usize,
     watch_events: usize,
 ) -> Result<()> {
-    let server = start_server().await?;
+    let server = start_server(&[]).await?;
     let client = connect(&server).await?;
     let rss_empty = server.rss_mib()?;
 

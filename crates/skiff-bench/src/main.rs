@@ -6,6 +6,7 @@
 //! docs/ARCHITECTURE.md, and the figures go into the issue notes.
 
 mod api;
+mod cluster;
 mod stats;
 mod store;
 
@@ -13,6 +14,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use store::Backend;
+
+/// As the `skiff` binary: the scheduler this process runs should cost what it costs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "skiff-bench", about = "skiff benchmarks: JSON lines on stdout")]
@@ -37,6 +42,19 @@ enum Scenario {
         watchers: usize,
         #[arg(long, default_value_t = 100)]
         watch_events: usize,
+    },
+    /// The control plane at scale: simulated nodes (a `skiff agent` process), direct
+    /// bindings as the baseline, the scheduler on a backlog and on a stream of pods, and a
+    /// Deployment created and rolled. Needs `cargo build --release -p skiff` first.
+    Cluster {
+        #[arg(long, default_value_t = 1_000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10_000)]
+        pods: usize,
+        #[arg(long, default_value_t = 1_000)]
+        replicas: i32,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
     },
     /// The whole datastore suite on both backends: fsync floor, writes at each concurrency,
     /// range, watch delivery.
@@ -107,6 +125,20 @@ async fn main() -> Result<()> {
             store::write(Backend::Embedded, pods, concurrency, pod_bytes).await?;
             store::range(Backend::Embedded, pods, pod_bytes, lists).await?;
             store::watch(Backend::Embedded, watchers, watch_events, pod_bytes).await?;
+        }
+        Scenario::Cluster {
+            nodes,
+            pods,
+            replicas,
+            concurrency,
+        } => {
+            cluster::run(cluster::Sizes {
+                nodes,
+                pods,
+                replicas,
+                concurrency,
+            })
+            .await?
         }
         Scenario::Store {
             count,

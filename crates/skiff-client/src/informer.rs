@@ -2,6 +2,9 @@
 //! owner, that tells registered handlers what changed. One informer per resource can serve
 //! several controllers (register every handler before `start`).
 //!
+//! Stored objects have their managedFields dropped (as client-go's informers in upstream's
+//! controllers and scheduler do): no controller reads them, and they are a third of a pod.
+//!
 //! Handlers run on the informer's task and must be quick (typically: push keys onto work
 //! queues). They see each change after the store has it, so a sync triggered by a handler
 //! always reads at least that state.
@@ -144,6 +147,11 @@ impl<K: Resource> Store<K> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether two handles read the same informer's objects.
+    pub fn same_as(&self, other: &Store<K>) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<K>> {
         self.read().objects.get(key).cloned()
     }
@@ -195,6 +203,7 @@ pub struct Informer<K: Resource> {
     config: watcher::Config,
     store: Store<K>,
     handlers: Vec<Handler<K>>,
+    transform: Option<fn(&mut K)>,
     synced_tx: watch::Sender<bool>,
 }
 
@@ -218,8 +227,16 @@ where
             config,
             store: Store::new(),
             handlers: Vec::new(),
+            transform: None,
             synced_tx: watch::channel(false).0,
         }
+    }
+
+    /// Trims each object before it is stored (client-go's TransformFunc): what a component
+    /// never reads it need not keep.
+    pub fn with_transform(mut self, transform: fn(&mut K)) -> Self {
+        self.transform = Some(transform);
+        self
     }
 
     pub fn store(&self) -> Store<K> {
@@ -245,6 +262,7 @@ where
             config,
             store,
             handlers,
+            transform,
             synced_tx,
         } = self;
         let notify = |change: Change<K>| {
@@ -256,7 +274,13 @@ where
         let mut stream = watcher(api, config).default_backoff().boxed();
         while let Some(event) = stream.next().await {
             let event = match event {
-                Ok(e) => e,
+                Ok(e) => e.modify(|obj| {
+                    // No controller reads managedFields; they are a third of a pod.
+                    obj.meta_mut().managed_fields = None;
+                    if let Some(t) = transform {
+                        t(obj);
+                    }
+                }),
                 Err(e) => {
                     tracing::debug!(error = %e, "informer watch error, retrying");
                     continue;

@@ -6,12 +6,14 @@
 //! fed by informer callbacks.
 
 pub mod events;
+pub mod factory;
 pub mod informer;
 pub mod objects;
 pub mod quantity;
 pub mod workqueue;
 
 pub use events::EventRecorder;
+pub use factory::InformerFactory;
 pub use informer::{Change, Informer, Store};
 pub use workqueue::WorkQueue;
 

@@ -136,7 +136,10 @@ impl GarbageCollector {
         let mut synced = Vec::new();
         for (i, kind) in gc.kinds.iter().enumerate() {
             let api = Api::<DynamicObject>::all_with(client.clone(), &kind.resource);
-            let mut informer = Informer::new(api, watcher::Config::default());
+            // Metadata is all the graph needs: keep nothing else. (A metadata-only watch,
+            // `as=PartialObjectMetadata`, is not served yet.)
+            let mut informer = Informer::new(api, watcher::Config::default())
+                .with_transform(|obj| obj.data = serde_json::Value::Null);
             let me = gc.clone();
             informer.on_change(move |change| me.observe(i, change));
             synced.push(informer.synced());

@@ -2,9 +2,10 @@
 //! clients (kube-rs), so each could run anywhere. `skiff server` runs them in-process
 //! against its own API.
 //!
-//! They share one informer per resource (`Informers`): each controller registers its
-//! handlers (which only queue keys), then the informers start, and each controller's
-//! workers sync keys from its own queue once every informer has listed.
+//! They share one informer per resource (an `InformerFactory`, which `skiff server` also
+//! hands the scheduler): each controller registers its handlers (which only queue keys),
+//! then the informers start, and each controller's workers sync keys from its own queue
+//! once every informer has listed.
 
 mod deployment;
 mod expectations;
@@ -15,13 +16,10 @@ mod replicaset;
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use std::sync::Arc;
+
 use kube::Client;
-use kube::api::Api;
-use kube::runtime::watcher;
-use skiff_client::Informer;
+use skiff_client::InformerFactory;
 
 pub use namespace::NAMESPACE_FINALIZER;
 
@@ -37,49 +35,6 @@ pub enum Error {
 
 /// How soon a reconcile that failed, or is waiting on others, runs again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-
-/// The informers the controllers share: one watch per resource for all of them.
-pub struct Informers {
-    pub pods: Informer<Pod>,
-    pub replicasets: Informer<ReplicaSet>,
-    pub deployments: Informer<Deployment>,
-    pub nodes: Informer<Node>,
-    /// Node leases (`kube-node-lease` only).
-    pub leases: Informer<Lease>,
-}
-
-impl Informers {
-    fn new(client: &Client) -> Self {
-        let all = watcher::Config::default();
-        Informers {
-            pods: Informer::new(Api::all(client.clone()), all.clone()),
-            replicasets: Informer::new(Api::all(client.clone()), all.clone()),
-            deployments: Informer::new(Api::all(client.clone()), all.clone()),
-            nodes: Informer::new(Api::all(client.clone()), all.clone()),
-            leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease"), all),
-        }
-    }
-
-    /// Starts every informer and waits until each has listed once.
-    async fn start(self) -> Vec<tokio::task::JoinHandle<()>> {
-        let synced = [
-            self.pods.synced(),
-            self.replicasets.synced(),
-            self.deployments.synced(),
-            self.nodes.synced(),
-            self.leases.synced(),
-        ];
-        let handles = vec![
-            self.pods.start(),
-            self.replicasets.start(),
-            self.deployments.start(),
-            self.nodes.start(),
-            self.leases.start(),
-        ];
-        skiff_client::informer::wait_all(synced).await;
-        handles
-    }
-}
 
 /// The controllers' settings (flags of `skiff server`).
 #[derive(Clone, Debug)]
@@ -97,31 +52,54 @@ impl Default for Config {
     }
 }
 
-/// Runs every controller until the task is dropped or aborted.
-pub async fn run(client: Client, config: Config) {
-    let mut informers = Informers::new(&client);
-    let replicasets = replicaset::ReplicaSetController::new(client.clone(), &mut informers);
-    let deployments = deployment::DeploymentController::new(client.clone(), &mut informers);
-    let nodes = node_lifecycle::NodeLifecycle::new(
-        client.clone(),
-        config.node_monitor_grace_period,
-        &mut informers,
-    );
-    let _informers = informers.start().await;
-    let gc = loop {
-        match garbage_collector::GarbageCollector::start(client.clone()).await {
-            Ok(gc) => break gc,
-            Err(e) => {
-                tracing::warn!(error = %e, "garbage collector: retrying discovery");
-                tokio::time::sleep(RETRY_AFTER).await;
-            }
+/// Every controller, registered on a shared informer factory; `run` once it has started.
+pub struct Controllers {
+    client: Client,
+    replicasets: Arc<replicaset::ReplicaSetController>,
+    deployments: Arc<deployment::DeploymentController>,
+    nodes: Arc<node_lifecycle::NodeLifecycle>,
+}
+
+impl Controllers {
+    /// Registers every controller's handlers on `informers` (start it afterwards).
+    pub fn new(client: Client, config: Config, informers: &mut InformerFactory) -> Self {
+        Controllers {
+            replicasets: replicaset::ReplicaSetController::new(client.clone(), informers),
+            deployments: deployment::DeploymentController::new(client.clone(), informers),
+            nodes: node_lifecycle::NodeLifecycle::new(
+                client.clone(),
+                config.node_monitor_grace_period,
+                informers,
+            ),
+            client,
         }
-    };
-    tokio::join!(
-        gc.run(),
-        namespace::run(client.clone()),
-        replicasets.run(),
-        deployments.run(),
-        nodes.run()
-    );
+    }
+
+    /// Runs every controller until the task is dropped (the informers must have started).
+    pub async fn run(self) {
+        let gc = loop {
+            match garbage_collector::GarbageCollector::start(self.client.clone()).await {
+                Ok(gc) => break gc,
+                Err(e) => {
+                    tracing::warn!(error = %e, "garbage collector: retrying discovery");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        };
+        tokio::join!(
+            gc.run(),
+            namespace::run(self.client.clone()),
+            self.replicasets.run(),
+            self.deployments.run(),
+            self.nodes.run()
+        );
+    }
+}
+
+/// Runs every controller on informers of its own, until the task is dropped.
+pub async fn run(client: Client, config: Config) {
+    let mut informers = InformerFactory::new(client.clone());
+    let controllers = Controllers::new(client, config, &mut informers);
+    let _informers = informers.start().await;
+    controllers.run().await;
 }

@@ -24,7 +24,9 @@ use skiff_client::objects::{
     NOT_READY_TAINT, UNREACHABLE_TAINT, is_deleting, now, pod_condition, pod_node, pod_phase,
     tolerates,
 };
-use skiff_client::{EventRecorder, Store};
+use skiff_client::{EventRecorder, InformerFactory, Store};
+
+const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 use crate::Error;
 
@@ -51,13 +53,13 @@ pub struct NodeLifecycle {
 }
 
 impl NodeLifecycle {
-    pub fn new(client: Client, grace: Duration, informers: &mut crate::Informers) -> Arc<Self> {
+    pub fn new(client: Client, grace: Duration, informers: &mut InformerFactory) -> Arc<Self> {
         Arc::new(NodeLifecycle {
             events: EventRecorder::new(client.clone(), "node-controller", None),
             grace,
-            nodes: informers.nodes.store(),
-            leases: informers.leases.store(),
-            pods: informers.pods.store(),
+            nodes: informers.all::<Node>().store(),
+            leases: informers.namespaced::<Lease>(LEASE_NAMESPACE).store(),
+            pods: informers.all::<Pod>().store(),
             health: Mutex::new(HashMap::new()),
             client,
         })
@@ -82,7 +84,7 @@ impl NodeLifecycle {
     fn heartbeat(&self, node: &Node) -> Option<i64> {
         let lease = self
             .leases
-            .get(&format!("kube-node-lease/{}", node.name_any()))
+            .get(&format!("{LEASE_NAMESPACE}/{}", node.name_any()))
             .and_then(|l| {
                 l.spec
                     .as_ref()?

@@ -21,10 +21,10 @@ use skiff_client::objects::{
     controller_of, controller_reference, is_deleting, pod_condition, pod_is_active,
     pod_is_available, pod_is_ready, pod_node, pod_phase, selector_matches, set_owner_references,
 };
-use skiff_client::{Change, EventRecorder, Store, WorkQueue};
+use skiff_client::{Change, EventRecorder, InformerFactory, Store, WorkQueue};
 
+use crate::Error;
 use crate::expectations::Expectations;
-use crate::{Error, Informers};
 
 /// Most pods created or deleted in one sync (upstream's burstReplicas).
 const BURST: usize = 500;
@@ -40,17 +40,17 @@ pub struct ReplicaSetController {
 }
 
 impl ReplicaSetController {
-    pub fn new(client: Client, informers: &mut Informers) -> Arc<Self> {
+    pub fn new(client: Client, informers: &mut InformerFactory) -> Arc<Self> {
         let c = Arc::new(ReplicaSetController {
             events: EventRecorder::new(client.clone(), "replicaset-controller", None),
             client,
-            sets: informers.replicasets.store(),
-            pods: informers.pods.store(),
+            sets: informers.all::<ReplicaSet>().store(),
+            pods: informers.all::<Pod>().store(),
             queue: WorkQueue::new(),
             expectations: Expectations::default(),
         });
         let me = c.clone();
-        informers.replicasets.on_change(move |change| {
+        informers.all::<ReplicaSet>().on_change(move |change| {
             let rs = change.object();
             let key = key_of(rs.as_ref());
             if matches!(change, Change::Deleted(_)) {
@@ -60,7 +60,7 @@ impl ReplicaSetController {
         });
         let me = c.clone();
         informers
-            .pods
+            .all::<Pod>()
             .on_change(move |change| me.pod_changed(change));
         c
     }

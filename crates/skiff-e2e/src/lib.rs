@@ -122,8 +122,15 @@ impl TestServer {
                 let config = skiff_controllers::Config {
                     node_monitor_grace_period: options.node_monitor_grace_period,
                 };
-                tokio::spawn(skiff_controllers::run(client.clone(), config));
-                tokio::spawn(skiff_scheduler::run(client));
+                let mut informers = skiff_client::InformerFactory::new(client.clone());
+                let controllers =
+                    skiff_controllers::Controllers::new(client.clone(), config, &mut informers);
+                let scheduler = skiff_scheduler::Scheduler::new(client, &mut informers);
+                tokio::spawn(async move {
+                    let _informers = informers.start().await;
+                    tokio::spawn(scheduler.run());
+                    controllers.run().await;
+                });
             }
             (server, store)
         });

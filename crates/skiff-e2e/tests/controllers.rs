@@ -1,6 +1,6 @@
 //! The controllers inside a server, observed through real kubectl.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use skiff_e2e::{TestServer, eventually};
 

@@ -66,6 +66,9 @@ impl HostPort {
 
 pub struct NodeInfo {
     pub node: Arc<Node>,
+    /// The taints that keep pods off (NoSchedule, NoExecute), worked out once per node
+    /// change rather than per decision.
+    pub taints: Vec<k8s_openapi::api::core::v1::Taint>,
     pub allocatable: Resources,
     pub requested: Resources,
     pub scoring: Resources,
@@ -79,6 +82,7 @@ impl NodeInfo {
     fn new(node: Arc<Node>) -> Self {
         let allocatable = allocatable(&node);
         NodeInfo {
+            taints: crate::filters::scheduling_taints(&node),
             node,
             allocatable,
             requested: Resources::default(),
@@ -226,6 +230,7 @@ impl Cache {
         match self.nodes.get_mut(&name) {
             Some(info) => {
                 info.allocatable = allocatable(&node);
+                info.taints = crate::filters::scheduling_taints(&node);
                 info.node = node;
             }
             None => {

@@ -19,7 +19,7 @@ const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 /// Why `pod` cannot go to `node` (empty: it can).
 pub fn check(pod: &Pod, info: &PodInfo, node: &NodeInfo) -> Vec<String> {
     if let Some(reason) = unschedulable(pod, &node.node)
-        .or_else(|| untolerated_taint(pod, &node.node))
+        .or_else(|| untolerated_taint(pod, &node.taints))
         .or_else(|| (!matches_node_selection(pod, &node.node)).then(|| AFFINITY.to_string()))
         .or_else(|| {
             info.host_ports
@@ -55,9 +55,10 @@ fn unschedulable(pod: &Pod, node: &Node) -> Option<String> {
         .then(|| UNSCHEDULABLE.to_string())
 }
 
-/// A node that is not Ready behaves as if tainted not-ready (until the node lifecycle
-/// controller has put the real taint on), so no pod lands on it unless it tolerates that.
-fn effective_taints(node: &Node) -> Vec<Taint> {
+/// The node's taints that keep pods off (NoSchedule and NoExecute). A node that is not
+/// Ready behaves as if tainted not-ready (until the node lifecycle controller has put the
+/// real taint on), so no pod lands on it unless it tolerates that.
+pub fn scheduling_taints(node: &Node) -> Vec<Taint> {
     let mut taints = node
         .spec
         .as_ref()
@@ -79,20 +80,20 @@ fn effective_taints(node: &Node) -> Vec<Taint> {
             ..Taint::default()
         });
     }
+    taints.retain(|t| t.effect == "NoSchedule" || t.effect == "NoExecute");
     taints
 }
 
-fn untolerated_taint(pod: &Pod, node: &Node) -> Option<String> {
+fn untolerated_taint(pod: &Pod, taints: &[Taint]) -> Option<String> {
     let tolerations = tolerations(pod);
-    effective_taints(node)
-        .into_iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+    taints
+        .iter()
         .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
         .map(|t| {
             format!(
                 "node(s) had untolerated taint {{{}: {}}}",
                 t.key,
-                t.value.unwrap_or_default()
+                t.value.as_deref().unwrap_or_default()
             )
         })
 }
@@ -139,9 +140,11 @@ fn term_matches(
         .iter()
         .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| {
-            let value = (r.key == "metadata.name")
-                .then(|| node.metadata.name.as_deref())
-                .flatten();
+            let value = node
+                .metadata
+                .name
+                .as_deref()
+                .filter(|_| r.key == "metadata.name");
             requirement_matches(r, value)
         })
 }

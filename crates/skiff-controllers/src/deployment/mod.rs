@@ -21,9 +21,9 @@ use skiff_client::informer::{key_of, split_key};
 use skiff_client::objects::{
     controller_of, controller_reference, is_deleting, selector_matches, set_owner_references,
 };
-use skiff_client::{Change, EventRecorder, Store, WorkQueue};
+use skiff_client::{Change, EventRecorder, InformerFactory, Store, WorkQueue};
 
-use crate::{Error, Informers};
+use crate::Error;
 use util::*;
 
 const WORKERS: usize = 5;
@@ -38,25 +38,25 @@ pub struct DeploymentController {
 }
 
 impl DeploymentController {
-    pub fn new(client: Client, informers: &mut Informers) -> Arc<Self> {
+    pub fn new(client: Client, informers: &mut InformerFactory) -> Arc<Self> {
         let c = Arc::new(DeploymentController {
             events: EventRecorder::new(client.clone(), "deployment-controller", None),
             client,
-            deployments: informers.deployments.store(),
-            sets: informers.replicasets.store(),
-            pods: informers.pods.store(),
+            deployments: informers.all::<Deployment>().store(),
+            sets: informers.all::<ReplicaSet>().store(),
+            pods: informers.all::<Pod>().store(),
             queue: WorkQueue::new(),
         });
         let me = c.clone();
         informers
-            .deployments
+            .all::<Deployment>()
             .on_change(move |change| me.queue.add(key_of(change.object().as_ref())));
         let me = c.clone();
         informers
-            .replicasets
+            .all::<ReplicaSet>()
             .on_change(move |change| me.replicaset_changed(change));
         let me = c.clone();
-        informers.pods.on_change(move |change| {
+        informers.all::<Pod>().on_change(move |change| {
             // A Recreate rollout waits for the old pods to be gone.
             if let Change::Deleted(pod) = change
                 && let Some(rs_ref) = controller_of(pod.as_ref()).filter(|r| r.kind == "ReplicaSet")

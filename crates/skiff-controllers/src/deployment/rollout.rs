@@ -143,7 +143,10 @@ impl Rollout<'_> {
         if &annotations == rs.annotations() && min_ready.unwrap_or(0) == rs_min_ready.unwrap_or(0) {
             return Ok(());
         }
-        let patch = json!({"metadata": {"annotations": annotations}, "spec": {"minReadySeconds": min_ready}});
+        let patch = json!({
+            "metadata": {"annotations": annotations, "resourceVersion": rs.resource_version()},
+            "spec": {"minReadySeconds": min_ready},
+        });
         self.sets[i] = self
             .api
             .patch(
@@ -236,7 +239,12 @@ impl Rollout<'_> {
             return Ok(false);
         }
         let patch = json!({
-            "metadata": {"annotations": {DESIRED_REPLICAS: desired.to_string(), MAX_REPLICAS: max.to_string()}},
+            // The resourceVersion makes a decision taken on a stale copy fail (and be taken
+            // again on fresh data) instead of scaling twice.
+            "metadata": {
+                "annotations": {DESIRED_REPLICAS: desired.to_string(), MAX_REPLICAS: max.to_string()},
+                "resourceVersion": rs.resource_version(),
+            },
             "spec": {"replicas": size},
         });
         let name = rs.name_any();

@@ -192,11 +192,20 @@ impl EmbeddedStore {
     }
 }
 
+/// redb's page cache. Its default (1 GiB) would make the server's memory grow by every page
+/// it ever wrote; reads of current objects are served from the API server's watch cache,
+/// so a small cache costs little.
+const PAGE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Opens the redb file, turning every way it can be unusable into one clear error.
 fn open_database(path: &Path) -> Result<Database> {
     // redb reports damage as errors; the catch is a last line of defence so that a damaged
     // file can never take the server down with a panic instead of a message.
-    let opened = std::panic::catch_unwind(|| Database::builder().create(path));
+    let opened = std::panic::catch_unwind(|| {
+        Database::builder()
+            .set_cache_size(PAGE_CACHE_BYTES)
+            .create(path)
+    });
     let corrupt = |reason: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         reason,

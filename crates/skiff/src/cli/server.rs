@@ -37,6 +37,9 @@ pub struct ServerArgs {
     /// (e.g. 40s, 2m).
     #[arg(long, default_value = "40s", value_parser = parse_duration, value_name = "DURATION")]
     node_monitor_grace_period: std::time::Duration,
+    /// Run without the scheduler (another one, anywhere, can place the pods).
+    #[arg(long)]
+    disable_scheduler: bool,
     /// Run without this machine's node agent. Until the node agent lands this is the only
     /// mode, so the flag is accepted and changes nothing.
     #[arg(long)]
@@ -74,8 +77,19 @@ impl ServerArgs {
         let config = skiff_controllers::Config {
             node_monitor_grace_period: self.node_monitor_grace_period,
         };
-        let _controllers = tokio::spawn(skiff_controllers::run(client.clone(), config));
-        let _scheduler = tokio::spawn(skiff_scheduler::run(client));
+        // One informer per resource for the controllers and the scheduler together.
+        let mut informers = skiff_client::InformerFactory::new(client.clone());
+        let controllers =
+            skiff_controllers::Controllers::new(client.clone(), config, &mut informers);
+        let scheduler = (!self.disable_scheduler)
+            .then(|| skiff_scheduler::Scheduler::new(client, &mut informers));
+        let _control_plane = tokio::spawn(async move {
+            let _informers = informers.start().await;
+            if let Some(scheduler) = scheduler {
+                tokio::spawn(scheduler.run());
+            }
+            controllers.run().await;
+        });
         eprintln!(
             "skiff server ready at {}; kubeconfig written to {}",
             server.url,
