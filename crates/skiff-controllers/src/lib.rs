@@ -8,6 +8,7 @@
 //! once every informer has listed.
 
 mod deployment;
+mod endpoints;
 mod expectations;
 mod garbage_collector;
 mod namespace;
@@ -57,6 +58,7 @@ pub struct Controllers {
     client: Client,
     replicasets: Arc<replicaset::ReplicaSetController>,
     deployments: Arc<deployment::DeploymentController>,
+    endpoints: Arc<endpoints::EndpointsController>,
     nodes: Arc<node_lifecycle::NodeLifecycle>,
 }
 
@@ -66,6 +68,7 @@ impl Controllers {
         Controllers {
             replicasets: replicaset::ReplicaSetController::new(client.clone(), informers),
             deployments: deployment::DeploymentController::new(client.clone(), informers),
+            endpoints: endpoints::EndpointsController::new(client.clone(), informers),
             nodes: node_lifecycle::NodeLifecycle::new(
                 client.clone(),
                 config.node_monitor_grace_period,
@@ -91,6 +94,7 @@ impl Controllers {
             namespace::run(self.client.clone()),
             self.replicasets.run(),
             self.deployments.run(),
+            self.endpoints.run(),
             self.nodes.run()
         );
     }

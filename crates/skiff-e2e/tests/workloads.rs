@@ -401,3 +401,93 @@ fn replicasets_adopt_release_and_cascade() {
     let rs: Value = k.json(&["get", "rs"]);
     assert!(rs["items"].as_array().unwrap().is_empty(), "{rs}");
 }
+
+#[test]
+fn services_get_endpoints_and_slices_that_follow_readiness() {
+    let server = TestServer::start();
+    let k = server.kubectl(31);
+    let _nodes = SimulatedNodes::start(&server, 2, "n-", 40);
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=web:v1",
+        "--replicas=3",
+        "--port=8080",
+    ]);
+    k.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    eventually("three web pods", WAIT, || running(&k, "web", 3, "web:v1"));
+    let ips = |field: &str| -> Vec<String> {
+        let ep = k.json(&["get", "endpoints", "web"]);
+        let mut ips: Vec<String> = ep["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+            .map(|a| a["ip"].as_str().unwrap().to_string())
+            .collect();
+        ips.sort();
+        ips
+    };
+    let pod_ips = || -> Vec<String> {
+        let mut ips: Vec<String> = k.json(&["get", "pods", "-l", "app=web"])["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
+            .collect();
+        ips.sort();
+        ips
+    };
+    eventually("every pod an endpoint", WAIT, || {
+        ips("addresses") == pod_ips()
+    });
+    let described = k.ok(&["describe", "service", "web"]);
+    assert!(described.contains(":8080"), "{described}");
+
+    // A pod that stops being ready moves to notReadyAddresses, and its slice says so.
+    let pod = pods(&k, "web")[0].0.clone();
+    k.ok(&[
+        "patch",
+        "pod",
+        &pod,
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#,
+    ]);
+    eventually(
+        "the pod not ready in Endpoints",
+        Duration::from_secs(5),
+        || ips("notReadyAddresses").len() == 1,
+    );
+    let slices = k.json(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+    ]);
+    let slice = &slices["items"][0];
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["ports"][0]["port"], 8080);
+    let not_ready: Vec<&Value> = slice["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["conditions"]["ready"] == false)
+        .collect();
+    assert_eq!(not_ready.len(), 1, "{slice}");
+    assert_eq!(not_ready[0]["targetRef"]["name"], pod.as_str());
+
+    // Scaled: the endpoints follow.
+    k.ok(&["scale", "deployment", "web", "--replicas=5"]);
+    eventually("five endpoints", WAIT, || {
+        ips("addresses").len() + ips("notReadyAddresses").len() == 5
+    });
+}

@@ -46,13 +46,15 @@ fn unschedulable(pod: &Pod, node: &Node) -> Option<String> {
         .as_ref()
         .and_then(|s| s.unschedulable)
         .unwrap_or(false);
+    if !cordoned {
+        return None;
+    }
     let taint = Taint {
         key: UNSCHEDULABLE_TAINT.into(),
         effect: "NoSchedule".into(),
         ..Taint::default()
     };
-    (cordoned && !tolerations(pod).iter().any(|t| tolerates(t, &taint)))
-        .then(|| UNSCHEDULABLE.to_string())
+    (!tolerations(pod).iter().any(|t| tolerates(t, &taint))).then(|| UNSCHEDULABLE.to_string())
 }
 
 /// The node's taints that keep pods off (NoSchedule and NoExecute). A node that is not
