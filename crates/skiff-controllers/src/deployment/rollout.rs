@@ -589,10 +589,22 @@ impl Rollout<'_> {
             self.c.client.clone(),
             &self.d.namespace().unwrap_or_default(),
         );
-        match api
-            .replace_status(&self.d.name_any(), &PostParams::default(), &self.d)
-            .await
-        {
+        let name = self.d.name_any();
+        let mut result = api
+            .replace_status(&name, &PostParams::default(), &self.d)
+            .await;
+        if matches!(&result, Err(e) if skiff_client::is_status(e, 409)) {
+            // Our copy was behind (often: behind our own last write). The status describes
+            // the ReplicaSets, not the copy, so it still holds for the same generation.
+            let mut fresh = api.get(&name).await?;
+            if fresh.metadata.generation == self.d.metadata.generation {
+                fresh.status = self.d.status.clone();
+                result = api
+                    .replace_status(&name, &PostParams::default(), &fresh)
+                    .await;
+            }
+        }
+        match result {
             Ok(updated) => {
                 self.d = updated;
                 Ok(())
