@@ -491,3 +491,116 @@ fn services_get_endpoints_and_slices_that_follow_readiness() {
         ips("addresses").len() + ips("notReadyAddresses").len() == 5
     });
 }
+
+/// The spec.replicas of each ReplicaSet of a deployment, by image.
+fn replicas_by_image(k: &Kubectl, app: &str) -> HashMap<String, i64> {
+    k.json(&["get", "rs", "-l", &format!("app={app}")])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                rs["spec"]["replicas"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn progressing_reason(k: &Kubectl, name: &str) -> String {
+    let d = k.json(&["get", "deployment", name]);
+    d["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Progressing")
+        .map(|c| c["reason"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn rollouts_pause_resume_restart_and_scale_proportionally() {
+    let server = TestServer::start();
+    let k = server.kubectl(32);
+    let _nodes = SimulatedNodes::start(&server, 2, "n-", 40);
+    k.ok(&[
+        "create",
+        "deployment",
+        "app",
+        "--image=app:v1",
+        "--replicas=2",
+    ]);
+    eventually("two pods", WAIT, || running(&k, "app", 2, "app:v1"));
+
+    // Paused: a template change makes no new ReplicaSet until resumed.
+    k.ok(&["rollout", "pause", "deployment/app"]);
+    eventually("Progressing says paused", WAIT, || {
+        progressing_reason(&k, "app") == "DeploymentPaused"
+    });
+    k.ok(&["set", "image", "deployment/app", "app=app:v2"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        replicas_by_image(&k, "app").len(),
+        1,
+        "no rollout while paused"
+    );
+    k.ok(&["rollout", "resume", "deployment/app"]);
+    k.ok(&["rollout", "status", "deployment/app", "--timeout=60s"]);
+    eventually("two v2 pods", WAIT, || running(&k, "app", 2, "app:v2"));
+
+    // Restart: the same image, new pods (a new ReplicaSet through the restartedAt annotation).
+    let before: Vec<String> = pods(&k, "app").into_iter().map(|p| p.0).collect();
+    k.ok(&["rollout", "restart", "deployment/app"]);
+    k.ok(&["rollout", "status", "deployment/app", "--timeout=60s"]);
+    eventually("two new pods", WAIT, || {
+        let now = pods(&k, "app");
+        now.iter().filter(|p| !p.5).count() == 2
+            && now.iter().all(|p| !before.contains(&p.0) || p.5)
+    });
+
+    // A rollout stuck on pods that cannot be placed, then scaled: the ReplicaSets grow in
+    // proportion (10 → 20 replicas with 25% surge: 8 old + 5 new become 15 + 10).
+    k.ok(&["scale", "deployment", "app", "--replicas=10"]);
+    k.ok(&["rollout", "status", "deployment/app", "--timeout=60s"]);
+    k.ok(&["patch", "deployment", "app", "--type=strategic", "-p",
+        r#"{"spec":{"template":{"spec":{"nodeSelector":{"disk":"none"},"containers":[{"name":"app","image":"app:v3"}]}}}}"#]);
+    eventually("the rollout stuck at 8 old + 5 new", WAIT, || {
+        let r = replicas_by_image(&k, "app");
+        r.get("app:v2") == Some(&8) && r.get("app:v3") == Some(&5)
+    });
+    k.ok(&["scale", "deployment", "app", "--replicas=20"]);
+    eventually("15 old + 10 new", WAIT, || {
+        let r = replicas_by_image(&k, "app");
+        r.get("app:v2") == Some(&15) && r.get("app:v3") == Some(&10)
+    });
+}
+
+#[test]
+fn recreate_replaces_every_pod_at_once() {
+    let server = TestServer::start();
+    let k = server.kubectl(33);
+    let _nodes = SimulatedNodes::start(&server, 1, "n-", 40);
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "rec"},
+        "spec": {"replicas": 3, "strategy": {"type": "Recreate"},
+          "selector": {"matchLabels": {"app": "rec"}},
+          "template": {"metadata": {"labels": {"app": "rec"}},
+            "spec": {"containers": [{"name": "c", "image": "rec:v1"}]}}}}"#,
+    );
+    eventually("three v1 pods", WAIT, || running(&k, "rec", 3, "rec:v1"));
+    let observer = RolloutObserver::start(&server, "rec");
+    k.ok(&["set", "image", "deployment/rec", "c=rec:v2"]);
+    k.ok(&["rollout", "status", "deployment/rec", "--timeout=60s"]);
+    eventually("three v2 pods", WAIT, || running(&k, "rec", 3, "rec:v2"));
+    let (most_live, _) = observer.finish();
+    assert!(
+        most_live <= 3,
+        "Recreate never runs old and new together, saw {most_live}"
+    );
+    assert_eq!(replicas_by_image(&k, "rec").get("rec:v1"), Some(&0));
+}
