@@ -19,10 +19,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
-use tokio::sync::Mutex;
 
 use crate::fields;
-use crate::stats::{Latencies, emit, ms, round};
+use crate::stats::{Latencies, emit, in_parallel, ms, round};
 
 const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
 const NAMESPACE: &str = "default";
@@ -196,49 +195,31 @@ async fn create_pods(
     count: usize,
     concurrency: usize,
 ) -> Result<(Latencies, Duration)> {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let all = Arc::new(Mutex::new(Latencies::with_capacity(count)));
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    let (client, prefix) = (client.clone(), prefix.to_string());
+    let lat = in_parallel(count, concurrency, move |i| {
         let mut client = client.clone();
-        let next = next.clone();
-        let all = all.clone();
-        let prefix = prefix.to_string();
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Latencies::default();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= count {
-                    break;
-                }
-                let t = Instant::now();
-                let (status, body) = client
-                    .send(
-                        "POST",
-                        &format!("/api/v1/namespaces/{NAMESPACE}/pods"),
-                        "application/json",
-                        pod(&format!("{prefix}-{i}")),
-                    )
-                    .await?;
-                if status != 201 {
-                    bail!(
-                        "create answered {status}: {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                }
-                mine.push(t.elapsed());
+        let name = format!("{prefix}-{i}");
+        async move {
+            let (status, body) = client
+                .send(
+                    "POST",
+                    &format!("/api/v1/namespaces/{NAMESPACE}/pods"),
+                    "application/json",
+                    pod(&name),
+                )
+                .await?;
+            if status != 201 {
+                bail!(
+                    "create answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
             }
-            all.lock().await.extend(mine);
             Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let elapsed = start.elapsed();
-    let lat = std::mem::take(&mut *all.lock().await);
-    Ok((lat, elapsed))
+        }
+    })
+    .await?;
+    Ok((lat, start.elapsed()))
 }
 
 pub async fn run(

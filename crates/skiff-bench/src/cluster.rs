@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::api::{ServerProcess, skiff_binary, start_server};
 use crate::fields;
-use crate::stats::{Latencies, emit, round};
+use crate::stats::{Latencies, emit, in_parallel, round};
 
 struct AgentProcess(Child);
 
@@ -126,38 +126,6 @@ fn pending_pod(i: usize) -> Pod {
     .expect("a valid pod")
 }
 
-/// Runs `count` operations with `concurrency` in flight; answers each one's latency.
-async fn in_parallel<F, Fut>(count: usize, concurrency: usize, op: F) -> Result<Latencies>
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<()>> + Send,
-{
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let all = Arc::new(Mutex::new(Latencies::with_capacity(count)));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (next, all, op) = (next.clone(), all.clone(), op.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Latencies::default();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= count {
-                    break;
-                }
-                let t = Instant::now();
-                op(i).await?;
-                mine.push(t.elapsed());
-            }
-            all.lock().await.extend(mine);
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(std::mem::take(&mut *all.lock().await))
-}
-
 async fn create_pending(api: &Api<Pod>, count: usize, concurrency: usize) -> Result<()> {
     let api = api.clone();
     in_parallel(count, concurrency, move |i| {
@@ -171,44 +139,69 @@ async fn create_pending(api: &Api<Pod>, count: usize, concurrency: usize) -> Res
     Ok(())
 }
 
-/// Watches a namespace's pods; answers when each was first seen bound.
-fn watch_bindings(
-    api: &Api<Pod>,
-) -> (
-    Arc<Mutex<HashMap<String, Instant>>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let bound = Arc::new(Mutex::new(HashMap::new()));
-    let seen = bound.clone();
-    let api = api.clone();
-    let task = tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
-        while let Some(Ok(event)) = stream.next().await {
-            if let Event::Apply(p) | Event::InitApply(p) = event
-                && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
-            {
-                let name = p.metadata.name.unwrap_or_default();
-                seen.lock().await.entry(name).or_insert_with(Instant::now);
-            }
-        }
-    });
-    (bound, task)
+type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Watches a namespace's pods: when each was first seen bound, and first seen Running.
+struct PodWatch {
+    bound: Seen,
+    running: Seen,
+    task: tokio::task::JoinHandle<()>,
 }
 
-async fn wait_all_bound(bound: &Mutex<HashMap<String, Instant>>, n: usize) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while bound.lock().await.len() < n {
-        if Instant::now() > deadline {
-            bail!("only {} of {n} pods were bound", bound.lock().await.len());
+impl PodWatch {
+    fn start(api: &Api<Pod>) -> PodWatch {
+        let (bound, running): (Seen, Seen) = Default::default();
+        let (b, r, api) = (bound.clone(), running.clone(), api.clone());
+        let task = tokio::spawn(async move {
+            let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+            while let Some(Ok(event)) = stream.next().await {
+                if let Event::Apply(p) | Event::InitApply(p) = event {
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+                        b.lock()
+                            .await
+                            .entry(name.clone())
+                            .or_insert_with(Instant::now);
+                    }
+                    if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+                        r.lock().await.entry(name).or_insert_with(Instant::now);
+                    }
+                }
+            }
+        });
+        PodWatch {
+            bound,
+            running,
+            task,
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
+
+    /// Waits until `n` pods were seen in `seen`.
+    async fn wait(seen: &Seen, n: usize, what: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while seen.lock().await.len() < n {
+            if Instant::now() > deadline {
+                bail!("only {} of {n} pods were {what}", seen.lock().await.len());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for every pod to run (the simulated kubelets caught up), so the next scenario
+    /// starts on a quiet cluster; answers when the last one did.
+    async fn settle(self, n: usize) -> Result<Instant> {
+        Self::wait(&self.running, n, "Running").await?;
+        self.task.abort();
+        let last = self.running.lock().await.values().max().copied();
+        Ok(last.unwrap_or_else(Instant::now))
+    }
 }
 
 async fn bind_baseline(client: &kube::Client, sizes: &Sizes) -> Result<()> {
     let api = namespace(client, "bench-bind").await?;
     create_pending(&api, sizes.pods, sizes.concurrency).await?;
+    let watch = PodWatch::start(&api);
     let nodes = sizes.nodes;
     let binder = api.clone();
     let start = Instant::now();
@@ -225,11 +218,13 @@ async fn bind_baseline(client: &kube::Client, sizes: &Sizes) -> Result<()> {
     })
     .await?;
     let elapsed = start.elapsed();
+    let all_running = watch.settle(sizes.pods).await?.duration_since(start);
     emit(
         "baseline_direct_bindings",
         [
             fields!("pods" => sizes.pods, "nodes" => sizes.nodes, "concurrency" => sizes.concurrency,
-                    "pods_bound_per_s" => round(sizes.pods as f64 / elapsed.as_secs_f64())),
+                    "pods_bound_per_s" => round(sizes.pods as f64 / elapsed.as_secs_f64()),
+                    "all_running_after_s" => round(all_running.as_secs_f64())),
             lat.summary("binding_"),
         ]
         .concat(),
@@ -240,22 +235,29 @@ async fn bind_baseline(client: &kube::Client, sizes: &Sizes) -> Result<()> {
 async fn scheduler_backlog(client: &kube::Client, sizes: &Sizes) -> Result<()> {
     let api = namespace(client, "bench-backlog").await?;
     create_pending(&api, sizes.pods, sizes.concurrency).await?;
-    let (bound, watch) = watch_bindings(&api);
+    let watch = PodWatch::start(&api);
     let start = Instant::now();
     // From here on the scheduler runs for the rest of the benchmark.
     tokio::spawn(skiff_scheduler::run(client.clone()));
-    wait_all_bound(&bound, sizes.pods).await?;
+    PodWatch::wait(&watch.bound, sizes.pods, "bound").await?;
     let elapsed = start.elapsed();
-    watch.abort();
     let mut lat = Latencies::with_capacity(sizes.pods);
-    for t in bound.lock().await.values() {
+    let bound = watch.bound.lock().await.clone();
+    for t in bound.values() {
         lat.push(t.duration_since(start));
     }
+    // The rate once binding is under way (the start includes listing every pod and node).
+    let first = bound.values().min().copied().unwrap_or(start);
+    let last = bound.values().max().copied().unwrap_or(start);
+    let binding_phase = last.duration_since(first).as_secs_f64().max(1e-3);
     emit(
         "scheduler_backlog",
         [
             fields!("pods" => sizes.pods, "nodes" => sizes.nodes,
-                    "pods_bound_per_s" => round(sizes.pods as f64 / elapsed.as_secs_f64())),
+                    "pods_bound_per_s" => round(sizes.pods as f64 / elapsed.as_secs_f64()),
+                    "binding_phase_pods_per_s" => round(sizes.pods as f64 / binding_phase),
+                    "first_binding_after_ms" => round(first.duration_since(start).as_secs_f64() * 1000.0),
+                    "all_running_after_s" => round(watch.settle(sizes.pods).await?.duration_since(start).as_secs_f64())),
             lat.summary("since_start_"),
         ]
         .concat(),
@@ -265,7 +267,7 @@ async fn scheduler_backlog(client: &kube::Client, sizes: &Sizes) -> Result<()> {
 
 async fn scheduler_stream(client: &kube::Client, sizes: &Sizes) -> Result<()> {
     let api = namespace(client, "bench-stream").await?;
-    let (bound, watch) = watch_bindings(&api);
+    let watch = PodWatch::start(&api);
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let start = Instant::now();
     {
@@ -282,11 +284,10 @@ async fn scheduler_stream(client: &kube::Client, sizes: &Sizes) -> Result<()> {
         .await?;
     }
     let creates_done = start.elapsed();
-    wait_all_bound(&bound, sizes.pods).await?;
+    PodWatch::wait(&watch.bound, sizes.pods, "bound").await?;
     let elapsed = start.elapsed();
-    watch.abort();
     let mut lat = Latencies::with_capacity(sizes.pods);
-    let bound = bound.lock().await;
+    let bound = watch.bound.lock().await.clone();
     for (name, sent) in created.lock().await.iter() {
         if let Some(at) = bound.get(name) {
             lat.push(at.saturating_duration_since(*sent));
@@ -297,7 +298,8 @@ async fn scheduler_stream(client: &kube::Client, sizes: &Sizes) -> Result<()> {
         [
             fields!("pods" => sizes.pods, "nodes" => sizes.nodes, "concurrency" => sizes.concurrency,
                     "creates_per_s" => round(sizes.pods as f64 / creates_done.as_secs_f64()),
-                    "pods_bound_per_s" => round(sizes.pods as f64 / elapsed.as_secs_f64())),
+                    "pods_bound_per_s" => round(sizes.pods as f64 / elapsed.as_secs_f64()),
+                    "all_running_after_s" => round(watch.settle(sizes.pods).await?.duration_since(start).as_secs_f64())),
             lat.summary("create_to_bound_"),
         ]
         .concat(),

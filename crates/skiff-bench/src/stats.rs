@@ -76,6 +76,42 @@ pub fn emit(scenario: &str, fields: Vec<(String, Value)>) {
     eprintln!("  {}", readable.join(" "));
 }
 
+/// Runs `count` operations with `concurrency` in flight; answers each one's latency.
+pub async fn in_parallel<F, Fut>(
+    count: usize,
+    concurrency: usize,
+    op: F,
+) -> anyhow::Result<Latencies>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let all = std::sync::Arc::new(tokio::sync::Mutex::new(Latencies::with_capacity(count)));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (next, all, op) = (next.clone(), all.clone(), op.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Latencies::default();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let t = std::time::Instant::now();
+                op(i).await?;
+                mine.push(t.elapsed());
+            }
+            all.lock().await.extend(mine);
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(std::mem::take(&mut *all.lock().await))
+}
+
 /// Shorthand for building result fields.
 #[macro_export]
 macro_rules! fields {

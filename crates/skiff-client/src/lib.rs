@@ -15,7 +15,7 @@ pub mod workqueue;
 pub use events::EventRecorder;
 pub use factory::InformerFactory;
 pub use informer::{Change, Informer, Store};
-pub use workqueue::WorkQueue;
+pub use workqueue::{Reconcile, WorkQueue};
 
 /// A client for the cluster a kubeconfig (YAML) names.
 pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, ClientError> {

@@ -155,6 +155,28 @@ impl WorkQueue {
     }
 }
 
+/// A controller's sync of one key, for `WorkQueue::run_reconciler`.
+pub trait Reconcile: Send + Sync + 'static {
+    type Error: std::fmt::Display + Send;
+
+    /// Brings one key's object to its desired state; `Ok(Some(d))` looks again after `d`.
+    fn reconcile(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Duration>, Self::Error>> + Send;
+}
+
+impl WorkQueue {
+    /// `run_workers` for a reconciler.
+    pub async fn run_reconciler<R: Reconcile>(&self, workers: usize, reconciler: Arc<R>) {
+        self.run_workers(workers, move |key| {
+            let r = reconciler.clone();
+            async move { r.reconcile(&key).await }
+        })
+        .await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

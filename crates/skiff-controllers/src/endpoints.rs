@@ -99,13 +99,7 @@ impl EndpointsController {
     }
 
     pub async fn run(self: Arc<Self>) {
-        let me = self.clone();
-        self.queue
-            .run_workers(WORKERS, move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await.map(|()| None::<Duration>) }
-            })
-            .await;
+        self.queue.run_reconciler(WORKERS, self.clone()).await;
     }
 
     async fn sync(&self, key: &str) -> Result<(), Error> {
@@ -310,6 +304,14 @@ impl EndpointsController {
             )?;
         }
         Ok(())
+    }
+}
+
+impl skiff_client::Reconcile for EndpointsController {
+    type Error = Error;
+
+    async fn reconcile(&self, key: &str) -> Result<Option<Duration>, Error> {
+        self.sync(key).await.map(|()| None)
     }
 }
 

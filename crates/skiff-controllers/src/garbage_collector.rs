@@ -43,6 +43,7 @@ struct Kind {
     namespaced: bool,
 }
 
+#[derive(Clone)]
 struct Item {
     kind: usize,
     namespace: Option<String>,
@@ -202,13 +203,7 @@ impl GarbageCollector {
     }
 
     pub async fn run(self: Arc<Self>) {
-        let me = self.clone();
-        self.queue
-            .run_workers(WORKERS, move |key| {
-                let me = me.clone();
-                async move { me.process(&key).await }
-            })
-            .await;
+        self.queue.run_reconciler(WORKERS, self.clone()).await;
     }
 
     async fn process(&self, key: &str) -> Result<Option<Duration>, Error> {
@@ -218,6 +213,10 @@ impl GarbageCollector {
             Some(("orphan", uid)) => self.orphan_dependents(uid).await,
             _ => Ok(None),
         }
+    }
+
+    fn item(&self, uid: &str) -> Option<Item> {
+        lock(&self.graph).items.get(uid).cloned()
     }
 
     fn api_for(&self, kind: usize, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -263,19 +262,17 @@ impl GarbageCollector {
     /// Deletes an object whose owners are all gone (or all waiting on their dependents);
     /// drops references to gone owners from one that still has a live owner.
     async fn attempt_to_delete(&self, uid: &str) -> Result<Option<Duration>, Error> {
-        let (kind, namespace, name, owners, deleting, finalizers) = {
-            let graph = lock(&self.graph);
-            let Some(item) = graph.items.get(uid) else {
-                return Ok(None);
-            };
-            (
-                item.kind,
-                item.namespace.clone(),
-                item.name.clone(),
-                item.owners.clone(),
-                item.deleting,
-                item.finalizers.clone(),
-            )
+        let Some(Item {
+            kind,
+            namespace,
+            name,
+            owners,
+            deleting,
+            finalizers,
+            ..
+        }) = self.item(uid)
+        else {
+            return Ok(None);
         };
         if owners.is_empty() || (deleting && !finalizers.iter().any(|f| f == FOREGROUND)) {
             return Ok(None);
@@ -402,18 +399,16 @@ impl GarbageCollector {
         uid: &str,
         finalizer: &str,
     ) -> Result<Option<Duration>, Error> {
-        let (kind, namespace, name, finalizers, rv) = {
-            let graph = lock(&self.graph);
-            let Some(item) = graph.items.get(uid) else {
-                return Ok(None);
-            };
-            (
-                item.kind,
-                item.namespace.clone(),
-                item.name.clone(),
-                item.finalizers.clone(),
-                item.resource_version.clone(),
-            )
+        let Some(Item {
+            kind,
+            namespace,
+            name,
+            finalizers,
+            resource_version: rv,
+            ..
+        }) = self.item(uid)
+        else {
+            return Ok(None);
         };
         if !finalizers.iter().any(|f| f == finalizer) {
             return Ok(None);
@@ -435,5 +430,13 @@ fn ignore_gone(result: Result<(), kube::Error>) -> Result<Option<Duration>, Erro
         Ok(()) => Ok(None),
         Err(e) if skiff_client::is_status(&e, 404) => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+impl skiff_client::Reconcile for GarbageCollector {
+    type Error = Error;
+
+    fn reconcile(&self, key: &str) -> impl Future<Output = Result<Option<Duration>, Error>> + Send {
+        self.process(key)
     }
 }

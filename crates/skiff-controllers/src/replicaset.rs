@@ -133,13 +133,7 @@ impl ReplicaSetController {
     }
 
     pub async fn run(self: Arc<Self>) {
-        let me = self.clone();
-        self.queue
-            .run_workers(WORKERS, move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await }
-            })
-            .await;
+        self.queue.run_reconciler(WORKERS, self.clone()).await;
     }
 
     async fn sync(&self, key: &str) -> Result<Option<Duration>, Error> {
@@ -477,6 +471,14 @@ pub(crate) fn pods_to_delete(pods: &[Arc<Pod>], n: usize) -> Vec<Arc<Pod>> {
     });
     ranked.truncate(n);
     ranked
+}
+
+impl skiff_client::Reconcile for ReplicaSetController {
+    type Error = Error;
+
+    fn reconcile(&self, key: &str) -> impl Future<Output = Result<Option<Duration>, Error>> + Send {
+        self.sync(key)
+    }
 }
 
 #[cfg(test)]

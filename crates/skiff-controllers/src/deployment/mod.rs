@@ -27,6 +27,7 @@ use crate::Error;
 use util::*;
 
 const WORKERS: usize = 5;
+const CONFLICT_RESYNC: Duration = Duration::from_secs(1);
 
 pub struct DeploymentController {
     client: Client,
@@ -109,16 +110,20 @@ impl DeploymentController {
     }
 
     pub async fn run(self: Arc<Self>) {
-        let me = self.clone();
-        self.queue
-            .run_workers(WORKERS, move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await }
-            })
-            .await;
+        self.queue.run_reconciler(WORKERS, self.clone()).await;
     }
 
+    /// A conflict means a copy here was stale: the informer is about to deliver the newer
+    /// version, and that event syncs again. It is no failure, so it does not back off (the
+    /// resync after a second is only a safety net).
     async fn sync(&self, key: &str) -> Result<Option<Duration>, Error> {
+        match self.sync_once(key).await {
+            Err(Error::Api(e)) if skiff_client::is_status(&e, 409) => Ok(Some(CONFLICT_RESYNC)),
+            other => other,
+        }
+    }
+
+    async fn sync_once(&self, key: &str) -> Result<Option<Duration>, Error> {
         let Some(d) = self.deployments.get(key) else {
             return Ok(None);
         };
@@ -229,4 +234,12 @@ fn new_replicaset(d: &Deployment, hash: &str, replicas: i32, revision: i64) -> R
     rs.metadata.annotations = Some(annotations);
     rs.metadata.owner_references = Some(vec![controller_reference(d)]);
     rs
+}
+
+impl skiff_client::Reconcile for DeploymentController {
+    type Error = Error;
+
+    fn reconcile(&self, key: &str) -> impl Future<Output = Result<Option<Duration>, Error>> + Send {
+        self.sync(key)
+    }
 }
