@@ -604,3 +604,31 @@ fn recreate_replaces_every_pod_at_once() {
     );
     assert_eq!(replicas_by_image(&k, "rec").get("rec:v1"), Some(&0));
 }
+
+#[test]
+fn a_rollout_that_cannot_progress_exceeds_its_deadline() {
+    let server = TestServer::start();
+    let k = server.kubectl(33);
+    let _nodes = SimulatedNodes::start(&server, 1, "n-", 40);
+    k.ok_stdin(&["apply", "-f", "-"], r#"{"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "stuck"},
+        "spec": {"replicas": 1, "progressDeadlineSeconds": 2,
+          "selector": {"matchLabels": {"app": "stuck"}},
+          "template": {"metadata": {"labels": {"app": "stuck"}},
+            "spec": {"nodeSelector": {"disk": "none"}, "containers": [{"name": "c", "image": "x"}]}}}}"#);
+    eventually("Progressing=False ProgressDeadlineExceeded", WAIT, || {
+        progressing_reason(&k, "stuck") == "ProgressDeadlineExceeded"
+    });
+    let err = k.fails(&["rollout", "status", "deployment/stuck", "--timeout=20s"]);
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+    let d = k.json(&["get", "deployment", "stuck"]);
+    let available = d["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Available")
+        .unwrap()
+        .clone();
+    assert_eq!(available["status"], "False");
+    assert_eq!(available["reason"], "MinimumReplicasUnavailable");
+}
