@@ -16,6 +16,7 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {
                 pod_spec(spec);
+                requests_from_limits(spec);
             }
         }
         ("", "Service") => service(obj),
@@ -128,6 +129,74 @@ fn pod_spec(spec: &mut Value) {
     }
 }
 
+/// A pod's container that states limits but not requests requests its limits (upstream's
+/// `SetDefaults_Pod`; templates are not defaulted this way).
+fn requests_from_limits(spec: &mut Value) {
+    for key in ["containers", "initContainers"] {
+        let Some(list) = spec.get_mut(key).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in list {
+            let Some(resources) = c.get_mut("resources").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else {
+                continue;
+            };
+            let requests = resources.entry("requests").or_insert_with(|| json!({}));
+            if let Some(requests) = requests.as_object_mut() {
+                for (name, value) in limits {
+                    requests.entry(name).or_insert(value);
+                }
+            }
+        }
+    }
+}
+
+/// A pod's quality-of-service class, as upstream decides it from cpu and memory: no requests
+/// or limits anywhere is BestEffort; limits on both for every container, equal to the
+/// requests, is Guaranteed; anything else Burstable.
+pub fn qos_class(spec: &Value) -> &'static str {
+    use std::collections::BTreeMap;
+    let mut requests: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut limits: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut guaranteed = true;
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten();
+    for c in containers {
+        let amount = |section: &str, name: &str| {
+            c.get("resources")
+                .and_then(|r| r.get(section))
+                .and_then(|m| m.get(name))
+                .and_then(Value::as_str)
+                .and_then(crate::quantity::millis)
+                .filter(|v| *v > 0)
+        };
+        let mut limited = 0;
+        for name in ["cpu", "memory"] {
+            if let Some(v) = amount("requests", name) {
+                *requests.entry(name).or_default() += v;
+            }
+            if let Some(v) = amount("limits", name) {
+                *limits.entry(name).or_default() += v;
+                limited += 1;
+            }
+        }
+        if limited < 2 {
+            guaranteed = false;
+        }
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return "BestEffort";
+    }
+    if guaranteed && requests == limits {
+        return "Guaranteed";
+    }
+    "Burstable"
+}
+
 fn service(obj: &mut Value) {
     set_default(obj, "spec", "type", json!("ClusterIP"));
     set_default(obj, "spec", "sessionAffinity", json!("None"));
@@ -159,6 +228,28 @@ fn service(obj: &mut Value) {
 mod tests {
     use super::*;
     use crate::resources::lookup;
+
+    #[test]
+    fn pods_request_their_limits_and_get_their_qos_class() {
+        let rt = lookup("", "v1", "pods").unwrap();
+        let mut p = json!({"spec": {"containers": [{"name": "c", "image": "x",
+            "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]}});
+        apply(rt, &mut p);
+        assert_eq!(
+            p["spec"]["containers"][0]["resources"]["requests"],
+            json!({"cpu": "500m", "memory": "64Mi"})
+        );
+        assert_eq!(qos_class(&p["spec"]), "Guaranteed");
+        let burstable = json!({"containers": [{"resources": {"requests": {"cpu": "100m"}}}]});
+        assert_eq!(qos_class(&burstable), "Burstable");
+        let unequal = json!({"containers": [{"resources": {"requests": {"cpu": "0.5", "memory": "1Gi"},
+            "limits": {"cpu": "1", "memory": "1Gi"}}}]});
+        assert_eq!(qos_class(&unequal), "Burstable");
+        assert_eq!(
+            qos_class(&json!({"containers": [{"name": "c"}]})),
+            "BestEffort"
+        );
+    }
 
     #[test]
     fn deployments_get_upstream_defaults() {

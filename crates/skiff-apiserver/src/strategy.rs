@@ -20,7 +20,7 @@ fn tracks_generation(rt: &ResourceType) -> bool {
 fn initial_status(rt: &ResourceType) -> Option<Value> {
     match (rt.group, rt.kind) {
         ("apps", _) => Some(json!({})),
-        ("", "Pod") => Some(json!({"phase": "Pending", "qosClass": "BestEffort"})),
+        ("", "Pod") => Some(json!({"phase": "Pending"})),
         ("", "Service") => Some(json!({"loadBalancer": {}})),
         _ => None,
     }
@@ -156,6 +156,10 @@ pub fn prepare_create(
         obj["status"] = status;
     }
     defaults::apply(rt, obj);
+    if rt.group.is_empty() && rt.kind == "Pod" {
+        let class = defaults::qos_class(&obj["spec"]);
+        obj["status"]["qosClass"] = class.into();
+    }
     let name = meta_str(obj, "name").unwrap_or_default().to_string();
     let causes = validate(rt, obj, None);
     if !causes.is_empty() {

@@ -9,7 +9,6 @@ pub mod events;
 pub mod factory;
 pub mod informer;
 pub mod objects;
-pub mod quantity;
 pub mod workqueue;
 
 pub use events::EventRecorder;

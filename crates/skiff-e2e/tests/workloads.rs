@@ -288,6 +288,14 @@ fn unschedulable_pods_say_why_and_are_placed_when_a_node_fits() {
     let big = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "big"},
         "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "64"}}}]}}"#;
     k.ok_stdin(&["create", "-f", "-"], big);
+    assert_eq!(
+        k.json(&["get", "pod", "big"])["status"]["qosClass"],
+        "Burstable"
+    );
+    assert_eq!(
+        k.json(&["get", "pod", "picky"])["status"]["qosClass"],
+        "BestEffort"
+    );
     eventually("big is unschedulable for cpu", WAIT, || {
         k.ok(&[
             "get",

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use skiff_api::quantity;
 use skiff_client::objects::{controller_of, pod_node};
-use skiff_client::quantity;
 
 /// Upstream's requests for a container that states none, used only for scoring, so that
 /// best-effort pods still spread instead of piling onto one node.
