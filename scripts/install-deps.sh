@@ -8,6 +8,8 @@ packages=(
   protobuf-compiler  # etcd-client generates its gRPC code with protoc at build time
   libprotobuf-dev    # …and imports protobuf's well-known types (descriptor.proto) from it
   curl               # the API end-to-end tests send raw HTTPS requests with it
+  skopeo             # the registry's tests push and inspect images with a real client
+  busybox-static     # …built offline from this static busybox
 )
 
 missing=()

@@ -83,6 +83,8 @@ pub(crate) async fn start_server(extra: &[&str]) -> Result<ServerProcess> {
             "127.0.0.1",
             "--https-port",
             &port.to_string(),
+            "--registry-port",
+            "0",
         ])
         .arg("--data-dir")
         .arg(dir.path())

@@ -46,6 +46,8 @@ pub struct TestServer {
     server: Option<RunningServer>,
     runtime: tokio::runtime::Runtime,
     pub store: Arc<dyn Store>,
+    /// The embedded image registry (plain HTTP on loopback), as `skiff server` runs it.
+    pub registry: std::net::SocketAddr,
     dir: tempfile::TempDir,
     /// The etcd behind `store`, when there is one; dropped last.
     _etcd: Option<skiff_testkit::EtcdServer>,
@@ -94,7 +96,7 @@ impl TestServer {
             .build()
             .expect("tokio runtime");
         let data_dir = dir.path().to_path_buf();
-        let (server, store) = runtime.block_on(async {
+        let (server, store, registry) = runtime.block_on(async {
             let config = match &etcd {
                 Some(etcd) => skiff_store::DatastoreConfig::Etcd(skiff_store::EtcdConfig::new(
                     &etcd.endpoint(),
@@ -114,6 +116,14 @@ impl TestServer {
             })
             .await
             .expect("start the API server");
+            let admin_token = server.admin_token.clone();
+            let (registry, _) = skiff_registry::serve(
+                "127.0.0.1:0".parse().unwrap(),
+                skiff_registry::Storage::open(data_dir.join("registry")).expect("registry storage"),
+                Arc::new(move |token: &str| token == admin_token),
+            )
+            .await
+            .expect("start the registry");
             // As `skiff server` does: the controllers and the scheduler, as API clients.
             if options.controllers {
                 let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
@@ -132,12 +142,13 @@ impl TestServer {
                     controllers.run().await;
                 });
             }
-            (server, store)
+            (server, store, registry)
         });
         TestServer {
             server: Some(server),
             runtime,
             store,
+            registry,
             dir,
             _etcd: etcd,
         }

@@ -21,6 +21,9 @@ pub struct ServerArgs {
     /// Port of the Kubernetes API (HTTPS).
     #[arg(long, default_value_t = 6443)]
     https_port: u16,
+    /// Port of the embedded image registry (plain HTTP, on the bind address; 0 picks one).
+    #[arg(long, default_value_t = 5000)]
+    registry_port: u16,
     /// Where to write the admin kubeconfig (mode 0600).
     #[arg(long, default_value = "/etc/skiff/kubeconfig.yaml")]
     write_kubeconfig: PathBuf,
@@ -71,6 +74,15 @@ impl ServerArgs {
             unreachable_toleration_seconds: self.default_unreachable_toleration_seconds,
         })
         .await?;
+        let registry = skiff_registry::Storage::open(data_dir.join("registry"))
+            .context("opening the registry's storage")?;
+        let admin_token = server.admin_token.clone();
+        let (registry_addr, _registry) = skiff_registry::serve(
+            std::net::SocketAddr::new(self.bind_address, self.registry_port),
+            registry,
+            std::sync::Arc::new(move |token: &str| token == admin_token),
+        )
+        .await?;
         let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
             .await
             .context("connecting the controllers to the API")?;
@@ -91,7 +103,7 @@ impl ServerArgs {
             controllers.run().await;
         });
         eprintln!(
-            "skiff server ready at {}; kubeconfig written to {}",
+            "skiff server ready at {}; kubeconfig written to {}; image registry at http://{registry_addr}",
             server.url,
             self.write_kubeconfig.display()
         );

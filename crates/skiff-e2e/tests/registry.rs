@@ -1,0 +1,277 @@
+//! The embedded registry with a real client: an image built offline (a layer holding
+//! Debian's static busybox) is pushed with skopeo, inspected, copied between repositories
+//! (a cross-repository mount), pulled back byte for byte, and read raw with curl.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use skiff_e2e::TestServer;
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    let text = String::from_utf8_lossy(&out.stdout);
+    format!("sha256:{}", text.split_whitespace().next().unwrap())
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (apt-get install skopeo)"))
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes `bytes` as a blob of an OCI layout; answers its descriptor.
+fn blob(layout: &Path, media_type: &str, bytes: &[u8]) -> Value {
+    let tmp = layout.join("blob.tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    let digest = sha256(&tmp);
+    let dest = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    std::fs::rename(&tmp, dest).unwrap();
+    json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+}
+
+/// An OCI image layout archive of one busybox layer, tagged `v1`; answers (archive, layer
+/// descriptor, manifest descriptor).
+fn busybox_image(dir: &Path) -> (std::path::PathBuf, Value, Value) {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("busybox (apt-get install busybox-static)");
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    let layer_tar = dir.join("layer.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&layer_tar)
+        .arg("bin"));
+
+    let diff_id = sha256(&layer_tar);
+    // Compressed, as pushed layers are (skopeo would compress an uncompressed one).
+    ok(Command::new("gzip").arg("-n").arg(&layer_tar));
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let gzipped = std::fs::read(dir.join("layer.tar.gz")).unwrap();
+    let layer = blob(
+        &layout,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        &gzipped,
+    );
+    let config = json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]}});
+    let config = blob(
+        &layout,
+        "application/vnd.oci.image.config.v1+json",
+        config.to_string().as_bytes(),
+    );
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config, "layers": [layer]});
+    let mut manifest_desc = blob(
+        &layout,
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.to_string().as_bytes(),
+    );
+    manifest_desc["annotations"] = json!({"org.opencontainers.image.ref.name": "v1"});
+    std::fs::write(
+        layout.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [manifest_desc]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+    let archive = dir.join("busybox.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    (archive, layer, manifest_desc)
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = ok(Command::new("curl")
+        .args(["-s", "-o", "/dev/stdout", "-w", "\n%{http_code}"])
+        .args(args));
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn skopeo_pushes_inspects_mounts_and_pulls() {
+    let server = TestServer::start_api_only();
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, layer, manifest) = busybox_image(dir.path());
+    let registry = server.registry.to_string();
+    let image = format!("docker://{registry}/test/busybox:v1");
+    let source = format!("oci-archive:{}:v1", archive.display());
+
+    // Pushing needs the cluster's token.
+    let denied = run(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "skiff:wrong",
+        &source,
+        &image,
+    ]));
+    assert!(!denied.status.success());
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        stderr.contains("unauthorized") || stderr.contains("401"),
+        "{stderr}"
+    );
+
+    let creds = format!("skiff:{}", server.token());
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &source,
+        &image,
+    ]));
+
+    let inspected: Value = serde_json::from_str(&ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &image,
+    ])))
+    .unwrap();
+    let (_, stored) = curl(&[
+        "-H",
+        "Authorization: Bearer anonymous",
+        &format!("http://{registry}/v2/test/busybox/manifests/v1"),
+    ]);
+    let local = std::fs::read_to_string(
+        dir.path().join("layout/blobs/sha256").join(
+            manifest["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        ),
+    )
+    .unwrap();
+    assert_eq!(stored, local);
+    assert_eq!(inspected["Digest"], manifest["digest"]);
+    assert_eq!(inspected["Layers"], json!([layer["digest"]]));
+    assert_eq!(inspected["Architecture"], "amd64");
+
+    // Registry to registry: the layer is mounted across repositories, not sent again.
+    let other = format!("docker://{registry}/other/copy:latest");
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &image,
+        &other,
+    ]));
+
+    // Pulled back byte for byte.
+    let out = dir.path().join("pulled");
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &other,
+        &format!("oci:{}:v1", out.display()),
+    ]));
+    let hex = layer["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    assert_eq!(
+        std::fs::read(out.join("blobs/sha256").join(hex)).unwrap(),
+        std::fs::read(dir.path().join("layout/blobs/sha256").join(hex)).unwrap()
+    );
+
+    // Raw: catalog, tags, Range, digests, errors.
+    let base = format!("http://{registry}/v2");
+    let (code, body) = curl(&[&format!("{base}/_catalog")]);
+    assert_eq!(
+        (code, serde_json::from_str::<Value>(&body).unwrap()),
+        (200, json!({"repositories": ["other/copy", "test/busybox"]}))
+    );
+    let (_, body) = curl(&[&format!("{base}/test/busybox/tags/list")]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"name": "test/busybox", "tags": ["v1"]})
+    );
+    let layer_url = format!(
+        "{base}/test/busybox/blobs/{}",
+        layer["digest"].as_str().unwrap()
+    );
+    let ranged = ok(Command::new("curl").args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        "-H",
+        "Range: bytes=0-3",
+        &layer_url,
+    ]));
+    assert_eq!(ranged, "206 4");
+    let (code, _) = curl(&[
+        "-I",
+        &format!(
+            "{base}/test/busybox/manifests/{}",
+            manifest["digest"].as_str().unwrap()
+        ),
+    ]);
+    assert_eq!(code, 200);
+    let (code, body) = curl(&[&format!("{base}/test/busybox/manifests/v9")]);
+    assert_eq!(code, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["errors"][0]["code"],
+        "MANIFEST_UNKNOWN"
+    );
+    let (code, body) = curl(&[&format!(
+        "{base}/nobody/blobs/{}",
+        layer["digest"].as_str().unwrap()
+    )]);
+    assert_eq!(
+        (
+            code,
+            serde_json::from_str::<Value>(&body).unwrap()["errors"][0]["code"].clone()
+        ),
+        (404, json!("BLOB_UNKNOWN"))
+    );
+
+    // A blob whose bytes do not match the digest it is sent as is refused.
+    let auth = format!("skiff:{}", server.token());
+    let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let (code, body) = curl(&[
+        "-u",
+        &auth,
+        "-X",
+        "POST",
+        "--data-binary",
+        "hello",
+        &format!("{base}/test/busybox/blobs/uploads/?digest={wrong}"),
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["errors"][0]["code"],
+        "DIGEST_INVALID"
+    );
+}

@@ -1,0 +1,434 @@
+//! The registry's content-addressed store, on disk under one root:
+//!
+//! ```text
+//! blobs/sha256/<hex>                        content (layers, configs, manifests), verified
+//! uploads/<id>                              uploads in progress
+//! repositories/<name>/layers/<hex>          a blob linked into the repository
+//! repositories/<name>/manifests/<hex>       a manifest of the repository (holds its media type)
+//! repositories/<name>/tags/<tag>            the digest a tag points at
+//! ```
+//!
+//! Writes land in a temporary file and are renamed into place, so a reader never sees a
+//! partial blob and a crash leaves at worst an orphan upload.
+
+use std::path::{Path, PathBuf};
+
+use ring::digest::{Context, SHA256};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid repository name {0:?}")]
+    NameInvalid(String),
+    #[error("invalid digest {0:?} (only sha256:<64 hex digits> is supported)")]
+    DigestInvalid(String),
+    #[error("the content's digest is {actual}, not the {expected} it was sent as")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("invalid tag {0:?}")]
+    TagInvalid(String),
+    #[error("blob unknown: {0}")]
+    BlobUnknown(String),
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    #[error("upload unknown: {0}")]
+    UploadUnknown(String),
+    #[error("registry storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+#[derive(Clone)]
+pub struct Storage {
+    root: PathBuf,
+}
+
+/// `sha256:<hex>` → the hex, if that is what it is.
+pub fn digest_hex(digest: &str) -> Result<&str> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex)
+            if hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(hex)
+        }
+        _ => Err(StorageError::DigestInvalid(digest.to_string())),
+    }
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex(ring::digest::digest(&SHA256, bytes).as_ref())
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The distribution spec's repository name grammar: lowercase components of `[a-z0-9]`
+/// joined by `.`, `_`, `__` or dashes, separated by `/`.
+pub fn check_name(name: &str) -> Result<()> {
+    let valid_component = |c: &str| {
+        let bytes = c.as_bytes();
+        !bytes.is_empty()
+            && bytes[0].is_ascii_lowercase() | bytes[0].is_ascii_digit()
+            && bytes[bytes.len() - 1].is_ascii_lowercase() | bytes[bytes.len() - 1].is_ascii_digit()
+            && bytes.iter().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+            && !c.contains("..")
+            && !c.contains("___")
+    };
+    if name.len() > 255 || !name.split('/').all(valid_component) {
+        return Err(StorageError::NameInvalid(name.to_string()));
+    }
+    Ok(())
+}
+
+pub fn check_tag(tag: &str) -> Result<()> {
+    let b = tag.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::TagInvalid(tag.to_string()))
+    }
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    hex(&b)
+}
+
+impl Storage {
+    pub fn open(root: impl Into<PathBuf>) -> Result<Storage> {
+        let root = root.into();
+        for dir in ["blobs/sha256", "uploads", "repositories"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        Ok(Storage { root })
+    }
+
+    fn blob_path(&self, hex: &str) -> PathBuf {
+        self.root.join("blobs/sha256").join(hex)
+    }
+
+    fn repo(&self, name: &str) -> PathBuf {
+        self.root.join("repositories").join(name)
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf> {
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StorageError::UploadUnknown(id.to_string()));
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+
+    /// A blob of the repository: its path and size.
+    pub async fn blob(&self, name: &str, digest: &str) -> Result<(PathBuf, u64)> {
+        check_name(name)?;
+        let hex = digest_hex(digest)?;
+        let linked = tokio::fs::try_exists(self.repo(name).join("layers").join(hex)).await?
+            || tokio::fs::try_exists(self.repo(name).join("manifests").join(hex)).await?;
+        let path = self.blob_path(hex);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if linked => Ok((path, meta.len())),
+            _ => Err(StorageError::BlobUnknown(digest.to_string())),
+        }
+    }
+
+    async fn link(&self, name: &str, kind: &str, hex: &str, content: &str) -> Result<()> {
+        let dir = self.repo(name).join(kind);
+        tokio::fs::create_dir_all(&dir).await?;
+        write_atomically(&dir.join(hex), content.as_bytes()).await
+    }
+
+    /// Links an existing blob of another repository into this one (a cross-repository
+    /// mount). False if `from` does not have it.
+    pub async fn mount(&self, name: &str, digest: &str, from: &str) -> Result<bool> {
+        check_name(name)?;
+        check_name(from)?;
+        if self.blob(from, digest).await.is_err() {
+            return Ok(false);
+        }
+        self.link(name, "layers", digest_hex(digest)?, "").await?;
+        Ok(true)
+    }
+
+    pub async fn start_upload(&self, name: &str) -> Result<String> {
+        check_name(name)?;
+        let id = new_id();
+        tokio::fs::File::create(self.upload_path(&id)?).await?;
+        Ok(id)
+    }
+
+    /// Bytes received so far by an upload.
+    pub async fn upload_size(&self, id: &str) -> Result<u64> {
+        match tokio::fs::metadata(self.upload_path(id)?).await {
+            Ok(meta) => Ok(meta.len()),
+            Err(_) => Err(StorageError::UploadUnknown(id.to_string())),
+        }
+    }
+
+    /// The upload's file, opened for appending a chunk.
+    pub async fn upload_writer(&self, id: &str) -> Result<tokio::fs::File> {
+        let path = self.upload_path(id)?;
+        tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|_| StorageError::UploadUnknown(id.to_string()))
+    }
+
+    /// Appends a chunk to an upload; answers the new size.
+    pub async fn append(&self, id: &str, chunk: &[u8]) -> Result<u64> {
+        let mut file = self.upload_writer(id).await?;
+        file.write_all(chunk).await?;
+        file.flush().await?;
+        Ok(file.metadata().await?.len())
+    }
+
+    /// Completes an upload: its content must hash to `digest`; it becomes a blob linked
+    /// into the repository.
+    pub async fn finish_upload(&self, name: &str, id: &str, digest: &str) -> Result<()> {
+        check_name(name)?;
+        let hex = digest_hex(digest)?.to_string();
+        let path = self.upload_path(id)?;
+        let actual = hash_file(&path)
+            .await
+            .map_err(|_| StorageError::UploadUnknown(id.to_string()))?;
+        if actual != digest {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(StorageError::DigestMismatch {
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        tokio::fs::rename(&path, self.blob_path(&hex)).await?;
+        self.link(name, "layers", &hex, "").await
+    }
+
+    pub async fn cancel_upload(&self, id: &str) -> Result<()> {
+        tokio::fs::remove_file(self.upload_path(id)?)
+            .await
+            .map_err(|_| StorageError::UploadUnknown(id.to_string()))
+    }
+
+    /// Stores a manifest under its digest (and `reference`, when that is a tag); answers
+    /// the digest. A digest reference must match the content.
+    pub async fn put_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<String> {
+        check_name(name)?;
+        let digest = sha256_digest(bytes);
+        if reference.starts_with("sha256:") {
+            digest_hex(reference)?;
+            if reference != digest {
+                return Err(StorageError::DigestMismatch {
+                    expected: reference.to_string(),
+                    actual: digest,
+                });
+            }
+        } else {
+            check_tag(reference)?;
+        }
+        let hex = digest_hex(&digest)?.to_string();
+        write_atomically(&self.blob_path(&hex), bytes).await?;
+        self.link(name, "manifests", &hex, media_type).await?;
+        if !reference.starts_with("sha256:") {
+            self.link(name, "tags", reference, &digest).await?;
+        }
+        Ok(digest)
+    }
+
+    /// A manifest by tag or digest: (content, media type, digest).
+    pub async fn manifest(&self, name: &str, reference: &str) -> Result<(Vec<u8>, String, String)> {
+        check_name(name)?;
+        let unknown = || StorageError::ManifestUnknown(format!("{name}:{reference}"));
+        let digest = if reference.starts_with("sha256:") {
+            digest_hex(reference)?;
+            reference.to_string()
+        } else {
+            check_tag(reference)?;
+            tokio::fs::read_to_string(self.repo(name).join("tags").join(reference))
+                .await
+                .map_err(|_| unknown())?
+        };
+        let hex = digest_hex(&digest)?;
+        let media_type = tokio::fs::read_to_string(self.repo(name).join("manifests").join(hex))
+            .await
+            .map_err(|_| unknown())?;
+        let bytes = tokio::fs::read(self.blob_path(hex))
+            .await
+            .map_err(|_| unknown())?;
+        Ok((bytes, media_type, digest))
+    }
+
+    pub async fn tags(&self, name: &str) -> Result<Vec<String>> {
+        check_name(name)?;
+        let mut tags = list_dir(&self.repo(name).join("tags")).await?;
+        if tags.is_empty() && !tokio::fs::try_exists(self.repo(name)).await? {
+            return Err(StorageError::NameInvalid(name.to_string()));
+        }
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// Every repository name, sorted.
+    pub async fn catalog(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut stack = vec![(self.root.join("repositories"), String::new())];
+        while let Some((dir, prefix)) = stack.pop() {
+            for entry in list_dir(&dir).await? {
+                if matches!(entry.as_str(), "layers" | "manifests" | "tags") {
+                    if entry == "manifests" && !names.contains(&prefix) {
+                        names.push(prefix.clone());
+                    }
+                    continue;
+                }
+                let full = if prefix.is_empty() {
+                    entry.clone()
+                } else {
+                    format!("{prefix}/{entry}")
+                };
+                stack.push((dir.join(&entry), full));
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+async fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    while let Some(entry) = entries.next_entry().await? {
+        out.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    Ok(out)
+}
+
+async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", new_id()));
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::rename(&tmp, path).await?;
+    Ok(())
+}
+
+async fn hash_file(path: &Path) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut ctx = Context::new(&SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex(ctx.finish().as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_tags_and_digests_follow_the_spec() {
+        assert!(check_name("library/busybox").is_ok());
+        assert!(check_name("gcr.io/p/hello-node").is_ok());
+        for bad in ["", "UPPER", "a//b", "-a", "a-", "../x", "a/../b"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_tag("v1.0_rc-1").is_ok());
+        assert!(check_tag(".hidden").is_err());
+        assert!(digest_hex(&sha256_digest(b"x")).is_ok());
+        assert!(digest_hex("sha256:abc").is_err());
+        assert!(digest_hex("md5:00").is_err());
+    }
+
+    #[tokio::test]
+    async fn uploads_are_verified_and_linked_per_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let id = s.start_upload("a/b").await.unwrap();
+        s.append(&id, b"hello ").await.unwrap();
+        assert_eq!(s.append(&id, b"world").await.unwrap(), 11);
+        let digest = sha256_digest(b"hello world");
+        let wrong = sha256_digest(b"other");
+        let id2 = s.start_upload("a/b").await.unwrap();
+        s.append(&id2, b"hello world").await.unwrap();
+        assert!(matches!(
+            s.finish_upload("a/b", &id2, &wrong).await,
+            Err(StorageError::DigestMismatch { .. })
+        ));
+        s.finish_upload("a/b", &id, &digest).await.unwrap();
+        assert_eq!(s.blob("a/b", &digest).await.unwrap().1, 11);
+        assert!(
+            matches!(
+                s.blob("c", &digest).await,
+                Err(StorageError::BlobUnknown(_))
+            ),
+            "not linked into c"
+        );
+        assert!(s.mount("c", &digest, "a/b").await.unwrap());
+        assert!(s.blob("c", &digest).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn manifests_by_tag_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let body = br#"{"schemaVersion":2}"#;
+        let digest = s
+            .put_manifest(
+                "x",
+                "v1",
+                body,
+                "application/vnd.oci.image.manifest.v1+json",
+            )
+            .await
+            .unwrap();
+        let (bytes, media, d) = s.manifest("x", "v1").await.unwrap();
+        assert_eq!(
+            (bytes.as_slice(), media.as_str(), d.as_str()),
+            (
+                &body[..],
+                "application/vnd.oci.image.manifest.v1+json",
+                digest.as_str()
+            )
+        );
+        assert!(s.manifest("x", &digest).await.is_ok());
+        assert!(matches!(
+            s.manifest("x", "v2").await,
+            Err(StorageError::ManifestUnknown(_))
+        ));
+        assert!(matches!(
+            s.put_manifest("x", &sha256_digest(b"no"), body, "m").await,
+            Err(StorageError::DigestMismatch { .. })
+        ));
+        assert_eq!(s.tags("x").await.unwrap(), ["v1"]);
+        s.put_manifest("deep/er/name", "latest", body, "m")
+            .await
+            .unwrap();
+        assert_eq!(s.catalog().await.unwrap(), ["deep/er/name", "x"]);
+    }
+}
