@@ -257,6 +257,28 @@ fn skopeo_pushes_inspects_mounts_and_pulls() {
         (404, json!("BLOB_UNKNOWN"))
     );
 
+    // Deletion: the copy's manifest goes (skopeo deletes by digest); the original stays.
+    ok(Command::new("skopeo").args(["delete", "--tls-verify=false", "--creds", &creds, &other]));
+    let gone = run(Command::new("skopeo").args(["inspect", "--tls-verify=false", &other]));
+    assert!(!gone.status.success(), "the deleted manifest is gone");
+    ok(Command::new("skopeo").args(["inspect", "--tls-verify=false", &image]));
+    let other_layer = format!(
+        "{base}/other/copy/blobs/{}",
+        layer["digest"].as_str().unwrap()
+    );
+    let (code, _) = curl(&[
+        "-u",
+        &format!("skiff:{}", server.token()),
+        "-X",
+        "DELETE",
+        &other_layer,
+    ]);
+    assert_eq!(code, 202);
+    let (code, _) = curl(&["-I", &other_layer]);
+    assert_eq!(code, 404);
+    let (code, _) = curl(&["-I", &layer_url]);
+    assert_eq!(code, 200, "still linked into test/busybox");
+
     // A blob whose bytes do not match the digest it is sent as is refused.
     let auth = format!("skiff:{}", server.token());
     let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";

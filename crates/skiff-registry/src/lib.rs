@@ -2,8 +2,8 @@
 //! store in the data directory, so a cluster has images with no internet at all.
 //!
 //! Landed so far: pull (manifests by tag and digest, blobs with HEAD and Range), push
-//! (monolithic and chunked uploads, cross-repository mounts), tag listing, catalog, and
-//! push authentication (basic auth whose password is a token the caller accepts). Blobs are
+//! (monolithic and chunked uploads, cross-repository mounts), tag listing, catalog,
+//! manifest and blob deletion (unlinking from the repository), and push authentication (basic auth whose password is a token the caller accepts). Blobs are
 //! verified against their digest before they are stored; manifests are stored as blobs and
 //! linked into repositories by digest and tag.
 

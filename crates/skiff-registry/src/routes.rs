@@ -280,6 +280,16 @@ async fn dispatch(
         (Route::Manifest(name, reference), Method::PUT) => {
             put_manifest(r, name, reference, headers, body).await
         }
+        (Route::Manifest(name, reference), Method::DELETE) => r
+            .storage
+            .delete_manifest(name, reference)
+            .await
+            .map(|()| StatusCode::ACCEPTED.into_response()),
+        (Route::Blob(name, digest), Method::DELETE) => r
+            .storage
+            .delete_blob(name, digest)
+            .await
+            .map(|()| StatusCode::ACCEPTED.into_response()),
         (Route::Blob(name, digest), Method::GET | Method::HEAD) => {
             get_blob(r, name, digest, headers, *method == Method::HEAD).await
         }

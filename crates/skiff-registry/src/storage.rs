@@ -277,6 +277,44 @@ impl Storage {
         Ok((bytes, media_type, digest))
     }
 
+    /// Unlinks a manifest from the repository: by digest, with every tag pointing at it; by
+    /// tag, just the tag. (Content stays until a garbage collection; other repositories may
+    /// still link it.)
+    pub async fn delete_manifest(&self, name: &str, reference: &str) -> Result<()> {
+        check_name(name)?;
+        let unknown = || StorageError::ManifestUnknown(format!("{name}:{reference}"));
+        let tags_dir = self.repo(name).join("tags");
+        if !reference.starts_with("sha256:") {
+            check_tag(reference)?;
+            return tokio::fs::remove_file(tags_dir.join(reference))
+                .await
+                .map_err(|_| unknown());
+        }
+        let hex = digest_hex(reference)?;
+        tokio::fs::remove_file(self.repo(name).join("manifests").join(hex))
+            .await
+            .map_err(|_| unknown())?;
+        for tag in list_dir(&tags_dir).await? {
+            let path = tags_dir.join(&tag);
+            if tokio::fs::read_to_string(&path)
+                .await
+                .is_ok_and(|d| d == reference)
+            {
+                tokio::fs::remove_file(&path).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Unlinks a blob from the repository.
+    pub async fn delete_blob(&self, name: &str, digest: &str) -> Result<()> {
+        check_name(name)?;
+        let hex = digest_hex(digest)?;
+        tokio::fs::remove_file(self.repo(name).join("layers").join(hex))
+            .await
+            .map_err(|_| StorageError::BlobUnknown(digest.to_string()))
+    }
+
     pub async fn tags(&self, name: &str) -> Result<Vec<String>> {
         check_name(name)?;
         let mut tags = list_dir(&self.repo(name).join("tags")).await?;
