@@ -83,9 +83,13 @@ pub(crate) async fn start_server(extra: &[&str]) -> Result<ServerProcess> {
             "127.0.0.1",
             "--https-port",
             &port.to_string(),
-            "--registry-port",
-            "0",
         ])
+        // Any free port for the registry unless the scenario names one.
+        .args(if extra.contains(&"--registry-port") {
+            &[][..]
+        } else {
+            &["--registry-port", "0"][..]
+        })
         .arg("--data-dir")
         .arg(dir.path())
         .arg("--write-kubeconfig")

@@ -7,6 +7,7 @@
 
 mod api;
 mod cluster;
+mod registry;
 mod stats;
 mod store;
 
@@ -55,6 +56,13 @@ enum Scenario {
         replicas: i32,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+    },
+    /// The embedded registry: a blob pushed (monolithic and chunked) and pulled over
+    /// loopback, against copying the same file on this disk. Needs `cargo build --release
+    /// -p skiff` first.
+    Registry {
+        #[arg(long, default_value_t = 100)]
+        mib: usize,
     },
     /// The whole datastore suite on both backends: fsync floor, writes at each concurrency,
     /// range, watch delivery.
@@ -140,6 +148,7 @@ async fn main() -> Result<()> {
             })
             .await?
         }
+        Scenario::Registry { mib } => registry::run(mib).await?,
         Scenario::Store {
             count,
             concurrency,
