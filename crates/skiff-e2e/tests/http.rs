@@ -11,6 +11,28 @@ fn configmap(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
 }
 
+/// The events of a JSON watch response.
+fn watch_events(reply: &skiff_e2e::Reply) -> Vec<Value> {
+    reply
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Each event's type and object name.
+fn types_and_names(events: &[Value]) -> Vec<(&str, &str)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn assert_status(reply: &skiff_e2e::Reply, code: u16, reason: &str) -> Value {
     let body = reply.json();
     assert_eq!(reply.code, code, "{body}");
@@ -268,29 +290,10 @@ fn watches_resume_from_a_resource_version_and_expire_when_compacted() {
         )
         .send();
     assert_eq!(reply.code, 200);
-    let events: Vec<Value> = reply
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let seen: Vec<(String, String)> = events
-        .iter()
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap().to_string(),
-                e["object"]["metadata"]["name"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            )
-        })
-        .collect();
+    let events = watch_events(&reply);
     assert_eq!(
-        seen,
-        [
-            ("ADDED".to_string(), "w-b".to_string()),
-            ("DELETED".to_string(), "w-a".to_string())
-        ]
+        types_and_names(&events),
+        [("ADDED", "w-b"), ("DELETED", "w-a")]
     );
 
     // Label selectors: only matching objects, and a label change that leaves the set is a DELETED.
@@ -313,16 +316,8 @@ fn watches_resume_from_a_resource_version_and_expire_when_compacted() {
             &format!("{CM}?watch=true&resourceVersion=1&labelSelector=app%3Dx&timeoutSeconds=1"),
         )
         .send();
-    let types: Vec<String> = reply
-        .body
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let events = watch_events(&reply);
+    let types: Vec<&str> = types_and_names(&events).iter().map(|(t, _)| *t).collect();
     assert_eq!(types, ["ADDED", "DELETED"], "{}", reply.body);
     let _ = rv;
 
@@ -330,16 +325,8 @@ fn watches_resume_from_a_resource_version_and_expire_when_compacted() {
     let reply = s
         .http("GET", &format!("{CM}?watch=true&timeoutSeconds=1"))
         .send();
-    let names: Vec<String> = reply
-        .body
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["object"]["metadata"]["name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let events = watch_events(&reply);
+    let names: Vec<&str> = types_and_names(&events).iter().map(|(_, n)| *n).collect();
     assert_eq!(names, ["w-b", "w-l"]);
 
     // sendInitialEvents ends its initial events with the initial-events-end bookmark.
@@ -604,20 +591,8 @@ fn watches_from_recent_revisions_come_from_the_cache() {
             ),
         )
         .send();
-    let events: Vec<Value> = reply
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let seen: Vec<(&str, &str)> = events
-        .iter()
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap(),
-                e["object"]["metadata"]["name"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let events = watch_events(&reply);
+    let seen = types_and_names(&events);
     assert_eq!(
         seen,
         [
@@ -698,20 +673,8 @@ fn the_api_works_over_etcd() {
             &format!("{CM}?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
         )
         .send();
-    let events: Vec<Value> = reply
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let seen: Vec<(&str, &str)> = events
-        .iter()
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap(),
-                e["object"]["metadata"]["name"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let events = watch_events(&reply);
+    let seen = types_and_names(&events);
     assert_eq!(seen, [("ADDED", "e-late"), ("MODIFIED", "e-0")]);
     // The built-in objects were bootstrapped into etcd, and the kubectl view works.
     let k = s.kubectl(33);
