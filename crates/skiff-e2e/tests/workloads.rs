@@ -171,13 +171,7 @@ fn hello_node_on_two_simulated_nodes() {
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "2"
     );
-    let available = d["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Available")
-        .unwrap()
-        .clone();
+    let available = deployment_condition(&k, "hello", "Available");
     assert_eq!(available["status"], "True");
     assert_eq!(available["reason"], "MinimumReplicasAvailable");
 
@@ -500,33 +494,40 @@ fn services_get_endpoints_and_slices_that_follow_readiness() {
     });
 }
 
-/// The spec.replicas of each ReplicaSet of a deployment, by image.
+/// The spec.replicas of a deployment's ReplicaSets, by image.
 fn replicas_by_image(k: &Kubectl, app: &str) -> HashMap<String, i64> {
-    k.json(&["get", "rs", "-l", &format!("app={app}")])["items"]
+    // Summed: a restart leaves two ReplicaSets with the same image.
+    let mut by_image = HashMap::new();
+    for rs in k.json(&["get", "rs", "-l", &format!("app={app}")])["items"]
         .as_array()
         .unwrap()
-        .iter()
-        .map(|rs| {
-            (
-                rs["spec"]["template"]["spec"]["containers"][0]["image"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-                rs["spec"]["replicas"].as_i64().unwrap(),
-            )
-        })
-        .collect()
+    {
+        let image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        *by_image.entry(image).or_insert(0) += rs["spec"]["replicas"].as_i64().unwrap();
+    }
+    by_image
 }
 
-fn progressing_reason(k: &Kubectl, name: &str) -> String {
+/// A deployment's condition of this type (Null when it has none).
+fn deployment_condition(k: &Kubectl, name: &str, type_: &str) -> Value {
     let d = k.json(&["get", "deployment", name]);
     d["status"]["conditions"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|c| c["type"] == "Progressing")
-        .map(|c| c["reason"].as_str().unwrap_or("").to_string())
-        .unwrap_or_default()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn progressing_reason(k: &Kubectl, name: &str) -> String {
+    deployment_condition(k, name, "Progressing")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
 }
 
 #[test]
@@ -629,14 +630,7 @@ fn a_rollout_that_cannot_progress_exceeds_its_deadline() {
     });
     let err = k.fails(&["rollout", "status", "deployment/stuck", "--timeout=20s"]);
     assert!(err.contains("exceeded its progress deadline"), "{err}");
-    let d = k.json(&["get", "deployment", "stuck"]);
-    let available = d["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Available")
-        .unwrap()
-        .clone();
+    let available = deployment_condition(&k, "stuck", "Available");
     assert_eq!(available["status"], "False");
     assert_eq!(available["reason"], "MinimumReplicasUnavailable");
 }
