@@ -14,7 +14,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -280,11 +280,9 @@ async fn renew_lease(
             },
         ]);
     }
-    match leases.create(&PostParams::default(), &lease).await {
-        Ok(_) => Ok(()),
-        Err(e) if skiff_client::is_status(&e, 409) => Ok(()),
-        Err(e) => Err(e),
-    }
+    // Made meanwhile (another renewal): that is the goal.
+    skiff_client::tolerating(leases.create(&PostParams::default(), &lease).await, &[409])?;
+    Ok(())
 }
 
 /// Renews every lease each quarter of the lease duration, spread over that interval, and
@@ -310,13 +308,9 @@ async fn heartbeat(client: Client, config: SimulatedConfig, nodes: Arc<Vec<SimNo
             {
                 tracing::warn!(node = %node.name, error = %e, "renewing the node lease");
             }
-            let ready_shown = shown.get(&node.name).is_some_and(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-                    .is_some_and(|c| c.status == "True")
-            });
+            let ready_shown = shown
+                .get(&node.name)
+                .is_some_and(|n| skiff_client::objects::node_is_ready(&n));
             if report_all || !ready_shown {
                 let patch = json!({"status": {"conditions": node_conditions(&now())}});
                 if let Err(e) = nodes_api
@@ -410,7 +404,7 @@ async fn run_pods(client: Client, nodes: Arc<Vec<SimNode>>) {
     });
     // Adopt the addresses of pods an earlier run started.
     {
-        let mut addresses = kubelet.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        let mut addresses = skiff_client::lock(&kubelet.addresses);
         for pod in store.list() {
             let (Some(node), Some(ip)) = (
                 pod_node(&pod),
@@ -438,10 +432,7 @@ async fn run_pods(client: Client, nodes: Arc<Vec<SimNode>>) {
 impl Kubelet {
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         let Some(pod) = self.pods.get(key) else {
-            self.addresses
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .release(key);
+            skiff_client::lock(&self.addresses).release(key);
             return Ok(());
         };
         let Some(node) = pod_node(&pod).filter(|n| self.nodes.contains_key(*n)) else {
@@ -453,30 +444,17 @@ impl Kubelet {
             // Nothing runs, so the pod is stopped at once: the final delete, as kubelet's.
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions {
-                    uid: pod.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
+                ..skiff_client::objects::delete_only(pod.uid())
             };
-            return match api.delete(name, &params).await {
-                Ok(_) => Ok(()),
-                Err(e) if skiff_client::is_status(&e, 404) || skiff_client::is_status(&e, 409) => {
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            };
+            skiff_client::tolerating(api.delete(name, &params).await, &[404, 409])?;
+            return Ok(());
         }
         let status = pod.status.clone().unwrap_or_default();
         if status.phase.as_deref() == Some("Running") && status.pod_ip.is_some() {
             return Ok(());
         }
         let (net, host_ip) = &self.nodes[node];
-        let octet = self
-            .addresses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .assign(key, node);
+        let octet = skiff_client::lock(&self.addresses).assign(key, node);
         let Some(octet) = octet else {
             tracing::warn!(%node, pod = %key, "no free pod IP on the simulated node");
             return Ok(());

@@ -91,12 +91,7 @@ async fn wait_nodes_ready(client: &kube::Client, n: usize) -> Result<()> {
         let ready = list
             .items
             .iter()
-            .filter(|node| {
-                node.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
+            .filter(|node| skiff_client::objects::node_is_ready(node))
             .count();
         if ready >= n {
             return Ok(());

@@ -41,7 +41,27 @@ pub enum ClientError {
     Kubeconfig(String),
 }
 
+/// Locks a mutex, carrying on past a panic elsewhere (the data stays consistent: every
+/// critical section here is a few plain updates).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether a kube error is the API's answer with this HTTP code.
 pub fn is_status(err: &kube::Error, code: u16) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == code)
+}
+
+/// A request's result where these API answers mean there is nothing to do (a 404: already
+/// gone; a 409: changed meanwhile, and the event that brings the change decides again):
+/// `Ok(None)` for them, the error for anything else.
+pub fn tolerating<T>(
+    result: Result<T, kube::Error>,
+    codes: &[u16],
+) -> Result<Option<T>, kube::Error> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if codes.iter().any(|c| is_status(&e, *c)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -126,18 +126,41 @@ where
         serde_json::json!(refs)
     };
     let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": obj.meta().uid}});
-    match api
+    let result = api
         .patch(
             obj.meta().name.as_deref().unwrap_or_default(),
             &kube::api::PatchParams::default(),
             &kube::api::Patch::Merge(&patch),
         )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if crate::is_status(&e, 404) || crate::is_status(&e, 409) => Ok(false),
-        Err(e) => Err(e),
+        .await;
+    Ok(crate::tolerating(result, &[404, 409])?.is_some())
+}
+
+/// Delete options that only delete this very object (its uid), not a same-named successor.
+pub fn delete_only(uid: Option<String>) -> kube::api::DeleteParams {
+    kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..kube::api::DeleteParams::default()
     }
+}
+
+/// A node's Ready condition, if it has reported one.
+pub fn node_ready_condition(
+    node: &k8s_openapi::api::core::v1::Node,
+) -> Option<&k8s_openapi::api::core::v1::NodeCondition> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+pub fn node_is_ready(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    node_ready_condition(node).is_some_and(|c| c.status == "True")
 }
 
 /// The taints a node carries while it is not ready or unreachable.

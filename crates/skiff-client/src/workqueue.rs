@@ -33,7 +33,7 @@ impl WorkQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.state)
     }
 
     pub fn add(&self, key: impl Into<String>) {

@@ -318,11 +318,8 @@ impl skiff_client::Reconcile for EndpointsController {
 static EMPTY_PORTS: Ports = Vec::new();
 
 fn ignore_missing<T>(result: Result<T, kube::Error>) -> Result<(), Error> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if skiff_client::is_status(&e, 404) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    skiff_client::tolerating(result, &[404])?;
+    Ok(())
 }
 
 /// The Service's ports as this pod serves them: a numeric targetPort as is, a named one

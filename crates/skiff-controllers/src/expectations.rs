@@ -22,7 +22,7 @@ pub struct Expectations {
 
 impl Expectations {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
-        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+        skiff_client::lock(&self.owners)
     }
 
     /// Whether the owner's earlier requests have all been observed (or have expired).

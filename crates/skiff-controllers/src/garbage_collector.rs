@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use skiff_client::{Change, Informer, WorkQueue};
+use skiff_client::{Change, Informer, WorkQueue, lock};
 
 use crate::Error;
 
@@ -93,10 +93,6 @@ pub struct GarbageCollector {
     by_kind: HashMap<(String, String), usize>,
     graph: Mutex<Graph>,
     queue: WorkQueue,
-}
-
-fn lock(g: &Mutex<Graph>) -> std::sync::MutexGuard<'_, Graph> {
-    g.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl GarbageCollector {
@@ -308,11 +304,7 @@ impl GarbageCollector {
         };
         let params = DeleteParams {
             propagation_policy: policy,
-            preconditions: Some(Preconditions {
-                uid: Some(uid.to_string()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
+            ..skiff_client::objects::delete_only(Some(uid.to_string()))
         };
         tracing::debug!(%name, "garbage collecting an object whose owners are gone");
         ignore_gone(api.delete(&name, &params).await.map(|_| ()))
@@ -425,12 +417,10 @@ impl GarbageCollector {
     }
 }
 
+/// Done whether it happened or the object was gone already.
 fn ignore_gone(result: Result<(), kube::Error>) -> Result<Option<Duration>, Error> {
-    match result {
-        Ok(()) => Ok(None),
-        Err(e) if skiff_client::is_status(&e, 404) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    skiff_client::tolerating(result, &[404])?;
+    Ok(None)
 }
 
 impl skiff_client::Reconcile for GarbageCollector {

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_client::objects::{
-    NOT_READY_TAINT, UNREACHABLE_TAINT, is_deleting, now, pod_condition, pod_node, pod_phase,
-    tolerates,
+    NOT_READY_TAINT, UNREACHABLE_TAINT, delete_only, is_deleting, node_ready_condition, now,
+    pod_condition, pod_node, pod_phase, tolerates,
 };
 use skiff_client::{EventRecorder, InformerFactory, Store};
 
@@ -92,7 +92,7 @@ impl NodeLifecycle {
                     .as_ref()
                     .map(|t| t.0.as_microsecond())
             });
-        let status = ready_condition(node)
+        let status = node_ready_condition(node)
             .and_then(|c| c.last_heartbeat_time.as_ref())
             .map(|t| t.0.as_microsecond());
         lease.max(status)
@@ -100,7 +100,7 @@ impl NodeLifecycle {
 
     fn silent_too_long(&self, node: &Node) -> bool {
         let beat = self.heartbeat(node);
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let mut health = skiff_client::lock(&self.health);
         let h = health.entry(node.name_any()).or_insert(Health {
             heartbeat: beat,
             changed: Instant::now(),
@@ -115,7 +115,7 @@ impl NodeLifecycle {
     async fn monitor(&self, node: &Node) -> Result<(), Error> {
         let name = node.name_any();
         let api = Api::<Node>::all(self.client.clone());
-        let mut ready = ready_condition(node).map(|c| c.status.clone());
+        let mut ready = node_ready_condition(node).map(|c| c.status.clone());
         if self.silent_too_long(node) && ready.as_deref() != Some("Unknown") {
             self.mark_unknown(&api, node).await?;
             self.events.normal(
@@ -172,18 +172,14 @@ impl NodeLifecycle {
             }]}});
             let api =
                 Api::<Pod>::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
-            match api
+            let result = api
                 .patch_status(
                     &pod.name_any(),
                     &PatchParams::default(),
                     &Patch::Strategic(&patch),
                 )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if skiff_client::is_status(&e, 404) => {}
-                Err(e) => return Err(e.into()),
-            }
+                .await;
+            skiff_client::tolerating(result, &[404])?;
         }
         Ok(())
     }
@@ -234,20 +230,15 @@ impl NodeLifecycle {
         };
         // The resourceVersion guards taints others (kubectl taint) set meanwhile.
         let patch = json!({"metadata": {"resourceVersion": node.resource_version()}, "spec": {"taints": taints}});
-        match api
+        let result = api
             .patch(
                 &node.name_any(),
                 &PatchParams::default(),
                 &Patch::Merge(&patch),
             )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if skiff_client::is_status(&e, 409) || skiff_client::is_status(&e, 404) => {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+            .await;
+        skiff_client::tolerating(result, &[409, 404])?;
+        Ok(())
     }
 
     /// Deletes the pods whose tolerations of their node's NoExecute taints have run out.
@@ -305,30 +296,10 @@ impl NodeLifecycle {
             "TaintManagerEviction",
             format!("Marking for deletion Pod {ns}/{name}"),
         );
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: pod.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&name, &params).await {
-            Ok(_) => Ok(()),
-            Err(e) if skiff_client::is_status(&e, 404) || skiff_client::is_status(&e, 409) => {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        let result = api.delete(&name, &delete_only(pod.uid())).await;
+        skiff_client::tolerating(result, &[404, 409])?;
+        Ok(())
     }
-}
-
-fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeCondition> {
-    node.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
 }
 
 /// Whether a pod must leave a node with these NoExecute taints at `now` (seconds): at once

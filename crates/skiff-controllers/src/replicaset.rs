@@ -13,12 +13,12 @@ use futures_util::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_client::informer::{key_of, split_key};
 use skiff_client::objects::{
-    controller_of, controller_reference, is_deleting, pod_condition, pod_is_active,
+    controller_of, controller_reference, delete_only, is_deleting, pod_condition, pod_is_active,
     pod_is_available, pod_is_ready, pod_node, pod_phase, selector_matches, set_owner_references,
 };
 use skiff_client::{Change, EventRecorder, InformerFactory, Store, WorkQueue};
@@ -250,14 +250,10 @@ impl ReplicaSetController {
                 .expect_deletions(key, doomed.iter().map(|p| key_of(p.as_ref())));
             let api = &api;
             let results = join_all(doomed.iter().map(|pod| async move {
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: pod.uid(),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                (pod, api.delete(&pod.name_any(), &params).await)
+                (
+                    pod,
+                    api.delete(&pod.name_any(), &delete_only(pod.uid())).await,
+                )
             }))
             .await;
             let mut error = None;

@@ -66,12 +66,7 @@ pub fn scheduling_taints(node: &Node) -> Vec<Taint> {
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True");
+    let ready = skiff_client::objects::node_is_ready(node);
     let already = taints
         .iter()
         .any(|t| t.key == NOT_READY_TAINT || t.key == UNREACHABLE_TAINT);

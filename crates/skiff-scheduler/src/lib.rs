@@ -19,7 +19,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_client::informer::{key_of, split_key};
 use skiff_client::objects::{is_deleting, pod_condition, pod_node};
-use skiff_client::{Change, EventRecorder, InformerFactory, Store, WorkQueue};
+use skiff_client::{Change, EventRecorder, InformerFactory, Store, WorkQueue, lock};
 use tokio::sync::Semaphore;
 
 use cache::{Cache, pod_info};
@@ -94,10 +94,6 @@ impl Scheduler {
             })
             .await;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn wants_us(pod: &Pod) -> bool {
@@ -251,25 +247,17 @@ impl Scheduler {
             "message": message, "lastProbeTime": null,
             "lastTransitionTime": skiff_client::objects::now(),
         }]}});
-        match Api::<Pod>::namespaced(self.client.clone(), ns)
+        let result = Api::<Pod>::namespaced(self.client.clone(), ns)
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if skiff_client::is_status(&e, 404) => Ok(()),
-            Err(e) => Err(e),
-        }
+            .await;
+        skiff_client::tolerating(result, &[404])?;
+        Ok(())
     }
 }
 
 /// What about a node can change where pods fit (not its heartbeats).
 fn scheduling_facts(node: &Node) -> serde_json::Value {
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.status.clone());
+    let ready = skiff_client::objects::node_ready_condition(node).map(|c| c.status.clone());
     json!([
         node.spec,
         node.metadata.labels,

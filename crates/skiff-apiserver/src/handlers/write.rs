@@ -45,8 +45,6 @@ pub(super) async fn create_object(
     }
 }
 
-/// Stores a prepared update; services keep their cluster IP and get (or give back) node
-/// ports as their ports change.
 /// Deletes an object still at `expected`; a service gives back its addresses.
 pub(super) async fn delete_object(
     state: &ApiState,
@@ -85,6 +83,8 @@ pub(super) fn finalized(obj: &Value) -> bool {
             .is_none_or(|f| f.is_empty())
 }
 
+/// Stores a prepared update; services keep their cluster IP and get (or give back) node
+/// ports as their ports change.
 pub(super) async fn update_object(
     state: &ApiState,
     rt: &ResourceType,

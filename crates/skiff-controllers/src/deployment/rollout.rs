@@ -526,15 +526,11 @@ impl Rollout<'_> {
             if rs_status(rs).0 != 0 || rs_replicas(rs) != 0 || !settled {
                 continue;
             }
-            match self
+            let result = self
                 .api
                 .delete(&rs.name_any(), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if skiff_client::is_status(&e, 404) => {}
-                Err(e) => return Err(e.into()),
-            }
+                .await;
+            skiff_client::tolerating(result, &[404])?;
         }
         Ok(())
     }
@@ -604,13 +600,9 @@ impl Rollout<'_> {
                     .await;
             }
         }
-        match result {
-            Ok(updated) => {
-                self.d = updated;
-                Ok(())
-            }
-            Err(e) if skiff_client::is_status(&e, 404) => Ok(()),
-            Err(e) => Err(e.into()),
+        if let Some(updated) = skiff_client::tolerating(result, &[404])? {
+            self.d = updated;
         }
+        Ok(())
     }
 }
