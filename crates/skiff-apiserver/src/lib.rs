@@ -18,7 +18,7 @@ mod request;
 mod reviews;
 mod routes;
 mod strategy;
-mod tls;
+pub mod tls;
 mod watch;
 mod watch_cache;
 

@@ -10,7 +10,7 @@
 mod routes;
 pub mod storage;
 
-pub use routes::{Authorizer, router};
+pub use routes::{Authorizer, Scheme, router};
 pub use storage::{Storage, StorageError};
 
 /// Serves the registry on `addr` (plain HTTP) until the task is dropped; answers the
@@ -26,7 +26,7 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .map_err(|cause| ServeError::Bind { addr, cause })?;
-    let app = router(storage, authorize);
+    let app = router(storage, authorize, Scheme::Http);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!(error = %e, "the registry stopped");

@@ -27,13 +27,23 @@ const MAX_MANIFEST: usize = 4 << 20;
 struct Registry {
     storage: Storage,
     authorize: Authorizer,
+    scheme: Scheme,
+}
+
+/// How clients reach the registry, for the token realm it announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
 }
 
 /// The registry as an axum router (serve it on its own port).
-pub fn router(storage: Storage, authorize: Authorizer) -> Router {
-    Router::new()
-        .fallback(handle)
-        .with_state(Registry { storage, authorize })
+pub fn router(storage: Storage, authorize: Authorizer, scheme: Scheme) -> Router {
+    Router::new().fallback(handle).with_state(Registry {
+        storage,
+        authorize,
+        scheme,
+    })
 }
 
 fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
@@ -182,13 +192,17 @@ impl Registry {
 
 /// The challenge that starts the token dance: clients fetch a token from `/v2/token` (with
 /// basic auth to push, without to pull) and present it as a bearer token.
-fn challenge(headers: &HeaderMap, message: &str) -> Response {
+fn challenge(scheme: Scheme, headers: &HeaderMap, message: &str) -> Response {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     let mut resp = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
-    let value = format!("Bearer realm=\"http://{host}/v2/token\",service=\"skiff-registry\"");
+    let scheme = match scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    };
+    let value = format!("Bearer realm=\"{scheme}://{host}/v2/token\",service=\"skiff-registry\"");
     if let Ok(v) = HeaderValue::from_str(&value) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
@@ -247,17 +261,22 @@ async fn dispatch(
         (Route::Token, _) if *method == Method::GET => return token(credentials),
         (_, Credentials::Invalid) => {
             return challenge(
+                r.scheme,
                 headers,
                 "wrong credentials: the password must be a cluster token",
             );
         }
         // The version check is where clients learn how to authenticate.
         (Route::Base, Credentials::None) => {
-            return challenge(headers, "get a token (anonymous ones may pull)");
+            return challenge(r.scheme, headers, "get a token (anonymous ones may pull)");
         }
         (_, Credentials::Valid(_)) => {}
         _ if writes => {
-            return challenge(headers, "pushing needs a cluster token as the password");
+            return challenge(
+                r.scheme,
+                headers,
+                "pushing needs a cluster token as the password",
+            );
         }
         _ => {}
     }
@@ -416,25 +435,20 @@ async fn put_manifest(
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
-    // Everything a manifest refers to must be here already (an index refers to manifests).
-    let referenced = doc
-        .get("layers")
-        .and_then(|l| l.as_array())
-        .into_iter()
-        .flatten()
-        .chain(doc.get("config"))
-        .filter_map(|d| d.get("digest").and_then(|d| d.as_str()));
-    for digest in referenced {
-        r.storage.blob(name, digest).await?;
-    }
-    for m in doc
+    // Everything a manifest refers to must be here already: blobs, and for an index its
+    // child manifests.
+    let children: Vec<String> = doc
         .get("manifests")
         .and_then(|l| l.as_array())
         .into_iter()
         .flatten()
-    {
-        if let Some(digest) = m.get("digest").and_then(|d| d.as_str()) {
-            r.storage.manifest(name, digest).await?;
+        .filter_map(|m| m.get("digest").and_then(|d| d.as_str()).map(str::to_string))
+        .collect();
+    for digest in skiff_oci::manifest::references(&doc) {
+        if children.contains(&digest) {
+            r.storage.manifest(name, &digest).await?;
+        } else {
+            r.storage.blob(name, &digest).await?;
         }
     }
     let digest = r
