@@ -169,17 +169,23 @@ impl ImageStore {
         self.root.join("content/sha256").join(hex_of(digest))
     }
 
-    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// Runs `work` while no other work under `key` runs: concurrent pulls of one image or
+    /// one layer wait for the first and then find its result in the store.
+    async fn exclusively<T>(&self, key: String, work: impl Future<Output = T>) -> T {
+        let lock = {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        let result = {
+            let _guard = lock.lock().await;
+            work.await
+        };
         let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key.to_string()).or_default().clone()
-    }
-
-    fn release(&self, key: &str, lock: Arc<tokio::sync::Mutex<()>>) {
-        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        // Two references: the map's and ours. Nobody else is waiting.
+        // Two references, the map's and ours: nobody else is waiting.
         if Arc::strong_count(&lock) == 2 {
-            map.remove(key);
+            map.remove(&key);
         }
+        result
     }
 
     /// The image if it is in the store (by the name it was pulled as, or `name@digest`).
@@ -249,14 +255,11 @@ impl ImageStore {
         progress: Option<Progress>,
     ) -> Result<Image, PullError> {
         let reference = Reference::parse(reference)?;
-        let name = reference.to_string();
-        let lock = self.lock_for(&format!("image {name}"));
-        let result = {
-            let _guard = lock.lock().await;
-            self.pull_locked(&reference, keyring, progress).await
-        };
-        self.release(&format!("image {name}"), lock);
-        result
+        self.exclusively(
+            format!("image {reference}"),
+            self.pull_locked(&reference, keyring, progress),
+        )
+        .await
     }
 
     async fn pull_locked(
@@ -399,10 +402,7 @@ impl ImageStore {
         image: &str,
         progress: Option<Progress>,
     ) -> Result<u64, PullError> {
-        let key = format!("layer {diff_id}");
-        let lock = self.lock_for(&key);
-        let result = {
-            let _guard = lock.lock().await;
+        self.exclusively(format!("layer {diff_id}"), async {
             match self.layer_size(diff_id) {
                 Some(size) => {
                     if let Some(p) = &progress {
@@ -414,21 +414,16 @@ impl ImageStore {
                     Ok(size)
                 }
                 None => {
-                    self.fetch_layer(session, layer, diff_id, image, progress)
+                    self.fetch_layer(session, layer, diff_id, image, progress.clone())
                         .await
                 }
             }
-        };
-        self.release(&key, lock);
-        result
+        })
+        .await
     }
 
     fn layer_size(&self, diff_id: &str) -> Option<u64> {
-        std::fs::read_to_string(self.layer_dir(diff_id).join("size"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        unpacked_size(&self.layer_dir(diff_id))
     }
 
     async fn fetch_layer(
@@ -530,7 +525,7 @@ impl ImageStore {
         };
         for entry in dir.flatten() {
             if !layers.contains(entry.file_name().to_string_lossy().as_ref()) {
-                freed += self.layer_size_on(&entry.path());
+                freed += unpacked_size(&entry.path()).unwrap_or(0);
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
@@ -545,13 +540,6 @@ impl ImageStore {
             }
         }
         freed
-    }
-
-    fn layer_size_on(&self, dir: &Path) -> u64 {
-        std::fs::read_to_string(dir.join("size"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
     }
 
     /// Image garbage collection as the kubelet does it: when the disk holding the store is
@@ -641,6 +629,15 @@ pub fn disk_usage(path: &Path) -> Option<(u64, u64)> {
     let total = st.f_blocks as u64 * st.f_frsize as u64;
     let free = st.f_bfree as u64 * st.f_frsize as u64;
     Some((total - free, total))
+}
+
+/// What a complete layer directory records as its unpacked size.
+fn unpacked_size(layer_dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(layer_dir.join("size"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn store_error<'a>(
