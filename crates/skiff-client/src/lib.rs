@@ -5,6 +5,7 @@
 //! re-implements are written against it: level-triggered syncs keyed by `namespace/name`,
 //! fed by informer callbacks.
 
+pub mod cluster_registry;
 pub mod events;
 pub mod factory;
 pub mod informer;
@@ -16,13 +17,18 @@ pub use factory::InformerFactory;
 pub use informer::{Change, Informer, Store};
 pub use workqueue::{Reconcile, WorkQueue};
 
-/// A client for the cluster a kubeconfig (YAML) names.
-pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, ClientError> {
+/// The connection settings of the current context of a kubeconfig (YAML).
+pub async fn config_from_kubeconfig(yaml: &str) -> Result<kube::Config, ClientError> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml)
         .map_err(|e| ClientError::Kubeconfig(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
-        .map_err(|e| ClientError::Kubeconfig(e.to_string()))?;
+        .map_err(|e| ClientError::Kubeconfig(e.to_string()))
+}
+
+/// A client for the cluster a kubeconfig (YAML) names.
+pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, ClientError> {
+    let config = config_from_kubeconfig(yaml).await?;
     kube::Client::try_from(config).map_err(|e| ClientError::Kubeconfig(e.to_string()))
 }
 

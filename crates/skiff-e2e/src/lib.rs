@@ -11,6 +11,8 @@ use serde_json::Value;
 use skiff_apiserver::{RunningServer, ServerConfig};
 use skiff_store::Store;
 
+pub mod images;
+
 /// Where the machine's versioned kubectl binaries live (Google Cloud SDK's layout).
 const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
 
@@ -124,6 +126,12 @@ impl TestServer {
             )
             .await
             .expect("start the registry");
+            let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
+                .await
+                .expect("a client for the server");
+            skiff_client::cluster_registry::publish(&client, registry.port())
+                .await
+                .expect("publish the registry's address");
             // As `skiff server` does: the controllers and the scheduler, as API clients.
             if options.controllers {
                 let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
@@ -207,6 +215,36 @@ impl Drop for TestServer {
             let _guard = self.runtime.enter();
             drop(server);
         }
+    }
+}
+
+/// The `skiff` binary of this checkout: `$SKIFF_BIN`, else the one beside the test's own
+/// target directory (`scripts/test` builds it before the tests).
+pub fn skiff_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SKIFF_BIN") {
+        return path.into();
+    }
+    // target/debug/deps/<test binary> → target/debug/skiff
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a target directory")
+        .join("skiff");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p skiff` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+impl TestServer {
+    /// `skiff ARGS` against this server: it finds the cluster through `KUBECONFIG`.
+    pub fn skiff(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(skiff_binary());
+        cmd.args(args).env("KUBECONFIG", self.kubeconfig());
+        cmd
     }
 }
 

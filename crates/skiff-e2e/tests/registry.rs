@@ -2,110 +2,11 @@
 //! Debian's static busybox) is pushed with skopeo, inspected, copied between repositories
 //! (a cross-repository mount), pulled back byte for byte, and read raw with curl.
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
 use skiff_e2e::TestServer;
-
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    let text = String::from_utf8_lossy(&out.stdout);
-    format!("sha256:{}", text.split_whitespace().next().unwrap())
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (apt-get install skopeo)"))
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Writes `bytes` as a blob of an OCI layout; answers its descriptor.
-fn blob(layout: &Path, media_type: &str, bytes: &[u8]) -> Value {
-    let tmp = layout.join("blob.tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    let digest = sha256(&tmp);
-    let dest = layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    std::fs::rename(&tmp, dest).unwrap();
-    json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
-}
-
-/// An OCI image layout archive of one busybox layer, tagged `v1`; answers (archive, layer
-/// descriptor, manifest descriptor).
-fn busybox_image(dir: &Path) -> (std::path::PathBuf, Value, Value) {
-    let rootfs = dir.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
-        .expect("busybox (apt-get install busybox-static)");
-    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
-    let layer_tar = dir.join("layer.tar");
-    ok(Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&layer_tar)
-        .arg("bin"));
-
-    let diff_id = sha256(&layer_tar);
-    // Compressed, as pushed layers are (skopeo would compress an uncompressed one).
-    ok(Command::new("gzip").arg("-n").arg(&layer_tar));
-    let layout = dir.join("layout");
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    let gzipped = std::fs::read(dir.join("layer.tar.gz")).unwrap();
-    let layer = blob(
-        &layout,
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-        &gzipped,
-    );
-    let config = json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]}});
-    let config = blob(
-        &layout,
-        "application/vnd.oci.image.config.v1+json",
-        config.to_string().as_bytes(),
-    );
-    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": config, "layers": [layer]});
-    let mut manifest_desc = blob(
-        &layout,
-        "application/vnd.oci.image.manifest.v1+json",
-        manifest.to_string().as_bytes(),
-    );
-    manifest_desc["annotations"] = json!({"org.opencontainers.image.ref.name": "v1"});
-    std::fs::write(
-        layout.join("index.json"),
-        json!({"schemaVersion": 2, "manifests": [manifest_desc]}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion": "1.0.0"}"#,
-    )
-    .unwrap();
-    let archive = dir.join("busybox.tar");
-    ok(Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&archive)
-        .arg("."));
-    (archive, layer, manifest_desc)
-}
+use skiff_e2e::images::{busybox_image, ok, run, skopeo_copy};
 
 fn curl(args: &[&str]) -> (u16, String) {
     let out = ok(Command::new("curl")
@@ -125,14 +26,7 @@ fn skopeo_pushes_inspects_mounts_and_pulls() {
     let source = format!("oci-archive:{}:v1", archive.display());
 
     // Pushing needs the cluster's token.
-    let denied = run(Command::new("skopeo").args([
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        "skiff:wrong",
-        &source,
-        &image,
-    ]));
+    let denied = skopeo_copy(&source, &image, "skiff:wrong");
     assert!(!denied.status.success());
     let stderr = String::from_utf8_lossy(&denied.stderr);
     assert!(
@@ -141,14 +35,8 @@ fn skopeo_pushes_inspects_mounts_and_pulls() {
     );
 
     let creds = format!("skiff:{}", server.token());
-    ok(Command::new("skopeo").args([
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &creds,
-        &source,
-        &image,
-    ]));
+    let pushed = skopeo_copy(&source, &image, &creds);
+    assert!(pushed.status.success(), "{pushed:?}");
 
     let inspected: Value = serde_json::from_str(&ok(Command::new("skopeo").args([
         "inspect",

@@ -170,6 +170,7 @@ impl BuiltImage {
     /// Pushes blobs (those not there yet) and the manifest under `tag`; answers the
     /// manifest's digest.
     pub async fn push(&self, repo: &Repository, tag: &str) -> Result<String, EndpointError> {
+        repo.ping().await?;
         let config = (self.config_digest(), self.config.clone());
         let layers = self
             .layers

@@ -581,6 +581,13 @@ impl Repository {
         })
     }
 
+    /// Checks the registry answers and takes this session's credentials (the version check
+    /// challenges, and the credentials are traded for a token), before any real work.
+    pub async fn ping(&self) -> Result<()> {
+        self.send(Method::GET, "/v2/", &[], Payload::Empty).await?;
+        Ok(())
+    }
+
     /// A manifest or index by tag or digest. A digest reference is verified.
     pub async fn manifest(&self, reference: &str) -> Result<FetchedManifest> {
         let resp = self

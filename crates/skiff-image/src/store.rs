@@ -19,13 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use futures_util::StreamExt;
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use skiff_oci::{Descriptor, ImageConfig, Platform, Reference, digest_hex};
-use tokio::io::AsyncWriteExt;
 
 use crate::auth::Keyring;
-use crate::registry::{Endpoint, EndpointError, RegistryClient, Repository};
+use crate::fetch::{download, fetch_small};
+use crate::registry::{Endpoint, RegistryClient, Repository};
 use crate::resolve::{PullError, endpoints, resolve};
 use crate::unpack::{Limits, unpack_layer};
 
@@ -640,7 +639,7 @@ fn unpacked_size(layer_dir: &Path) -> Option<u64> {
         .ok()
 }
 
-fn store_error<'a>(
+pub(crate) fn store_error<'a>(
     image: &'a str,
     path: &'a Path,
 ) -> impl FnOnce(std::io::Error) -> PullError + 'a {
@@ -665,102 +664,4 @@ async fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", unique_suffix()));
     tokio::fs::write(&tmp, bytes).await?;
     tokio::fs::rename(&tmp, path).await
-}
-
-/// A small blob (a configuration), verified.
-async fn fetch_small(
-    session: &Repository,
-    descriptor: &Descriptor,
-    image: &str,
-) -> Result<Vec<u8>, PullError> {
-    let failed = |e: EndpointError| PullError::Failed {
-        image: image.to_string(),
-        attempts: vec![e],
-    };
-    let resp = session.blob(&descriptor.digest).await.map_err(failed)?;
-    let limited = http_body_util::Limited::new(resp.into_body(), 16 << 20);
-    let bytes = limited
-        .collect()
-        .await
-        .map_err(|e| {
-            failed(EndpointError::Unreachable {
-                endpoint: session.endpoint().to_string(),
-                cause: format!("reading the configuration: {e}"),
-            })
-        })?
-        .to_bytes();
-    let actual = skiff_oci::sha256_digest(&bytes);
-    if actual != descriptor.digest {
-        return Err(PullError::DigestMismatch {
-            image: image.to_string(),
-            what: "configuration",
-            expected: descriptor.digest.clone(),
-            actual,
-        });
-    }
-    Ok(bytes.to_vec())
-}
-
-/// Downloads a layer blob to `path`, hashing as it arrives; refuses a digest mismatch.
-async fn download(
-    session: &Repository,
-    layer: &Descriptor,
-    path: &Path,
-    image: &str,
-    progress: Option<&Progress>,
-) -> Result<(), PullError> {
-    let failed = |e: EndpointError| PullError::Failed {
-        image: image.to_string(),
-        attempts: vec![e],
-    };
-    let resp = session.blob(&layer.digest).await.map_err(failed)?;
-    let mut body = resp.into_body();
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(store_error(image, path))?;
-    let mut hash = skiff_oci::Sha256::new();
-    let mut last_report = Instant::now();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            failed(EndpointError::Unreachable {
-                endpoint: session.endpoint().to_string(),
-                cause: format!("downloading layer {}: {e}", layer.digest),
-            })
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        hash.update(&data);
-        file.write_all(&data)
-            .await
-            .map_err(store_error(image, path))?;
-        if let Some(p) = progress
-            && last_report.elapsed().as_millis() >= 100
-        {
-            last_report = Instant::now();
-            p(PullEvent::LayerProgress {
-                digest: layer.digest.clone(),
-                done: hash.len(),
-                size: layer.size,
-            });
-        }
-    }
-    file.flush().await.map_err(store_error(image, path))?;
-    if let Some(p) = progress {
-        p(PullEvent::LayerProgress {
-            digest: layer.digest.clone(),
-            done: hash.len(),
-            size: layer.size,
-        });
-    }
-    let actual = hash.finish();
-    if actual != layer.digest {
-        return Err(PullError::DigestMismatch {
-            image: image.to_string(),
-            what: "layer",
-            expected: layer.digest.clone(),
-            actual,
-        });
-    }
-    Ok(())
 }

@@ -143,26 +143,35 @@ impl Index {
     }
 }
 
-/// The digests a manifest or index document refers to (config, layers, child manifests),
+/// The descriptors a manifest or index document lists (child manifests, layers, config),
 /// read loosely so unknown kinds still count.
-pub fn references(doc: &serde_json::Value) -> Vec<String> {
-    let digests = |key: &str| {
+fn descriptors(doc: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    let listed = |key: &'static str| {
         doc.get(key)
             .and_then(|l| l.as_array())
             .into_iter()
             .flatten()
-            .filter_map(|d| d.get("digest").and_then(|d| d.as_str()).map(str::to_string))
-            .collect::<Vec<_>>()
     };
-    let mut out = digests("manifests");
-    out.extend(digests("layers"));
-    out.extend(
-        doc.get("config")
-            .and_then(|c| c.get("digest"))
-            .and_then(|d| d.as_str())
-            .map(str::to_string),
-    );
-    out
+    listed("manifests")
+        .chain(listed("layers"))
+        .chain(doc.get("config"))
+}
+
+/// The digests a manifest or index document refers to (child manifests, layers, config).
+pub fn references(doc: &serde_json::Value) -> Vec<String> {
+    descriptors(doc)
+        .filter_map(|d| d.get("digest").and_then(|d| d.as_str()).map(str::to_string))
+        .collect()
+}
+
+/// What a manifest or index (JSON bytes) says its content weighs: the sizes it lists.
+pub fn listed_size(manifest: &[u8]) -> u64 {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(manifest) else {
+        return 0;
+    };
+    descriptors(&doc)
+        .filter_map(|d| d.get("size").and_then(|s| s.as_u64()))
+        .sum()
 }
 
 /// An image configuration: what a container runs by default and the layers' uncompressed
@@ -270,6 +279,8 @@ mod tests {
         assert_eq!(references(&doc), ["sha256:l1", "sha256:l2", "sha256:c"]);
         let index = serde_json::json!({"manifests": [{"digest": "sha256:m"}]});
         assert_eq!(references(&index), ["sha256:m"]);
+        let sized = br#"{"config": {"size": 10}, "layers": [{"size": 100}, {"size": 1000}]}"#;
+        assert_eq!(listed_size(sized), 1110);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 mod agent;
 mod datastore;
+mod image;
+mod progress;
 mod server;
 
 use anyhow::Result;
@@ -16,6 +18,9 @@ pub enum Command {
     /// Inspect the cluster's datastore directly (embedded file or etcd).
     #[command(subcommand)]
     Datastore(datastore::DatastoreCommand),
+    /// Images in the cluster's registry: import archives, pull, list, remove.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 impl Command {
@@ -24,6 +29,7 @@ impl Command {
             Command::Server(args) => args.run().await,
             Command::Agent(args) => args.run().await,
             Command::Datastore(command) => command.run().await,
+            Command::Image(command) => command.run().await,
         }
     }
 }

@@ -86,6 +86,9 @@ impl ServerArgs {
         let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
             .await
             .context("connecting the controllers to the API")?;
+        skiff_client::cluster_registry::publish(&client, registry_addr.port())
+            .await
+            .context("publishing the registry's address")?;
         let config = skiff_controllers::Config {
             node_monitor_grace_period: self.node_monitor_grace_period,
         };
