@@ -58,8 +58,9 @@ enum Scenario {
         concurrency: usize,
     },
     /// The embedded registry: a blob pushed (monolithic and chunked) and pulled over
-    /// loopback, against copying the same file on this disk. Needs `cargo build --release
-    /// -p skiff` first.
+    /// loopback, against copying the same file on this disk; then an image pushed, pulled
+    /// into a node store and unpacked, against GNU tar. Needs `cargo build --release -p
+    /// skiff` first.
     Registry {
         #[arg(long, default_value_t = 100)]
         mib: usize,

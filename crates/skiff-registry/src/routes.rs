@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::storage::{Storage, StorageError};
 
@@ -542,20 +542,19 @@ async fn get_blob(
     Ok(resp)
 }
 
-/// A reader as a stream of chunks, for streaming blobs out.
+/// A reader as a stream of chunks of up to 1 MiB, each read into its own buffer (handed
+/// to the connection without a copy).
 fn reader_stream<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     reader: R,
 ) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
-    futures_util::stream::unfold(
-        (reader, vec![0u8; 256 * 1024]),
-        |(mut reader, mut buf)| async move {
-            match reader.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => Some((Ok(bytes::Bytes::copy_from_slice(&buf[..n])), (reader, buf))),
-                Err(e) => Some((Err(e), (reader, buf))),
-            }
-        },
-    )
+    futures_util::stream::unfold(reader, |mut reader| async move {
+        let mut buf = bytes::BytesMut::with_capacity(1 << 20);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.freeze()), reader)),
+            Err(e) => Some((Err(e), reader)),
+        }
+    })
 }
 
 fn upload_response(status: StatusCode, name: &str, id: &str, size: u64) -> Response {
@@ -579,14 +578,7 @@ fn upload_response(status: StatusCode, name: &str, id: &str, size: u64) -> Respo
 
 /// Streams a request body onto the end of an upload.
 async fn append_body(r: &Registry, id: &str, body: Body) -> Result<u64, StorageError> {
-    let mut file = r.storage.upload_writer(id).await?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))?;
-        file.write_all(&chunk).await?;
-    }
-    file.flush().await?;
-    Ok(file.metadata().await?.len())
+    r.storage.append_stream(id, body.into_data_stream()).await
 }
 
 async fn start_upload(

@@ -13,6 +13,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use skiff_oci::Sha256;
 use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +46,9 @@ type Result<T> = std::result::Result<T, StorageError>;
 #[derive(Clone)]
 pub struct Storage {
     root: PathBuf,
+    /// The running digest of each upload in progress, so finishing one does not read it
+    /// again. Absent after a restart (or overlapping appends): the file is hashed then.
+    hashes: Arc<Mutex<HashMap<String, Sha256>>>,
 }
 
 pub use skiff_oci::sha256_digest;
@@ -76,7 +85,10 @@ impl Storage {
         for dir in ["blobs/sha256", "uploads", "repositories"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
-        Ok(Storage { root })
+        Ok(Storage {
+            root,
+            hashes: Arc::default(),
+        })
     }
 
     fn blob_path(&self, hex: &str) -> PathBuf {
@@ -125,10 +137,19 @@ impl Storage {
         Ok(true)
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn hashes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sha256>> {
+        self.hashes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub async fn start_upload(&self, name: &str) -> Result<String> {
         check_name(name)?;
         let id = new_id();
         tokio::fs::File::create(self.upload_path(&id)?).await?;
+        self.hashes().insert(id.clone(), Sha256::new());
         Ok(id)
     }
 
@@ -140,22 +161,48 @@ impl Storage {
         }
     }
 
-    /// The upload's file, opened for appending a chunk.
-    pub async fn upload_writer(&self, id: &str) -> Result<tokio::fs::File> {
+    /// Appends a stream of chunks to an upload, hashing them on the way; answers the new
+    /// size.
+    pub async fn append_stream<E: std::fmt::Display>(
+        &self,
+        id: &str,
+        mut chunks: impl Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    ) -> Result<u64> {
         let path = self.upload_path(id)?;
-        tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .await
-            .map_err(|_| StorageError::UploadUnknown(id.to_string()))
+            .map_err(|_| StorageError::UploadUnknown(id.to_string()))?;
+        let size = file.metadata().await?.len();
+        // The running hash is taken out while this append runs; it goes back only if it
+        // covered the upload up to here.
+        let mut hash = self.hashes().remove(id).filter(|h| h.len() == size);
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        while let Some(chunk) = chunks.next().await {
+            let chunk =
+                chunk.map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))?;
+            if let Some(h) = &mut hash {
+                h.update(&chunk);
+            }
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        let size = out.get_ref().metadata().await?.len();
+        if let Some(h) = hash {
+            self.hashes().insert(id.to_string(), h);
+        }
+        Ok(size)
     }
 
     /// Appends a chunk to an upload; answers the new size.
     pub async fn append(&self, id: &str, chunk: &[u8]) -> Result<u64> {
-        let mut file = self.upload_writer(id).await?;
-        file.write_all(chunk).await?;
-        file.flush().await?;
-        Ok(file.metadata().await?.len())
+        let chunk = Bytes::copy_from_slice(chunk);
+        self.append_stream(
+            id,
+            futures_util::stream::iter([Ok::<_, std::convert::Infallible>(chunk)]),
+        )
+        .await
     }
 
     /// Completes an upload: its content must hash to `digest`; it becomes a blob linked
@@ -164,9 +211,17 @@ impl Storage {
         check_name(name)?;
         let hex = digest_hex(digest)?.to_string();
         let path = self.upload_path(id)?;
-        let actual = hash_file(&path)
+        let size = tokio::fs::metadata(&path)
             .await
-            .map_err(|_| StorageError::UploadUnknown(id.to_string()))?;
+            .map_err(|_| StorageError::UploadUnknown(id.to_string()))?
+            .len();
+        let running = self.hashes().remove(id).filter(|h| h.len() == size);
+        let actual = match running {
+            Some(h) => h.finish(),
+            None => hash_file(&path)
+                .await
+                .map_err(|_| StorageError::UploadUnknown(id.to_string()))?,
+        };
         if actual != digest {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(StorageError::DigestMismatch {
@@ -179,6 +234,7 @@ impl Storage {
     }
 
     pub async fn cancel_upload(&self, id: &str) -> Result<()> {
+        self.hashes().remove(id);
         tokio::fs::remove_file(self.upload_path(id)?)
             .await
             .map_err(|_| StorageError::UploadUnknown(id.to_string()))
@@ -384,6 +440,14 @@ mod tests {
         ));
         s.finish_upload("a/b", &id, &digest).await.unwrap();
         assert_eq!(s.blob("a/b", &digest).await.unwrap().1, 11);
+        // After a restart the running hash is gone: the upload is hashed from disk.
+        let id3 = s.start_upload("a/b").await.unwrap();
+        s.append(&id3, b"hello world").await.unwrap();
+        let restarted = Storage::open(dir.path()).unwrap();
+        restarted.append(&id3, b"!").await.unwrap();
+        let whole = sha256_digest(b"hello world!");
+        restarted.finish_upload("a/b", &id3, &whole).await.unwrap();
+        assert_eq!(restarted.blob("a/b", &whole).await.unwrap().1, 12);
         assert!(
             matches!(
                 s.blob("c", &digest).await,
