@@ -18,12 +18,13 @@ fn subresource_kind(
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Finalize => (rt.group, rt.version, rt.kind),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
     }
 }
 
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
-        Subresource::Binding => &["create"],
+        Subresource::Binding | Subresource::Token => &["create"],
         Subresource::Finalize => &["update"],
         _ => SUBRESOURCE_VERBS,
     }

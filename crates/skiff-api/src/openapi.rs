@@ -134,7 +134,8 @@ fn resource_paths(rt: &ResourceType, paths: &mut Map<String, Value>) {
         }),
     );
     for &sub in rt.subresources {
-        if sub == Subresource::Binding {
+        // Create-only subresources have no get/put/patch to describe.
+        if matches!(sub, Subresource::Binding | Subresource::Token) {
             continue;
         }
         let suffix = capitalize(sub.name());

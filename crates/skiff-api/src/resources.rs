@@ -16,6 +16,8 @@ pub enum Subresource {
     /// `namespaces/finalize`: the namespace controller's way to clear `.spec.finalizers` once
     /// a terminating namespace is empty.
     Finalize,
+    /// `serviceaccounts/token`: TokenRequest, a signed token for the account.
+    Token,
 }
 
 impl Subresource {
@@ -25,6 +27,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
+            Subresource::Token => "token",
         }
     }
 
@@ -34,6 +37,7 @@ impl Subresource {
             Subresource::Scale,
             Subresource::Binding,
             Subresource::Finalize,
+            Subresource::Token,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -185,7 +189,7 @@ pub static RESOURCES: &[ResourceType] = &[
     resource!("", "v1", "Secret", "secrets", "secret",
         namespaced: true, short: [], categories: [], sub: []),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount",
-        namespaced: true, short: ["sa"], categories: [], sub: []),
+        namespaced: true, short: ["sa"], categories: [], sub: [Token]),
     resource!("", "v1", "Service", "services", "service",
         namespaced: true, short: ["svc"], categories: ["all"], sub: [Status]),
     resource!("apps", "v1", "Deployment", "deployments", "deployment",

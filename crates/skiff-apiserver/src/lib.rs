@@ -17,6 +17,7 @@ pub mod pki;
 mod request;
 mod reviews;
 mod routes;
+pub mod sa_token;
 mod strategy;
 pub mod tls;
 mod watch;
@@ -81,11 +82,19 @@ pub struct RunningServer {
     pub kubeconfig: String,
     pub admin_token: String,
     pub ca_pem: String,
+    auth: Arc<routes::Auth>,
     accept_loop: tokio::task::JoinHandle<()>,
     event_expiry: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
+    /// Whether the server accepts a bearer token (the admin token, or a ServiceAccount
+    /// token it signed): the check the cluster's other endpoints (the registry) share.
+    pub fn token_check(&self) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
+        let auth = self.auth.clone();
+        Arc::new(move |token: &str| auth.accepts(token))
+    }
+
     /// Waits until the server stops (it only stops on error or when dropped elsewhere).
     pub async fn wait(mut self) {
         let _ = (&mut self.accept_loop).await;
@@ -140,6 +149,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         kubeconfig::write(path, &kubeconfig)?;
     }
 
+    let tokens = {
+        let data_dir = config.data_dir.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || sa_token::TokenIssuer::load_or_create(&data_dir))
+                .await
+                .map_err(|e| ServerError::Tls(format!("credential task failed: {e}")))??,
+        )
+    };
     let event_expiry = tokio::spawn(event_ttl::run(objects.clone(), config.event_ttl));
     let caches = watch_cache::Caches::new(objects.clone());
     let state = Arc::new(handlers::ApiState {
@@ -150,15 +167,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             not_ready_seconds: config.not_ready_toleration_seconds,
             unreachable_seconds: config.unreachable_toleration_seconds,
         },
+        tokens: tokens.clone(),
     });
     let auth = Arc::new(routes::Auth {
         admin_token: creds.admin_token.clone(),
+        tokens,
     });
     let info = Arc::new(routes::ServerInfo {
         address: advertise.to_string(),
         openapi: routes::OpenApiDocs::build(),
     });
-    let app = routes::router(state, auth, info);
+    let app = routes::router(state, auth.clone(), info);
     let acceptor =
         tls::acceptor(&creds.serving_cert_pem, &creds.serving_key_pem).map_err(ServerError::Tls)?;
     let accept_loop = tokio::spawn(tls::serve(listener, acceptor, app));
@@ -169,6 +188,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         kubeconfig,
         admin_token: creds.admin_token,
         ca_pem: creds.ca_pem,
+        auth,
         accept_loop,
         event_expiry,
     })

@@ -21,6 +21,16 @@ const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 
 pub struct Auth {
     pub admin_token: String,
+    pub tokens: Arc<crate::sa_token::TokenIssuer>,
+}
+
+impl Auth {
+    /// Whether a bearer token is the admin's or a ServiceAccount token this server signed.
+    pub fn accepts(&self, token: &str) -> bool {
+        // Constant-time comparison: the token is the only secret between a caller and admin.
+        constant_time_eq(token.as_bytes(), self.admin_token.as_bytes())
+            || self.tokens.verify(token).is_some()
+    }
 }
 
 async fn authenticate(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
@@ -37,9 +47,7 @@ async fn authenticate(State(auth): State<Arc<Auth>>, req: Request, next: Next) -
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    // Constant-time comparison: the token is the only secret between a caller and admin.
-    let ok = token.is_some_and(|t| constant_time_eq(t.as_bytes(), auth.admin_token.as_bytes()));
-    if ok {
+    if token.is_some_and(|t| auth.accepts(t)) {
         next.run(req).await
     } else {
         error_response(&ApiError::unauthorized())

@@ -118,11 +118,10 @@ impl TestServer {
             })
             .await
             .expect("start the API server");
-            let admin_token = server.admin_token.clone();
             let (registry, _) = skiff_registry::serve(
                 "127.0.0.1:0".parse().unwrap(),
                 skiff_registry::Storage::open(data_dir.join("registry")).expect("registry storage"),
-                Arc::new(move |token: &str| token == admin_token),
+                server.token_check(),
             )
             .await
             .expect("start the registry");

@@ -229,3 +229,64 @@ fn images_are_imported_pushed_copied_listed_pulled_by_nodes_and_removed() {
         "error: reading the image archive /nonexistent.tar: cannot open /nonexistent.tar: No such file or directory (os error 2)"
     );
 }
+
+#[test]
+fn service_account_tokens_push_images_and_reach_the_api() {
+    let server = TestServer::start_api_only();
+    let dir = tempfile::tempdir().unwrap();
+    let (oci_archive, _, _) = busybox_image(dir.path());
+    for minor in [28, 33] {
+        let kubectl = server.kubectl(minor);
+        let account = format!("builder-{minor}");
+        kubectl.ok(&["create", "serviceaccount", &account]);
+        let token = kubectl
+            .ok(&["create", "token", &account])
+            .trim()
+            .to_string();
+        assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+        // The API takes it…
+        let as_account = kubectl.ok(&[
+            "--token",
+            &token,
+            "get",
+            "serviceaccount",
+            &account,
+            "-o",
+            "name",
+        ]);
+        assert_eq!(as_account.trim(), format!("serviceaccount/{account}"));
+        // …and so does the registry, as a push password.
+        let pushed = skopeo_copy(
+            &format!("oci-archive:{}:v1", oci_archive.display()),
+            &format!("docker://{}/ci/busybox:{minor}", server.registry),
+            &format!("{account}:{token}"),
+        );
+        assert!(pushed.status.success(), "{pushed:?}");
+
+        let err = kubectl.fails(&["create", "token", "nobody"]);
+        assert!(
+            err.contains("serviceaccounts \"nobody\" not found"),
+            "{err}"
+        );
+        let err = kubectl.fails(&["create", "token", &account, "--duration", "5m"]);
+        assert!(
+            err.contains("may not specify a duration less than 10 minutes"),
+            "{err}"
+        );
+    }
+    // A token signed by anyone else is refused everywhere.
+    let forged = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl";
+    let refused = server
+        .http("GET", "/api/v1/namespaces")
+        .without_token()
+        .header(&format!("Authorization: Bearer {forged}"))
+        .send();
+    assert_eq!(refused.code, 401);
+    let denied = skopeo_copy(
+        &format!("oci-archive:{}:v1", oci_archive.display()),
+        &format!("docker://{}/ci/busybox:forged", server.registry),
+        &format!("x:{forged}"),
+    );
+    assert!(!denied.status.success());
+}

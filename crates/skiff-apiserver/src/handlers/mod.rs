@@ -6,6 +6,7 @@ mod apply;
 mod binding;
 mod delete;
 mod read;
+mod token;
 mod write;
 
 // The verb modules reach each other's helpers, and these imports, through `use super::*`.
@@ -13,6 +14,7 @@ use apply::*;
 use binding::*;
 use delete::*;
 use read::*;
+use token::*;
 use write::*;
 
 use std::collections::HashMap;
@@ -52,6 +54,7 @@ pub struct ApiState {
     pub caches: Caches,
     pub services: ServiceAllocator,
     pub tolerations: DefaultTolerations,
+    pub tokens: Arc<crate::sa_token::TokenIssuer>,
 }
 
 /// What the DefaultTolerationSeconds admission gives new pods.

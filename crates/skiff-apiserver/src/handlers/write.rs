@@ -161,6 +161,10 @@ pub(super) async fn create(
         let manager = field_manager(query, headers)?;
         return bind_pod(state, rr, &binding, &manager, output).await;
     }
+    if rr.subresource == Some(Subresource::Token) {
+        let request = negotiate::decode_body(headers, body)?;
+        return create_token(state, rr, &request, output).await;
+    }
     if rr.subresource.is_some() || rr.name.is_some() {
         return Err(ApiError::method_not_supported(rr.rt, "POST"));
     }

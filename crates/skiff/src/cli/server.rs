@@ -76,11 +76,11 @@ impl ServerArgs {
         .await?;
         let registry = skiff_registry::Storage::open(data_dir.join("registry"))
             .context("opening the registry's storage")?;
-        let admin_token = server.admin_token.clone();
+        // Pushes take the tokens the API server takes.
         let (registry_addr, _registry) = skiff_registry::serve(
             std::net::SocketAddr::new(self.bind_address, self.registry_port),
             registry,
-            std::sync::Arc::new(move |token: &str| token == admin_token),
+            server.token_check(),
         )
         .await?;
         let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
