@@ -10,6 +10,7 @@ packages=(
   curl               # the API end-to-end tests send raw HTTPS requests with it
   skopeo             # the registry's tests push and inspect images with a real client
   busybox-static     # …built offline from this static busybox
+  runc               # the node agent runs containers with it
 )
 
 missing=()

@@ -23,6 +23,16 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The container monitor forks; it must run before any thread (tokio's) exists.
+    if let cli::Command::Internal(cli::InternalCommand::ContainerMonitor { args }) = &cli.command {
+        return match skiff_runtime::monitor::MonitorConfig::from_args(args) {
+            Some(config) => ExitCode::from(skiff_runtime::monitor::daemonize_and_run(config) as u8),
+            None => {
+                eprintln!("error: container-monitor takes {} arguments", 8);
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -21,6 +21,18 @@ pub enum Command {
     /// Images in the cluster's registry: import archives, pull, list, remove.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// skiff's own helper processes (not for people).
+    #[command(subcommand, hide = true)]
+    Internal(InternalCommand),
+}
+
+#[derive(Subcommand)]
+pub enum InternalCommand {
+    /// The monitor of one container (see skiff_runtime::monitor).
+    ContainerMonitor {
+        #[arg(num_args = 0.., allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 impl Command {
@@ -30,6 +42,9 @@ impl Command {
             Command::Agent(args) => args.run().await,
             Command::Datastore(command) => command.run().await,
             Command::Image(command) => command.run().await,
+            Command::Internal(_) => {
+                anyhow::bail!("internal commands run on their own, before the runtime")
+            }
         }
     }
 }

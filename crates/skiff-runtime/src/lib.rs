@@ -1,0 +1,21 @@
+//! skiff's container runtime layer, below the node agent: everything needed to run a
+//! pod's containers with an OCI runtime binary.
+//!
+//! - [`spec`]: `config.json` with Kubernetes' security defaults and cgroup limits.
+//! - [`oci`]: the `Runtime` trait and `OciRuntime` (runc, or crun) with an explicit `--root`.
+//! - [`sandbox`]: a pod's network, IPC and UTS namespaces, pinned by bind mounts.
+//! - [`rootfs`]: overlayfs root filesystems over an image's unpacked layers.
+//! - [`monitor`]: one detached process per container that owns its pipes, CRI logs and
+//!   exit status, so an agent restart loses neither.
+//! - [`cri_log`]: the CRI log format, with size-based rotation.
+//! - [`cgroups`]: pod cgroup clean-up and OOM detection, cgroup v1 and v2.
+
+pub mod cgroups;
+pub mod cri_log;
+pub mod monitor;
+pub mod oci;
+pub mod rootfs;
+pub mod sandbox;
+pub mod spec;
+
+pub use oci::{ContainerState, OciRuntime, Runtime, RuntimeError};

@@ -1,0 +1,320 @@
+//! The container monitor (conmon's job): one small process per container, detached from
+//! the agent, that creates the container through the OCI runtime, becomes the parent of
+//! its process (a child subreaper), writes its output to the CRI log, and records how it
+//! ended. Because the monitor, not the agent, holds the container's pipes and reaps it, an
+//! agent restart loses neither logs nor exit codes.
+//!
+//! It runs as `skiff internal container-monitor …` and talks to the agent through files in
+//! the container's bundle directory:
+//!
+//! ```text
+//! config.json   written by the agent
+//! pid           the container process (written by the runtime at create)
+//! created       the monitor has created the container: the agent may start it
+//! exit          how it ended (JSON: exitCode, signal, oomKilled, finishedAt, error)
+//! ```
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cri_log::{CriLog, LineSplitter, Stream};
+use crate::oci::{OciRuntime, Runtime};
+
+/// What the monitor needs to know; the agent passes it as command-line arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorConfig {
+    pub runtime_binary: PathBuf,
+    pub runtime_root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub log: PathBuf,
+    pub cgroups_path: String,
+    pub log_max_size: u64,
+    pub log_max_files: usize,
+}
+
+impl MonitorConfig {
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            self.runtime_binary.display().to_string(),
+            self.runtime_root.display().to_string(),
+            self.id.clone(),
+            self.bundle.display().to_string(),
+            self.log.display().to_string(),
+            self.cgroups_path.clone(),
+            self.log_max_size.to_string(),
+            self.log_max_files.to_string(),
+        ]
+    }
+
+    pub fn from_args(args: &[String]) -> Option<MonitorConfig> {
+        let [binary, root, id, bundle, log, cgroups, size, files] = args else {
+            return None;
+        };
+        Some(MonitorConfig {
+            runtime_binary: binary.into(),
+            runtime_root: root.into(),
+            id: id.clone(),
+            bundle: bundle.into(),
+            log: log.into(),
+            cgroups_path: cgroups.clone(),
+            log_max_size: size.parse().ok()?,
+            log_max_files: files.parse().ok()?,
+        })
+    }
+}
+
+/// How a container ended, as the monitor records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exit {
+    pub exit_code: i32,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    #[serde(default)]
+    pub finished_at: String,
+    /// Set when the container could not be created at all.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Exit {
+    /// The recorded exit of the container in `bundle`, once there is one.
+    pub fn read(bundle: &Path) -> Option<Exit> {
+        serde_json::from_slice(&std::fs::read(bundle.join("exit")).ok()?).ok()
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, bytes).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: a two-element array for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fresh descriptors we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The monitor's whole life. Call it before any thread exists (it forks): it returns in
+/// the agent-facing parent at once, and the detached child runs until the container ends.
+pub fn daemonize_and_run(config: MonitorConfig) -> i32 {
+    // SAFETY: called before any other thread exists (see above).
+    match unsafe { libc::fork() } {
+        -1 => return 1,
+        0 => {}
+        _ => return 0, // the agent waits for this parent only
+    }
+    // SAFETY: plain syscalls in the single-threaded child.
+    unsafe {
+        libc::setsid();
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    run(&config)
+}
+
+fn run(config: &MonitorConfig) -> i32 {
+    let fail = |message: String| {
+        let exit = Exit {
+            exit_code: 128,
+            error: Some(message),
+            finished_at: now_rfc3339(),
+            ..Default::default()
+        };
+        write_atomically(
+            &config.bundle.join("exit"),
+            &serde_json::to_vec(&exit).unwrap_or_default(),
+        );
+        1
+    };
+    let (Ok((out_r, out_w)), Ok((err_r, err_w))) = (pipe(), pipe()) else {
+        return fail("cannot create the container's output pipes".into());
+    };
+    let log = match CriLog::open(&config.log, config.log_max_size, config.log_max_files) {
+        Ok(l) => Arc::new(Mutex::new(l)),
+        Err(e) => return fail(format!("cannot open the log {}: {e}", config.log.display())),
+    };
+    let runtime = OciRuntime::new(&config.runtime_binary, &config.runtime_root);
+    let stdio = [Stdio::null(), Stdio::from(out_w), Stdio::from(err_w)];
+    if let Err(e) = runtime.create(&config.id, &config.bundle, stdio) {
+        return fail(e.to_string());
+    }
+    // The write ends went to the runtime's child and were closed here with `stdio`.
+    let pid: i32 = match std::fs::read_to_string(config.bundle.join("pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+    {
+        Some(pid) => pid,
+        None => return fail("the runtime wrote no pid file".into()),
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+        let log = log.clone();
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            copy_to_log(std::fs::File::from(fd), stream, &log);
+            let _ = done.send(());
+        });
+    }
+    write_atomically(&config.bundle.join("created"), b"");
+
+    let (code, signal) = wait_for(pid);
+    // Output still in the pipes belongs before the exit; processes the container left
+    // behind may hold the pipes open, so wait only briefly.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    let exit = Exit {
+        exit_code: code,
+        signal,
+        oom_killed: signal == Some(libc::SIGKILL) && oom_recorded(&config.cgroups_path),
+        finished_at: now_rfc3339(),
+        error: None,
+    };
+    write_atomically(
+        &config.bundle.join("exit"),
+        &serde_json::to_vec(&exit).unwrap_or_default(),
+    );
+    0
+}
+
+/// Whether the cgroup counted an OOM kill. The kernel counts it just after sending the
+/// SIGKILL, so the victim can be reaped first: look again for a moment.
+fn oom_recorded(cgroups_path: &str) -> bool {
+    for _ in 0..20 {
+        if crate::cgroups::oom_killed(cgroups_path) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Reaps children until the container process ends: (exit code, signal). A signal is
+/// reported as 128 + its number, as shells and the kubelet do.
+fn wait_for(pid: i32) -> (i32, Option<i32>) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid status pointer.
+        let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if reaped == -1 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            // No children left: the container's process was not ours to reap.
+            return (255, None);
+        }
+        if reaped != pid {
+            continue; // an orphan of the container, reparented to us
+        }
+        if libc::WIFEXITED(status) {
+            return (libc::WEXITSTATUS(status), None);
+        }
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            return (128 + sig, Some(sig));
+        }
+    }
+}
+
+fn copy_to_log(mut pipe: std::fs::File, stream: Stream, log: &Mutex<CriLog>) {
+    let mut splitter = LineSplitter::default();
+    let mut buf = vec![0u8; 32 * 1024];
+    let write = |records: Vec<(Vec<u8>, bool)>| {
+        let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+        for (content, complete) in records {
+            if let Err(e) = log.record(stream, &content, complete) {
+                tracing::warn!(error = %e, "cannot write the container log");
+            }
+        }
+    };
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => write(splitter.feed(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if let Some(rest) = splitter.finish() {
+        write(vec![(rest, true)]);
+    }
+}
+
+/// Starts a monitor for the container whose `config.json` is in `config.bundle`, through
+/// `skiff_binary internal container-monitor …`, and waits until the container is created
+/// (or failed to be).
+pub fn spawn(skiff_binary: &Path, config: &MonitorConfig) -> Result<(), String> {
+    let status = Command::new(skiff_binary)
+        .args(["internal", "container-monitor"])
+        .args(config.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", skiff_binary.display()))?;
+    if !status.success() {
+        return Err(format!("the container monitor could not start ({status})"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if config.bundle.join("created").exists() {
+            return Ok(());
+        }
+        if let Some(exit) = Exit::read(&config.bundle) {
+            return Err(exit
+                .error
+                .unwrap_or_else(|| "the container ended at once".into()));
+        }
+        if Instant::now() > deadline {
+            return Err("the container was not created within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_round_trip_through_arguments() {
+        let config = MonitorConfig {
+            runtime_binary: "/usr/sbin/runc".into(),
+            runtime_root: "/run/skiff/runc".into(),
+            id: "pod-c1".into(),
+            bundle: "/var/lib/skiff/b".into(),
+            log: "/var/log/pods/x/c/0.log".into(),
+            cgroups_path: "skiff/pod/c1".into(),
+            log_max_size: 10 << 20,
+            log_max_files: 5,
+        };
+        assert_eq!(MonitorConfig::from_args(&config.to_args()), Some(config));
+        assert_eq!(MonitorConfig::from_args(&["x".into()]), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! An OCI runtime binary (runc by default; crun speaks the same command line), always with
+//! an explicit `--root` (its state directory) so skiff's containers never mix with anyone
+//! else's. Calls block; async callers use `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot run {binary}: {source} (apt-get install runc)")]
+    Spawn {
+        binary: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{binary} {action} {id}: {message}")]
+    Failed {
+        binary: String,
+        action: &'static str,
+        id: String,
+        message: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// What `runc state` reports of a container.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ContainerState {
+    pub id: String,
+    pub pid: i32,
+    /// `created`, `running`, `paused` or `stopped`.
+    pub status: String,
+    pub bundle: PathBuf,
+}
+
+/// The operations skiff needs of an OCI runtime.
+pub trait Runtime: Send + Sync {
+    /// Creates the container from `bundle/config.json`; its process inherits `stdio` and
+    /// waits for [`Runtime::start`]. The caller becomes the process's parent only if it is
+    /// a child subreaper (the container monitor is).
+    fn create(&self, id: &str, bundle: &Path, stdio: [Stdio; 3]) -> Result<()>;
+    fn start(&self, id: &str) -> Result<()>;
+    /// `None` when the runtime does not know the container.
+    fn state(&self, id: &str) -> Result<Option<ContainerState>>;
+    fn kill(&self, id: &str, signal: i32) -> Result<()>;
+    /// Removes a stopped container (`force`: a running one too, killing it).
+    fn delete(&self, id: &str, force: bool) -> Result<()>;
+    fn list(&self) -> Result<Vec<ContainerState>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct OciRuntime {
+    binary: PathBuf,
+    root: PathBuf,
+}
+
+impl OciRuntime {
+    pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> OciRuntime {
+        OciRuntime {
+            binary: binary.into(),
+            root: root.into(),
+        }
+    }
+
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root").arg(&self.root);
+        cmd
+    }
+
+    fn run(&self, action: &'static str, id: &str, mut cmd: Command) -> Result<Vec<u8>> {
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                binary: self.binary.display().to_string(),
+                source,
+            })?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        Err(self.failed(action, id, &out.stderr))
+    }
+
+    fn failed(&self, action: &'static str, id: &str, stderr: &[u8]) -> RuntimeError {
+        RuntimeError::Failed {
+            binary: self.binary.display().to_string(),
+            action,
+            id: id.to_string(),
+            message: runtime_message(stderr),
+        }
+    }
+}
+
+/// runc's own error line, without its logging decoration.
+fn runtime_message(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    // time="…" level=error msg="…"
+    match line.find("msg=\"") {
+        Some(i) => line[i + 5..].trim_end_matches('"').replace("\\\"", "\""),
+        None => line.to_string(),
+    }
+}
+
+impl Runtime for OciRuntime {
+    fn create(&self, id: &str, bundle: &Path, stdio: [Stdio; 3]) -> Result<()> {
+        let [stdin, stdout, stderr] = stdio;
+        let mut cmd = self.command();
+        // runc's own errors go to a log file: the container's stdio is not ours to fill.
+        let log = bundle.join("runtime.log");
+        cmd.arg("--log")
+            .arg(&log)
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(bundle.join("pid"))
+            .arg(id)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr);
+        let status = cmd.status().map_err(|source| RuntimeError::Spawn {
+            binary: self.binary.display().to_string(),
+            source,
+        })?;
+        if status.success() {
+            return Ok(());
+        }
+        let logged = std::fs::read(&log).unwrap_or_default();
+        Err(self.failed("create", id, &logged))
+    }
+
+    fn start(&self, id: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("start").arg(id);
+        self.run("start", id, cmd).map(drop)
+    }
+
+    fn state(&self, id: &str) -> Result<Option<ContainerState>> {
+        let mut cmd = self.command();
+        cmd.arg("state").arg(id);
+        match self.run("state", id, cmd) {
+            Ok(out) => serde_json::from_slice(&out)
+                .map(Some)
+                .map_err(|e| RuntimeError::Failed {
+                    binary: self.binary.display().to_string(),
+                    action: "state",
+                    id: id.to_string(),
+                    message: format!("unreadable answer: {e}"),
+                }),
+            Err(RuntimeError::Failed { message, .. }) if message.contains("does not exist") => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn kill(&self, id: &str, signal: i32) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("kill").arg(id).arg(signal.to_string());
+        self.run("kill", id, cmd).map(drop)
+    }
+
+    fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("delete");
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.arg(id);
+        match self.run("delete", id, cmd) {
+            Err(RuntimeError::Failed { message, .. }) if message.contains("does not exist") => {
+                Ok(())
+            }
+            other => other.map(drop),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<ContainerState>> {
+        let mut cmd = self.command();
+        cmd.arg("list").arg("--format").arg("json");
+        let out = self.run("list", "", cmd)?;
+        let text = String::from_utf8_lossy(&out);
+        if text.trim() == "null" || text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&text).map_err(|e| RuntimeError::Failed {
+            binary: self.binary.display().to_string(),
+            action: "list",
+            id: String::new(),
+            message: format!("unreadable answer: {e}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_read_as_one_line() {
+        let stderr = b"time=\"2026-11-25T10:00:00Z\" level=error msg=\"container \\\"x\\\" does not exist\"\n";
+        assert_eq!(runtime_message(stderr), "container \"x\" does not exist");
+        assert_eq!(runtime_message(b"plain failure\n\n"), "plain failure");
+    }
+
+    #[test]
+    fn a_missing_binary_says_what_to_install() {
+        let rt = OciRuntime::new("/nonexistent/runc", "/tmp/x");
+        let err = rt.list().unwrap_err().to_string();
+        assert!(err.starts_with("cannot run /nonexistent/runc: "), "{err}");
+        assert!(err.ends_with("(apt-get install runc)"), "{err}");
+    }
+}
