@@ -5,6 +5,7 @@
 //! how the scale benchmarks get 1,000 nodes on one machine. The agent that runs real
 //! containers (issue 6) lands beside it.
 
+pub mod node;
 pub mod simulated;
 
 #[derive(Debug, thiserror::Error)]

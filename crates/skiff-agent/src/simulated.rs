@@ -10,11 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -23,6 +20,7 @@ use skiff_client::objects::{is_deleting, now, pod_node};
 use skiff_client::{EventRecorder, Informer, WorkQueue};
 
 use crate::AgentError;
+use crate::node::{NodeDescription, node_conditions, renew_lease};
 
 /// How long a lease is valid (kubelet's `--node-lease-duration-seconds` default); it is
 /// renewed every quarter of that.
@@ -30,7 +28,6 @@ pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// How often the Ready condition's heartbeat is refreshed in node status when nothing
 /// changed (kubelet's node status report frequency).
 const STATUS_REFRESH: Duration = Duration::from_secs(300);
-const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Concurrent API requests while registering nodes and while updating pods.
 const CONCURRENCY: usize = 32;
 
@@ -122,88 +119,28 @@ async fn register_all(
     Ok(())
 }
 
-fn node_object(config: &SimulatedConfig, node: &SimNode) -> Value {
-    let now = now();
-    let allocatable_memory = config.memory.clone();
-    json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": node.name,
-            "labels": {
-                "kubernetes.io/hostname": node.name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "beta.kubernetes.io/os": "linux",
-                "beta.kubernetes.io/arch": "amd64",
-                "node.kubernetes.io/instance-type": "skiff-simulated",
-                "type": "simulated",
-            },
-            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "skiff.dev/simulated": "true"},
-        },
-        "spec": {
-            "podCIDR": format!("{}.0/24", node.pod_net),
-            "podCIDRs": [format!("{}.0/24", node.pod_net)],
-        },
-        "status": {
-            "capacity": {
-                "cpu": config.cpu, "memory": config.memory,
-                "pods": config.max_pods.to_string(), "ephemeral-storage": "100Gi",
-            },
-            "allocatable": {
-                "cpu": config.cpu, "memory": allocatable_memory,
-                "pods": config.max_pods.to_string(), "ephemeral-storage": "100Gi",
-            },
-            "conditions": node_conditions(&now),
-            "addresses": [
-                {"type": "InternalIP", "address": node.ip},
-                {"type": "Hostname", "address": node.name},
-            ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {
-                "machineID": "", "systemUUID": "", "bootID": "",
-                "kernelVersion": "simulated", "osImage": "skiff simulated node",
-                "containerRuntimeVersion": "simulated://1.0",
-                "kubeletVersion": concat!("v1.33.0-skiff.", env!("CARGO_PKG_VERSION")),
-                "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
-            },
-        },
-    })
-}
-
-fn node_conditions(now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Value {
-    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
-        json!({
-            "type": type_, "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": now, "lastTransitionTime": now,
-        })
-    };
-    json!([
-        condition(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available"
-        ),
-        condition(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure"
-        ),
-        condition(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available"
-        ),
-        condition(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status"
-        ),
-    ])
+/// A simulated node as the API sees it: 8 CPUs, 32 Gi, 110 pods, loopback addresses.
+fn description(config: &SimulatedConfig, node: &SimNode) -> NodeDescription {
+    NodeDescription {
+        name: node.name.clone(),
+        ip: node.ip.clone(),
+        pod_cidr: format!("{}.0/24", node.pod_net),
+        cpu: config.cpu.clone(),
+        memory: config.memory.clone(),
+        max_pods: config.max_pods,
+        ephemeral_storage: "100Gi".into(),
+        kernel_version: "simulated".into(),
+        os_image: "skiff simulated node".into(),
+        container_runtime_version: "simulated://1.0".into(),
+        extra_labels: vec![
+            (
+                "node.kubernetes.io/instance-type".into(),
+                "skiff-simulated".into(),
+            ),
+            ("type".into(), "simulated".into()),
+        ],
+        extra_annotations: vec![("skiff.dev/simulated".into(), "true".into())],
+    }
 }
 
 async fn register(
@@ -211,78 +148,12 @@ async fn register(
     config: &SimulatedConfig,
     node: &SimNode,
 ) -> Result<(), AgentError> {
-    let nodes = Api::<Node>::all(client.clone());
-    let object: Node = serde_json::from_value(node_object(config, node)).expect("a valid Node");
-    let err = |source| AgentError::Register {
-        node: node.name.clone(),
-        source,
-    };
-    match nodes.create(&PostParams::default(), &object).await {
-        Ok(_) => {}
-        // Registered by an earlier run: report in again (ready, fresh heartbeat).
-        Err(e) if skiff_client::is_status(&e, 409) => {
-            let patch = json!({"status": {"conditions": node_conditions(&now())}});
-            nodes
-                .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(err)?;
-        }
-        Err(e) => return Err(err(e)),
-    }
-    let node_uid = nodes.get(&node.name).await.map_err(err)?.uid();
-    renew_lease(
+    crate::node::register(
         client,
-        &node.name,
-        node_uid.as_deref(),
+        &description(config, node),
         config.lease_duration_seconds,
     )
     .await
-    .map_err(err)
-}
-
-/// Creates or renews a node's lease (owned by its Node, so it goes with it).
-async fn renew_lease(
-    client: &Client,
-    node: &str,
-    node_uid: Option<&str>,
-    duration_seconds: i32,
-) -> Result<(), kube::Error> {
-    let leases = Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE);
-    let renew = MicroTime(Timestamp::now());
-    let patch = json!({"spec": {"renewTime": renew, "holderIdentity": node}});
-    match leases
-        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(e) if skiff_client::is_status(&e, 404) => {}
-        Err(e) => return Err(e),
-    }
-    let mut lease = Lease {
-        spec: Some(LeaseSpec {
-            holder_identity: Some(node.to_string()),
-            lease_duration_seconds: Some(duration_seconds),
-            renew_time: Some(renew),
-            ..LeaseSpec::default()
-        }),
-        ..Lease::default()
-    };
-    lease.metadata.name = Some(node.to_string());
-    lease.metadata.namespace = Some(LEASE_NAMESPACE.to_string());
-    if let Some(uid) = node_uid {
-        lease.metadata.owner_references = Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                api_version: "v1".into(),
-                kind: "Node".into(),
-                name: node.to_string(),
-                uid: uid.to_string(),
-                ..Default::default()
-            },
-        ]);
-    }
-    // Made meanwhile (another renewal): that is the goal.
-    skiff_client::tolerating(leases.create(&PostParams::default(), &lease).await, &[409])?;
-    Ok(())
 }
 
 /// Renews every lease each quarter of the lease duration, spread over that interval, and
@@ -557,8 +428,11 @@ mod tests {
     #[test]
     fn the_node_object_is_a_valid_node() {
         let config = SimulatedConfig::new(1, "sim-");
-        let node: Node =
-            serde_json::from_value(node_object(&config, &sim_node(&config, 0))).unwrap();
+        let node: Node = serde_json::from_value(crate::node::node_object(&description(
+            &config,
+            &sim_node(&config, 0),
+        )))
+        .unwrap();
         let status = node.status.unwrap();
         assert_eq!(status.allocatable.unwrap()["pods"].0, "110");
         assert!(

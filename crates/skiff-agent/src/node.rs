@@ -1,0 +1,211 @@
+//! What every node agent does for its Node, simulated or real: the Node object (capacity,
+//! addresses, node info, conditions) registered or reported in again, and the Lease in
+//! `kube-node-lease` renewed as kubelet's node lease.
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use skiff_client::objects::now;
+
+use crate::AgentError;
+
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// The facts a node reports about itself.
+#[derive(Clone, Debug)]
+pub struct NodeDescription {
+    pub name: String,
+    pub ip: String,
+    pub pod_cidr: String,
+    pub cpu: String,
+    pub memory: String,
+    pub max_pods: u32,
+    pub ephemeral_storage: String,
+    pub kernel_version: String,
+    pub os_image: String,
+    pub container_runtime_version: String,
+    pub extra_labels: Vec<(String, String)>,
+    pub extra_annotations: Vec<(String, String)>,
+}
+
+/// The architecture as Kubernetes labels it.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub fn node_object(node: &NodeDescription) -> Value {
+    let now = now();
+    let arch = go_arch();
+    let mut labels = json!({
+        "kubernetes.io/hostname": node.name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": arch,
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": arch,
+    });
+    for (k, v) in &node.extra_labels {
+        labels[k] = v.clone().into();
+    }
+    let mut annotations = json!({"node.alpha.kubernetes.io/ttl": "0"});
+    for (k, v) in &node.extra_annotations {
+        annotations[k] = v.clone().into();
+    }
+    let resources = json!({
+        "cpu": node.cpu, "memory": node.memory,
+        "pods": node.max_pods.to_string(), "ephemeral-storage": node.ephemeral_storage,
+    });
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {
+            "podCIDR": node.pod_cidr,
+            "podCIDRs": [node.pod_cidr],
+        },
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": node_conditions(&now),
+            "addresses": [
+                {"type": "InternalIP", "address": node.ip},
+                {"type": "Hostname", "address": node.name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": "", "systemUUID": "", "bootID": "",
+                "kernelVersion": node.kernel_version, "osImage": node.os_image,
+                "containerRuntimeVersion": node.container_runtime_version,
+                "kubeletVersion": concat!("v1.33.0-skiff.", env!("CARGO_PKG_VERSION")),
+                "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": arch,
+            },
+        },
+    })
+}
+
+pub fn node_conditions(now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Value {
+    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
+        json!({
+            "type": type_, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        })
+    };
+    json!([
+        condition(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        condition(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        condition(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        condition(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status"
+        ),
+    ])
+}
+
+/// Registers the node, or reports it in again (ready, fresh heartbeat) when an earlier run
+/// did; then makes sure its lease exists.
+pub async fn register(
+    client: &Client,
+    node: &NodeDescription,
+    lease_duration_seconds: i32,
+) -> Result<(), AgentError> {
+    let nodes = Api::<Node>::all(client.clone());
+    let object: Node = serde_json::from_value(node_object(node)).expect("a valid Node");
+    let err = |source| AgentError::Register {
+        node: node.name.clone(),
+        source,
+    };
+    match nodes.create(&PostParams::default(), &object).await {
+        Ok(_) => {}
+        // Registered by an earlier run: report in again (ready, fresh heartbeat).
+        Err(e) if skiff_client::is_status(&e, 409) => {
+            let patch = json!({"status": {"conditions": node_conditions(&now())}});
+            nodes
+                .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(err)?;
+        }
+        Err(e) => return Err(err(e)),
+    }
+    let node_uid = nodes.get(&node.name).await.map_err(err)?.uid();
+    renew_lease(
+        client,
+        &node.name,
+        node_uid.as_deref(),
+        lease_duration_seconds,
+    )
+    .await
+    .map_err(err)
+}
+
+/// Creates or renews a node's lease (owned by its Node, so it goes with it).
+pub async fn renew_lease(
+    client: &Client,
+    node: &str,
+    node_uid: Option<&str>,
+    duration_seconds: i32,
+) -> Result<(), kube::Error> {
+    let leases = Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE);
+    let renew = MicroTime(Timestamp::now());
+    let patch = json!({"spec": {"renewTime": renew, "holderIdentity": node}});
+    match leases
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if skiff_client::is_status(&e, 404) => {}
+        Err(e) => return Err(e),
+    }
+    let mut lease = Lease {
+        spec: Some(LeaseSpec {
+            holder_identity: Some(node.to_string()),
+            lease_duration_seconds: Some(duration_seconds),
+            renew_time: Some(renew),
+            ..LeaseSpec::default()
+        }),
+        ..Lease::default()
+    };
+    lease.metadata.name = Some(node.to_string());
+    lease.metadata.namespace = Some(LEASE_NAMESPACE.to_string());
+    if let Some(uid) = node_uid {
+        lease.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                name: node.to_string(),
+                uid: uid.to_string(),
+                ..Default::default()
+            },
+        ]);
+    }
+    // Made meanwhile (another renewal): that is the goal.
+    skiff_client::tolerating(leases.create(&PostParams::default(), &lease).await, &[409])?;
+    Ok(())
+}
