@@ -1,10 +1,11 @@
-//! skiff's node agent. What has landed is its simulated mode (like kwok): one process
-//! registers many nodes, keeps their Leases and status fresh, and plays kubelet for the pods
-//! bound to them — they go Running and Ready with a pod IP, and deletions are honoured —
-//! without running anything. Stopping the process is how tests make nodes fail, and it is
-//! how the scale benchmarks get 1,000 nodes on one machine. The agent that runs real
-//! containers (issue 6) lands beside it.
+//! skiff's node agent, in two modes. `kubelet`: this machine as a node — pods run as real
+//! containers (runc, through skiff-runtime), on a pod network (skiff-net), from the node
+//! image store (skiff-image). `simulated` (like kwok): one process registers many nodes,
+//! keeps their Leases and status fresh, and plays kubelet for the pods bound to them
+//! without running anything — how tests make nodes fail and how the scale benchmarks get
+//! 1,000 nodes on one machine. `node` is what both report of their Node.
 
+pub mod kubelet;
 pub mod node;
 pub mod simulated;
 

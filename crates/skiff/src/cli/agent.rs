@@ -1,18 +1,44 @@
-//! `skiff agent`: nodes for a cluster. Today: simulated nodes (`--simulated-nodes N`), which
-//! play kubelet for their pods without running containers; the agent that runs real
-//! containers on this machine is the node agent issue's.
+//! `skiff agent`: this machine as a node of a cluster (pods run as real containers), or,
+//! with `--simulated-nodes N`, many simulated nodes that play kubelet without running
+//! anything.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use skiff_agent::kubelet::KubeletConfig;
 use skiff_agent::simulated::SimulatedConfig;
+
+/// The pod CIDR when neither the flag nor the Node's `spec.podCIDR` gives one.
+const DEFAULT_POD_CIDR: &str = "10.42.0.0/24";
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     /// Kubeconfig of the cluster to join (as `skiff server --write-kubeconfig` writes it).
     #[arg(long, default_value = "/etc/skiff/kubeconfig.yaml")]
     kubeconfig: PathBuf,
+    /// This node's name (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// Where the node keeps its images, pods and logs.
+    #[arg(long, default_value = "/var/lib/skiff/agent", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// The OCI runtime binary (runc; crun takes the same flags).
+    #[arg(long, default_value = "runc", value_name = "BINARY")]
+    runtime: PathBuf,
+    /// The node's pod addresses (default: the Node's spec.podCIDR, else 10.42.0.0/24).
+    #[arg(long, value_name = "CIDR")]
+    pod_cidr: Option<String>,
+    /// The address the node reports (default: its first global IPv4 address).
+    #[arg(long, value_name = "IP")]
+    node_ip: Option<String>,
+    /// The network namespace (a pinned file) that holds the pod bridge, instead of this
+    /// process's own: how tests keep pod networks off the machine's network.
+    #[arg(long, value_name = "FILE")]
+    node_netns: Option<PathBuf>,
+    /// The cluster registry as HOST:PORT (default: what the cluster publishes).
+    #[arg(long, value_name = "HOST:PORT")]
+    registry: Option<String>,
     /// Register this many simulated nodes instead of running containers here.
     #[arg(long, value_name = "N")]
     simulated_nodes: Option<usize>,
@@ -24,25 +50,98 @@ pub struct AgentArgs {
     node_lease_duration_seconds: i32,
 }
 
+/// The first global IPv4 address of this machine, else loopback.
+fn detect_node_ip() -> String {
+    std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                let mut words = l.split_whitespace();
+                words.find(|w| *w == "inet")?;
+                words.next()?.split('/').next().map(str::to_string)
+            })
+        })
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
 impl AgentArgs {
     pub async fn run(self) -> Result<()> {
-        let Some(nodes) = self.simulated_nodes else {
-            bail!(
-                "running real containers on this machine is not available yet; \
-                 use --simulated-nodes N for nodes that simulate their pods"
-            );
+        let yaml = std::fs::read_to_string(&self.kubeconfig).with_context(|| {
+            format!(
+                "cannot read the kubeconfig {} (pass the server's with --kubeconfig)",
+                self.kubeconfig.display()
+            )
+        })?;
+        let client = skiff_client::client_from_kubeconfig(&yaml)
+            .await
+            .with_context(|| format!("the kubeconfig {}", self.kubeconfig.display()))?;
+        match self.simulated_nodes {
+            Some(nodes) => self.run_simulated(client, nodes).await,
+            None => self.run_node(client, &yaml).await,
+        }
+    }
+
+    async fn run_node(self, client: kube::Client, yaml: &str) -> Result<()> {
+        let node_name = self
+            .node_name
+            .clone()
+            .unwrap_or_else(skiff_agent::kubelet::host::hostname);
+        let assigned = kube::Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+            .get_opt(&node_name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|n| n.spec?.pod_cidr);
+        let cidr = self
+            .pod_cidr
+            .clone()
+            .or(assigned)
+            .unwrap_or_else(|| DEFAULT_POD_CIDR.into());
+        let pod_cidr = skiff_net::Cidr::parse(&cidr).context("--pod-cidr")?;
+        let registry = match self.registry.clone() {
+            Some(r) => Some(r),
+            None => {
+                let config = skiff_client::config_from_kubeconfig(yaml).await?;
+                let host = config.cluster_url.host().unwrap_or("127.0.0.1").to_string();
+                skiff_client::cluster_registry::port(&client)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|port| format!("{host}:{port}"))
+            }
         };
+        let config = KubeletConfig {
+            node_name: node_name.clone(),
+            data_dir: self.data_dir.clone(),
+            runtime_binary: self.runtime.clone(),
+            skiff_binary: std::env::current_exe().context("finding this program's path")?,
+            node_netns: match &self.node_netns {
+                Some(p) => skiff_net::Netns::Path(p.clone()),
+                None => skiff_net::Netns::Current,
+            },
+            pod_cidr,
+            node_ip: self.node_ip.clone().unwrap_or_else(detect_node_ip),
+            lease_duration_seconds: self.node_lease_duration_seconds.max(1),
+            registry: registry.map(|r| skiff_image::Endpoint::new(&format!("http://{r}"))),
+            workers: 8,
+        };
+        eprintln!(
+            "node {node_name} joining (pods from {pod_cidr}, data in {})",
+            self.data_dir.display()
+        );
+        tokio::select! {
+            result = skiff_agent::kubelet::run(client, config) => result.context("the node agent")?,
+            _ = tokio::signal::ctrl_c() => eprintln!("stopping: containers keep running and are adopted at the next start"),
+        }
+        Ok(())
+    }
+
+    async fn run_simulated(self, client: kube::Client, nodes: usize) -> Result<()> {
         if nodes == 0 {
             bail!("--simulated-nodes must be at least 1");
         }
-        let client = skiff_client::client_from_kubeconfig_file(&self.kubeconfig)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot use the kubeconfig {} (pass the server's with --kubeconfig)",
-                    self.kubeconfig.display()
-                )
-            })?;
         let mut config = SimulatedConfig::new(nodes, &self.node_name_prefix);
         config.lease_duration_seconds = self.node_lease_duration_seconds.max(1);
         eprintln!(

@@ -1,0 +1,125 @@
+//! A pod's state on the node, on disk so an agent restart finds it again:
+//!
+//! ```text
+//! <data>/pods/<uid>/pod           namespace/name (to clean up pods the API forgot)
+//! <data>/pods/<uid>/ns/           the sandbox's pinned namespaces
+//! <data>/pods/<uid>/etc/          hosts, hostname, resolv.conf bind-mounted into containers
+//! <data>/pods/<uid>/volumes/<v>/  emptyDir volumes
+//! <data>/pods/<uid>/containers/<name>/<attempt>/   one run of a container: its bundle
+//!     config.json, pid, created, exit (the monitor's), started, term (the agent's)
+//! <data>/logs/<ns>_<pod>_<uid>/<name>/<attempt>.log   its CRI log
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use skiff_runtime::monitor::Exit;
+
+#[derive(Debug, Clone)]
+pub struct PodDir {
+    pub root: PathBuf,
+    pub logs: PathBuf,
+    pub uid: String,
+}
+
+/// One run of a container.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub number: u32,
+    pub bundle: PathBuf,
+    pub id: String,
+    /// When the agent started it (RFC 3339).
+    pub started_at: Option<String>,
+    pub exit: Option<Exit>,
+    /// When the agent asked it to stop (RFC 3339).
+    pub term_sent: Option<String>,
+}
+
+impl Attempt {
+    pub fn is_running(&self) -> bool {
+        self.started_at.is_some() && self.exit.is_none()
+    }
+}
+
+impl PodDir {
+    pub fn new(data_dir: &Path, namespace: &str, name: &str, uid: &str) -> PodDir {
+        PodDir {
+            root: data_dir.join("pods").join(uid),
+            logs: data_dir
+                .join("logs")
+                .join(format!("{namespace}_{name}_{uid}")),
+            uid: uid.to_string(),
+        }
+    }
+
+    pub fn sandbox(&self) -> skiff_runtime::sandbox::Sandbox {
+        skiff_runtime::sandbox::Sandbox::at(self.root.join("ns"))
+    }
+
+    pub fn etc(&self) -> PathBuf {
+        self.root.join("etc")
+    }
+
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.root.join("volumes").join(name)
+    }
+
+    /// The pod's cgroup parent (absolute, see skiff_runtime::cgroups).
+    pub fn cgroup(&self) -> String {
+        format!("/skiff/pod{}", self.uid)
+    }
+
+    pub fn log_path(&self, container: &str, attempt: u32) -> PathBuf {
+        self.logs.join(container).join(format!("{attempt}.log"))
+    }
+
+    pub fn attempt_dir(&self, container: &str, attempt: u32) -> PathBuf {
+        self.root
+            .join("containers")
+            .join(container)
+            .join(attempt.to_string())
+    }
+
+    /// The runtime's id of a container run: unique on the node.
+    pub fn container_id(&self, container: &str, attempt: u32) -> String {
+        format!("{}-{container}-{attempt}", self.uid)
+    }
+
+    /// Every recorded run of a container, oldest first.
+    pub fn attempts(&self, container: &str) -> Vec<Attempt> {
+        let dir = self.root.join("containers").join(container);
+        let mut numbers: Vec<u32> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        numbers
+            .into_iter()
+            .map(|n| {
+                let bundle = dir.join(n.to_string());
+                let read = |f: &str| std::fs::read_to_string(bundle.join(f)).ok();
+                Attempt {
+                    number: n,
+                    id: self.container_id(container, n),
+                    started_at: read("started"),
+                    exit: Exit::read(&bundle),
+                    term_sent: read("term"),
+                    bundle,
+                }
+            })
+            .collect()
+    }
+
+    /// Every container run of the pod that has not ended.
+    pub fn running(&self) -> Vec<Attempt> {
+        let Ok(dir) = std::fs::read_dir(self.root.join("containers")) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .flat_map(|name| self.attempts(&name))
+            .filter(|a| a.exit.is_none() && a.bundle.join("created").exists())
+            .collect()
+    }
+}

@@ -1,0 +1,215 @@
+//! A pod's status as the kubelet reports it, from what its containers did: container
+//! states (running, waiting with upstream's reasons, terminated with exit code and reason),
+//! last states and restart counts, the phase, and the Initialized / ContainersReady / Ready
+//! / PodReadyToStartContainers conditions.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+use super::pod_dir::Attempt;
+
+/// Why a container is not running, when it is not (upstream's waiting reasons).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What the status needs to know of one container.
+#[derive(Debug, Clone)]
+pub struct ContainerView {
+    pub name: String,
+    pub image: String,
+    pub image_id: Option<String>,
+    pub attempts: Vec<Attempt>,
+    pub waiting: Option<Waiting>,
+}
+
+fn terminated(a: &Attempt) -> Option<Value> {
+    let exit = a.exit.as_ref()?;
+    let reason = if exit.oom_killed {
+        "OOMKilled"
+    } else if exit.error.is_some() {
+        "StartError"
+    } else if exit.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    let mut t = json!({
+        "exitCode": exit.exit_code,
+        "reason": reason,
+        "startedAt": a.started_at,
+        "finishedAt": exit.finished_at,
+        "containerID": format!("runc://{}", a.id),
+    });
+    if let Some(sig) = exit.signal {
+        t["signal"] = sig.into();
+    }
+    if let Some(e) = &exit.error {
+        t["message"] = e.clone().into();
+    }
+    Some(json!({"terminated": t}))
+}
+
+impl ContainerView {
+    pub fn running(&self) -> bool {
+        self.attempts.last().is_some_and(Attempt::is_running)
+    }
+
+    /// Whether the last run ended with exit code 0.
+    pub fn succeeded(&self) -> bool {
+        self.attempts
+            .last()
+            .and_then(|a| a.exit.as_ref())
+            .is_some_and(|e| e.exit_code == 0 && e.error.is_none())
+    }
+
+    pub fn exited(&self) -> bool {
+        self.attempts.last().is_some_and(|a| a.exit.is_some())
+    }
+
+    pub fn status(&self, ready: bool) -> Value {
+        let latest = self.attempts.last();
+        let state = match (latest, &self.waiting) {
+            (_, Some(w)) => json!({"waiting": {"reason": w.reason, "message": w.message}}),
+            (Some(a), None) if a.is_running() => {
+                json!({"running": {"startedAt": a.started_at}})
+            }
+            (Some(a), None) if a.exit.is_some() => terminated(a).unwrap_or_default(),
+            _ => json!({"waiting": {"reason": "ContainerCreating"}}),
+        };
+        // The run before the one the state shows (when waiting to restart: the last one).
+        let previous = match (&self.waiting, latest) {
+            (Some(_), Some(a)) if a.exit.is_some() => Some(a),
+            _ => self.attempts.iter().rev().nth(1),
+        };
+        let restarts = match (&self.waiting, latest) {
+            (Some(_), Some(a)) if a.exit.is_some() => self.attempts.len(),
+            _ => self.attempts.len().saturating_sub(1),
+        };
+        let mut status = json!({
+            "name": self.name,
+            "image": self.image,
+            "imageID": self.image_id.clone().unwrap_or_default(),
+            "state": state,
+            "lastState": previous.and_then(terminated).unwrap_or_else(|| json!({})),
+            "ready": ready,
+            "restartCount": restarts,
+            "started": self.running(),
+        });
+        if let Some(a) = latest {
+            status["containerID"] = format!("runc://{}", a.id).into();
+        }
+        status
+    }
+}
+
+/// The pod's phase (upstream's rules).
+pub fn phase(pod: &Pod, init: &[ContainerView], apps: &[ContainerView]) -> &'static str {
+    let policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    if init.iter().any(|c| !c.succeeded()) {
+        let failed_for_good =
+            policy == "Never" && init.iter().any(|c| c.exited() && !c.succeeded());
+        return if failed_for_good { "Failed" } else { "Pending" };
+    }
+    if apps.iter().any(|c| c.attempts.is_empty()) {
+        return "Pending";
+    }
+    if apps.iter().any(ContainerView::running) || policy == "Always" {
+        return "Running";
+    }
+    // Every container has ended and none restarts unless OnFailure says so.
+    if apps.iter().all(ContainerView::succeeded) {
+        "Succeeded"
+    } else if policy == "Never" {
+        "Failed"
+    } else {
+        "Running"
+    }
+}
+
+fn condition(pod: &Pod, type_: &str, status: bool, reason: Option<&str>) -> Value {
+    let status = if status { "True" } else { "False" };
+    let old = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_));
+    let since = match old {
+        Some(c) if c.status == status => c
+            .last_transition_time
+            .as_ref()
+            .map(|t| json!(t))
+            .unwrap_or_else(|| json!(skiff_client::objects::now())),
+        _ => json!(skiff_client::objects::now()),
+    };
+    let mut c = json!({"type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
+    if let Some(r) = reason {
+        c["reason"] = r.into();
+    }
+    c
+}
+
+/// The whole `status` to write.
+pub fn pod_status(
+    pod: &Pod,
+    init: &[ContainerView],
+    apps: &[ContainerView],
+    pod_ip: Option<&str>,
+    host_ip: &str,
+    start_time: &str,
+) -> Value {
+    let phase = phase(pod, init, apps);
+    let initialized = init.iter().all(ContainerView::succeeded);
+    let all_running = !apps.is_empty() && apps.iter().all(ContainerView::running);
+    let ready = all_running && phase == "Running";
+    let not_ready_reason = (!ready).then_some(if phase == "Succeeded" || phase == "Failed" {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    });
+    let scheduled = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+        .map(|c| json!(c))
+        .unwrap_or_else(|| condition(pod, "PodScheduled", true, None));
+    let conditions = json!([
+        condition(pod, "PodReadyToStartContainers", pod_ip.is_some(), None),
+        condition(
+            pod,
+            "Initialized",
+            initialized,
+            (!initialized).then_some("ContainersNotInitialized")
+        ),
+        condition(pod, "Ready", ready, not_ready_reason),
+        condition(pod, "ContainersReady", ready, not_ready_reason),
+        scheduled,
+    ]);
+    let mut status = json!({
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "startTime": start_time,
+        "containerStatuses": apps.iter().map(|c| c.status(ready && c.running())).collect::<Vec<_>>(),
+    });
+    if !init.is_empty() {
+        status["initContainerStatuses"] = init
+            .iter()
+            .map(|c| c.status(c.succeeded()))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    if let Some(ip) = pod_ip {
+        status["podIP"] = ip.into();
+        status["podIPs"] = json!([{"ip": ip}]);
+    }
+    status
+}

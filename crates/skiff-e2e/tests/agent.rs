@@ -1,0 +1,343 @@
+//! The node agent for real, as root: a `skiff agent` process joins a test server as a node;
+//! its pod bridge lives in a network namespace the test made (no uplink), so pods are
+//! reached only from inside it. A busybox image built here is pushed to the cluster's
+//! registry; real kubectl deploys an HTTP server from it, which answers on its pod IP;
+//! crashes restart with back-off, a killed process restarts, an agent restart leaves
+//! running containers alone, and deleting the pods leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use skiff_e2e::{TestServer, eventually};
+use skiff_image::build::{BuiltImage, Compression, LayerBuilder};
+use skiff_runtime::sandbox::Sandbox;
+
+const NODE: &str = "node-1";
+const APPLETS: &[&str] = &[
+    "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill",
+];
+
+/// busybox (Debian's static build) as `busybox:1.36` in the cluster's registry.
+fn push_busybox(server: &TestServer) {
+    let busybox = std::fs::read("/bin/busybox").expect("apt-get install busybox-static");
+    let mut layer = LayerBuilder::new()
+        .dir("bin/")
+        .file("bin/busybox", &busybox, 0o755);
+    for applet in APPLETS {
+        layer = layer.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    let layer = layer
+        .dir("etc/")
+        .file("etc/motd", b"hello from skiff\n", 0o644);
+    let run = skiff_oci::manifest::RunConfig {
+        env: Some(vec!["PATH=/bin".into()]),
+        cmd: Some(vec!["sh".into()]),
+        ..Default::default()
+    };
+    let image = BuiltImage::new(
+        vec![layer.finish(Compression::Gzip)],
+        run,
+        &skiff_oci::Platform::current(),
+    );
+    let client = skiff_image::RegistryClient::new(Default::default());
+    let endpoint = skiff_image::Endpoint::new(&format!("http://{}", server.registry));
+    let creds = skiff_image::Credentials {
+        username: "skiff".into(),
+        password: server.token().into(),
+    };
+    let repo = client.repository(&endpoint, "library/busybox", Some(creds), true);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(image.push(&repo, "1.36"))
+        .unwrap();
+}
+
+/// A `skiff agent` process for this machine as `node-1`.
+struct Agent {
+    child: Child,
+}
+
+fn start_agent(server: &TestServer, data: &Path, netns: &Path) -> Agent {
+    let child = Command::new(skiff_e2e::skiff_binary())
+        .args([
+            "agent",
+            "--node-name",
+            NODE,
+            "--pod-cidr",
+            "10.244.1.0/24",
+            "--node-ip",
+            "127.0.0.1",
+        ])
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--node-netns")
+        .arg(netns)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Agent { child }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pod_json(server: &TestServer, name: &str) -> Option<Value> {
+    let out = server.kubectl(33).run(&["get", "pod", name, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn pods_of(server: &TestServer, selector: &str) -> Vec<Value> {
+    let list = server
+        .kubectl(33)
+        .json(&["get", "pods", "-l", selector, "-o", "json"]);
+    list["items"].as_array().unwrap().clone()
+}
+
+/// busybox wget from inside the node's network namespace.
+fn http_get(netns: &Path, url: &str) -> Option<String> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["timeout", "5", "busybox", "wget", "-q", "-O", "-", url])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn container_pid(data: &Path, pod: &Value, container: &str, attempt: u32) -> i32 {
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let path: PathBuf = data
+        .join("pods")
+        .join(uid)
+        .join("containers")
+        .join(container)
+        .join(attempt.to_string())
+        .join("pid");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn mounts_under(dir: &Path) -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&dir.display().to_string()))
+        .count()
+}
+
+#[test]
+fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_behind() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "node tests run as root"
+    );
+    let server = TestServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let node_ns = Sandbox::at(tmp.path().join("node-ns"));
+    node_ns.create("node-1").unwrap();
+    let data = tmp.path().join("agent");
+    push_busybox(&server);
+    let mut agent = start_agent(&server, &data, &node_ns.net());
+    let kubectl = server.kubectl(33);
+    eventually("the node is Ready", Duration::from_secs(30), || {
+        let out = kubectl.run(&[
+            "get",
+            "node",
+            NODE,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        String::from_utf8_lossy(&out.stdout) == "True"
+    });
+    let node = kubectl.json(&["get", "node", NODE, "-o", "json"]);
+    assert!(
+        node["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("runc://")
+    );
+    assert_eq!(node["status"]["capacity"]["pods"], "110");
+
+    // A deployment of an HTTP server: running, ready, answering on its pod IP.
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"terminationGracePeriodSeconds": 5, "containers": [{"name": "httpd", "image": "busybox:1.36",
+                  "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
+                  "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}}}"#,
+    );
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let pods = pods_of(&server, "app=web");
+    assert_eq!(pods.len(), 2);
+    for pod in &pods {
+        let status = &pod["status"];
+        assert_eq!(status["phase"], "Running");
+        let ip = status["podIP"].as_str().unwrap();
+        assert!(ip.starts_with("10.244.1."), "{ip}");
+        assert_eq!(status["hostIP"], "127.0.0.1");
+        let c = &status["containerStatuses"][0];
+        assert_eq!(
+            (c["ready"].as_bool(), c["restartCount"].as_i64()),
+            (Some(true), Some(0))
+        );
+        assert!(c["containerID"].as_str().unwrap().starts_with("runc://"));
+        assert!(
+            c["imageID"]
+                .as_str()
+                .unwrap()
+                .starts_with("docker.io/library/busybox@sha256:")
+        );
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        let hostname = http_get(&node_ns.net(), &format!("http://{ip}:8080/hostname"))
+            .expect("the pod answers");
+        assert_eq!(hostname.trim(), name);
+        assert_eq!(
+            http_get(&node_ns.net(), &format!("http://{ip}:8080/motd")).unwrap(),
+            "hello from skiff\n"
+        );
+    }
+    let events = kubectl.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!(
+            "involvedObject.name={}",
+            pods[0]["metadata"]["name"].as_str().unwrap()
+        ),
+    ]);
+    for reason in ["Scheduled", "Pulled", "Created", "Started"] {
+        assert!(events.contains(reason), "{reason} in {events}");
+    }
+
+    // kill -9 of a container's process: restarted, restartCount 1.
+    let victim = &pods[0];
+    let victim_name = victim["metadata"]["name"].as_str().unwrap().to_string();
+    let pid = container_pid(&data, victim, "httpd", 0);
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    eventually(
+        "the killed container restarts",
+        Duration::from_secs(30),
+        || {
+            pod_json(&server, &victim_name).is_some_and(|p| {
+                let c = &p["status"]["containerStatuses"][0];
+                c["restartCount"] == 1 && c["state"]["running"].is_object()
+            })
+        },
+    );
+    let p = pod_json(&server, &victim_name).unwrap();
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+        137
+    );
+
+    // A crashing container: CrashLoopBackOff with its exit code and output kept (and its
+    // environment from a ConfigMap).
+    kubectl.ok(&[
+        "create",
+        "configmap",
+        "greetings",
+        "--from-literal=hello=world",
+    ]);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crash", "labels": {"app": "crash"}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", "echo boom $GREETING; exit 3"],
+              "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "greetings", "key": "hello"}}}]}]}}"#,
+    );
+    eventually(
+        "the crashing pod backs off",
+        Duration::from_secs(40),
+        || {
+            pod_json(&server, "crash").is_some_and(|p| {
+                let c = &p["status"]["containerStatuses"][0];
+                c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+                    && c["lastState"]["terminated"]["exitCode"] == 3
+                    && c["restartCount"].as_i64() >= Some(1)
+            })
+        },
+    );
+    let crash = pod_json(&server, "crash").unwrap();
+    let uid = crash["metadata"]["uid"].as_str().unwrap();
+    let log = std::fs::read_to_string(
+        data.join("logs")
+            .join(format!("default_crash_{uid}/c/0.log")),
+    )
+    .unwrap();
+    assert!(log.contains(" stdout F boom world"), "{log}");
+    let events = kubectl.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=crash",
+    ]);
+    assert!(events.contains("BackOff"), "{events}");
+
+    // An agent restart adopts what runs: same processes, same restart counts.
+    let before = pod_json(&server, &victim_name).unwrap();
+    let pid_before = container_pid(&data, &before, "httpd", 1);
+    drop(agent);
+    agent = start_agent(&server, &data, &node_ns.net());
+    std::thread::sleep(Duration::from_secs(3));
+    let after = pod_json(&server, &victim_name).unwrap();
+    assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 1);
+    assert!(after["status"]["containerStatuses"][0]["state"]["running"].is_object());
+    assert_eq!(container_pid(&data, &after, "httpd", 1), pid_before);
+    assert!(
+        !data
+            .join("pods")
+            .join(before["metadata"]["uid"].as_str().unwrap())
+            .join("containers/httpd/2")
+            .exists()
+    );
+
+    // Deleting: SIGTERM, then the pods go, and nothing is left on the node.
+    kubectl.ok(&["delete", "deployment", "web"]);
+    kubectl.ok(&["delete", "pod", "crash", "--wait=false"]);
+    eventually("every pod is gone", Duration::from_secs(60), || {
+        let list = kubectl.json(&["get", "pods", "-o", "json"]);
+        list["items"].as_array().unwrap().is_empty()
+    });
+    eventually("the node is clean", Duration::from_secs(20), || {
+        let pods_left = std::fs::read_dir(data.join("pods")).map_or(0, |d| d.count());
+        pods_left == 0 && mounts_under(&data) == 0
+    });
+    let runc = Command::new("runc")
+        .arg("--root")
+        .arg(data.join("runc"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&runc.stdout).trim(), "");
+    assert!(
+        !std::path::Path::new("/sys/fs/cgroup/memory/skiff")
+            .read_dir()
+            .is_ok_and(|d| d
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("pod"))),
+        "pod cgroups removed"
+    );
+    drop(agent);
+    node_ns.remove().unwrap();
+}
