@@ -29,6 +29,7 @@ fn push_busybox(server: &TestServer) {
         layer = layer.symlink(&format!("bin/{applet}"), "busybox");
     }
     let layer = layer
+        .dir("tmp/")
         .dir("etc/")
         .file("etc/motd", b"hello from skiff\n", 0o644);
     let run = skiff_oci::manifest::RunConfig {
@@ -140,40 +141,71 @@ fn mounts_under(dir: &Path) -> usize {
         .count()
 }
 
+/// A test server with busybox in its registry and a ready `node-1` run by a `skiff agent`
+/// whose pod bridge is in a namespace of the test's own.
+struct Node {
+    agent: Option<Agent>,
+    data: PathBuf,
+    netns: Sandbox,
+    _tmp: tempfile::TempDir,
+    server: TestServer,
+}
+
+impl Node {
+    fn start() -> Node {
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        let uid = String::from_utf8_lossy(&uid.stdout).trim().to_string();
+        assert_eq!(uid, "0", "node tests run as root");
+        let server = TestServer::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let netns = Sandbox::at(tmp.path().join("node-ns"));
+        netns.create("node-1").unwrap();
+        let data = tmp.path().join("agent");
+        push_busybox(&server);
+        let agent = Some(start_agent(&server, &data, &netns.net()));
+        let kubectl = server.kubectl(33);
+        let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+        eventually("the node is Ready", Duration::from_secs(30), || {
+            let out = kubectl.run(&["get", "node", NODE, "-o", ready]);
+            String::from_utf8_lossy(&out.stdout) == "True"
+        });
+        Node {
+            agent,
+            data,
+            netns,
+            _tmp: tmp,
+            server,
+        }
+    }
+
+    fn restart_agent(&mut self) {
+        self.agent = None;
+        self.agent = Some(start_agent(&self.server, &self.data, &self.netns.net()));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.agent = None;
+        let _ = self.netns.remove();
+    }
+}
+
 #[test]
 fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_behind() {
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "node tests run as root"
-    );
-    let server = TestServer::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let node_ns = Sandbox::at(tmp.path().join("node-ns"));
-    node_ns.create("node-1").unwrap();
-    let data = tmp.path().join("agent");
-    push_busybox(&server);
-    let mut agent = start_agent(&server, &data, &node_ns.net());
+    let mut node = Node::start();
+    let data = node.data.clone();
+    let node_ns = node.netns.clone();
+    let server = &node.server;
     let kubectl = server.kubectl(33);
-    eventually("the node is Ready", Duration::from_secs(30), || {
-        let out = kubectl.run(&[
-            "get",
-            "node",
-            NODE,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ]);
-        String::from_utf8_lossy(&out.stdout) == "True"
-    });
-    let node = kubectl.json(&["get", "node", NODE, "-o", "json"]);
+    let node_object = kubectl.json(&["get", "node", NODE, "-o", "json"]);
     assert!(
-        node["status"]["nodeInfo"]["containerRuntimeVersion"]
+        node_object["status"]["nodeInfo"]["containerRuntimeVersion"]
             .as_str()
             .unwrap()
             .starts_with("runc://")
     );
-    assert_eq!(node["status"]["capacity"]["pods"], "110");
+    assert_eq!(node_object["status"]["capacity"]["pods"], "110");
 
     // A deployment of an HTTP server: running, ready, answering on its pod IP.
     kubectl.ok_stdin(
@@ -186,7 +218,7 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
                   "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}}}"#,
     );
     kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
-    let pods = pods_of(&server, "app=web");
+    let pods = pods_of(server, "app=web");
     assert_eq!(pods.len(), 2);
     for pod in &pods {
         let status = &pod["status"];
@@ -240,13 +272,13 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
         "the killed container restarts",
         Duration::from_secs(30),
         || {
-            pod_json(&server, &victim_name).is_some_and(|p| {
+            pod_json(server, &victim_name).is_some_and(|p| {
                 let c = &p["status"]["containerStatuses"][0];
                 c["restartCount"] == 1 && c["state"]["running"].is_object()
             })
         },
     );
-    let p = pod_json(&server, &victim_name).unwrap();
+    let p = pod_json(server, &victim_name).unwrap();
     assert_eq!(
         p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
         137
@@ -270,7 +302,7 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
         "the crashing pod backs off",
         Duration::from_secs(40),
         || {
-            pod_json(&server, "crash").is_some_and(|p| {
+            pod_json(server, "crash").is_some_and(|p| {
                 let c = &p["status"]["containerStatuses"][0];
                 c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
                     && c["lastState"]["terminated"]["exitCode"] == 3
@@ -278,7 +310,7 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
             })
         },
     );
-    let crash = pod_json(&server, "crash").unwrap();
+    let crash = pod_json(server, "crash").unwrap();
     let uid = crash["metadata"]["uid"].as_str().unwrap();
     let log = std::fs::read_to_string(
         data.join("logs")
@@ -295,12 +327,12 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
     assert!(events.contains("BackOff"), "{events}");
 
     // An agent restart adopts what runs: same processes, same restart counts.
-    let before = pod_json(&server, &victim_name).unwrap();
+    let before = pod_json(server, &victim_name).unwrap();
     let pid_before = container_pid(&data, &before, "httpd", 1);
-    drop(agent);
-    agent = start_agent(&server, &data, &node_ns.net());
+    node.restart_agent();
+    let server = &node.server;
     std::thread::sleep(Duration::from_secs(3));
-    let after = pod_json(&server, &victim_name).unwrap();
+    let after = pod_json(server, &victim_name).unwrap();
     assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 1);
     assert!(after["status"]["containerStatuses"][0]["state"]["running"].is_object());
     assert_eq!(container_pid(&data, &after, "httpd", 1), pid_before);
@@ -338,6 +370,106 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
                 .any(|e| e.file_name().to_string_lossy().starts_with("pod"))),
         "pod cgroups removed"
     );
-    drop(agent);
-    node_ns.remove().unwrap();
+}
+
+fn condition(pod: &Value, type_: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .map(|c| c["status"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn probes_gate_readiness_and_restart_unhealthy_containers() {
+    let node = Node::start();
+    let server = &node.server;
+    let kubectl = server.kubectl(33);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ready"},
+           "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "web", "image": "busybox:1.36",
+             "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"], "ports": [{"name": "http", "containerPort": 8080}],
+             "readinessProbe": {"httpGet": {"path": "/hostname", "port": "http"}, "periodSeconds": 1}}]}}
+---
+{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "never-ready"},
+           "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:1.36",
+             "command": ["sleep", "1000"],
+             "readinessProbe": {"tcpSocket": {"port": 9999}, "periodSeconds": 1}}]}}
+---
+{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unhealthy"},
+           "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:1.36",
+             "command": ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 1000"],
+             "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 1}}]}}
+---
+{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "slow-start"},
+           "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:1.36",
+             "command": ["sh", "-c", "sleep 2; touch /tmp/started; sleep 1000"],
+             "startupProbe": {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1, "failureThreshold": 30}}]}}"#,
+    );
+    eventually(
+        "readiness follows the HTTP probe",
+        Duration::from_secs(30),
+        || pod_json(server, "ready").is_some_and(|p| condition(&p, "Ready") == "True"),
+    );
+    eventually(
+        "the pod without a listener runs, not ready",
+        Duration::from_secs(30),
+        || {
+            pod_json(server, "never-ready").is_some_and(|p| {
+                p["status"]["phase"] == "Running"
+                    && condition(&p, "Ready") == "False"
+                    && p["status"]["containerStatuses"][0]["ready"] == false
+            })
+        },
+    );
+    let events = kubectl.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=never-ready",
+    ]);
+    assert!(
+        events.contains("Readiness probe failed: dial tcp"),
+        "{events}"
+    );
+    eventually(
+        "the failing liveness probe restarts the container",
+        Duration::from_secs(30),
+        || {
+            pod_json(server, "unhealthy").is_some_and(|p| {
+                p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
+            })
+        },
+    );
+    let events = kubectl.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=unhealthy",
+    ]);
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    assert!(
+        events.contains("Container c failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    eventually(
+        "the startup probe lets the container count as started",
+        Duration::from_secs(30),
+        || {
+            pod_json(server, "slow-start").is_some_and(|p| {
+                p["status"]["containerStatuses"][0]["started"] == true
+                    && condition(&p, "Ready") == "True"
+            })
+        },
+    );
+    kubectl.ok(&["delete", "pods", "--all", "--wait=false"]);
+    eventually("every pod is gone", Duration::from_secs(60), || {
+        kubectl.json(&["get", "pods", "-o", "json"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
 }

@@ -7,13 +7,14 @@
 //! State lives on disk (`pod_dir.rs`) and in the container monitors, not in this process:
 //! after an agent restart, running containers are found and adopted, never recreated.
 //!
-//! Not yet (the node agent issue's note tracks them): probes and lifecycle hooks, the
-//! streaming endpoints (logs, exec, attach, port-forward through the API server),
+//! Not yet (the node agent issue's note tracks them): lifecycle hooks, the streaming
+//! endpoints (logs, exec, attach, port-forward through the API server),
 //! configMap/secret/downwardAPI/projected volumes, resourceFieldRef env.
 
 mod container;
 pub mod host;
 mod pod_dir;
+mod probe;
 mod status;
 mod sync;
 
@@ -133,6 +134,7 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
         images,
         config,
         pull_failures: Default::default(),
+        probes: Default::default(),
     });
     tokio::spawn(housekeeping(kubelet.clone()));
     let workers = kubelet.config.workers.max(1);

@@ -23,6 +23,10 @@ pub struct ContainerView {
     pub image_id: Option<String>,
     pub attempts: Vec<Attempt>,
     pub waiting: Option<Waiting>,
+    /// Running and passing its readiness probe (if it has one).
+    pub ready: bool,
+    /// Running and past its startup probe (if it has one).
+    pub started: bool,
 }
 
 fn terminated(a: &Attempt) -> Option<Value> {
@@ -69,7 +73,7 @@ impl ContainerView {
         self.attempts.last().is_some_and(|a| a.exit.is_some())
     }
 
-    pub fn status(&self, ready: bool) -> Value {
+    pub fn status(&self) -> Value {
         let latest = self.attempts.last();
         let state = match (latest, &self.waiting) {
             (_, Some(w)) => json!({"waiting": {"reason": w.reason, "message": w.message}}),
@@ -94,9 +98,9 @@ impl ContainerView {
             "imageID": self.image_id.clone().unwrap_or_default(),
             "state": state,
             "lastState": previous.and_then(terminated).unwrap_or_else(|| json!({})),
-            "ready": ready,
+            "ready": self.ready,
             "restartCount": restarts,
-            "started": self.running(),
+            "started": self.started,
         });
         if let Some(a) = latest {
             status["containerID"] = format!("runc://{}", a.id).into();
@@ -166,8 +170,8 @@ pub fn pod_status(
 ) -> Value {
     let phase = phase(pod, init, apps);
     let initialized = init.iter().all(ContainerView::succeeded);
-    let all_running = !apps.is_empty() && apps.iter().all(ContainerView::running);
-    let ready = all_running && phase == "Running";
+    let all_ready = !apps.is_empty() && apps.iter().all(|c| c.ready);
+    let ready = all_ready && phase == "Running";
     let not_ready_reason = (!ready).then_some(if phase == "Succeeded" || phase == "Failed" {
         "PodCompleted"
     } else {
@@ -198,12 +202,12 @@ pub fn pod_status(
         "hostIP": host_ip,
         "hostIPs": [{"ip": host_ip}],
         "startTime": start_time,
-        "containerStatuses": apps.iter().map(|c| c.status(ready && c.running())).collect::<Vec<_>>(),
+        "containerStatuses": apps.iter().map(ContainerView::status).collect::<Vec<_>>(),
     });
     if !init.is_empty() {
         status["initContainerStatuses"] = init
             .iter()
-            .map(|c| c.status(c.succeeded()))
+            .map(ContainerView::status)
             .collect::<Vec<_>>()
             .into();
     }

@@ -60,6 +60,7 @@ pub struct Kubelet {
     pub(super) events: EventRecorder,
     /// Image pull failures per pod uid and container: (failures, next attempt).
     pub(super) pull_failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
+    pub(super) probes: Mutex<super::probe::Tallies>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +172,9 @@ impl Kubelet {
                 soonest(d);
             }
             init_done = view.succeeded();
+            let mut view = view;
+            // An init container counts as ready once it has completed.
+            view.ready = init_done;
             init_views.push(view);
         }
         let mut app_views = Vec::new();
@@ -209,7 +213,12 @@ impl Kubelet {
     }
 
     fn view(&self, dir: &PodDir, c: &Container, waiting: Option<Waiting>) -> ContainerView {
+        let attempts = dir.attempts(&c.name);
+        let running = attempts.last().is_some_and(Attempt::is_running);
         ContainerView {
+            // Without probes a running container is ready (init containers: see run_pod).
+            ready: running,
+            started: running,
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
             image_id: self
@@ -219,7 +228,7 @@ impl Kubelet {
                     let name = skiff_oci::Reference::parse(&i.name).ok()?.name();
                     Some(format!("{name}@{}", i.digest))
                 }),
-            attempts: dir.attempts(&c.name),
+            attempts,
             waiting,
         }
     }
@@ -605,7 +614,11 @@ impl Kubelet {
     ) -> (ContainerView, Option<Duration>) {
         let attempts = dir.attempts(&c.name);
         match attempts.last() {
-            Some(a) if a.is_running() => return (self.view(dir, c, None), Some(RECHECK)),
+            Some(a) if a.is_running() => {
+                let mut view = self.view(dir, c, None);
+                let next = self.probe(pod, dir, c, a, fields, &mut view).await;
+                return (view, Some(next.map_or(RECHECK, |n| n.min(RECHECK))));
+            }
             Some(a) if a.exit.is_none() && a.bundle.join("created").exists() => {
                 // Created but never started (the agent stopped in between): start it now.
                 if let Err(e) = self.start_created(a).await {
@@ -687,6 +700,97 @@ impl Kubelet {
                 (self.view(dir, c, Some(waiting)), Some(again))
             }
         }
+    }
+
+    /// Runs the container's probes that are due; sets the view's `ready` and `started`;
+    /// kills a run whose liveness or startup probe failed for good. Answers when the next
+    /// probe is due.
+    async fn probe(
+        &self,
+        pod: &Pod,
+        dir: &PodDir,
+        c: &Container,
+        a: &Attempt,
+        fields: &BTreeMap<String, String>,
+        view: &mut ContainerView,
+    ) -> Option<Duration> {
+        use super::probe::{Kind, Target, run};
+        let ip = fields.get("status.podIP").and_then(|ip| ip.parse().ok())?;
+        let target = Target {
+            netns: dir.sandbox().net(),
+            pod_ip: ip,
+            runtime: self.runtime.clone(),
+            container_id: a.id.clone(),
+        };
+        let started = Instant::now() - a.started_at.as_deref().map(since).unwrap_or_default();
+        let key = |kind| (dir.uid.clone(), c.name.clone(), a.number, kind);
+        let mut next: Option<Duration> = None;
+        let probes = [
+            (Kind::Startup, c.startup_probe.as_ref()),
+            (Kind::Liveness, c.liveness_probe.as_ref()),
+            (Kind::Readiness, c.readiness_probe.as_ref()),
+        ];
+        let mut startup_passed = true;
+        for (kind, probe) in probes {
+            let Some(probe) = probe else { continue };
+            if kind != Kind::Startup && !startup_passed {
+                break; // nothing else runs until the container has started
+            }
+            let now = Instant::now();
+            let mut tally = skiff_client::lock(&self.probes)
+                .get(&key(kind))
+                .cloned()
+                .unwrap_or_default();
+            if tally.due(probe, started, now) {
+                let result = run(probe, c, &target).await;
+                if let Err(why) = &result {
+                    self.events.warning(
+                        pod,
+                        "Unhealthy",
+                        format!("{} probe failed: {why}", kind.name()),
+                    );
+                }
+                tally.record(probe, result.is_ok());
+                tally.schedule(probe, now);
+            }
+            let due_in = tally
+                .next
+                .map(|n| n.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(100));
+            next = Some(next.map_or(due_in, |d| d.min(due_in)));
+            let passing = tally.passing;
+            skiff_client::lock(&self.probes).insert(key(kind), tally);
+            match kind {
+                Kind::Startup => startup_passed = passing == Some(true),
+                Kind::Readiness => view.ready = view.ready && passing == Some(true),
+                Kind::Liveness => {}
+            }
+            if kind != Kind::Readiness && passing == Some(false) {
+                let what = if kind == Kind::Liveness {
+                    "liveness"
+                } else {
+                    "startup"
+                };
+                self.events.normal(
+                    pod,
+                    "Killing",
+                    format!(
+                        "Container {} failed {what} probe, will be restarted",
+                        c.name
+                    ),
+                );
+                let _ = std::fs::write(a.bundle.join("term"), now_rfc3339());
+                let (runtime, id) = (self.runtime.clone(), a.id.clone());
+                let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
+                skiff_client::lock(&self.probes)
+                    .retain(|k, _| !(k.0 == dir.uid && k.1 == c.name && k.2 == a.number));
+                view.ready = false;
+                return Some(Duration::from_millis(100));
+            }
+        }
+        view.started = view.started && startup_passed;
+        view.ready = view.ready && startup_passed;
+        next
     }
 
     async fn start_created(&self, a: &Attempt) -> Result<(), String> {
@@ -863,6 +967,8 @@ impl Kubelet {
     /// Pod directories whose pod the API no longer has.
     pub(super) async fn remove_orphans(&self) {
         let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
+        skiff_client::lock(&self.probes).retain(|k, _| known.contains(&k.0));
+        skiff_client::lock(&self.pull_failures).retain(|k, _| known.contains(&k.0));
         let pods = self.config.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods) else {
             return;

@@ -1,0 +1,319 @@
+//! Container probes (liveness, readiness, startup): `httpGet` and `tcpSocket` from inside
+//! the pod's network namespace (a thread that joins it, so the agent reaches the pod
+//! wherever the pod bridge lives), `exec` through the runtime. Timing follows the probe's
+//! fields: initial delay, period, timeout, success and failure thresholds.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Startup => "Startup",
+            Kind::Liveness => "Liveness",
+            Kind::Readiness => "Readiness",
+        }
+    }
+}
+
+/// Where a probe runs: the pod's network namespace and address, and the container.
+pub struct Target {
+    pub netns: PathBuf,
+    pub pod_ip: IpAddr,
+    pub runtime: skiff_runtime::OciRuntime,
+    pub container_id: String,
+}
+
+/// One probe's running tally for one container run.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub successes: i32,
+    pub failures: i32,
+    /// The last verdict the thresholds allow (None before the first).
+    pub passing: Option<bool>,
+    pub next: Option<Instant>,
+}
+
+/// Probe tallies by (pod uid, container, run) and kind.
+pub type Tallies = HashMap<(String, String, u32, Kind), Tally>;
+
+fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
+    match port {
+        IntOrString::Int(p) => u16::try_from(*p).map_err(|_| format!("invalid port {p}")),
+        IntOrString::String(name) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok())
+            .ok_or_else(|| format!("no port named {name:?} in the container")),
+    }
+}
+
+/// Runs `f` on a thread of its own inside the network namespace at `netns`.
+fn in_netns<T: Send + 'static>(
+    netns: PathBuf,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
+        // SAFETY: a valid namespace file descriptor; setns changes only this thread, which
+        // ends with the probe.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "joining the pod's network: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        f()
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the probe thread failed".into()))
+}
+
+/// One probe attempt: Ok(()) on success, else why it failed (upstream's wording).
+pub async fn run(probe: &Probe, c: &Container, target: &Target) -> Result<(), String> {
+    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+    if let Some(http) = &probe.http_get {
+        let port = port_of(&http.port, c)?;
+        let host: IpAddr = http
+            .host
+            .as_deref()
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(target.pod_ip);
+        let path = http
+            .path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
+        let headers: Vec<(String, String)> = http
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        let netns = target.netns.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            in_netns(netns, move || {
+                http_get(SocketAddr::new(host, port), &path, &headers, timeout)
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        return result;
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        let port = port_of(&tcp.port, c)?;
+        let host: IpAddr = tcp
+            .host
+            .as_deref()
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(target.pod_ip);
+        let netns = target.netns.clone();
+        return tokio::task::spawn_blocking(move || {
+            in_netns(netns, move || {
+                TcpStream::connect_timeout(&SocketAddr::new(host, port), timeout)
+                    .map(drop)
+                    .map_err(|e| format!("dial tcp {host}:{port}: {e}"))
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    if let Some(exec) = &probe.exec {
+        let command = exec.command.clone().unwrap_or_default();
+        let runtime = target.runtime.clone();
+        let id = target.container_id.clone();
+        return tokio::task::spawn_blocking(move || exec_in(&runtime, &id, &command, timeout))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Err("the probe has no handler skiff supports yet (grpc)".into())
+}
+
+fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("Get \"http://{addr}{path}\": dial tcp {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("Get \"http://{addr}{path}\": {e}"))?;
+    let mut head = [0u8; 64];
+    let n = stream
+        .read(&mut head)
+        .map_err(|e| format!("Get \"http://{addr}{path}\": {e}"))?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    let code: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("Get \"http://{addr}{path}\": malformed HTTP response"))?;
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {code}"))
+    }
+}
+
+fn exec_in(
+    runtime: &skiff_runtime::OciRuntime,
+    id: &str,
+    command: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut child = std::process::Command::new(runtime.binary())
+        .arg("--root")
+        .arg(runtime.root())
+        .args(["exec", id])
+        .args(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                let detail = err.trim();
+                return Err(match status.code() {
+                    Some(code) if detail.is_empty() => {
+                        format!("command {command:?} exited with {code}")
+                    }
+                    Some(code) => format!("command {command:?} exited with {code}: {detail}"),
+                    None => format!("command {command:?} was killed"),
+                });
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("command {command:?} timed out"));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+impl Tally {
+    /// Records one result against the probe's thresholds.
+    pub fn record(&mut self, probe: &Probe, ok: bool) {
+        if ok {
+            self.successes += 1;
+            self.failures = 0;
+            if self.successes >= probe.success_threshold.unwrap_or(1).max(1) {
+                self.passing = Some(true);
+            }
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+            if self.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
+                self.passing = Some(false);
+            }
+        }
+    }
+
+    /// Whether the probe is due now (after its initial delay from `started`, then every
+    /// period).
+    pub fn due(&self, probe: &Probe, started: Instant, now: Instant) -> bool {
+        match self.next {
+            Some(next) => now >= next,
+            None => {
+                now >= started
+                    + Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64)
+            }
+        }
+    }
+
+    pub fn schedule(&mut self, probe: &Probe, now: Instant) {
+        self.next =
+            Some(now + Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_decide_the_verdict() {
+        let probe = Probe {
+            success_threshold: Some(2),
+            failure_threshold: Some(2),
+            ..Default::default()
+        };
+        let mut t = Tally::default();
+        t.record(&probe, true);
+        assert_eq!(t.passing, None);
+        t.record(&probe, true);
+        assert_eq!(t.passing, Some(true));
+        t.record(&probe, false);
+        assert_eq!(t.passing, Some(true), "one failure is not enough");
+        t.record(&probe, false);
+        assert_eq!(t.passing, Some(false));
+    }
+
+    #[test]
+    fn named_ports_resolve_from_the_container() {
+        let c = Container {
+            ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(port_of(&IntOrString::String("http".into()), &c), Ok(8080));
+        assert_eq!(port_of(&IntOrString::Int(81), &c), Ok(81));
+        assert!(port_of(&IntOrString::String("grpc".into()), &c).is_err());
+    }
+
+    #[test]
+    fn the_first_probe_waits_for_the_initial_delay() {
+        let probe = Probe {
+            initial_delay_seconds: Some(5),
+            period_seconds: Some(2),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let mut t = Tally::default();
+        assert!(!t.due(&probe, start, start + Duration::from_secs(4)));
+        assert!(t.due(&probe, start, start + Duration::from_secs(5)));
+        t.schedule(&probe, start + Duration::from_secs(5));
+        assert!(!t.due(&probe, start, start + Duration::from_secs(6)));
+        assert!(t.due(&probe, start, start + Duration::from_secs(7)));
+    }
+}
