@@ -83,6 +83,8 @@ pub(crate) async fn start_server(extra: &[&str]) -> Result<ServerProcess> {
             "127.0.0.1",
             "--https-port",
             &port.to_string(),
+            // Benchmarks measure the control plane; nodes, when they need any, are simulated.
+            "--disable-agent",
         ])
         // Any free port for the registry unless the scenario names one.
         .args(if extra.contains(&"--registry-port") {

@@ -51,7 +51,7 @@ pub struct AgentArgs {
 }
 
 /// The first global IPv4 address of this machine, else loopback.
-fn detect_node_ip() -> String {
+pub(super) fn detect_node_ip() -> String {
     std::process::Command::new("ip")
         .args(["-4", "-o", "addr", "show", "scope", "global"])
         .output()

@@ -1,6 +1,6 @@
-//! `skiff server`: a whole cluster in one process. Today that is the API server over the
-//! datastore (with its compactor), and the controllers and the scheduler as API clients;
-//! the node agent joins it as it lands.
+//! `skiff server`: a whole cluster in one process: the API server over the datastore (with
+//! its compactor), the image registry, the controllers and the scheduler as API clients, and
+//! this machine's node agent (unless `--disable-agent`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -43,10 +43,13 @@ pub struct ServerArgs {
     /// Run without the scheduler (another one, anywhere, can place the pods).
     #[arg(long)]
     disable_scheduler: bool,
-    /// Run without this machine's node agent. Until the node agent lands this is the only
-    /// mode, so the flag is accepted and changes nothing.
+    /// Run without this machine's node agent (a control plane only; nodes join with
+    /// `skiff agent`).
     #[arg(long)]
     disable_agent: bool,
+    /// This machine's pod addresses, when it runs its node agent.
+    #[arg(long, default_value = "10.42.0.0/24", value_name = "CIDR")]
+    pod_cidr: String,
 }
 
 impl ServerArgs {
@@ -86,6 +89,8 @@ impl ServerArgs {
         let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
             .await
             .context("connecting the controllers to the API")?;
+        let pod_cidr = skiff_net::Cidr::parse(&self.pod_cidr).context("--pod-cidr")?;
+        let agent_client = client.clone();
         skiff_client::cluster_registry::publish(&client, registry_addr.port())
             .await
             .context("publishing the registry's address")?;
@@ -98,6 +103,37 @@ impl ServerArgs {
             skiff_controllers::Controllers::new(client.clone(), config, &mut informers);
         let scheduler = (!self.disable_scheduler)
             .then(|| skiff_scheduler::Scheduler::new(client, &mut informers));
+        if !self.disable_agent {
+            let registry_host = if self.bind_address.is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                self.bind_address.to_string()
+            };
+            let config = skiff_agent::kubelet::KubeletConfig {
+                node_name: skiff_agent::kubelet::host::hostname(),
+                data_dir: data_dir.join("agent"),
+                runtime_binary: "runc".into(),
+                skiff_binary: std::env::current_exe().context("finding this program's path")?,
+                node_netns: skiff_net::Netns::Current,
+                pod_cidr,
+                node_ip: super::agent::detect_node_ip(),
+                lease_duration_seconds: skiff_agent::simulated::LEASE_DURATION_SECONDS,
+                registry: Some(skiff_image::Endpoint::new(&format!(
+                    "http://{registry_host}:{}",
+                    registry_addr.port()
+                ))),
+                workers: 8,
+            };
+            let agent_client = agent_client.clone();
+            tokio::spawn(async move {
+                if let Err(e) = skiff_agent::kubelet::run(agent_client, config).await {
+                    eprintln!(
+                        "error: this machine's node agent stopped: {e:#} (it needs root and runc; \
+                         --disable-agent runs the control plane alone)"
+                    );
+                }
+            });
+        }
         let _control_plane = tokio::spawn(async move {
             let _informers = informers.start().await;
             if let Some(scheduler) = scheduler {
