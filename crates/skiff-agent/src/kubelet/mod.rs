@@ -147,10 +147,27 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
     Ok(())
 }
 
-/// Pods on disk the API no longer has (deleted while the agent was away) are torn down.
+/// Pods on disk the API no longer has (deleted while the agent was away) are torn down;
+/// every minute, images no pod here uses go if the disk is fuller than the kubelet's
+/// thresholds (85 %, down to 80 %).
 async fn housekeeping(kubelet: Arc<Kubelet>) {
+    let mut last_gc = tokio::time::Instant::now();
     loop {
         kubelet.remove_orphans().await;
+        if last_gc.elapsed() >= Duration::from_secs(60) {
+            last_gc = tokio::time::Instant::now();
+            let in_use = kubelet.images_in_use();
+            let images = kubelet.images.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                images.collect_garbage(&in_use, skiff_image::GcPolicy::default())
+            })
+            .await;
+            if let Ok(report) = report
+                && !report.removed.is_empty()
+            {
+                tracing::info!(images = ?report.removed, bytes = report.freed_bytes, "image garbage collection");
+            }
+        }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }

@@ -964,6 +964,23 @@ impl Kubelet {
         }
     }
 
+    /// The manifest digests of the images the pods bound here use.
+    pub(super) fn images_in_use(&self) -> HashSet<String> {
+        self.pods
+            .list()
+            .iter()
+            .flat_map(|p| {
+                let spec = p.spec.clone().unwrap_or_default();
+                spec.containers
+                    .into_iter()
+                    .chain(spec.init_containers.unwrap_or_default())
+                    .filter_map(|c| c.image)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|image| self.images.image(&image).map(|i| i.digest))
+            .collect()
+    }
+
     /// Pod directories whose pod the API no longer has.
     pub(super) async fn remove_orphans(&self) {
         let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
