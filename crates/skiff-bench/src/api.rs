@@ -43,6 +43,10 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
     pub(crate) fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
     }

@@ -7,6 +7,7 @@
 
 mod api;
 mod cluster;
+mod node;
 mod registry;
 mod stats;
 mod store;
@@ -64,6 +65,15 @@ enum Scenario {
     Registry {
         #[arg(long, default_value_t = 100)]
         mib: usize,
+    },
+    /// The node agent (as root, real runc): pod startup latency with the image present, p50
+    /// and p99, against `runc run` of the same container; the agent's memory with 20 pods.
+    /// Needs `cargo build --release -p skiff` first.
+    Node {
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
     },
     /// The whole datastore suite on both backends: fsync floor, writes at each concurrency,
     /// range, watch delivery.
@@ -150,6 +160,7 @@ async fn main() -> Result<()> {
             .await?
         }
         Scenario::Registry { mib } => registry::run(mib).await?,
+        Scenario::Node { pods, concurrency } => node::run(pods, concurrency).await?,
         Scenario::Store {
             count,
             concurrency,

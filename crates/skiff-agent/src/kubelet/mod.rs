@@ -12,11 +12,14 @@
 //! configMap/secret/downwardAPI/projected volumes, resourceFieldRef env.
 
 mod container;
+mod env;
 pub mod host;
+mod images;
 mod pod_dir;
 mod probe;
 mod status;
 mod sync;
+mod teardown;
 
 use std::path::PathBuf;
 use std::sync::Arc;

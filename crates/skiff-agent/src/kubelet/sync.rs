@@ -2,53 +2,37 @@
 //! and the runtime), one step at a time, then the status. A sync never waits for a
 //! container: it starts what is due and looks again later.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use skiff_client::informer::split_key;
 use skiff_client::objects::is_deleting;
 use skiff_client::{EventRecorder, Store};
-use skiff_image::{Image, ImageStore, Keyring};
+use skiff_image::ImageStore;
 use skiff_net::PodNetwork;
 use skiff_runtime::monitor::MonitorConfig;
 use skiff_runtime::rootfs::Rootfs;
 use skiff_runtime::{OciRuntime, Runtime};
 
 use super::KubeletConfig;
-use super::container::{container_spec, expand};
+use super::container::container_spec;
 use super::pod_dir::{Attempt, PodDir};
 use super::status::{ContainerView, Waiting, pod_status};
+use super::teardown::Logs;
 
 /// Back-off after a container exits: 10 s doubling to 5 min (upstream's), forgotten once
 /// a run lasted 10 minutes.
-const BACKOFF_START: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub(super) const BACKOFF_START: Duration = Duration::from_secs(10);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// How often a pod with running containers is looked at again (to see exits).
 const RECHECK: Duration = Duration::from_millis(500);
 const LOG_MAX_SIZE: u64 = 10 << 20;
 const LOG_MAX_FILES: usize = 5;
-
-/// Where `envFrom` and `valueFrom` key references read.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    ConfigMap,
-    Secret,
-}
-
-impl Source {
-    fn kind(self) -> &'static str {
-        match self {
-            Source::ConfigMap => "ConfigMap",
-            Source::Secret => "Secret",
-        }
-    }
-}
 
 pub struct Kubelet {
     pub(super) client: Client,
@@ -71,7 +55,7 @@ pub enum SyncError {
     Node(String),
 }
 
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -81,14 +65,14 @@ fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(t.trim(), &time::format_description::well_known::Rfc3339).ok()
 }
 
-fn since(t: &str) -> Duration {
+pub(super) fn since(t: &str) -> Duration {
     parse_time(t)
         .map(|t| (time::OffsetDateTime::now_utc() - t).unsigned_abs())
         .unwrap_or_default()
 }
 
 /// Runs blocking node work (runc, mounts, files) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
@@ -121,7 +105,8 @@ impl Kubelet {
         if matches!(phase, Some("Succeeded" | "Failed")) {
             // Done for good: nothing runs any more; free the node's resources.
             if dir.root.exists() && dir.running().is_empty() {
-                self.teardown(&dir).await;
+                // Its logs stay readable until the pod object goes.
+                self.teardown(&dir, Logs::Keep).await;
             }
             return Ok(None);
         }
@@ -327,279 +312,6 @@ impl Kubelet {
             }
         }
         Ok(ip)
-    }
-
-    /// Environment from the pod's own fields (the downward API's env).
-    fn field_env(&self, pod: &Pod, pod_ip: &str) -> BTreeMap<String, String> {
-        let mut f = BTreeMap::new();
-        f.insert("metadata.name".into(), pod.name_any());
-        f.insert(
-            "metadata.namespace".into(),
-            pod.namespace().unwrap_or_default(),
-        );
-        f.insert("metadata.uid".into(), pod.uid().unwrap_or_default());
-        f.insert("spec.nodeName".into(), self.config.node_name.clone());
-        f.insert(
-            "spec.serviceAccountName".into(),
-            pod.spec
-                .as_ref()
-                .and_then(|s| s.service_account_name.clone())
-                .unwrap_or_else(|| "default".into()),
-        );
-        f.insert("status.podIP".into(), pod_ip.to_string());
-        f.insert("status.hostIP".into(), self.config.node_ip.clone());
-        for (k, v) in pod.labels() {
-            f.insert(format!("metadata.labels['{k}']"), v.clone());
-        }
-        for (k, v) in pod.annotations() {
-            f.insert(format!("metadata.annotations['{k}']"), v.clone());
-        }
-        f
-    }
-
-    /// The container's environment: the image's, then the container's (`envFrom`, then
-    /// `env`, with `$(VAR)` references to what came before).
-    async fn environment(
-        &self,
-        pod: &Pod,
-        c: &Container,
-        image: &Image,
-        fields: &BTreeMap<String, String>,
-    ) -> Result<BTreeMap<String, String>, String> {
-        let namespace = pod.namespace().unwrap_or_default();
-        let mut env: BTreeMap<String, String> = image
-            .config
-            .config
-            .env
-            .iter()
-            .flatten()
-            .filter_map(|e| {
-                e.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
-        for from in c.env_from.iter().flatten() {
-            let prefix = from.prefix.clone().unwrap_or_default();
-            let data = if let Some(cm) = &from.config_map_ref {
-                self.source_data(
-                    Source::ConfigMap,
-                    &namespace,
-                    &cm.name,
-                    cm.optional.unwrap_or(false),
-                )
-                .await?
-            } else if let Some(s) = &from.secret_ref {
-                self.source_data(
-                    Source::Secret,
-                    &namespace,
-                    &s.name,
-                    s.optional.unwrap_or(false),
-                )
-                .await?
-            } else {
-                BTreeMap::new()
-            };
-            for (k, v) in data {
-                env.insert(format!("{prefix}{k}"), v);
-            }
-        }
-        for e in c.env.iter().flatten() {
-            let value = if let Some(v) = &e.value {
-                expand(v, &env)
-            } else if let Some(from) = &e.value_from {
-                if let Some(field) = &from.field_ref {
-                    fields.get(&field.field_path).cloned().ok_or_else(|| {
-                        format!(
-                            "unsupported fieldRef {:?} in env {:?}",
-                            field.field_path, e.name
-                        )
-                    })?
-                } else if let Some((source, name, key, optional)) = from
-                    .config_map_key_ref
-                    .as_ref()
-                    .map(|r| {
-                        (
-                            Source::ConfigMap,
-                            &r.name,
-                            &r.key,
-                            r.optional.unwrap_or(false),
-                        )
-                    })
-                    .or_else(|| {
-                        from.secret_key_ref
-                            .as_ref()
-                            .map(|r| (Source::Secret, &r.name, &r.key, r.optional.unwrap_or(false)))
-                    })
-                {
-                    let data = self.source_data(source, &namespace, name, optional).await?;
-                    match data.get(key) {
-                        Some(v) => v.clone(),
-                        None if optional => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {key} in {} {namespace}/{name}",
-                                source.kind()
-                            ));
-                        }
-                    }
-                } else {
-                    return Err(format!(
-                        "env {:?}: resourceFieldRef is not supported yet",
-                        e.name
-                    ));
-                }
-            } else {
-                String::new()
-            };
-            env.insert(e.name.clone(), value);
-        }
-        Ok(env)
-    }
-
-    /// A ConfigMap's or Secret's data (Secret values decoded); empty when it is missing
-    /// and optional.
-    async fn source_data(
-        &self,
-        source: Source,
-        ns: &str,
-        name: &str,
-        optional: bool,
-    ) -> Result<BTreeMap<String, String>, String> {
-        let found = match source {
-            Source::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-                .get_opt(name)
-                .await
-                .map(|cm| cm.map(|cm| cm.data.unwrap_or_default())),
-            Source::Secret => Api::<Secret>::namespaced(self.client.clone(), ns)
-                .get_opt(name)
-                .await
-                .map(|s| {
-                    s.map(|s| {
-                        s.data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                            .collect()
-                    })
-                }),
-        };
-        match found {
-            Ok(Some(data)) => Ok(data),
-            Ok(None) if optional => Ok(BTreeMap::new()),
-            Ok(None) => Err(format!(
-                "{} \"{name}\" not found",
-                source.kind().to_lowercase()
-            )),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Credentials from the pod's imagePullSecrets.
-    async fn keyring(&self, pod: &Pod) -> Keyring {
-        let mut keyring = Keyring::default();
-        let ns = pod.namespace().unwrap_or_default();
-        let api = Api::<Secret>::namespaced(self.client.clone(), &ns);
-        for r in pod
-            .spec
-            .iter()
-            .flat_map(|s| s.image_pull_secrets.iter().flatten())
-        {
-            if let Ok(Some(secret)) = api.get_opt(&r.name).await {
-                let data = secret.data.unwrap_or_default();
-                for key in [".dockerconfigjson", ".dockercfg"] {
-                    if let Some(bytes) = data.get(key)
-                        && let Err(e) = keyring.add_docker_config(&bytes.0)
-                    {
-                        tracing::warn!(secret = %r.name, error = %e, "ignoring an image pull secret");
-                    }
-                }
-            }
-        }
-        keyring
-    }
-
-    /// The container's image, pulled as its policy says; a waiting state when it cannot be.
-    async fn image(&self, pod: &Pod, c: &Container) -> Result<Image, Waiting> {
-        let reference = c.image.clone().unwrap_or_default();
-        let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
-            let tagless = !reference.rsplit('/').next().unwrap_or("").contains(':');
-            if reference.ends_with(":latest") || (tagless && !reference.contains('@')) {
-                "Always".into()
-            } else {
-                "IfNotPresent".into()
-            }
-        });
-        let present = self.images.image(&reference);
-        match (policy.as_str(), present) {
-            ("Never", Some(image)) | ("IfNotPresent", Some(image)) => {
-                self.images.touch(&reference);
-                return Ok(image);
-            }
-            ("Never", None) => {
-                let message = format!(
-                    "Container image \"{reference}\" is not present with pull policy of Never"
-                );
-                self.events
-                    .warning(pod, "ErrImageNeverPull", message.clone());
-                return Err(Waiting {
-                    reason: "ErrImageNeverPull",
-                    message,
-                });
-            }
-            _ => {}
-        }
-        let key = (pod.uid().unwrap_or_default(), c.name.clone());
-        if let Some((failures, next)) = skiff_client::lock(&self.pull_failures).get(&key).copied()
-            && Instant::now() < next
-        {
-            return Err(Waiting {
-                reason: "ImagePullBackOff",
-                message: format!("Back-off pulling image \"{reference}\""),
-            })
-            .inspect_err(|_| {
-                if failures > 0 {
-                    self.events.normal(
-                        pod,
-                        "BackOff",
-                        format!("Back-off pulling image \"{reference}\""),
-                    );
-                }
-            });
-        }
-        self.events
-            .normal(pod, "Pulling", format!("Pulling image \"{reference}\""));
-        let started = Instant::now();
-        let keyring = self.keyring(pod).await;
-        match self.images.pull(&reference, &keyring, None).await {
-            Ok(image) => {
-                skiff_client::lock(&self.pull_failures).remove(&key);
-                let secs = started.elapsed().as_secs_f64();
-                self.events.normal(
-                    pod,
-                    "Pulled",
-                    format!(
-                        "Successfully pulled image \"{reference}\" in {secs:.3}s ({secs:.3}s including waiting). Image size: {} bytes.",
-                        image.size
-                    ),
-                );
-                Ok(image)
-            }
-            Err(e) => {
-                let mut failures = skiff_client::lock(&self.pull_failures);
-                let entry = failures.entry(key).or_insert((0, Instant::now()));
-                entry.0 += 1;
-                let delay = (BACKOFF_START * 2u32.saturating_pow(entry.0 - 1)).min(BACKOFF_MAX);
-                entry.1 = Instant::now() + delay;
-                let message = format!("Failed to pull image \"{reference}\": {e}");
-                self.events.warning(pod, "Failed", message.clone());
-                self.events
-                    .warning(pod, "Failed", "Error: ErrImagePull".into());
-                Err(Waiting {
-                    reason: "ErrImagePull",
-                    message,
-                })
-            }
-        }
     }
 
     /// Brings one container to what its policy wants; answers its view and when to look
@@ -870,142 +582,5 @@ impl Kubelet {
         self.events
             .normal(pod, "Started", format!("Started container {}", c.name));
         Ok(())
-    }
-
-    /// A deleted pod: SIGTERM, the grace period, SIGKILL; then the node's resources go and
-    /// the pod object with them.
-    async fn terminate(&self, pod: &Pod, dir: &PodDir) -> Result<Option<Duration>, SyncError> {
-        let grace = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or(pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds))
-            .unwrap_or(30)
-            .max(0) as u64;
-        let running = dir.running();
-        for a in &running {
-            let (runtime, id) = (self.runtime.clone(), a.id.clone());
-            match &a.term_sent {
-                None => {
-                    let _ = std::fs::write(a.bundle.join("term"), now_rfc3339());
-                    let name = a
-                        .bundle
-                        .parent()
-                        .and_then(|p| p.file_name())
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    self.events
-                        .normal(pod, "Killing", format!("Stopping container {name}"));
-                    let signal = if grace == 0 { 9 } else { 15 };
-                    let _ = blocking(move || runtime.kill(&id, signal).map_err(|e| e.to_string()))
-                        .await;
-                }
-                Some(sent) if since(sent) >= Duration::from_secs(grace) => {
-                    let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
-                }
-                Some(_) => {}
-            }
-        }
-        if !running.is_empty() {
-            return Ok(Some(Duration::from_millis(200)));
-        }
-        self.teardown(dir).await;
-        let api = Api::<Pod>::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            ..skiff_client::objects::delete_only(pod.uid())
-        };
-        skiff_client::tolerating(api.delete(&pod.name_any(), &params).await, &[404, 409])?;
-        Ok(None)
-    }
-
-    /// Every trace of the pod on the node: containers, root filesystems, network,
-    /// namespaces, cgroups, files.
-    pub(super) async fn teardown(&self, dir: &PodDir) {
-        let (runtime, dir2) = (self.runtime.clone(), dir.clone());
-        let result = blocking(move || {
-            let containers = dir2.root.join("containers");
-            for c in std::fs::read_dir(&containers)
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let name = c.file_name().to_string_lossy().into_owned();
-                for a in dir2.attempts(&name) {
-                    runtime.delete(&a.id, true).map_err(|e| e.to_string())?;
-                    Rootfs::at(&a.bundle).remove().map_err(|e| e.to_string())?;
-                }
-            }
-            Ok(())
-        })
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(pod = %dir.uid, error = %e, "removing containers");
-            return;
-        }
-        self.network.detach(&dir.uid);
-        let sandbox = dir.sandbox();
-        let cgroup = dir.cgroup();
-        let (root, logs) = (dir.root.clone(), dir.logs.clone());
-        let result = blocking(move || {
-            sandbox.remove().map_err(|e| e.to_string())?;
-            skiff_runtime::cgroups::remove(&cgroup).map_err(|e| format!("cgroup {cgroup}: {e}"))?;
-            let _ = std::fs::remove_dir_all(&logs);
-            match std::fs::remove_dir_all(&root) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
-                _ => Ok(()),
-            }
-        })
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(pod = %dir.uid, error = %e, "removing the pod's sandbox");
-        }
-    }
-
-    /// The manifest digests of the images the pods bound here use.
-    pub(super) fn images_in_use(&self) -> HashSet<String> {
-        self.pods
-            .list()
-            .iter()
-            .flat_map(|p| {
-                let spec = p.spec.clone().unwrap_or_default();
-                spec.containers
-                    .into_iter()
-                    .chain(spec.init_containers.unwrap_or_default())
-                    .filter_map(|c| c.image)
-                    .collect::<Vec<_>>()
-            })
-            .filter_map(|image| self.images.image(&image).map(|i| i.digest))
-            .collect()
-    }
-
-    /// Pod directories whose pod the API no longer has.
-    pub(super) async fn remove_orphans(&self) {
-        let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
-        skiff_client::lock(&self.probes).retain(|k, _| known.contains(&k.0));
-        skiff_client::lock(&self.pull_failures).retain(|k, _| known.contains(&k.0));
-        let pods = self.config.data_dir.join("pods");
-        let Ok(entries) = std::fs::read_dir(&pods) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let uid = entry.file_name().to_string_lossy().into_owned();
-            if known.contains(&uid) {
-                continue;
-            }
-            let key = std::fs::read_to_string(entry.path().join("pod")).unwrap_or_default();
-            let (ns, name) = split_key(&key);
-            let dir = PodDir::new(&self.config.data_dir, ns, name, &uid);
-            for a in dir.running() {
-                let (runtime, id) = (self.runtime.clone(), a.id.clone());
-                let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
-            }
-            if dir.running().is_empty() {
-                tracing::info!(pod = %key, %uid, "removing a pod the API no longer has");
-                self.teardown(&dir).await;
-            }
-        }
     }
 }

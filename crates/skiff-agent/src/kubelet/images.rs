@@ -1,0 +1,140 @@
+//! A container's image as its pull policy says (with the pod's pull secrets and back-off),
+//! and which images this node's pods use (kept by image GC).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use kube::ResourceExt;
+use kube::api::Api;
+use skiff_image::{Image, Keyring};
+
+use super::status::Waiting;
+use super::sync::{BACKOFF_MAX, BACKOFF_START, Kubelet};
+
+impl Kubelet {
+    /// Credentials from the pod's imagePullSecrets.
+    pub(super) async fn keyring(&self, pod: &Pod) -> Keyring {
+        let mut keyring = Keyring::default();
+        let ns = pod.namespace().unwrap_or_default();
+        let api = Api::<Secret>::namespaced(self.client.clone(), &ns);
+        for r in pod
+            .spec
+            .iter()
+            .flat_map(|s| s.image_pull_secrets.iter().flatten())
+        {
+            if let Ok(Some(secret)) = api.get_opt(&r.name).await {
+                let data = secret.data.unwrap_or_default();
+                for key in [".dockerconfigjson", ".dockercfg"] {
+                    if let Some(bytes) = data.get(key)
+                        && let Err(e) = keyring.add_docker_config(&bytes.0)
+                    {
+                        tracing::warn!(secret = %r.name, error = %e, "ignoring an image pull secret");
+                    }
+                }
+            }
+        }
+        keyring
+    }
+
+    /// The container's image, pulled as its policy says; a waiting state when it cannot be.
+    pub(super) async fn image(&self, pod: &Pod, c: &Container) -> Result<Image, Waiting> {
+        let reference = c.image.clone().unwrap_or_default();
+        let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
+            let tagless = !reference.rsplit('/').next().unwrap_or("").contains(':');
+            if reference.ends_with(":latest") || (tagless && !reference.contains('@')) {
+                "Always".into()
+            } else {
+                "IfNotPresent".into()
+            }
+        });
+        let present = self.images.image(&reference);
+        match (policy.as_str(), present) {
+            ("Never", Some(image)) | ("IfNotPresent", Some(image)) => {
+                self.images.touch(&reference);
+                return Ok(image);
+            }
+            ("Never", None) => {
+                let message = format!(
+                    "Container image \"{reference}\" is not present with pull policy of Never"
+                );
+                self.events
+                    .warning(pod, "ErrImageNeverPull", message.clone());
+                return Err(Waiting {
+                    reason: "ErrImageNeverPull",
+                    message,
+                });
+            }
+            _ => {}
+        }
+        let key = (pod.uid().unwrap_or_default(), c.name.clone());
+        if let Some((failures, next)) = skiff_client::lock(&self.pull_failures).get(&key).copied()
+            && Instant::now() < next
+        {
+            return Err(Waiting {
+                reason: "ImagePullBackOff",
+                message: format!("Back-off pulling image \"{reference}\""),
+            })
+            .inspect_err(|_| {
+                if failures > 0 {
+                    self.events.normal(
+                        pod,
+                        "BackOff",
+                        format!("Back-off pulling image \"{reference}\""),
+                    );
+                }
+            });
+        }
+        self.events
+            .normal(pod, "Pulling", format!("Pulling image \"{reference}\""));
+        let started = Instant::now();
+        let keyring = self.keyring(pod).await;
+        match self.images.pull(&reference, &keyring, None).await {
+            Ok(image) => {
+                skiff_client::lock(&self.pull_failures).remove(&key);
+                let secs = started.elapsed().as_secs_f64();
+                self.events.normal(
+                    pod,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{reference}\" in {secs:.3}s ({secs:.3}s including waiting). Image size: {} bytes.",
+                        image.size
+                    ),
+                );
+                Ok(image)
+            }
+            Err(e) => {
+                let mut failures = skiff_client::lock(&self.pull_failures);
+                let entry = failures.entry(key).or_insert((0, Instant::now()));
+                entry.0 += 1;
+                let delay = (BACKOFF_START * 2u32.saturating_pow(entry.0 - 1)).min(BACKOFF_MAX);
+                entry.1 = Instant::now() + delay;
+                let message = format!("Failed to pull image \"{reference}\": {e}");
+                self.events.warning(pod, "Failed", message.clone());
+                self.events
+                    .warning(pod, "Failed", "Error: ErrImagePull".into());
+                Err(Waiting {
+                    reason: "ErrImagePull",
+                    message,
+                })
+            }
+        }
+    }
+
+    /// The manifest digests of the images the pods bound here use.
+    pub(super) fn images_in_use(&self) -> HashSet<String> {
+        self.pods
+            .list()
+            .iter()
+            .flat_map(|p| {
+                let spec = p.spec.clone().unwrap_or_default();
+                spec.containers
+                    .into_iter()
+                    .chain(spec.init_containers.unwrap_or_default())
+                    .filter_map(|c| c.image)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|image| self.images.image(&image).map(|i| i.digest))
+            .collect()
+    }
+}

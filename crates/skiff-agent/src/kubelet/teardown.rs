@@ -1,0 +1,153 @@
+//! The end of a pod on the node: graceful termination of a deleted pod, removal of every
+//! trace it had (containers, root filesystems, network, namespaces, cgroups, files), and
+//! of pods the API no longer has.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
+use skiff_client::informer::split_key;
+use skiff_runtime::Runtime;
+use skiff_runtime::rootfs::Rootfs;
+
+use super::pod_dir::PodDir;
+use super::sync::{Kubelet, SyncError, blocking, now_rfc3339, since};
+
+/// Whether a teardown removes the pod's logs (a finished pod keeps them until it is
+/// deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Logs {
+    Keep,
+    Remove,
+}
+
+impl Kubelet {
+    /// A deleted pod: SIGTERM, the grace period, SIGKILL; then the node's resources go and
+    /// the pod object with them.
+    pub(super) async fn terminate(
+        &self,
+        pod: &Pod,
+        dir: &PodDir,
+    ) -> Result<Option<Duration>, SyncError> {
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30)
+            .max(0) as u64;
+        let running = dir.running();
+        for a in &running {
+            let (runtime, id) = (self.runtime.clone(), a.id.clone());
+            match &a.term_sent {
+                None => {
+                    let _ = std::fs::write(a.bundle.join("term"), now_rfc3339());
+                    let name = a
+                        .bundle
+                        .parent()
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    self.events
+                        .normal(pod, "Killing", format!("Stopping container {name}"));
+                    let signal = if grace == 0 { 9 } else { 15 };
+                    let _ = blocking(move || runtime.kill(&id, signal).map_err(|e| e.to_string()))
+                        .await;
+                }
+                Some(sent) if since(sent) >= Duration::from_secs(grace) => {
+                    let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
+                }
+                Some(_) => {}
+            }
+        }
+        if !running.is_empty() {
+            return Ok(Some(Duration::from_millis(200)));
+        }
+        self.teardown(dir, Logs::Remove).await;
+        let api = Api::<Pod>::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..skiff_client::objects::delete_only(pod.uid())
+        };
+        skiff_client::tolerating(api.delete(&pod.name_any(), &params).await, &[404, 409])?;
+        Ok(None)
+    }
+
+    /// Every trace of the pod on the node: containers, root filesystems, network,
+    /// namespaces, cgroups, files.
+    pub(super) async fn teardown(&self, dir: &PodDir, logs: Logs) {
+        let (runtime, dir2) = (self.runtime.clone(), dir.clone());
+        let result = blocking(move || {
+            let containers = dir2.root.join("containers");
+            for c in std::fs::read_dir(&containers)
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = c.file_name().to_string_lossy().into_owned();
+                for a in dir2.attempts(&name) {
+                    runtime.delete(&a.id, true).map_err(|e| e.to_string())?;
+                    Rootfs::at(&a.bundle).remove().map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(pod = %dir.uid, error = %e, "removing containers");
+            return;
+        }
+        self.network.detach(&dir.uid);
+        let sandbox = dir.sandbox();
+        let cgroup = dir.cgroup();
+        let root = dir.root.clone();
+        let log_dir = (logs == Logs::Remove).then(|| dir.logs.clone());
+        let result = blocking(move || {
+            sandbox.remove().map_err(|e| e.to_string())?;
+            skiff_runtime::cgroups::remove(&cgroup).map_err(|e| format!("cgroup {cgroup}: {e}"))?;
+            if let Some(logs) = log_dir {
+                let _ = std::fs::remove_dir_all(&logs);
+            }
+            match std::fs::remove_dir_all(&root) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(pod = %dir.uid, error = %e, "removing the pod's sandbox");
+        }
+    }
+
+    /// Pod directories whose pod the API no longer has.
+    pub(super) async fn remove_orphans(&self) {
+        let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
+        skiff_client::lock(&self.probes).retain(|k, _| known.contains(&k.0));
+        skiff_client::lock(&self.pull_failures).retain(|k, _| known.contains(&k.0));
+        let pods = self.config.data_dir.join("pods");
+        let Ok(entries) = std::fs::read_dir(&pods) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let uid = entry.file_name().to_string_lossy().into_owned();
+            if known.contains(&uid) {
+                continue;
+            }
+            let key = std::fs::read_to_string(entry.path().join("pod")).unwrap_or_default();
+            let (ns, name) = split_key(&key);
+            let dir = PodDir::new(&self.config.data_dir, ns, name, &uid);
+            for a in dir.running() {
+                let (runtime, id) = (self.runtime.clone(), a.id.clone());
+                let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
+            }
+            if dir.running().is_empty() {
+                tracing::info!(pod = %key, %uid, "removing a pod the API no longer has");
+                self.teardown(&dir, Logs::Remove).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The node agent's pod startup latency (as root, real runc): a `skiff server` process
+//! (its own agent disabled) and a `skiff agent` process whose pod bridge lives in a network
+//! namespace made here. With the image present, pods are created at a concurrency and each
+//! is timed from its create call to the watch showing it Ready. Beside it, the floor: the
+//! same container (same layer, same overlay, same security defaults) started directly
+//! with `runc run --detach`. Then the agent's resident memory with 20 pods running.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::watcher::{self, Event};
+use serde_json::json;
+use skiff_image::build::{BuiltImage, Compression, LayerBuilder};
+use skiff_runtime::sandbox::Sandbox;
+use tokio::sync::Mutex;
+
+use crate::api::{ServerProcess, skiff_binary, start_server};
+use crate::fields;
+use crate::stats::{Latencies, emit, in_parallel, round};
+
+struct AgentProcess(Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn busybox_layer() -> Result<LayerBuilder> {
+    let busybox =
+        std::fs::read("/bin/busybox").context("busybox (apt-get install busybox-static)")?;
+    let mut layer = LayerBuilder::new()
+        .dir("bin/")
+        .file("bin/busybox", &busybox, 0o755);
+    for applet in ["sh", "sleep"] {
+        layer = layer.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    Ok(layer.dir("tmp/").dir("etc/"))
+}
+
+async fn push_image(server: &ServerProcess, registry: &str) -> Result<()> {
+    let run = skiff_oci::manifest::RunConfig {
+        env: Some(vec!["PATH=/bin".into()]),
+        cmd: Some(vec!["sleep".into(), "100000".into()]),
+        ..Default::default()
+    };
+    let image = BuiltImage::new(
+        vec![busybox_layer()?.finish(Compression::Gzip)],
+        run,
+        &skiff_oci::Platform::current(),
+    );
+    let client = skiff_image::RegistryClient::new(Default::default());
+    let endpoint = skiff_image::Endpoint::new(&format!("http://{registry}"));
+    let creds = skiff_image::Credentials {
+        username: "skiff".into(),
+        password: server.token().to_string(),
+    };
+    let repo = client.repository(&endpoint, "library/bench", Some(creds), true);
+    image.push(&repo, "v1").await?;
+    Ok(())
+}
+
+fn pod(name: &str) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "startup"}},
+        "spec": {"terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": "bench:v1", "imagePullPolicy": "IfNotPresent"}]},
+    }))?)
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+pub async fn run(pods: usize, concurrency: usize) -> Result<()> {
+    let uid = Command::new("id").arg("-u").output()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        bail!("the node benchmark runs containers: run it as root");
+    }
+    let port = skiff_testkit::free_port()?;
+    let server = start_server(&["--registry-port", &port.to_string()]).await?;
+    let registry = format!("127.0.0.1:{port}");
+    push_image(&server, &registry).await?;
+    let client =
+        skiff_client::client_from_kubeconfig(&std::fs::read_to_string(server.kubeconfig())?)
+            .await?;
+
+    let work = tempfile::tempdir()?;
+    let netns = Sandbox::at(work.path().join("node-ns"));
+    netns.create("bench-node")?;
+    let data = work.path().join("agent");
+    let agent = AgentProcess(
+        Command::new(skiff_binary()?)
+            .args([
+                "agent",
+                "--node-name",
+                "bench-node",
+                "--pod-cidr",
+                "10.244.0.0/16",
+                "--node-ip",
+                "127.0.0.1",
+            ])
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--node-netns")
+            .arg(netns.net())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    );
+    let result = measure(&client, &agent, &data, pods, concurrency).await;
+    // Clean up whatever happened: pods first (the agent tears them down), then the rest.
+    let api = Api::<Pod>::namespaced(client.clone(), "default");
+    let _ = api
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline
+        && api
+            .list(&ListParams::default())
+            .await
+            .is_ok_and(|l| !l.items.is_empty())
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(agent);
+    let _ = netns.remove();
+    result?;
+    floor(pods)?;
+    Ok(())
+}
+
+async fn measure(
+    client: &kube::Client,
+    agent: &AgentProcess,
+    data: &Path,
+    pods: usize,
+    concurrency: usize,
+) -> Result<()> {
+    let nodes = Api::<Node>::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !nodes
+        .get_opt("bench-node")
+        .await?
+        .is_some_and(|n| skiff_client::objects::node_is_ready(&n))
+    {
+        if Instant::now() > deadline {
+            bail!("the node agent did not become Ready");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let api = Api::<Pod>::namespaced(client.clone(), "default");
+    // The image is pulled once, outside the measurement.
+    api.create(&PostParams::default(), &pod("warm-up")?).await?;
+    let ready: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    {
+        let ready = ready.clone();
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+            while let Some(Ok(event)) = stream.next().await {
+                if let Event::Apply(p) | Event::InitApply(p) = event
+                    && skiff_client::objects::pod_is_ready(&p)
+                {
+                    ready
+                        .lock()
+                        .await
+                        .entry(p.metadata.name.clone().unwrap_or_default())
+                        .or_insert_with(Instant::now);
+                }
+            }
+        });
+    }
+    let wait_ready = |name: String, ready: Arc<Mutex<HashMap<String, Instant>>>| async move {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(t) = ready.lock().await.get(&name) {
+                return Ok::<Instant, anyhow::Error>(*t);
+            }
+            if Instant::now() > deadline {
+                bail!("pod {name} did not become Ready");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    wait_ready("warm-up".into(), ready.clone()).await?;
+
+    let started = Instant::now();
+    let latencies = {
+        let (api, ready) = (api.clone(), ready.clone());
+        in_parallel(pods, concurrency, move |i| {
+            let (api, ready) = (api.clone(), ready.clone());
+            async move {
+                let name = format!("p{i}");
+                api.create(&PostParams::default(), &pod(&name)?).await?;
+                // in_parallel times the whole op: the create call until the watch saw Ready.
+                wait_ready(name, ready).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies: Latencies = latencies;
+    let mut fields = fields!("pods" => pods, "concurrency" => concurrency,
+                             "pods_per_s" => round(pods as f64 / elapsed));
+    fields.extend(latencies.summary("create_to_ready_"));
+    emit("node_pod_startup", fields);
+
+    // Down to 20 pods, idle, then the agent's and the monitors' memory.
+    for i in 20..pods {
+        api.delete(&format!("p{i}"), &DeleteParams::default())
+            .await?;
+    }
+    let _ = api.delete("warm-up", &DeleteParams::default()).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while api.list(&ListParams::default()).await?.items.len() > 20.min(pods) {
+        if Instant::now() > deadline {
+            bail!("pods were not deleted");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let monitors = monitor_pids(data);
+    let monitor_kib: f64 = monitors.iter().map(|p| rss_kib(*p)).sum();
+    emit(
+        "node_agent_rss",
+        fields!("pods" => 20.min(pods),
+                "agent_rss_mib" => round(rss_kib(agent.0.id()) / 1024.0),
+                "monitors" => monitors.len(),
+                "monitor_rss_mib_each" => round(monitor_kib / 1024.0 / monitors.len().max(1) as f64)),
+    );
+    Ok(())
+}
+
+/// The container monitors serving this benchmark's node.
+fn monitor_pids(data: &Path) -> Vec<u32> {
+    let needle = data.display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("container-monitor") && c.contains(&needle)
+            })
+        })
+        .collect()
+}
+
+/// The floor: the same container started with `runc run --detach`, one at a time, each
+/// timed from the call to runc returning with the process running.
+fn floor(count: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let layer_dir = dir.path().join("layer");
+    std::fs::create_dir_all(&layer_dir)?;
+    let layer = busybox_layer()?.finish(Compression::None);
+    skiff_image::unpack::unpack_layer(&layer.bytes[..], &layer_dir, &Default::default())?;
+    let root = dir.path().join("runc");
+    let mut latencies = Latencies::with_capacity(count);
+    let mut bundles: Vec<(String, PathBuf)> = Vec::new();
+    let result = (|| -> Result<()> {
+        for i in 0..count {
+            let id = format!("floor-{}-{i}", std::process::id());
+            let bundle = dir.path().join(&id);
+            let rootfs = skiff_runtime::rootfs::Rootfs::at(&bundle);
+            rootfs.mount(std::slice::from_ref(&layer_dir))?;
+            bundles.push((id.clone(), bundle.clone()));
+            let spec = skiff_runtime::spec::ContainerSpec {
+                args: vec!["sleep".into(), "100000".into()],
+                env: vec!["PATH=/bin".into()],
+                rootfs: rootfs.path(),
+                cgroups_path: format!("/skiff-bench-floor/{id}"),
+                ..Default::default()
+            };
+            std::fs::write(
+                bundle.join("config.json"),
+                serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec))?,
+            )?;
+            let begin = Instant::now();
+            let status = Command::new("runc")
+                .arg("--root")
+                .arg(&root)
+                .args(["run", "--detach", "--bundle"])
+                .arg(&bundle)
+                .arg(&id)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            latencies.push(begin.elapsed());
+            if !status.success() {
+                bail!("runc run {id} failed");
+            }
+        }
+        Ok(())
+    })();
+    for (id, bundle) in &bundles {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", id])
+            .status();
+        let _ = skiff_runtime::rootfs::Rootfs::at(bundle).remove();
+    }
+    let _ = skiff_runtime::cgroups::remove("/skiff-bench-floor");
+    result?;
+    let mut fields = fields!("containers" => count);
+    fields.extend(latencies.summary("runc_run_"));
+    emit("node_runc_floor", fields);
+    Ok(())
+}
