@@ -185,8 +185,12 @@ impl Node {
 }
 
 impl Drop for Node {
+    /// A failed test leaves nothing running either.
     fn drop(&mut self) {
         self.agent = None;
+        if let Err(e) = skiff_agent::kubelet::wipe(&self.data, Path::new("runc")) {
+            eprintln!("cleaning up the node: {e}");
+        }
         let _ = self.netns.remove();
     }
 }

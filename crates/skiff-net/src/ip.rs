@@ -12,17 +12,53 @@ pub enum Netns {
 }
 
 impl Netns {
-    /// `ip ARGS` in this namespace: its standard output, or the error it printed.
-    pub fn ip(&self, args: &[&str]) -> Result<String, String> {
-        let mut cmd = match self {
+    fn command(&self) -> Command {
+        match self {
             Netns::Current => Command::new("ip"),
             Netns::Path(path) => {
                 let mut c = Command::new("nsenter");
                 c.arg(format!("--net={}", path.display())).arg("ip");
                 c
             }
-        };
-        let out = cmd
+        }
+    }
+
+    /// Several `ip` commands (one per line) in one run: one process instead of many on the
+    /// pod startup path.
+    pub fn ip_batch(&self, commands: &[String]) -> Result<(), String> {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(["-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run ip: {e} (apt-get install iproute2)"))?;
+        let script = commands.join("\n") + "\n";
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(script.as_bytes())
+                .map_err(|e| format!("ip -batch: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("ip -batch: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip -batch ({}): {}",
+                commands.join("; "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// `ip ARGS` in this namespace: its standard output, or the error it printed.
+    pub fn ip(&self, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .command()
             .args(args)
             .output()
             .map_err(|e| format!("cannot run ip: {e} (apt-get install iproute2)"))?;

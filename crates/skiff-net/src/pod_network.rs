@@ -77,7 +77,10 @@ impl PodNetwork {
     }
 
     /// Connects the pod's network namespace (idempotent per `key`); answers its address.
+    /// Two `ip` runs in all for a new pod (the pod startup path): one on the node's side,
+    /// one inside the pod.
     pub fn attach(&self, key: &str, pod_netns: &Path) -> Result<Ipv4Addr, NetError> {
+        let known = self.ipam.address_of(key).is_some();
         let ip = self.ipam.allocate(key)?;
         let err = |message| NetError::Attach {
             pod: key.to_string(),
@@ -85,25 +88,26 @@ impl PodNetwork {
         };
         let veth = host_veth(key);
         let pod = Netns::Path(pod_netns.to_path_buf());
-        if pod.ip(&["link", "show", "dev", "eth0"]).is_err() {
-            let _ = self.node.ip(&["link", "del", &veth]);
-            let netns = pod_netns.display().to_string();
-            self.node
-                .ip(&[
-                    "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
-                ])
-                .map_err(err)?;
+        // A pod seen before (an agent restart) may be wired already.
+        let wired = known && pod.ip(&["link", "show", "dev", "eth0"]).is_ok();
+        let mut node_side = Vec::new();
+        if !wired {
+            if known {
+                // A half-wired pod from before: start its veth afresh.
+                let _ = self.node.ip(&["link", "del", &veth]);
+            }
+            node_side.push(format!(
+                "link add {veth} type veth peer name eth0 netns {}",
+                pod_netns.display()
+            ));
         }
-        self.node
-            .ip(&["link", "set", &veth, "master", &self.bridge, "up"])
-            .map_err(err)?;
-        let address = format!("{ip}/{}", self.cidr.prefix);
-        pod.ip(&["addr", "replace", &address, "dev", "eth0"])
-            .map_err(err)?;
-        pod.ip(&["link", "set", "eth0", "up"]).map_err(err)?;
-        let gateway = self.cidr.gateway().to_string();
-        pod.ip(&[
-            "route", "replace", "default", "via", &gateway, "dev", "eth0",
+        node_side.push(format!("link set {veth} master {} up", self.bridge));
+        self.node.ip_batch(&node_side).map_err(err)?;
+        let gateway = self.cidr.gateway();
+        pod.ip_batch(&[
+            format!("addr replace {ip}/{} dev eth0", self.cidr.prefix),
+            "link set eth0 up".into(),
+            format!("route replace default via {gateway} dev eth0"),
         ])
         .map_err(err)?;
         Ok(ip)

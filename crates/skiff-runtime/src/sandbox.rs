@@ -6,7 +6,6 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -66,28 +65,17 @@ impl Sandbox {
         for kind in KINDS {
             std::fs::write(self.dir.join(kind), b"").map_err(|e| err(e.to_string()))?;
         }
-        // util-linux unshare pins each namespace by bind-mounting it onto the file, then runs
-        // the set-up inside them. (Not `ip netns exec`: it remounts /sys.)
-        let out = Command::new("unshare")
-            .arg(format!("--net={}", self.net().display()))
-            .arg(format!("--ipc={}", self.ipc().display()))
-            .arg(format!("--uts={}", self.uts().display()))
-            .args([
-                "sh",
-                "-c",
-                "hostname \"$1\" && ip link set lo up",
-                "sh",
-                hostname,
-            ])
-            .output()
-            .map_err(|e| {
-                err(format!(
-                    "cannot run unshare: {e} (apt-get install util-linux iproute2)"
-                ))
-            })?;
-        if !out.status.success() {
+        // A thread of its own enters new namespaces (net, IPC and UTS can be unshared per
+        // thread), sets them up, and pins each by bind-mounting it onto its file; the
+        // namespaces outlive the thread. No process is started: this is on every pod's
+        // startup path.
+        let (dir, name) = (self.dir.clone(), hostname.to_string());
+        let result = std::thread::spawn(move || pin_new_namespaces(&dir, &name))
+            .join()
+            .unwrap_or_else(|_| Err("the namespace thread failed".into()));
+        if let Err(message) = result {
             let _ = self.remove();
-            return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+            return Err(err(message));
         }
         Ok(())
     }
@@ -105,6 +93,66 @@ impl Sandbox {
             let _ = std::fs::remove_file(&path);
         }
         Ok(())
+    }
+}
+
+/// On the calling thread: new net, IPC and UTS namespaces with `hostname` and loopback up,
+/// each bind-mounted onto `dir/<kind>`.
+fn pin_new_namespaces(dir: &Path, hostname: &str) -> Result<(), String> {
+    let os = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    // SAFETY: plain syscalls on this thread; the buffers outlive the calls.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) != 0 {
+            return Err(os("unshare"));
+        }
+        if libc::sethostname(hostname.as_ptr().cast(), hostname.len()) != 0 {
+            return Err(os("sethostname"));
+        }
+        loopback_up().map_err(|e| format!("bringing loopback up: {e}"))?;
+        let tid = libc::gettid();
+        for kind in KINDS {
+            let source = CString::new(format!("/proc/self/task/{tid}/ns/{kind}")).expect("no NUL");
+            let target = CString::new(dir.join(kind).as_os_str().as_bytes())
+                .map_err(|_| "a NUL in the sandbox path".to_string())?;
+            if libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(os(&format!("pinning the {kind} namespace")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets `lo` up in the calling thread's network namespace (SIOCSIFFLAGS).
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: a fresh socket, an ifreq zeroed then named, and ioctls that fill/read it.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut rc = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+        if rc == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            rc = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+        }
+        let result = if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        };
+        libc::close(sock);
+        result
     }
 }
 

@@ -39,6 +39,7 @@ use crate::AgentError;
 use crate::node::{NodeDescription, node_conditions, renew_lease};
 
 pub use sync::Kubelet;
+pub use teardown::wipe;
 
 /// How the agent runs this node.
 #[derive(Debug, Clone)]

@@ -92,7 +92,9 @@ impl Kubelet {
 
     pub async fn sync(&self, key: &str) -> Result<Option<Duration>, SyncError> {
         let Some(pod) = self.pods.get(key) else {
-            return Ok(None); // housekeeping tears down what is left
+            // Gone from the API (deleted at once, with no grace): stop what it ran now.
+            let pending = self.remove_orphans().await;
+            return Ok(pending.then_some(Duration::from_millis(200)));
         };
         if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(&self.config.node_name) {
             return Ok(None);

@@ -124,14 +124,16 @@ impl Kubelet {
     }
 
     /// Pod directories whose pod the API no longer has.
-    pub(super) async fn remove_orphans(&self) {
+    /// Answers whether some are still on their way out (killed, not yet reaped).
+    pub(super) async fn remove_orphans(&self) -> bool {
         let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
         skiff_client::lock(&self.probes).retain(|k, _| known.contains(&k.0));
         skiff_client::lock(&self.pull_failures).retain(|k, _| known.contains(&k.0));
         let pods = self.config.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods) else {
-            return;
+            return false;
         };
+        let mut pending = false;
         for entry in entries.flatten() {
             let uid = entry.file_name().to_string_lossy().into_owned();
             if known.contains(&uid) {
@@ -147,7 +149,40 @@ impl Kubelet {
             if dir.running().is_empty() {
                 tracing::info!(pod = %key, %uid, "removing a pod the API no longer has");
                 self.teardown(&dir, Logs::Remove).await;
+            } else {
+                pending = true;
             }
         }
+        pending
     }
+}
+
+/// Removes everything a node's data directory still runs or holds mounted, with no agent
+/// and no API: the last resort after an agent is gone (test clean-up, node resets).
+pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Result<(), String> {
+    let runtime = skiff_runtime::OciRuntime::new(runtime_binary, data_dir.join("runc"));
+    for state in runtime.list().unwrap_or_default() {
+        runtime.delete(&state.id, true).map_err(|e| e.to_string())?;
+        Rootfs::at(&state.bundle)
+            .remove()
+            .map_err(|e| e.to_string())?;
+    }
+    let pods = data_dir.join("pods");
+    for entry in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        let dir = PodDir::new(data_dir, "", "", &uid);
+        for container in std::fs::read_dir(entry.path().join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for a in dir.attempts(&container.file_name().to_string_lossy()) {
+                Rootfs::at(&a.bundle).remove().map_err(|e| e.to_string())?;
+            }
+        }
+        dir.sandbox().remove().map_err(|e| e.to_string())?;
+        skiff_runtime::cgroups::remove(&dir.cgroup()).map_err(|e| e.to_string())?;
+        std::fs::remove_dir_all(entry.path()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
