@@ -133,16 +133,18 @@ pub async fn run(pods: usize, concurrency: usize) -> Result<()> {
     let _ = api
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await;
+    // The agent tears each pod down once it is gone from the API.
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline
-        && api
-            .list(&ListParams::default())
-            .await
-            .is_ok_and(|l| !l.items.is_empty())
+        && std::fs::read_dir(data.join("pods")).is_ok_and(|mut d| d.next().is_some())
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(agent);
+    // Whatever is left (the agent failed, or took too long) goes too.
+    if let Err(e) = skiff_agent::kubelet::wipe(&data, Path::new("runc")) {
+        eprintln!("cleaning up the node: {e}");
+    }
     let _ = netns.remove();
     result?;
     floor(pods)?;

@@ -141,6 +141,7 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
         probes: Default::default(),
     });
     tokio::spawn(housekeeping(kubelet.clone()));
+    tokio::spawn(watch_exits(kubelet.config.data_dir.clone(), queue.clone()));
     let workers = kubelet.config.workers.max(1);
     queue
         .run_workers(workers, move |key| {
@@ -174,6 +175,46 @@ async fn housekeeping(kubelet: Arc<Kubelet>) {
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
+}
+
+/// Looks for containers that ended (their monitor wrote `exit`) and queues their pods, so
+/// a running pod costs nothing until something happens to it (the kubelet's PLEG role).
+async fn watch_exits(data_dir: PathBuf, queue: WorkQueue) {
+    let mut seen: std::collections::HashSet<PathBuf> = Default::default();
+    let mut first = true;
+    loop {
+        let dir = data_dir.clone();
+        let exits = tokio::task::spawn_blocking(move || exit_files(&dir))
+            .await
+            .unwrap_or_default();
+        for (path, key) in exits {
+            if seen.insert(path) && !first {
+                queue.add(key);
+            }
+        }
+        first = false;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every recorded container exit on the node, with its pod's key.
+fn exit_files(data_dir: &std::path::Path) -> Vec<(PathBuf, String)> {
+    let read = |p: &std::path::Path| std::fs::read_dir(p).into_iter().flatten().flatten();
+    let mut out = Vec::new();
+    for pod in read(&data_dir.join("pods")) {
+        let Ok(key) = std::fs::read_to_string(pod.path().join("pod")) else {
+            continue;
+        };
+        for container in read(&pod.path().join("containers")) {
+            for attempt in read(&container.path()) {
+                let exit = attempt.path().join("exit");
+                if exit.exists() {
+                    out.push((exit, key.clone()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Renews the lease every quarter of its duration; reports Ready when the Node does not

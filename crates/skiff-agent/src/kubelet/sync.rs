@@ -29,8 +29,12 @@ use super::teardown::Logs;
 pub(super) const BACKOFF_START: Duration = Duration::from_secs(10);
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
-/// How often a pod with running containers is looked at again (to see exits).
-const RECHECK: Duration = Duration::from_millis(500);
+/// How soon a container just started is looked at again for its probes.
+const PROBE_START: Duration = Duration::from_millis(100);
+
+fn has_probes(c: &Container) -> bool {
+    c.startup_probe.is_some() || c.liveness_probe.is_some() || c.readiness_probe.is_some()
+}
 const LOG_MAX_SIZE: u64 = 10 << 20;
 const LOG_MAX_FILES: usize = 5;
 
@@ -329,16 +333,17 @@ impl Kubelet {
         let attempts = dir.attempts(&c.name);
         match attempts.last() {
             Some(a) if a.is_running() => {
+                // Exits are noticed by the exit watcher; only probes need a look later.
                 let mut view = self.view(dir, c, None);
                 let next = self.probe(pod, dir, c, a, fields, &mut view).await;
-                return (view, Some(next.map_or(RECHECK, |n| n.min(RECHECK))));
+                return (view, next);
             }
             Some(a) if a.exit.is_none() && a.bundle.join("created").exists() => {
                 // Created but never started (the agent stopped in between): start it now.
                 if let Err(e) = self.start_created(a).await {
                     self.events.warning(pod, "Failed", format!("Error: {e}"));
                 }
-                return (self.view(dir, c, None), Some(RECHECK));
+                return (self.view(dir, c, None), Some(PROBE_START));
             }
             _ => {}
         }
@@ -403,7 +408,11 @@ impl Kubelet {
         }
         let number = attempts.last().map_or(0, |a| a.number + 1);
         match self.start_new(pod, dir, c, number, fields).await {
-            Ok(()) => (self.view(dir, c, None), Some(RECHECK)),
+            // Looked at again soon for its probes (the exit watcher reports an end).
+            Ok(()) => (
+                self.view(dir, c, None),
+                has_probes(c).then_some(PROBE_START),
+            ),
             Err(waiting) => {
                 let again =
                     if waiting.reason == "ErrImagePull" || waiting.reason == "ImagePullBackOff" {
