@@ -122,7 +122,11 @@ pub async fn run(pods: usize, concurrency: usize) -> Result<()> {
             .arg(&data)
             .arg("--node-netns")
             .arg(netns.net())
-            .env("RUST_LOG", "warn")
+            // SKIFF_AGENT_LOG=skiff_agent=debug shows where each pod's startup goes.
+            .env(
+                "RUST_LOG",
+                std::env::var("SKIFF_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?,

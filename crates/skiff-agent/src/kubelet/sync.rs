@@ -121,7 +121,10 @@ impl Kubelet {
 
     /// Sandbox, network, then containers; then the status.
     async fn run_pod(&self, pod: &Pod, dir: &PodDir) -> Result<Option<Duration>, SyncError> {
-        let pod_ip = match self.ensure_sandbox(pod, dir).await {
+        let sandbox_started = Instant::now();
+        let sandbox = self.ensure_sandbox(pod, dir).await;
+        tracing::debug!(pod = %pod.name_any(), ms = sandbox_started.elapsed().as_millis() as u64, "sandbox ensured");
+        let pod_ip = match sandbox {
             Ok(ip) => ip,
             Err(message) => {
                 self.events.warning(
@@ -282,14 +285,20 @@ impl Kubelet {
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
         std::fs::create_dir_all(dir.etc()).map_err(|e| e.to_string())?;
         std::fs::write(dir.root.join("pod"), &key).map_err(|e| e.to_string())?;
-        if !sandbox.exists() {
+        let fresh = !sandbox.exists();
+        if fresh {
             let (s, h) = (sandbox.clone(), hostname.clone());
             blocking(move || s.create(&h).map_err(|e| e.to_string())).await?;
         }
-        let ip = self
-            .network
-            .attach(&dir.uid, &sandbox.net())
-            .map_err(|e| e.to_string())?;
+        // A sandbox that was there already was wired when it was made: every later sync of
+        // the pod skips the `ip` runs.
+        let ip = match self.network.address_of(&dir.uid).filter(|_| !fresh) {
+            Some(ip) => ip,
+            None => self
+                .network
+                .attach(&dir.uid, &sandbox.net())
+                .map_err(|e| e.to_string())?,
+        };
         let namespace = pod.namespace().unwrap_or_default();
         let files = [
             (
@@ -531,7 +540,9 @@ impl Kubelet {
         number: u32,
         fields: &BTreeMap<String, String>,
     ) -> Result<(), Waiting> {
+        let t0 = Instant::now();
         let image = self.image(pod, c).await?;
+        let t_image = t0.elapsed();
         let failed = |message: String| {
             self.events
                 .warning(pod, "Failed", format!("Error: {message}"));
@@ -579,10 +590,12 @@ impl Kubelet {
             log_max_size: LOG_MAX_SIZE,
             log_max_files: LOG_MAX_FILES,
         };
+        let t_prepared = t0.elapsed();
         let skiff = self.config.skiff_binary.clone();
         blocking(move || skiff_runtime::monitor::spawn(&skiff, &monitor))
             .await
             .map_err(failed)?;
+        let t_created = t0.elapsed();
         self.events
             .normal(pod, "Created", format!("Created container {}", c.name));
         std::fs::write(bundle.join("started"), now_rfc3339()).map_err(|e| failed(e.to_string()))?;
@@ -592,6 +605,13 @@ impl Kubelet {
             .map_err(failed)?;
         self.events
             .normal(pod, "Started", format!("Started container {}", c.name));
+        let ms = |d: Duration| d.as_millis() as u64;
+        tracing::debug!(
+            pod = %pod.name_any(), container = %c.name,
+            image_ms = ms(t_image), prepared_ms = ms(t_prepared), created_ms = ms(t_created),
+            started_ms = ms(t0.elapsed()),
+            "container started"
+        );
         Ok(())
     }
 }
