@@ -247,6 +247,26 @@ impl TestServer {
     }
 }
 
+/// Node tests (containers, namespaces, mounts) need root; says so instead of failing oddly.
+pub fn assert_root() {
+    let uid = Command::new("id").arg("-u").output().expect("id");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "node tests run as root"
+    );
+}
+
+/// The mounts (lines of /proc/self/mountinfo) under `dir`: what a node test must not leave.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&dir.display().to_string()))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The path of `kubectl.1.<minor>`; panics with what to install when it is missing.
 pub fn kubectl_binary(minor: u32) -> PathBuf {
     let path = Path::new(KUBECTL_DIR).join(format!("kubectl.1.{minor}"));

@@ -133,14 +133,6 @@ fn container_pid(data: &Path, pod: &Value, container: &str, attempt: u32) -> i32
         .unwrap()
 }
 
-fn mounts_under(dir: &Path) -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(&dir.display().to_string()))
-        .count()
-}
-
 /// A test server with busybox in its registry and a ready `node-1` run by a `skiff agent`
 /// whose pod bridge is in a namespace of the test's own.
 struct Node {
@@ -153,9 +145,7 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
-        let uid = Command::new("id").arg("-u").output().unwrap();
-        let uid = String::from_utf8_lossy(&uid.stdout).trim().to_string();
-        assert_eq!(uid, "0", "node tests run as root");
+        skiff_e2e::assert_root();
         let server = TestServer::start();
         let tmp = tempfile::tempdir().unwrap();
         let netns = Sandbox::at(tmp.path().join("node-ns"));
@@ -362,7 +352,7 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
     });
     eventually("the node is clean", Duration::from_secs(20), || {
         let pods_left = std::fs::read_dir(data.join("pods")).map_or(0, |d| d.count());
-        pods_left == 0 && mounts_under(&data) == 0
+        pods_left == 0 && skiff_e2e::mounts_under(&data).is_empty()
     });
     let runc = Command::new("runc")
         .arg("--root")

@@ -35,12 +35,7 @@ impl Drop for Namespaces {
 
 #[test]
 fn pods_on_a_node_get_addresses_and_reach_each_other_over_the_bridge() {
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "node tests run as root"
-    );
+    skiff_e2e::assert_root();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let node = Sandbox::at(dir.join("node"));

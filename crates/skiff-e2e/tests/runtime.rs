@@ -134,23 +134,9 @@ fn wait_exit(bundle: &Path) -> Exit {
     }
 }
 
-fn mounts_under(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(&dir.display().to_string()))
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn containers_run_in_a_pod_sandbox_with_logs_exit_codes_limits_and_defaults() {
-    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "node tests run as root"
-    );
+    skiff_e2e::assert_root();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let runtime = OciRuntime::new("runc", dir.join("runc"));
@@ -252,6 +238,6 @@ fn containers_run_in_a_pod_sandbox_with_logs_exit_codes_limits_and_defaults() {
     assert!(pod.runtime.list().unwrap().is_empty());
     assert!(!pod.sandbox.exists());
     assert!(!skiff_runtime::cgroups::exists(&pod.cgroup_root()));
-    assert_eq!(mounts_under(&dir), Vec::<String>::new());
+    assert_eq!(skiff_e2e::mounts_under(&dir), Vec::<String>::new());
     let _ = (c1, c2, c4);
 }
