@@ -11,9 +11,9 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run a cluster: the Kubernetes API over the datastore, and its controllers.
+    /// Run a cluster: the Kubernetes API, registry, controllers, scheduler and this node.
     Server(server::ServerArgs),
-    /// Add nodes to a cluster (today: simulated nodes, for tests and scale benchmarks).
+    /// Join a cluster as a node (pods run as containers here), or add simulated nodes.
     Agent(agent::AgentArgs),
     /// Inspect the cluster's datastore directly (embedded file or etcd).
     #[command(subcommand)]
