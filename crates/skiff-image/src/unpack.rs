@@ -367,7 +367,11 @@ fn set_xattr(path: &Path, name: &str, value: &[u8], as_root: bool) -> Result<()>
         return Ok(()); // only root may set trusted.* (overlayfs needs root anyway)
     }
     let c = c_path(path)?;
-    let n = CString::new(name).expect("xattr names have no NUL");
+    // A hostile layer's PAX header may put a NUL in a name.
+    let n = CString::new(name).map_err(|_| UnpackError::Hostile {
+        entry: path.display().to_string(),
+        why: "has an extended attribute name with a NUL byte",
+    })?;
     // SAFETY: valid NUL-terminated strings and a buffer of the given length.
     let rc = unsafe {
         libc::lsetxattr(
