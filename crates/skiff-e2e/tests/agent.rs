@@ -16,7 +16,7 @@ use skiff_runtime::sandbox::Sandbox;
 
 const NODE: &str = "node-1";
 const APPLETS: &[&str] = &[
-    "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill",
+    "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill", "dd",
 ];
 
 /// busybox (Debian's static build) as `busybox:1.36` in the cluster's registry.
@@ -381,7 +381,7 @@ fn condition(pod: &Value, type_: &str) -> String {
 }
 
 #[test]
-fn probes_gate_readiness_and_restart_unhealthy_containers() {
+fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
     let node = Node::start();
     let server = &node.server;
     let kubectl = server.kubectl(33);
@@ -405,7 +405,24 @@ fn probes_gate_readiness_and_restart_unhealthy_containers() {
 {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "slow-start"},
            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:1.36",
              "command": ["sh", "-c", "sleep 2; touch /tmp/started; sleep 1000"],
-             "startupProbe": {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1, "failureThreshold": 30}}]}}"#,
+             "startupProbe": {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1, "failureThreshold": 30}}]}}
+---
+{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "oom"},
+           "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36",
+             "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+             "resources": {"limits": {"memory": "16Mi"}}}]}}"#,
+    );
+    eventually(
+        "a memory limit yields OOMKilled",
+        Duration::from_secs(30),
+        || {
+            pod_json(server, "oom").is_some_and(|p| {
+                let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+                p["status"]["phase"] == "Failed"
+                    && t["reason"] == "OOMKilled"
+                    && t["exitCode"] == 137
+            })
+        },
     );
     eventually(
         "readiness follows the HTTP probe",
