@@ -32,18 +32,10 @@ pub struct NodeDescription {
     pub extra_annotations: Vec<(String, String)>,
 }
 
-/// The architecture as Kubernetes labels it.
-pub fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 pub fn node_object(node: &NodeDescription) -> Value {
     let now = now();
-    let arch = go_arch();
+    // The architecture as Kubernetes (and OCI) name it.
+    let arch = skiff_oci::Platform::current().architecture;
     let mut labels = json!({
         "kubernetes.io/hostname": node.name,
         "kubernetes.io/os": "linux",

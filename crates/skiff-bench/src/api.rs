@@ -52,15 +52,19 @@ impl ServerProcess {
     }
 
     pub(crate) fn rss_mib(&self) -> Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("VmRSS missing from /proc/<pid>/status")?;
-        Ok(kib / 1024.0)
+        Ok(rss_kib(self.child.id())? / 1024.0)
     }
+}
+
+/// A process's resident memory (VmRSS) in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS missing from /proc/<pid>/status")
 }
 
 /// The `skiff` binary next to this one (build it with `cargo build --release -p skiff`).

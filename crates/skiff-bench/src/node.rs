@@ -21,7 +21,7 @@ use skiff_image::build::{BuiltImage, Compression, LayerBuilder};
 use skiff_runtime::sandbox::Sandbox;
 use tokio::sync::Mutex;
 
-use crate::api::{ServerProcess, skiff_binary, start_server};
+use crate::api::{ServerProcess, rss_kib, skiff_binary, start_server};
 use crate::fields;
 use crate::stats::{Latencies, emit, in_parallel, round};
 
@@ -75,17 +75,6 @@ fn pod(name: &str) -> Result<Pod> {
         "spec": {"terminationGracePeriodSeconds": 0,
                  "containers": [{"name": "c", "image": "bench:v1", "imagePullPolicy": "IfNotPresent"}]},
     }))?)
-}
-
-fn rss_kib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0.0)
 }
 
 pub async fn run(pods: usize, concurrency: usize) -> Result<()> {
@@ -247,11 +236,12 @@ async fn measure(
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let monitors = monitor_pids(data);
-    let monitor_kib: f64 = monitors.iter().map(|p| rss_kib(*p)).sum();
+    // A monitor may end between the listing and the reading.
+    let monitor_kib: f64 = monitors.iter().map(|p| rss_kib(*p).unwrap_or(0.0)).sum();
     emit(
         "node_agent_rss",
         fields!("pods" => 20.min(pods),
-                "agent_rss_mib" => round(rss_kib(agent.0.id()) / 1024.0),
+                "agent_rss_mib" => round(rss_kib(agent.0.id())? / 1024.0),
                 "monitors" => monitors.len(),
                 "monitor_rss_mib_each" => round(monitor_kib / 1024.0 / monitors.len().max(1) as f64)),
     );

@@ -148,3 +148,17 @@ pub fn docker_save_archive(dir: &Path, names: &[&str]) -> PathBuf {
         .arg("."));
     archive
 }
+
+/// A layer (still open for more entries) of Debian's static busybox in `bin/` with a
+/// symlink per applet, as built with skiff's own image builder.
+pub fn busybox_layer_builder(applets: &[&str]) -> skiff_image::build::LayerBuilder {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox (apt-get install busybox-static)");
+    let mut layer =
+        skiff_image::build::LayerBuilder::new()
+            .dir("bin/")
+            .file("bin/busybox", &busybox, 0o755);
+    for applet in applets {
+        layer = layer.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    layer
+}

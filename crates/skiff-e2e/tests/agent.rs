@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use skiff_e2e::{TestServer, eventually};
-use skiff_image::build::{BuiltImage, Compression, LayerBuilder};
+use skiff_image::build::{BuiltImage, Compression};
 use skiff_runtime::sandbox::Sandbox;
 
 const NODE: &str = "node-1";
@@ -21,14 +21,7 @@ const APPLETS: &[&str] = &[
 
 /// busybox (Debian's static build) as `busybox:1.36` in the cluster's registry.
 fn push_busybox(server: &TestServer) {
-    let busybox = std::fs::read("/bin/busybox").expect("apt-get install busybox-static");
-    let mut layer = LayerBuilder::new()
-        .dir("bin/")
-        .file("bin/busybox", &busybox, 0o755);
-    for applet in APPLETS {
-        layer = layer.symlink(&format!("bin/{applet}"), "busybox");
-    }
-    let layer = layer
+    let layer = skiff_e2e::images::busybox_layer_builder(APPLETS)
         .dir("tmp/")
         .dir("etc/")
         .file("etc/motd", b"hello from skiff\n", 0o644);

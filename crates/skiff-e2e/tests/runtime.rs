@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use skiff_image::build::{Compression, LayerBuilder};
+use skiff_image::build::Compression;
 use skiff_runtime::monitor::{Exit, MonitorConfig};
 use skiff_runtime::rootfs::Rootfs;
 use skiff_runtime::sandbox::Sandbox;
@@ -16,14 +16,8 @@ use skiff_runtime::{OciRuntime, Runtime};
 
 /// A layer holding Debian's static busybox and the applets the tests call.
 fn busybox_layer(dir: &Path) -> PathBuf {
-    let busybox = std::fs::read("/bin/busybox").expect("apt-get install busybox-static");
-    let mut layer = LayerBuilder::new()
-        .dir("bin/")
-        .file("bin/busybox", &busybox, 0o755);
-    for applet in ["sh", "sleep", "hostname", "ip", "cat", "grep", "dd", "id"] {
-        layer = layer.symlink(&format!("bin/{applet}"), "busybox");
-    }
-    let layer = layer.finish(Compression::None);
+    let applets = ["sh", "sleep", "hostname", "ip", "cat", "grep", "dd", "id"];
+    let layer = skiff_e2e::images::busybox_layer_builder(&applets).finish(Compression::None);
     let out = dir.join("layer");
     std::fs::create_dir_all(&out).unwrap();
     skiff_image::unpack::unpack_layer(&layer.bytes[..], &out, &Default::default()).unwrap();

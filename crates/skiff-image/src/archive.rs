@@ -135,19 +135,12 @@ fn blob_at(dir: &Path, relative: &str) -> Result<ArchiveBlob, ArchiveError> {
     if relative.split('/').any(|c| c == "..") || !path.is_file() {
         return Err(ArchiveError::Missing(relative.to_string()));
     }
-    let mut file = std::fs::File::open(&path).map_err(io_at(&path))?;
-    let mut hash = skiff_oci::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io_at(&path))?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-    }
+    let file = std::fs::File::open(&path).map_err(io_at(&path))?;
+    let mut hashing = skiff_oci::digest::HashingReader::new(file);
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io_at(&path))?;
     Ok(ArchiveBlob {
-        size: hash.len(),
-        digest: hash.finish(),
+        size: hashing.bytes_read(),
+        digest: hashing.digest(),
         path,
     })
 }

@@ -38,10 +38,12 @@ fn entries(dir: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// Every repository directory (those holding `manifests/` or `layers/`).
-fn repositories(root: &Path) -> Vec<PathBuf> {
+/// Every repository: its name and directory (one holding `manifests/`, `layers/` or
+/// `tags/`; names contain slashes, so repositories nest).
+pub(crate) fn repositories(root: &Path) -> Vec<(String, PathBuf)> {
+    let base = root.join("repositories");
     let mut out = Vec::new();
-    let mut stack = vec![root.join("repositories")];
+    let mut stack = vec![base.clone()];
     while let Some(dir) = stack.pop() {
         let mut is_repo = false;
         for (name, path) in entries(&dir) {
@@ -51,8 +53,8 @@ fn repositories(root: &Path) -> Vec<PathBuf> {
                 _ => {}
             }
         }
-        if is_repo {
-            out.push(dir);
+        if is_repo && let Ok(name) = dir.strip_prefix(&base) {
+            out.push((name.to_string_lossy().into_owned(), dir));
         }
     }
     out
@@ -64,7 +66,7 @@ impl Storage {
         let root = self.root();
         let blobs = root.join("blobs/sha256");
         let mut marked: HashSet<String> = HashSet::new();
-        let repos = repositories(root);
+        let repos: Vec<PathBuf> = repositories(root).into_iter().map(|(_, dir)| dir).collect();
         for repo in &repos {
             for (hex, _) in entries(&repo.join("manifests")) {
                 if let Ok(bytes) = std::fs::read(blobs.join(&hex))

@@ -344,24 +344,16 @@ impl Storage {
 
     /// Every repository name, sorted.
     pub async fn catalog(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        let mut stack = vec![(self.root.join("repositories"), String::new())];
-        while let Some((dir, prefix)) = stack.pop() {
-            for entry in list_dir(&dir).await? {
-                if matches!(entry.as_str(), "layers" | "manifests" | "tags") {
-                    if entry == "manifests" && !names.contains(&prefix) {
-                        names.push(prefix.clone());
-                    }
-                    continue;
-                }
-                let full = if prefix.is_empty() {
-                    entry.clone()
-                } else {
-                    format!("{prefix}/{entry}")
-                };
-                stack.push((dir.join(&entry), full));
-            }
-        }
+        let root = self.root.clone();
+        let repos = tokio::task::spawn_blocking(move || crate::gc::repositories(&root))
+            .await
+            .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))?;
+        // A repository shows once it has a manifest (blobs alone do not make an image).
+        let mut names: Vec<String> = repos
+            .into_iter()
+            .filter(|(_, dir)| dir.join("manifests").is_dir())
+            .map(|(name, _)| name)
+            .collect();
         names.sort();
         Ok(names)
     }

@@ -19,18 +19,9 @@ pub fn memory_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Bytes of the filesystem holding `path`.
+/// Bytes of the filesystem holding `path` (the image store's statvfs reading).
 pub fn disk_bytes(path: &Path) -> u64 {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return 0;
-    };
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid path and a zeroed statvfs to fill.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return 0;
-    }
-    st.f_blocks as u64 * st.f_frsize as u64
+    skiff_image::store::disk_usage(path).map_or(0, |(_, capacity)| capacity)
 }
 
 pub fn kernel_version() -> String {

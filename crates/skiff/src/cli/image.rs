@@ -255,7 +255,7 @@ async fn list(cluster: &Cluster) -> Result<()> {
             rows.push([
                 shown.clone(),
                 tag,
-                short(&manifest.digest),
+                short(&manifest.digest).to_string(),
                 human_size(skiff_oci::manifest::listed_size(&manifest.bytes)),
             ]);
         }
@@ -373,9 +373,13 @@ fn docker_keyring() -> Keyring {
     keyring
 }
 
-fn short(digest: &str) -> String {
+/// A digest as people read it: the first 12 hex digits.
+pub(super) fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    hex.chars().take(12).collect()
+    // By characters: a registry's descriptor need not be ASCII.
+    hex.char_indices()
+        .nth(12)
+        .map_or(hex, |(end, _)| &hex[..end])
 }
 
 /// Decimal units with three significant digits, as docker and crictl print sizes.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use skiff_image::{Progress, PullEvent};
 
-use super::image::human_size;
+use super::image::{human_size, short};
 
 struct Layer {
     digest: String,
@@ -56,11 +56,6 @@ impl PullDisplay {
             redraw(&mut skiff_client::lock(&self.state));
         }
     }
-}
-
-fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
 }
 
 fn layer<'a>(state: &'a mut State, digest: &str, size: u64) -> &'a mut Layer {
