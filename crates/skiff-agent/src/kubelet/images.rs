@@ -10,7 +10,7 @@ use kube::api::Api;
 use skiff_image::{Image, Keyring};
 
 use super::status::Waiting;
-use super::sync::{BACKOFF_MAX, BACKOFF_START, Kubelet};
+use super::sync::{Kubelet, backoff};
 
 impl Kubelet {
     /// Credentials from the pod's imagePullSecrets.
@@ -68,21 +68,15 @@ impl Kubelet {
             _ => {}
         }
         let key = (pod.uid().unwrap_or_default(), c.name.clone());
-        if let Some((failures, next)) = skiff_client::lock(&self.pull_failures).get(&key).copied()
-            && Instant::now() < next
-        {
+        let backing_off = skiff_client::lock(&self.pull_failures)
+            .get(&key)
+            .is_some_and(|(_, next)| Instant::now() < *next);
+        if backing_off {
+            let message = format!("Back-off pulling image \"{reference}\"");
+            self.events.normal(pod, "BackOff", message.clone());
             return Err(Waiting {
                 reason: "ImagePullBackOff",
-                message: format!("Back-off pulling image \"{reference}\""),
-            })
-            .inspect_err(|_| {
-                if failures > 0 {
-                    self.events.normal(
-                        pod,
-                        "BackOff",
-                        format!("Back-off pulling image \"{reference}\""),
-                    );
-                }
+                message,
             });
         }
         self.events
@@ -107,7 +101,7 @@ impl Kubelet {
                 let mut failures = skiff_client::lock(&self.pull_failures);
                 let entry = failures.entry(key).or_insert((0, Instant::now()));
                 entry.0 += 1;
-                let delay = (BACKOFF_START * 2u32.saturating_pow(entry.0 - 1)).min(BACKOFF_MAX);
+                let delay = backoff(entry.0);
                 entry.1 = Instant::now() + delay;
                 let message = format!("Failed to pull image \"{reference}\": {e}");
                 self.events.warning(pod, "Failed", message.clone());

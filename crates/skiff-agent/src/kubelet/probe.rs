@@ -65,37 +65,45 @@ fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
     }
 }
 
-/// Runs `f` on a thread of its own inside the network namespace at `netns`.
-fn in_netns<T: Send + 'static>(
+/// Runs `f` on a thread of its own inside the network namespace at `netns` (setns would
+/// otherwise leak into a shared thread) and awaits its answer.
+async fn in_netns<T: Send + 'static>(
     netns: PathBuf,
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
-        // SAFETY: a valid namespace file descriptor; setns changes only this thread, which
-        // ends with the probe.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(format!(
-                "joining the pod's network: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        f()
-    })
-    .join()
-    .unwrap_or_else(|_| Err("the probe thread failed".into()))
+        let result = (|| {
+            let file =
+                std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
+            // SAFETY: a valid namespace file descriptor; setns changes only this thread,
+            // which ends with the probe.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!(
+                    "joining the pod's network: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            f()
+        })();
+        let _ = tx.send(result);
+    });
+    rx.await
+        .unwrap_or_else(|_| Err("the probe thread failed".into()))
+}
+
+/// Where an httpGet or tcpSocket probe connects: its `host` if it names an address, else
+/// the pod's.
+fn address(host: Option<&str>, port: u16, pod_ip: IpAddr) -> SocketAddr {
+    let ip = host.and_then(|h| h.parse().ok()).unwrap_or(pod_ip);
+    SocketAddr::new(ip, port)
 }
 
 /// One probe attempt: Ok(()) on success, else why it failed (upstream's wording).
 pub async fn run(probe: &Probe, c: &Container, target: &Target) -> Result<(), String> {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     if let Some(http) = &probe.http_get {
-        let port = port_of(&http.port, c)?;
-        let host: IpAddr = http
-            .host
-            .as_deref()
-            .and_then(|h| h.parse().ok())
-            .unwrap_or(target.pod_ip);
+        let addr = address(http.host.as_deref(), port_of(&http.port, c)?, target.pod_ip);
         let path = http
             .path
             .clone()
@@ -107,33 +115,19 @@ pub async fn run(probe: &Probe, c: &Container, target: &Target) -> Result<(), St
             .flatten()
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
-        let netns = target.netns.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            in_netns(netns, move || {
-                http_get(SocketAddr::new(host, port), &path, &headers, timeout)
-            })
+        return in_netns(target.netns.clone(), move || {
+            http_get(addr, &path, &headers, timeout)
         })
-        .await
-        .map_err(|e| e.to_string())?;
-        return result;
+        .await;
     }
     if let Some(tcp) = &probe.tcp_socket {
-        let port = port_of(&tcp.port, c)?;
-        let host: IpAddr = tcp
-            .host
-            .as_deref()
-            .and_then(|h| h.parse().ok())
-            .unwrap_or(target.pod_ip);
-        let netns = target.netns.clone();
-        return tokio::task::spawn_blocking(move || {
-            in_netns(netns, move || {
-                TcpStream::connect_timeout(&SocketAddr::new(host, port), timeout)
-                    .map(drop)
-                    .map_err(|e| format!("dial tcp {host}:{port}: {e}"))
-            })
+        let addr = address(tcp.host.as_deref(), port_of(&tcp.port, c)?, target.pod_ip);
+        return in_netns(target.netns.clone(), move || {
+            TcpStream::connect_timeout(&addr, timeout)
+                .map(drop)
+                .map_err(|e| format!("dial tcp {addr}: {e}"))
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
     }
     if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();

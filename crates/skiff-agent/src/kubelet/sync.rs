@@ -24,11 +24,16 @@ use super::pod_dir::{Attempt, PodDir};
 use super::status::{ContainerView, Waiting, pod_status};
 use super::teardown::Logs;
 
-/// Back-off after a container exits: 10 s doubling to 5 min (upstream's), forgotten once
-/// a run lasted 10 minutes.
-pub(super) const BACKOFF_START: Duration = Duration::from_secs(10);
-pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Back-off after a container exits (or an image pull fails): 10 s doubling to 5 min
+/// (upstream's); a container's is forgotten once a run lasted 10 minutes.
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// The wait after `failures` failures in a row (at least one).
+pub(super) fn backoff(failures: u32) -> Duration {
+    (BACKOFF_START * 2u32.saturating_pow(failures.saturating_sub(1))).min(BACKOFF_MAX)
+}
 /// How soon a container just started is looked at again for its probes.
 const PROBE_START: Duration = Duration::from_millis(100);
 
@@ -241,7 +246,6 @@ impl Kubelet {
                     }
                 }
             }
-            v.as_object_mut().map(|o| o.remove("qosClass"));
             v
         };
         let interesting = [
@@ -252,9 +256,10 @@ impl Kubelet {
             "containerStatuses",
             "initContainerStatuses",
         ];
+        let (current, wanted) = (strip(&current), strip(&status));
         let differs = interesting
             .iter()
-            .any(|k| strip(&current).get(*k) != strip(&status).get(*k));
+            .any(|k| current.get(*k) != wanted.get(*k));
         if !differs {
             return Ok(());
         }
@@ -382,8 +387,7 @@ impl Kubelet {
                     ran < BACKOFF_RESET
                 })
                 .count() as u32;
-            let delay = (BACKOFF_START * 2u32.saturating_pow(short_runs.saturating_sub(1)))
-                .min(BACKOFF_MAX);
+            let delay = backoff(short_runs);
             let waited = since(&exit.finished_at);
             if waited < delay {
                 let message = format!(
