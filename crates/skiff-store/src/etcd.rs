@@ -394,13 +394,17 @@ fn cancelled(response: &etcd_client::WatchResponse, after: Revision) -> StoreErr
 }
 
 /// Whether an error means etcd could not be reached (worth retrying) rather than an answer.
+///
+/// `Cancelled` is among them: this client never cancels a request it still awaits, so the
+/// code only arrives when the connection closed under a request in flight (etcd killed or
+/// restarting) or etcd itself aborted it while shutting down.
 fn is_transient(err: &etcd_client::Error) -> bool {
     match err {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         etcd_client::Error::GRpcStatus(status) => {
             matches!(
                 status.code(),
-                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
             ) && !status.message().contains("mvcc:")
         }
         _ => false,
