@@ -20,6 +20,8 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub struct NodeDescription {
     pub name: String,
     pub ip: String,
+    /// Where the node's streaming endpoints listen (`daemonEndpoints.kubeletEndpoint`).
+    pub kubelet_port: u16,
     pub pod_cidr: String,
     pub cpu: String,
     pub memory: String,
@@ -74,7 +76,7 @@ pub fn node_object(node: &NodeDescription) -> Value {
                 {"type": "InternalIP", "address": node.ip},
                 {"type": "Hostname", "address": node.name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": node.kubelet_port}},
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": node.kernel_version, "osImage": node.os_image,
@@ -129,16 +131,18 @@ pub async fn register(
     lease_duration_seconds: i32,
 ) -> Result<(), AgentError> {
     let nodes = Api::<Node>::all(client.clone());
-    let object: Node = serde_json::from_value(node_object(node)).expect("a valid Node");
+    let value = node_object(node);
+    let object: Node = serde_json::from_value(value.clone()).expect("a valid Node");
     let err = |source| AgentError::Register {
         node: node.name.clone(),
         source,
     };
     match nodes.create(&PostParams::default(), &object).await {
         Ok(_) => {}
-        // Registered by an earlier run: report in again (ready, fresh heartbeat).
+        // Registered by an earlier run: report in again (ready, fresh heartbeat, and what
+        // may have changed since: addresses, the streaming port, capacity, versions).
         Err(e) if skiff_client::is_status(&e, 409) => {
-            let patch = json!({"status": {"conditions": node_conditions(&now())}});
+            let patch = json!({"status": value["status"]});
             nodes
                 .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await

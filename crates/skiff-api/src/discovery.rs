@@ -19,6 +19,10 @@ fn subresource_kind(
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Finalize => (rt.group, rt.version, rt.kind),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
+        Subresource::Log => ("", "v1", "Pod"),
+        Subresource::Exec => ("", "v1", "PodExecOptions"),
+        Subresource::Attach => ("", "v1", "PodAttachOptions"),
+        Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
     }
 }
 
@@ -26,6 +30,8 @@ fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
         Subresource::Binding | Subresource::Token => &["create"],
         Subresource::Finalize => &["update"],
+        Subresource::Log => &["get"],
+        Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
         _ => SUBRESOURCE_VERBS,
     }
 }

@@ -18,6 +18,14 @@ pub enum Subresource {
     Finalize,
     /// `serviceaccounts/token`: TokenRequest, a signed token for the account.
     Token,
+    /// `pods/log`: a container's log, streamed from its node.
+    Log,
+    /// `pods/exec`: a command in a container, over an upgraded connection to its node.
+    Exec,
+    /// `pods/attach`: a running container's stdio, over an upgraded connection.
+    Attach,
+    /// `pods/portforward`: connections into the pod's network namespace.
+    PortForward,
 }
 
 impl Subresource {
@@ -28,7 +36,19 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
             Subresource::Token => "token",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
         }
+    }
+
+    /// Whether the node that runs the pod answers it (the API server relays the stream).
+    pub fn is_node_stream(self) -> bool {
+        matches!(
+            self,
+            Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::PortForward
+        )
     }
 
     pub fn parse(name: &str) -> Option<Subresource> {
@@ -38,6 +58,10 @@ impl Subresource {
             Subresource::Binding,
             Subresource::Finalize,
             Subresource::Token,
+            Subresource::Log,
+            Subresource::Exec,
+            Subresource::Attach,
+            Subresource::PortForward,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -185,7 +209,8 @@ pub static RESOURCES: &[ResourceType] = &[
     resource!("", "v1", "Node", "nodes", "node",
         namespaced: false, short: ["no"], categories: [], sub: [Status]),
     resource!("", "v1", "Pod", "pods", "pod",
-        namespaced: true, short: ["po"], categories: ["all"], sub: [Binding, Status]),
+        namespaced: true, short: ["po"], categories: ["all"],
+        sub: [Attach, Binding, Exec, Log, PortForward, Status]),
     resource!("", "v1", "Secret", "secrets", "secret",
         namespaced: true, short: [], categories: [], sub: []),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount",

@@ -12,6 +12,7 @@ mod field_validation;
 mod handlers;
 mod kubeconfig;
 mod negotiate;
+mod node_stream;
 mod objects;
 pub mod pki;
 mod request;
@@ -19,7 +20,6 @@ mod reviews;
 mod routes;
 pub mod sa_token;
 mod strategy;
-pub mod tls;
 mod watch;
 mod watch_cache;
 
@@ -168,6 +168,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             unreachable_seconds: config.unreachable_toleration_seconds,
         },
         tokens: tokens.clone(),
+        nodes: node_stream::NodeDialer::new(
+            &creds.kubelet_client_cert_pem,
+            &creds.kubelet_client_key_pem,
+        )
+        .map_err(ServerError::Tls)?,
     });
     let auth = Arc::new(routes::Auth {
         admin_token: creds.admin_token.clone(),
@@ -178,9 +183,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         openapi: routes::OpenApiDocs::build(),
     });
     let app = routes::router(state, auth.clone(), info);
-    let acceptor =
-        tls::acceptor(&creds.serving_cert_pem, &creds.serving_key_pem).map_err(ServerError::Tls)?;
-    let accept_loop = tokio::spawn(tls::serve(listener, acceptor, app));
+    let acceptor = skiff_tls::acceptor(&creds.serving_cert_pem, &creds.serving_key_pem, None)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let accept_loop = tokio::spawn(skiff_tls::serve(listener, acceptor, app));
     tracing::info!(%url, datastore = %config.store.describe(), "API server ready");
     Ok(RunningServer {
         local_addr,

@@ -37,6 +37,10 @@ pub struct Credentials {
     pub ca_pem: String,
     pub serving_cert_pem: String,
     pub serving_key_pem: String,
+    /// What the server presents to node agents (kubelet's `--client-ca-file` checks it
+    /// against the cluster CA): upstream's `--kubelet-client-certificate`.
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
     pub admin_token: String,
 }
 
@@ -171,6 +175,7 @@ pub fn load_or_create(data_dir: &Path, names: &[String]) -> Result<Credentials, 
     let serving_key_pem = key.serialize_pem();
     write_private(&dir.join("serving.crt"), serving_cert_pem.as_bytes(), 0o644)?;
     write_private(&dir.join("serving.key"), serving_key_pem.as_bytes(), 0o600)?;
+    let (kubelet_client_cert_pem, kubelet_client_key_pem) = kubelet_client(&ca)?;
 
     let token_path = data_dir.join("token");
     let admin_token = match fs::read_to_string(&token_path) {
@@ -185,8 +190,30 @@ pub fn load_or_create(data_dir: &Path, names: &[String]) -> Result<Credentials, 
         ca_pem,
         serving_cert_pem,
         serving_key_pem,
+        kubelet_client_cert_pem,
+        kubelet_client_key_pem,
         admin_token,
     })
+}
+
+/// The server's client certificate for node agents, as kubeadm names it
+/// (`kube-apiserver-kubelet-client`, group `system:masters`). Made fresh at every start and
+/// kept in memory only: nothing else needs it.
+fn kubelet_client(ca: &Issuer<'static, KeyPair>) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver-kubelet-client");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(365);
+    let cert = params.signed_by(&key, ca)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 #[cfg(test)]

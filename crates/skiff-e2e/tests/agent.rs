@@ -63,6 +63,10 @@ fn start_agent(server: &TestServer, data: &Path, netns: &Path) -> Agent {
             "10.244.1.0/24",
             "--node-ip",
             "127.0.0.1",
+            "--kubelet-address",
+            "127.0.0.1",
+            "--kubelet-port",
+            "0",
         ])
         .arg("--kubeconfig")
         .arg(server.kubeconfig())
@@ -144,6 +148,14 @@ impl Node {
         let netns = Sandbox::at(tmp.path().join("node-ns"));
         netns.create("node-1").unwrap();
         let data = tmp.path().join("agent");
+        // Images come from the cluster's registry only: nothing is fetched off the machine,
+        // even for a name that is not there.
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(
+            data.join("registries.yaml"),
+            "disable_default_endpoint: true\n",
+        )
+        .unwrap();
         push_busybox(&server);
         let agent = Some(start_agent(&server, &data, &netns.net()));
         let kubectl = server.kubectl(33);
@@ -480,4 +492,159 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
             .unwrap()
             .is_empty()
     });
+}
+
+/// Reads lines from a child's stdout until `count` arrived or `within` passed.
+fn read_lines(child: &mut Child, count: usize, within: Duration) -> Vec<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + within;
+    let mut lines = Vec::new();
+    while lines.len() < count {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    lines
+}
+
+#[test]
+fn kubectl_logs_stream_from_the_node_with_upstreams_options_and_errors() {
+    let node = Node::start();
+    let server = &node.server;
+    let kubectl = server.kubectl(33);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talk"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+              {"name": "counter", "image": "busybox:1.36",
+               "command": ["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"]},
+              {"name": "once", "image": "busybox:1.36",
+               "command": ["sh", "-c", "echo first run; sleep 0.2; echo to stderr >&2; exec sleep 3600"]}]}}"#,
+    );
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crash"},
+            "spec": {"terminationGracePeriodSeconds": 1,
+              "volumes": [{"name": "state", "emptyDir": {}}],
+              "containers": [{"name": "c", "image": "busybox:1.36",
+                "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                "command": ["sh", "-c", "n=$(cat /state/n 2>/dev/null || echo 0); echo run $n; echo $((n+1)) > /state/n; exit 1"]}]}}"#,
+    );
+    kubectl.ok(&["wait", "pod/talk", "--for=condition=Ready", "--timeout=60s"]);
+
+    let once = "first run\nto stderr\n";
+    eventually(
+        "both streams are in the log",
+        Duration::from_secs(10),
+        || kubectl.ok(&["logs", "talk", "-c", "once"]) == once,
+    );
+    // Every kubectl on the machine takes the same path (1.28 is the oldest).
+    assert_eq!(server.kubectl(28).ok(&["logs", "talk", "-c", "once"]), once);
+    let stamped = kubectl.ok(&["logs", "talk", "-c", "once", "--timestamps"]);
+    for line in stamped.lines() {
+        let (time, _) = line.split_once(' ').unwrap();
+        assert!(
+            time.ends_with('Z') && time.contains('T'),
+            "RFC 3339 first: {line}"
+        );
+    }
+    assert_eq!(
+        kubectl.ok(&["logs", "talk", "-c", "once", "--limit-bytes=5"]),
+        "first"
+    );
+    assert_eq!(
+        kubectl.ok(&["logs", "talk", "-c", "once", "--since=1h"]),
+        once
+    );
+
+    eventually("the counter has written", Duration::from_secs(10), || {
+        kubectl
+            .ok(&["logs", "talk", "-c", "counter"])
+            .lines()
+            .count()
+            >= 5
+    });
+    let tail = kubectl.ok(&["logs", "talk", "-c", "counter", "--tail=2"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(tail.lines().all(|l| l.starts_with("line ")), "{tail}");
+
+    // -f streams as the container writes: consecutive lines, arriving while it runs.
+    let mut follow = kubectl
+        .command(&["logs", "-f", "talk", "-c", "counter", "--tail=1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = read_lines(&mut follow, 6, Duration::from_secs(15));
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(lines.len(), 6, "followed lines: {lines:?}");
+    let numbers: Vec<u64> = lines
+        .iter()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+
+    // --previous: the run before the current one.
+    eventually(
+        "the crashing container has run twice",
+        Duration::from_secs(40),
+        || kubectl.run(&["logs", "crash"]).stdout == b"run 1\n",
+    );
+    assert_eq!(kubectl.ok(&["logs", "crash", "--previous"]), "run 0\n");
+    // A followed log of a run that ended ends with it.
+    assert_eq!(kubectl.ok(&["logs", "-f", "crash"]), "run 1\n");
+
+    // Errors are upstream's.
+    let err = kubectl.fails(&["logs", "talk", "-c", "nope"]);
+    assert!(
+        err.contains("container nope is not valid for pod talk"),
+        "{err}"
+    );
+    let err = kubectl.fails(&["logs", "nosuch"]);
+    assert!(err.contains("pods \"nosuch\" not found"), "{err}");
+    let err = kubectl.fails(&["logs", "talk", "-c", "once", "--previous"]);
+    assert!(
+        err.contains("previous terminated container \"once\" in pod \"talk\" not found"),
+        "{err}"
+    );
+    let reply = server
+        .http("GET", "/api/v1/namespaces/default/pods/talk/log")
+        .send();
+    assert_eq!(reply.code, 400);
+    assert_eq!(
+        reply.json()["message"],
+        "a container name must be specified for pod talk, choose one of: [counter once]"
+    );
+    let reply = server
+        .http(
+            "GET",
+            "/api/v1/namespaces/default/pods/talk/log?container=once&tailLines=-1",
+        )
+        .send();
+    assert_eq!(reply.code, 422, "{}", reply.body);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nowhere"},
+            "spec": {"containers": [{"name": "c", "image": "busybox:no-such-tag"}]}}"#,
+    );
+    eventually("the pod is on the node", Duration::from_secs(20), || {
+        pod_json(server, "nowhere").is_some_and(|p| p["spec"]["nodeName"] == NODE)
+    });
+    let err = kubectl.fails(&["logs", "nowhere"]);
+    assert!(
+        err.contains("container \"c\" in pod \"nowhere\" is waiting to start"),
+        "{err}"
+    );
+    kubectl.ok(&["delete", "pod", "talk", "crash", "nowhere", "--wait=true"]);
 }

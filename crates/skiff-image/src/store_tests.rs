@@ -442,7 +442,7 @@ async fn tls_registries_need_a_trusted_certificate_or_the_insecure_setting() {
     let creds =
         skiff_apiserver::pki::load_or_create(reg_dir.path(), &["127.0.0.1".to_string()]).unwrap();
     let acceptor =
-        skiff_apiserver::tls::acceptor(&creds.serving_cert_pem, &creds.serving_key_pem).unwrap();
+        skiff_tls::acceptor(&creds.serving_cert_pem, &creds.serving_key_pem, None).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = skiff_registry::router(
@@ -450,7 +450,7 @@ async fn tls_registries_need_a_trusted_certificate_or_the_insecure_setting() {
         Arc::new(|t: &str| t == ADMIN),
         skiff_registry::Scheme::Https,
     );
-    let _server = tokio::spawn(skiff_apiserver::tls::serve(listener, acceptor, app));
+    let _server = tokio::spawn(skiff_tls::serve(listener, acceptor, app));
     let ca_file = reg_dir.path().join("ca.pem");
     std::fs::write(&ca_file, &creds.ca_pem).unwrap();
     let host = addr.to_string();

@@ -7,20 +7,25 @@
 //! State lives on disk (`pod_dir.rs`) and in the container monitors, not in this process:
 //! after an agent restart, running containers are found and adopted, never recreated.
 //!
-//! Not yet (the node agent issue's note tracks them): lifecycle hooks, the streaming
-//! endpoints (logs, exec, attach, port-forward through the API server),
-//! configMap/secret/downwardAPI/projected volumes, resourceFieldRef env.
+//! It also serves the node's streaming endpoints (`server.rs`, kubelet's port 10250), which
+//! the API server relays `kubectl logs` to.
+//!
+//! Not yet (the node agent issue's note tracks them): lifecycle hooks, exec, attach and
+//! port-forward, configMap/secret/downwardAPI/projected volumes, resourceFieldRef env.
 
 mod container;
 mod env;
 pub mod host;
 mod images;
+mod logs;
 mod pod_dir;
 mod probe;
+mod server;
 mod status;
 mod sync;
 mod teardown;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +64,11 @@ pub struct KubeletConfig {
     pub registry: Option<Endpoint>,
     /// Concurrent pod syncs.
     pub workers: usize,
+    /// Where the streaming endpoints listen (kubelet's `--address` and `--port`; port 0
+    /// picks a free one, which the Node reports).
+    pub streaming_address: SocketAddr,
+    /// The cluster CA (DER): only clients it signed (the API server) may stream.
+    pub cluster_ca: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,12 +79,15 @@ pub enum KubeletError {
     Images(String),
     #[error(transparent)]
     Agent(#[from] AgentError),
+    #[error(transparent)]
+    Streaming(#[from] server::ServerError),
 }
 
-fn description(config: &KubeletConfig) -> NodeDescription {
+fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
     NodeDescription {
         name: config.node_name.clone(),
         ip: config.node_ip.clone(),
+        kubelet_port,
         pod_cidr: config.pod_cidr.to_string(),
         cpu: host::cpus().to_string(),
         memory: format!("{}Ki", host::memory_kib()),
@@ -107,9 +120,15 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
         config.registry.clone(),
     )
     .map_err(|e| KubeletError::Images(e.to_string()))?;
+    let streams = server::StreamListener::bind(
+        config.streaming_address,
+        &[config.node_name.clone(), config.node_ip.clone()],
+        &config.cluster_ca,
+    )
+    .await?;
     crate::node::register(
         &client,
-        &description(&config),
+        &description(&config, streams.port),
         config.lease_duration_seconds,
     )
     .await?;
@@ -140,6 +159,7 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
         pull_failures: Default::default(),
         probes: Default::default(),
     });
+    tokio::spawn(streams.serve(kubelet.clone()));
     tokio::spawn(housekeeping(kubelet.clone()));
     tokio::spawn(watch_exits(kubelet.config.data_dir.clone(), queue.clone()));
     let workers = kubelet.config.workers.max(1);

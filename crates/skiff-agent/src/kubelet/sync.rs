@@ -90,7 +90,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 impl Kubelet {
-    fn dir(&self, pod: &Pod) -> PodDir {
+    pub(super) fn dir(&self, pod: &Pod) -> PodDir {
         PodDir::new(
             &self.config.data_dir,
             &pod.namespace().unwrap_or_default(),

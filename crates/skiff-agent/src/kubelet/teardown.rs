@@ -182,7 +182,23 @@ pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Res
         }
         dir.sandbox().remove().map_err(|e| e.to_string())?;
         skiff_runtime::cgroups::remove(&dir.cgroup()).map_err(|e| e.to_string())?;
-        std::fs::remove_dir_all(entry.path()).map_err(|e| e.to_string())?;
+        remove_dir_settled(&entry.path())
+            .map_err(|e| format!("{}: {e}", entry.path().display()))?;
     }
     Ok(())
+}
+
+/// Removes a pod directory whose container monitors may still be recording the exits the
+/// forced delete caused: a file that lands mid-removal is retried, briefly.
+fn remove_dir_settled(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }

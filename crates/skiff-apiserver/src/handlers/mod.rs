@@ -55,6 +55,7 @@ pub struct ApiState {
     pub services: ServiceAllocator,
     pub tolerations: DefaultTolerations,
     pub tokens: Arc<crate::sa_token::TokenIssuer>,
+    pub nodes: crate::node_stream::NodeDialer,
 }
 
 /// What the DefaultTolerationSeconds admission gives new pods.
@@ -111,6 +112,14 @@ impl Query {
 
 /// The entry point for every `/api/...` and `/apis/...` resource path.
 pub async fn resource(State(state): State<Arc<ApiState>>, req: Request) -> Response {
+    // Node streams keep the whole request: an upgrade needs it, and the body is the stream.
+    if let Ok(rr) = request::parse(req.method(), req.uri().path(), false)
+        && rr.subresource.is_some_and(Subresource::is_node_stream)
+    {
+        return crate::node_stream::serve(state, rr, req)
+            .await
+            .unwrap_or_else(|e| error_response(&e));
+    }
     match dispatch(state, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),

@@ -36,6 +36,12 @@ pub struct AgentArgs {
     /// process's own: how tests keep pod networks off the machine's network.
     #[arg(long, value_name = "FILE")]
     node_netns: Option<PathBuf>,
+    /// Address of the node's streaming endpoints (logs, exec), which the API server calls.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    kubelet_address: std::net::IpAddr,
+    /// Port of the node's streaming endpoints (0 picks a free one; the Node reports it).
+    #[arg(long, default_value_t = 10250, value_name = "PORT")]
+    kubelet_port: u16,
     /// The cluster registry as HOST:PORT (default: what the cluster publishes).
     #[arg(long, value_name = "HOST:PORT")]
     registry: Option<String>,
@@ -100,10 +106,14 @@ impl AgentArgs {
             .or(assigned)
             .unwrap_or_else(|| DEFAULT_POD_CIDR.into());
         let pod_cidr = skiff_net::Cidr::parse(&cidr).context("--pod-cidr")?;
+        let kube_config = skiff_client::config_from_kubeconfig(yaml).await?;
+        let cluster_ca = kube_config.root_cert.clone().with_context(|| {
+            "the kubeconfig has no certificate-authority-data (the node agent checks the API server's client certificate against it); use the kubeconfig `skiff server` writes"
+        })?;
         let registry = match self.registry.clone() {
             Some(r) => Some(r),
             None => {
-                let config = skiff_client::config_from_kubeconfig(yaml).await?;
+                let config = &kube_config;
                 let host = config.cluster_url.host().unwrap_or("127.0.0.1").to_string();
                 skiff_client::cluster_registry::port(&client)
                     .await
@@ -126,6 +136,8 @@ impl AgentArgs {
             lease_duration_seconds: self.node_lease_duration_seconds.max(1),
             registry: registry.map(|r| skiff_image::Endpoint::new(&format!("http://{r}"))),
             workers: 8,
+            streaming_address: std::net::SocketAddr::new(self.kubelet_address, self.kubelet_port),
+            cluster_ca,
         };
         eprintln!(
             "node {node_name} joining (pods from {pod_cidr}, data in {})",

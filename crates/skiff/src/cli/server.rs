@@ -50,6 +50,10 @@ pub struct ServerArgs {
     /// This machine's pod addresses, when it runs its node agent.
     #[arg(long, default_value = "10.42.0.0/24", value_name = "CIDR")]
     pod_cidr: String,
+    /// Port of this machine's node streaming endpoints (logs, exec; HTTPS on the bind
+    /// address, for the API server only), when it runs its node agent.
+    #[arg(long, default_value_t = 10250, value_name = "PORT")]
+    kubelet_port: u16,
 }
 
 impl ServerArgs {
@@ -123,6 +127,8 @@ impl ServerArgs {
                     registry_addr.port()
                 ))),
                 workers: 8,
+                streaming_address: std::net::SocketAddr::new(self.bind_address, self.kubelet_port),
+                cluster_ca: skiff_tls::certificates_from_pem(&server.ca_pem, "the cluster CA")?,
             };
             let agent_client = agent_client.clone();
             tokio::spawn(async move {

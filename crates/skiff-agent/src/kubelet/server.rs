@@ -1,0 +1,180 @@
+//! The node's streaming endpoints, kubelet's port 10250: what the API server relays `kubectl
+//! logs` (and, as they land, exec, attach and port-forward) to.
+//!
+//! HTTPS with a self-signed serving certificate (kubelet's default), and only for clients
+//! that present a certificate signed by the cluster CA (the API server's kubelet-client
+//! certificate): kubelet's `--client-ca-file` authentication. Errors are Kubernetes
+//! `Status` bodies, which the API server passes on unchanged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use k8s_openapi::api::core::v1::Pod;
+use skiff_api::ApiError;
+use tokio::net::TcpListener;
+
+use super::logs::{self, LogOptions};
+use super::sync::Kubelet;
+
+/// A bound streaming listener; [`StreamListener::serve`] starts answering once the kubelet
+/// exists (the Node is registered with the port first).
+pub struct StreamListener {
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    pub port: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "cannot listen on {addr} for the node's streaming endpoints: {source} (is another agent using the port? choose another with --kubelet-port)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the node's streaming endpoints: {0}")]
+    Tls(#[from] skiff_tls::TlsError),
+}
+
+impl StreamListener {
+    /// Binds `addr` and makes the node's serving certificate for `names`; only clients with
+    /// certificates signed by `client_ca` (DER) are let in.
+    pub async fn bind(
+        addr: SocketAddr,
+        names: &[String],
+        client_ca: &[Vec<u8>],
+    ) -> Result<StreamListener, ServerError> {
+        let (cert, key) = skiff_tls::self_signed(&names[0], names)?;
+        let acceptor = skiff_tls::acceptor(&cert, &key, Some(client_ca))?;
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
+        Ok(StreamListener {
+            listener,
+            acceptor,
+            port,
+        })
+    }
+
+    pub async fn serve(self, kubelet: Arc<Kubelet>) {
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/containerLogs/{namespace}/{pod}/{container}",
+                get(container_logs),
+            )
+            .with_state(kubelet);
+        skiff_tls::serve(self.listener, self.acceptor, app).await;
+    }
+}
+
+fn status(err: &ApiError) -> Response {
+    let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        err.to_status().to_string(),
+    )
+        .into_response()
+}
+
+fn pod_of(kubelet: &Kubelet, namespace: &str, name: &str) -> Result<Arc<Pod>, ApiError> {
+    kubelet
+        .pods
+        .get(&format!("{namespace}/{name}"))
+        .ok_or_else(|| ApiError::new(404, "NotFound", format!("pods \"{name}\" not found")))
+}
+
+/// Why a container has no run to read yet (its waiting reason, as the kubelet says it).
+fn waiting_reason(pod: &Pod, container: &str) -> String {
+    let status = pod.status.as_ref();
+    status
+        .into_iter()
+        .flat_map(|s| {
+            let init = s.init_container_statuses.iter().flatten();
+            init.chain(s.container_statuses.iter().flatten())
+        })
+        .find(|c| c.name == container)
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+        .unwrap_or_else(|| "ContainerCreating".into())
+}
+
+async fn container_logs(
+    State(kubelet): State<Arc<Kubelet>>,
+    Path((namespace, name, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match open_logs(&kubelet, &namespace, &name, &container, query.as_deref()) {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/plain")], body).into_response(),
+        Err(e) => status(&e),
+    }
+}
+
+fn open_logs(
+    kubelet: &Kubelet,
+    namespace: &str,
+    name: &str,
+    container: &str,
+    query: Option<&str>,
+) -> Result<Body, ApiError> {
+    let options =
+        LogOptions::parse(query.unwrap_or(""), time::OffsetDateTime::now_utc()).map_err(|m| {
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("PodLogOptions \"{name}\" is invalid: {m}"),
+            )
+        })?;
+    let pod = pod_of(kubelet, namespace, name)?;
+    let dir = kubelet.dir(&pod);
+    let runs: Vec<_> = dir
+        .attempts(container)
+        .into_iter()
+        .filter(|a| a.started_at.is_some())
+        .collect();
+    let run = if options.previous {
+        runs.len().checked_sub(2).map(|i| &runs[i]).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "previous terminated container \"{container}\" in pod \"{name}\" not found"
+            ))
+        })?
+    } else {
+        runs.last().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: {}",
+                waiting_reason(&pod, container)
+            ))
+        })?
+    };
+    let log = dir.log_path(container, run.number);
+    let exit = run.bundle.join("exit");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::task::spawn_blocking(move || {
+        let result = logs::stream(
+            &log,
+            &options,
+            || exit.exists(),
+            |chunk| {
+                if chunk.is_empty() {
+                    !tx.is_closed()
+                } else {
+                    tx.blocking_send(Ok(Bytes::from(chunk))).is_ok()
+                }
+            },
+        );
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    Ok(Body::from_stream(futures_util::stream::poll_fn(
+        move |cx| rx.poll_recv(cx),
+    )))
+}
