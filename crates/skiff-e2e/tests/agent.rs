@@ -6,7 +6,7 @@
 //! running containers alone, and deleting the pods leaves nothing behind.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,7 +16,7 @@ use skiff_runtime::sandbox::Sandbox;
 
 const NODE: &str = "node-1";
 const APPLETS: &[&str] = &[
-    "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill", "dd",
+    "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill", "dd", "tty", "stty", "wc",
 ];
 
 /// busybox (Debian's static build) as `busybox:1.36` in the cluster's registry.
@@ -647,4 +647,90 @@ fn kubectl_logs_stream_from_the_node_with_upstreams_options_and_errors() {
         "{err}"
     );
     kubectl.ok(&["delete", "pod", "talk", "crash", "nowhere", "--wait=true"]);
+}
+
+/// kubectl with this node's cluster, as a command to run under `script` (a terminal).
+fn in_terminal(kubectl: &skiff_e2e::Kubectl, args: &[&str]) -> Output {
+    let cmd = kubectl.command(args);
+    let line: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn kubectl_exec_runs_commands_with_their_exit_codes_stdin_and_a_terminal() {
+    let node = Node::start();
+    let server = &node.server;
+    let kubectl = server.kubectl(33);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+              {"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"],
+               "env": [{"name": "GREETING", "value": "hello from the pod"}]}]}}"#,
+    );
+    kubectl.ok(&[
+        "wait",
+        "pod/shell",
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]);
+
+    // The container's environment, as its main process has it.
+    assert_eq!(
+        kubectl.ok(&["exec", "shell", "--", "sh", "-c", "echo $GREETING"]),
+        "hello from the pod\n"
+    );
+    let out = kubectl.run(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err\n"),
+        "{out:?}"
+    );
+    assert_eq!(
+        kubectl.ok_stdin(&["exec", "-i", "shell", "--", "cat"], "fed through stdin\n"),
+        "fed through stdin\n"
+    );
+    let big = "x".repeat(300_000);
+    assert_eq!(
+        kubectl
+            .ok_stdin(
+                &["exec", "-i", "shell", "--", "sh", "-c", "cat | wc -c"],
+                &big
+            )
+            .trim(),
+        "300000"
+    );
+
+    // -it: the command has a terminal.
+    let out = in_terminal(
+        &kubectl,
+        &["exec", "-it", "shell", "--", "sh", "-c", "tty; exit 5"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert_eq!(out.status.code(), Some(5), "{text}");
+
+    let err = kubectl.fails(&["exec", "shell", "-c", "nope", "--", "true"]);
+    assert!(
+        err.contains("container nope is not valid for pod shell"),
+        "{err}"
+    );
+    let err = kubectl.fails(&["exec", "nosuch", "--", "true"]);
+    assert!(err.contains("pods \"nosuch\" not found"), "{err}");
+    kubectl.ok(&["delete", "pod", "shell", "--wait=true"]);
 }

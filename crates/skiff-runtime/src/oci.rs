@@ -73,6 +73,20 @@ impl OciRuntime {
         &self.root
     }
 
+    /// `runc exec` of `command` in a running container, as its main process runs (user,
+    /// environment, working directory); `tty` gives it a terminal, which runc bridges to the
+    /// command's own stdin and stdout (so those should be a terminal too). The caller sets
+    /// stdio and spawns; the exit status is the command's.
+    pub fn exec_command(&self, id: &str, command: &[String], tty: bool) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("exec");
+        if tty {
+            cmd.arg("--tty");
+        }
+        cmd.arg(id).args(command);
+        cmd
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root").arg(&self.root);

@@ -13,8 +13,10 @@
 //! Not yet (the node agent issue's note tracks them): lifecycle hooks, exec, attach and
 //! port-forward, configMap/secret/downwardAPI/projected volumes, resourceFieldRef env.
 
+mod channels;
 mod container;
 mod env;
+mod exec;
 pub mod host;
 mod images;
 mod logs;

@@ -183,11 +183,8 @@ fn exec_in(
     command: &[String],
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut child = std::process::Command::new(runtime.binary())
-        .arg("--root")
-        .arg(runtime.root())
-        .args(["exec", id])
-        .args(command)
+    let mut child = runtime
+        .exec_command(id, command, false)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -1,5 +1,5 @@
 //! The node's streaming endpoints, kubelet's port 10250: what the API server relays `kubectl
-//! logs` (and, as they land, exec, attach and port-forward) to.
+//! logs` and `kubectl exec` to (attach and port-forward are still to come).
 //!
 //! HTTPS with a self-signed serving certificate (kubelet's default), and only for clients
 //! that present a certificate signed by the cluster CA (the API server's kubelet-client
@@ -11,14 +11,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use k8s_openapi::api::core::v1::Pod;
 use skiff_api::ApiError;
 use tokio::net::TcpListener;
 
+use super::channels;
+use super::exec::ExecOptions;
 use super::logs::{self, LogOptions};
 use super::sync::Kubelet;
 
@@ -70,6 +73,10 @@ impl StreamListener {
             .route(
                 "/containerLogs/{namespace}/{pod}/{container}",
                 get(container_logs),
+            )
+            .route(
+                "/exec/{namespace}/{pod}/{uid}/{container}",
+                any(container_exec),
             )
             .with_state(kubelet);
         skiff_tls::serve(self.listener, self.acceptor, app).await;
@@ -177,4 +184,99 @@ fn open_logs(
     Ok(Body::from_stream(futures_util::stream::poll_fn(
         move |cx| rx.poll_recv(cx),
     )))
+}
+
+/// The protocols a request offers in `Sec-WebSocket-Protocol`.
+fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .collect()
+}
+
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+async fn container_exec(
+    State(kubelet): State<Arc<Kubelet>>,
+    Path((namespace, name, uid, container)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    req: Request,
+) -> Response {
+    let options = match ExecOptions::parse(query.as_deref().unwrap_or("")) {
+        Ok(o) => o,
+        Err(m) => return status(&ApiError::bad_request(m)),
+    };
+    let id = match running_container(&kubelet, &namespace, &name, &uid, &container) {
+        Ok(id) => id,
+        Err(e) => return status(&e),
+    };
+    if options.command.is_empty() {
+        return status(&ApiError::bad_request(
+            "you must specify at least one command for the container",
+        ));
+    }
+    let command = kubelet
+        .runtime
+        .exec_command(&id, &options.command, options.tty);
+    if !is_websocket(req.headers()) {
+        return status(&ApiError::bad_request(
+            "Upgrade request required (WebSocket with v5.channel.k8s.io or v4.channel.k8s.io)",
+        ));
+    }
+    let offered = offered_protocols(req.headers());
+    let Some(protocol) = channels::PROTOCOLS
+        .into_iter()
+        .find(|p| offered.iter().any(|o| o == p))
+    else {
+        // A client that offers nothing we speak falls back to another transport.
+        return status(&ApiError::bad_request(format!(
+            "requested protocol(s) are not supported: {offered:?}; supports {:?}",
+            channels::PROTOCOLS
+        )));
+    };
+    let (mut parts, _) = req.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    upgrade
+        .protocols([protocol])
+        .on_upgrade(move |socket| channels::serve(socket, protocol, options, command))
+}
+
+/// The runtime id of a container's current run, if it is running.
+fn running_container(
+    kubelet: &Kubelet,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    container: &str,
+) -> Result<String, ApiError> {
+    let pod = pod_of(kubelet, namespace, name)?;
+    if !uid.is_empty() && pod.metadata.uid.as_deref() != Some(uid) {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("pods \"{name}\" with UID {uid} not found"),
+        ));
+    }
+    kubelet
+        .dir(&pod)
+        .attempts(container)
+        .pop()
+        .filter(|a| a.is_running())
+        .map(|a| a.id)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unable to upgrade connection: container not found (\"{container}\")"
+            ))
+        })
 }
