@@ -725,6 +725,40 @@ fn kubectl_exec_runs_commands_with_their_exit_codes_stdin_and_a_terminal() {
     assert!(text.contains("/dev/pts/"), "{text}");
     assert_eq!(out.status.code(), Some(5), "{text}");
 
+    // kubectl 1.28 and 1.29 speak SPDY only: the same, over the other transport.
+    for minor in [28, 29] {
+        let old = server.kubectl(minor);
+        let out = old.run(&[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; echo e >&2; exit 4",
+        ]);
+        assert_eq!(out.status.code(), Some(4), "1.{minor}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from the pod\n");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("e\n"),
+            "{out:?}"
+        );
+        assert_eq!(
+            old.ok_stdin(
+                &["exec", "-i", "shell", "--", "sh", "-c", "cat | wc -c"],
+                &big
+            )
+            .trim(),
+            "300000"
+        );
+        let out = in_terminal(
+            &old,
+            &["exec", "-it", "shell", "--", "sh", "-c", "tty; exit 6"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("/dev/pts/"), "1.{minor}: {text}");
+        assert_eq!(out.status.code(), Some(6), "1.{minor}: {text}");
+    }
+
     let err = kubectl.fails(&["exec", "shell", "-c", "nope", "--", "true"]);
     assert!(
         err.contains("container nope is not valid for pod shell"),

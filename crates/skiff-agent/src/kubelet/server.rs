@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use super::channels;
 use super::exec::ExecOptions;
 use super::logs::{self, LogOptions};
+use super::remotecommand;
 use super::sync::Kubelet;
 
 /// A bound streaming listener; [`StreamListener::serve`] starts answering once the kubelet
@@ -197,6 +198,53 @@ fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
+fn is_spdy(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"))
+}
+
+/// Answers a SPDY/3.1 upgrade that offers `protocol` in `X-Stream-Protocol-Version` with
+/// 101 and hands the connection to `serve`; anything else is a 403 as upstream answers.
+fn spdy_upgrade<F, Fut>(mut req: Request, protocol: &'static str, serve: F) -> Response
+where
+    F: FnOnce(hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .collect();
+    if !offered.iter().any(|p| p == protocol) {
+        return status(&ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "unable to upgrade: none of the offered protocols {offered:?} is supported; supports [{protocol}]"
+            ),
+        ));
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(io) => serve(hyper_util::rt::TokioIo::new(io)).await,
+            Err(e) => tracing::debug!(error = %e, "SPDY upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1")
+        .header("X-Stream-Protocol-Version", protocol)
+        .body(Body::empty())
+        .expect("a valid response")
+}
+
 fn is_websocket(headers: &HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)
@@ -226,9 +274,14 @@ async fn container_exec(
     let command = kubelet
         .runtime
         .exec_command(&id, &options.command, options.tty);
+    if is_spdy(req.headers()) {
+        return spdy_upgrade(req, remotecommand::PROTOCOL, move |io| {
+            remotecommand::serve(io, options, command)
+        });
+    }
     if !is_websocket(req.headers()) {
         return status(&ApiError::bad_request(
-            "Upgrade request required (WebSocket with v5.channel.k8s.io or v4.channel.k8s.io)",
+            "Upgrade request required (WebSocket with v5.channel.k8s.io or v4.channel.k8s.io, or SPDY/3.1)",
         ));
     }
     let offered = offered_protocols(req.headers());
