@@ -494,16 +494,17 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
     });
 }
 
-/// Reads lines from a child's stdout until `count` arrived or `within` passed.
+/// Reads lines from a child's stdout until `count` arrived or `within` passed; the rest of
+/// its output is read and dropped.
 fn read_lines(child: &mut Child, count: usize, within: Duration) -> Vec<String> {
     use std::io::BufRead;
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Drains to the end even when nobody listens any more: a closed pipe would kill
+        // the child at its next write.
         for line in std::io::BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                break;
-            }
+            let _ = tx.send(line.unwrap_or_default());
         }
     });
     let deadline = std::time::Instant::now() + within;
@@ -767,4 +768,92 @@ fn kubectl_exec_runs_commands_with_their_exit_codes_stdin_and_a_terminal() {
     let err = kubectl.fails(&["exec", "nosuch", "--", "true"]);
     assert!(err.contains("pods \"nosuch\" not found"), "{err}");
     kubectl.ok(&["delete", "pod", "shell", "--wait=true"]);
+}
+
+/// `GET path` over HTTP/1.0 to 127.0.0.1:`port` (a kubectl port-forward); the whole reply.
+fn local_http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    tcp.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
+/// `kubectl port-forward pod/web :8080`, and the local port it picked.
+fn port_forward(kubectl: &skiff_e2e::Kubectl) -> (Child, u16) {
+    let mut child = kubectl
+        .command(&["port-forward", "pod/web", ":8080"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = read_lines(&mut child, 1, Duration::from_secs(20));
+    // "Forwarding from 127.0.0.1:41234 -> 8080"
+    let port = line
+        .first()
+        .and_then(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("port-forward said {line:?}"));
+    (child, port)
+}
+
+#[test]
+fn kubectl_port_forward_reaches_the_pod_over_websocket_and_spdy() {
+    let node = Node::start();
+    let server = &node.server;
+    let kubectl = server.kubectl(33);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+              {"name": "httpd", "image": "busybox:1.36",
+               "command": ["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/etc"]}]}}"#,
+    );
+    kubectl.ok(&["wait", "pod/web", "--for=condition=Ready", "--timeout=60s"]);
+    // 1.33 tunnels SPDY through WebSocket; 1.30 and 1.28 speak SPDY after an upgrade.
+    for minor in [33, 30, 28] {
+        let (mut forward, port) = port_forward(&server.kubectl(minor));
+        // Several connections, one after another and at once, over the one session.
+        for _ in 0..3 {
+            let reply = local_http_get(port, "/motd").unwrap();
+            assert!(reply.starts_with("HTTP/1.1 200 OK"), "1.{minor}: {reply}");
+            assert!(reply.ends_with("hello from skiff\n"), "1.{minor}: {reply}");
+        }
+        let together: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(move || local_http_get(port, "/motd")))
+            .collect();
+        for t in together {
+            assert!(t.join().unwrap().unwrap().ends_with("hello from skiff\n"));
+        }
+        let _ = forward.kill();
+        let _ = forward.wait();
+    }
+    // A port nothing listens on: the connection closes and kubectl says why.
+    let mut forward = kubectl
+        .command(&["port-forward", "pod/web", ":9999"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = read_lines(&mut forward, 1, Duration::from_secs(20));
+    let port: u16 = line[0]
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let reply = local_http_get(port, "/").unwrap_or_default();
+    assert_eq!(reply, "", "nothing comes back from a closed port");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = forward.kill();
+    let out = forward.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error forwarding port 9999")
+            && err.to_lowercase().contains("connection refused"),
+        "{err}"
+    );
+    kubectl.ok(&["delete", "pod", "web", "--wait=true"]);
 }

@@ -21,6 +21,7 @@ pub mod host;
 mod images;
 mod logs;
 mod pod_dir;
+mod portforward;
 mod probe;
 mod remotecommand;
 mod server;

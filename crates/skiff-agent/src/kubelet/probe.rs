@@ -67,7 +67,7 @@ fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
 
 /// Runs `f` on a thread of its own inside the network namespace at `netns` (setns would
 /// otherwise leak into a shared thread) and awaits its answer.
-async fn in_netns<T: Send + 'static>(
+pub(super) async fn in_netns<T: Send + 'static>(
     netns: PathBuf,
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {

@@ -1,5 +1,5 @@
 //! The node's streaming endpoints, kubelet's port 10250: what the API server relays `kubectl
-//! logs` and `kubectl exec` to (attach and port-forward are still to come).
+//! logs`, `kubectl exec` and `kubectl port-forward` to (attach is still to come).
 //!
 //! HTTPS with a self-signed serving certificate (kubelet's default), and only for clients
 //! that present a certificate signed by the cluster CA (the API server's kubelet-client
@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use super::channels;
 use super::exec::ExecOptions;
 use super::logs::{self, LogOptions};
+use super::portforward;
 use super::remotecommand;
 use super::sync::Kubelet;
 
@@ -79,6 +80,7 @@ impl StreamListener {
                 "/exec/{namespace}/{pod}/{uid}/{container}",
                 any(container_exec),
             )
+            .route("/portForward/{namespace}/{pod}/{uid}", any(port_forward))
             .with_state(kubelet);
         skiff_tls::serve(self.listener, self.acceptor, app).await;
     }
@@ -305,14 +307,13 @@ async fn container_exec(
         .on_upgrade(move |socket| channels::serve(socket, protocol, options, command))
 }
 
-/// The runtime id of a container's current run, if it is running.
-fn running_container(
+/// The pod, if it is the one the caller means (the API server sends its uid).
+fn pod_with_uid(
     kubelet: &Kubelet,
     namespace: &str,
     name: &str,
     uid: &str,
-    container: &str,
-) -> Result<String, ApiError> {
+) -> Result<Arc<Pod>, ApiError> {
     let pod = pod_of(kubelet, namespace, name)?;
     if !uid.is_empty() && pod.metadata.uid.as_deref() != Some(uid) {
         return Err(ApiError::new(
@@ -321,6 +322,18 @@ fn running_container(
             format!("pods \"{name}\" with UID {uid} not found"),
         ));
     }
+    Ok(pod)
+}
+
+/// The runtime id of a container's current run, if it is running.
+fn running_container(
+    kubelet: &Kubelet,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    container: &str,
+) -> Result<String, ApiError> {
+    let pod = pod_with_uid(kubelet, namespace, name, uid)?;
     kubelet
         .dir(&pod)
         .attempts(container)
@@ -332,4 +345,49 @@ fn running_container(
                 "unable to upgrade connection: container not found (\"{container}\")"
             ))
         })
+}
+
+async fn port_forward(
+    State(kubelet): State<Arc<Kubelet>>,
+    Path((namespace, name, uid)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    let pod = match pod_with_uid(&kubelet, &namespace, &name, &uid) {
+        Ok(p) => p,
+        Err(e) => return status(&e),
+    };
+    let netns = kubelet.dir(&pod).sandbox().net();
+    if !netns.exists() {
+        return status(&ApiError::bad_request(format!(
+            "unable to upgrade connection: pod {name} has no running sandbox"
+        )));
+    }
+    let target = portforward::Target {
+        pod: format!("{namespace}/{name}"),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        netns,
+    };
+    if is_spdy(req.headers()) {
+        return spdy_upgrade(req, portforward::PROTOCOL, move |io| {
+            portforward::serve(io, target)
+        });
+    }
+    if !is_websocket(req.headers())
+        || !offered_protocols(req.headers())
+            .iter()
+            .any(|p| p == portforward::WEBSOCKET_PROTOCOL)
+    {
+        return status(&ApiError::bad_request(format!(
+            "Upgrade request required (SPDY/3.1 with {}, or WebSocket with {})",
+            portforward::PROTOCOL,
+            portforward::WEBSOCKET_PROTOCOL
+        )));
+    }
+    let (mut parts, _) = req.into_parts();
+    match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade
+            .protocols([portforward::WEBSOCKET_PROTOCOL])
+            .on_upgrade(move |socket| portforward::serve_websocket(socket, target)),
+        Err(rejection) => rejection.into_response(),
+    }
 }
