@@ -17,6 +17,7 @@ use skiff_runtime::sandbox::Sandbox;
 const NODE: &str = "node-1";
 const APPLETS: &[&str] = &[
     "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill", "dd", "tty", "stty", "wc",
+    "tar", "mkdir",
 ];
 
 /// busybox (Debian's static build) as `busybox:1.36` in the cluster's registry.
@@ -726,6 +727,19 @@ fn kubectl_exec_runs_commands_with_their_exit_codes_stdin_and_a_terminal() {
     assert!(text.contains("/dev/pts/"), "{text}");
     assert_eq!(out.status.code(), Some(5), "{text}");
 
+    // kubectl cp is tar over exec, both ways.
+    let local = tempfile::tempdir().unwrap();
+    let file = local.path().join("notes.txt");
+    std::fs::write(&file, "copied in\n").unwrap();
+    kubectl.ok(&["cp", file.to_str().unwrap(), "shell:/tmp/notes.txt"]);
+    assert_eq!(
+        kubectl.ok(&["exec", "shell", "--", "cat", "/tmp/notes.txt"]),
+        "copied in\n"
+    );
+    let back = local.path().join("back.txt");
+    kubectl.ok(&["cp", "shell:/tmp/notes.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
+
     // kubectl 1.28 and 1.29 speak SPDY only: the same, over the other transport.
     for minor in [28, 29] {
         let old = server.kubectl(minor);
@@ -856,4 +870,134 @@ fn kubectl_port_forward_reaches_the_pod_over_websocket_and_spdy() {
         "{err}"
     );
     kubectl.ok(&["delete", "pod", "web", "--wait=true"]);
+}
+
+#[test]
+fn configmap_secret_downward_and_projected_volumes_and_memory_emptydirs() {
+    let node = Node::start();
+    let server = &node.server;
+    let kubectl = server.kubectl(33);
+    kubectl.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=color=blue",
+        "--from-literal=size=L",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=s3cret",
+    ]);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "vols", "labels": {"app": "vols", "tier": "test"}},
+            "spec": {"terminationGracePeriodSeconds": 1,
+              "volumes": [
+                {"name": "settings", "configMap": {"name": "settings"}},
+                {"name": "picked", "configMap": {"name": "settings", "items": [{"key": "color", "path": "deep/colour"}]}},
+                {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 256}},
+                {"name": "info", "downwardAPI": {"items": [
+                  {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                  {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                  {"path": "mem", "resourceFieldRef": {"containerName": "main", "resource": "limits.memory", "divisor": "1Mi"}}]}},
+                {"name": "all", "projected": {"sources": [
+                  {"configMap": {"name": "settings", "items": [{"key": "size", "path": "size"}]}},
+                  {"secret": {"name": "creds"}},
+                  {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}},
+                {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}},
+                {"name": "later", "configMap": {"name": "arrives-later", "optional": true}}],
+              "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"],
+                "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
+                "env": [{"name": "CPU_MILLIS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}}],
+                "volumeMounts": [
+                  {"name": "settings", "mountPath": "/etc/settings"},
+                  {"name": "picked", "mountPath": "/etc/picked"},
+                  {"name": "creds", "mountPath": "/etc/creds"},
+                  {"name": "info", "mountPath": "/etc/info"},
+                  {"name": "all", "mountPath": "/etc/all"},
+                  {"name": "cache", "mountPath": "/cache"},
+                  {"name": "later", "mountPath": "/etc/later"}]}]}}"#,
+    );
+    kubectl.ok(&["wait", "pod/vols", "--for=condition=Ready", "--timeout=60s"]);
+    let sh = |script: &str| kubectl.ok(&["exec", "vols", "--", "sh", "-c", script]);
+    assert_eq!(sh("cat /etc/settings/color /etc/settings/size"), "blueL");
+    assert_eq!(
+        sh("cat /etc/picked/deep/colour; ls /etc/picked"),
+        "bluedeep\n"
+    );
+    assert_eq!(sh("cat /etc/creds/password"), "s3cret");
+    assert_eq!(sh("stat -L -c %a /etc/creds/password"), "400\n");
+    assert_eq!(sh("cat /etc/info/labels"), "app=\"vols\"\ntier=\"test\"");
+    assert_eq!(sh("cat /etc/info/name /etc/info/mem"), "vols64");
+    assert_eq!(
+        sh("cat /etc/all/size /etc/all/password /etc/all/ns"),
+        "Ls3cretdefault"
+    );
+    assert_eq!(sh("echo $CPU_MILLIS"), "500\n");
+    // Read-only where the node writes; a tmpfs for the memory emptyDir.
+    assert!(
+        kubectl
+            .run(&[
+                "exec",
+                "vols",
+                "--",
+                "sh",
+                "-c",
+                "echo x > /etc/settings/new"
+            ])
+            .status
+            .code()
+            != Some(0)
+    );
+    assert!(
+        sh("grep ' /cache ' /proc/mounts").starts_with("tmpfs /cache tmpfs"),
+        "{}",
+        sh("cat /proc/mounts")
+    );
+    assert_eq!(sh("ls /etc/later | wc -l").trim(), "0");
+
+    // A missing ConfigMap holds the pod back with FailedMount until it exists.
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "waits"},
+            "spec": {"terminationGracePeriodSeconds": 1,
+              "volumes": [{"name": "c", "configMap": {"name": "not-yet"}}],
+              "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"],
+                "volumeMounts": [{"name": "c", "mountPath": "/etc/c"}]}]}}"#,
+    );
+    eventually("a FailedMount event", Duration::from_secs(20), || {
+        kubectl
+            .ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=waits",
+            ])
+            .contains("configmap \"not-yet\" not found")
+    });
+    assert_eq!(
+        pod_json(server, "waits").unwrap()["status"]["phase"],
+        "Pending"
+    );
+    kubectl.ok(&["create", "configmap", "not-yet", "--from-literal=k=v"]);
+    kubectl.ok(&[
+        "wait",
+        "pod/waits",
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]);
+    assert_eq!(kubectl.ok(&["exec", "waits", "--", "cat", "/etc/c/k"]), "v");
+
+    let uid = pod_json(server, "vols").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kubectl.ok(&["delete", "pod", "vols", "waits", "--wait=true"]);
+    let leftover = skiff_e2e::mounts_under(&node.data);
+    assert!(leftover.is_empty(), "mounts left behind: {leftover:?}");
+    assert!(!node.data.join("pods").join(uid).exists());
 }

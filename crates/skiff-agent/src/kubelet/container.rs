@@ -172,13 +172,14 @@ pub fn container_spec(
             .flatten()
             .find(|v| v.name == vm.name)
             .ok_or_else(|| format!("volume {:?} is not defined in the pod", vm.name))?;
+        let written = super::volumes::is_written(volume);
         let source = if let Some(host) = &volume.host_path {
             PathBuf::from(&host.path)
-        } else if volume.empty_dir.is_some() {
+        } else if volume.empty_dir.is_some() || written {
             dir.volume(&volume.name)
         } else {
             return Err(format!(
-                "volume {:?}: only emptyDir and hostPath volumes are supported so far",
+                "volume {:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported so far",
                 vm.name
             ));
         };
@@ -197,7 +198,8 @@ pub fn container_spec(
             destination: vm.mount_path.clone(),
             source,
             kind: MountKind::Bind,
-            readonly: vm.read_only.unwrap_or(false),
+            // What the node writes is read-only inside, as upstream mounts it.
+            readonly: vm.read_only.unwrap_or(false) || written,
         });
     }
     let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());

@@ -1,5 +1,5 @@
 //! A container's environment: the image's, then `envFrom` and `env` (values with `$(VAR)`
-//! references, the downward API's fields, ConfigMap and Secret keys).
+//! references, the downward API's fields and resources, ConfigMap and Secret keys).
 
 use std::collections::BTreeMap;
 
@@ -141,11 +141,11 @@ impl Kubelet {
                             ));
                         }
                     }
+                } else if let Some(r) = &from.resource_field_ref {
+                    let container = r.container_name.as_deref().unwrap_or(&c.name);
+                    self.resource_field_value(pod, container, r)?
                 } else {
-                    return Err(format!(
-                        "env {:?}: resourceFieldRef is not supported yet",
-                        e.name
-                    ));
+                    return Err(format!("env {:?}: valueFrom names no source", e.name));
                 }
             } else {
                 String::new()

@@ -10,8 +10,8 @@
 //! It also serves the node's streaming endpoints (`server.rs`, kubelet's port 10250), which
 //! the API server relays `kubectl logs` to.
 //!
-//! Not yet (the node agent issue's note tracks them): lifecycle hooks, exec, attach and
-//! port-forward, configMap/secret/downwardAPI/projected volumes, resourceFieldRef env.
+//! Not yet (the node agent issue's note tracks them): lifecycle hooks, attach, projected
+//! service account tokens.
 
 mod channels;
 mod container;
@@ -29,6 +29,7 @@ mod spdy;
 mod status;
 mod sync;
 mod teardown;
+mod volumes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -146,6 +146,10 @@ impl Kubelet {
             .clone()
             .unwrap_or_else(|| "Always".into());
         let env_base = self.field_env(pod, &pod_ip.to_string());
+        if let Err(message) = self.ensure_volumes(pod, dir, &env_base).await {
+            self.events.warning(pod, "FailedMount", message);
+            return Ok(Some(Duration::from_secs(5)));
+        }
         let mut again: Option<Duration> = None;
         let mut soonest = |d: Duration| {
             again = Some(again.map_or(d, |a: Duration| a.min(d)));

@@ -106,7 +106,9 @@ impl Kubelet {
         let cgroup = dir.cgroup();
         let root = dir.root.clone();
         let log_dir = (logs == Logs::Remove).then(|| dir.logs.clone());
+        let volumes_of = dir.clone();
         let result = blocking(move || {
+            super::volumes::unmount_all(&volumes_of);
             sandbox.remove().map_err(|e| e.to_string())?;
             skiff_runtime::cgroups::remove(&cgroup).map_err(|e| format!("cgroup {cgroup}: {e}"))?;
             if let Some(logs) = log_dir {
@@ -182,6 +184,7 @@ pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Res
         }
         dir.sandbox().remove().map_err(|e| e.to_string())?;
         skiff_runtime::cgroups::remove(&dir.cgroup()).map_err(|e| e.to_string())?;
+        super::volumes::unmount_all(&dir);
         remove_dir_settled(&entry.path())
             .map_err(|e| format!("{}: {e}", entry.path().display()))?;
     }
