@@ -1001,3 +1001,66 @@ fn configmap_secret_downward_and_projected_volumes_and_memory_emptydirs() {
     assert!(leftover.is_empty(), "mounts left behind: {leftover:?}");
     assert!(!node.data.join("pods").join(uid).exists());
 }
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_around_the_container() {
+    let node = Node::start();
+    let server = &node.server;
+    let kubectl = server.kubectl(33);
+    let shared = node.data.parent().unwrap().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let manifest = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hooked"},
+        "spec": {"terminationGracePeriodSeconds": 10,
+          "volumes": [{"name": "shared", "hostPath": {"path": "SHARED"}}],
+          "containers": [{"name": "main", "image": "busybox:1.36",
+            "command": ["sh", "-c", "trap 'cat /shared/prestop >> /shared/order; echo term >> /shared/order; exit 0' TERM; while true; do sleep 0.1; done"],
+            "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+            "lifecycle": {
+              "postStart": {"exec": {"command": ["sh", "-c", "echo started > /shared/poststart"]}},
+              "preStop": {"exec": {"command": ["sh", "-c", "echo prestop > /shared/prestop"]}}}}]}}"#
+        .replace("SHARED", shared.to_str().unwrap());
+    kubectl.ok_stdin(&["apply", "-f", "-"], &manifest);
+    kubectl.ok(&[
+        "wait",
+        "pod/hooked",
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(shared.join("poststart")).unwrap(),
+        "started\n",
+        "postStart ran before the pod was Ready"
+    );
+    kubectl.ok(&["delete", "pod", "hooked", "--wait=true", "--timeout=30s"]);
+    assert_eq!(
+        std::fs::read_to_string(shared.join("order")).unwrap(),
+        "prestop\nterm\n",
+        "preStop ran, then SIGTERM"
+    );
+
+    // A failing postStart kills the run, which restarts.
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "badhook"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "main", "image": "busybox:1.36",
+              "command": ["sleep", "3600"],
+              "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "exit 9"]}}}}]}}"#,
+    );
+    eventually(
+        "the failed hook restarts the container",
+        Duration::from_secs(40),
+        || {
+            pod_json(server, "badhook").is_some_and(|p| {
+                p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
+            })
+        },
+    );
+    let events = kubectl.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=badhook",
+    ]);
+    assert!(events.contains("FailedPostStartHook"), "{events}");
+    kubectl.ok(&["delete", "pod", "badhook", "--wait=true"]);
+}

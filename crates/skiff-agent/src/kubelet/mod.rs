@@ -10,13 +10,14 @@
 //! It also serves the node's streaming endpoints (`server.rs`, kubelet's port 10250), which
 //! the API server relays `kubectl logs` to.
 //!
-//! Not yet (the node agent issue's note tracks them): lifecycle hooks, attach, projected
-//! service account tokens.
+//! Not yet (the node agent issue's note tracks them): attach, projected service account
+//! tokens.
 
 mod channels;
 mod container;
 mod env;
 mod exec;
+mod hooks;
 pub mod host;
 mod images;
 mod logs;

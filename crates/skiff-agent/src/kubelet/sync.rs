@@ -613,6 +613,7 @@ impl Kubelet {
             .map_err(failed)?;
         self.events
             .normal(pod, "Started", format!("Started container {}", c.name));
+        self.post_start(pod, dir, c, number).await;
         let ms = |d: Duration| d.as_millis() as u64;
         tracing::debug!(
             pod = %pod.name_any(), container = %c.name,

@@ -12,6 +12,7 @@ use skiff_client::informer::split_key;
 use skiff_runtime::Runtime;
 use skiff_runtime::rootfs::Rootfs;
 
+use super::hooks::Hook;
 use super::pod_dir::PodDir;
 use super::sync::{Kubelet, SyncError, blocking, now_rfc3339, since};
 
@@ -45,6 +46,7 @@ impl Kubelet {
             let (runtime, id) = (self.runtime.clone(), a.id.clone());
             match &a.term_sent {
                 None => {
+                    // The grace period counts from here, the preStop hook included.
                     let _ = std::fs::write(a.bundle.join("term"), now_rfc3339());
                     let name = a
                         .bundle
@@ -54,6 +56,23 @@ impl Kubelet {
                         .unwrap_or_default();
                     self.events
                         .normal(pod, "Killing", format!("Stopping container {name}"));
+                    let spec = pod.spec.as_ref();
+                    let container = spec
+                        .into_iter()
+                        .flat_map(|s| {
+                            s.containers
+                                .iter()
+                                .chain(s.init_containers.iter().flatten())
+                        })
+                        .find(|c| c.name == name);
+                    if let Some(c) = container
+                        && grace > 0
+                    {
+                        let timeout = Duration::from_secs(grace);
+                        let _ = self
+                            .run_hook(Hook::PreStop, pod, dir, c, &a.id, timeout)
+                            .await;
+                    }
                     let signal = if grace == 0 { 9 } else { 15 };
                     let _ = blocking(move || runtime.kill(&id, signal).map_err(|e| e.to_string()))
                         .await;

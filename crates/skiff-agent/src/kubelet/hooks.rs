@@ -1,0 +1,126 @@
+//! Lifecycle hooks: `postStart` right after a container starts (a failure kills the run,
+//! which then restarts as its policy says) and `preStop` before the stop signal (within
+//! the grace period, which it counts against). Handlers are the probes' — exec, httpGet,
+//! tcpSocket — plus `sleep`, so they run through the probe code.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
+use skiff_runtime::Runtime;
+
+use super::pod_dir::PodDir;
+use super::probe::{self, Target};
+use super::sync::{Kubelet, blocking, now_rfc3339};
+
+/// The longest a postStart hook may take (upstream sets none; a stuck hook would hold the
+/// container's start forever).
+pub const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    PostStart,
+    PreStop,
+}
+
+impl Hook {
+    fn handler(self, c: &Container) -> Option<&LifecycleHandler> {
+        let lifecycle = c.lifecycle.as_ref()?;
+        match self {
+            Hook::PostStart => lifecycle.post_start.as_ref(),
+            Hook::PreStop => lifecycle.pre_stop.as_ref(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Hook::PostStart => "PostStart",
+            Hook::PreStop => "PreStop",
+        }
+    }
+}
+
+/// Runs one handler against a container run.
+async fn run(
+    handler: &LifecycleHandler,
+    c: &Container,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(sleep) = &handler.sleep {
+        let wanted = Duration::from_secs(sleep.seconds.max(0) as u64);
+        tokio::time::sleep(wanted.min(timeout)).await;
+        return Ok(());
+    }
+    let as_probe = Probe {
+        exec: handler.exec.clone(),
+        http_get: handler.http_get.clone(),
+        tcp_socket: handler.tcp_socket.clone(),
+        timeout_seconds: Some(timeout.as_secs().clamp(1, i32::MAX as u64) as i32),
+        ..Default::default()
+    };
+    if as_probe.exec.is_none() && as_probe.http_get.is_none() && as_probe.tcp_socket.is_none() {
+        return Err("the handler names no action".into());
+    }
+    probe::run(&as_probe, c, target).await
+}
+
+impl Kubelet {
+    /// Runs `hook` of container `c` (run `container_id` of the pod in `dir`) if it has one;
+    /// a failure is a warning event and the answer.
+    pub(super) async fn run_hook(
+        &self,
+        hook: Hook,
+        pod: &Pod,
+        dir: &PodDir,
+        c: &Container,
+        container_id: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let Some(handler) = hook.handler(c) else {
+            return Ok(());
+        };
+        let pod_ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+            .or_else(|| self.network.address_of(&dir.uid).map(Into::into))
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let target = Target {
+            netns: dir.sandbox().net(),
+            pod_ip,
+            runtime: self.runtime.clone(),
+            container_id: container_id.to_string(),
+        };
+        let result = run(handler, c, &target, timeout).await;
+        if let Err(why) = &result {
+            self.events.warning(
+                pod,
+                &format!("Failed{}Hook", hook.name()),
+                format!("{}Hook failed: {why}", hook.name()),
+            );
+        }
+        result
+    }
+
+    /// After a start: the postStart hook; if it fails, the run is killed (and restarts
+    /// as its policy says).
+    pub(super) async fn post_start(&self, pod: &Pod, dir: &PodDir, c: &Container, number: u32) {
+        let id = dir.container_id(&c.name, number);
+        if self
+            .run_hook(Hook::PostStart, pod, dir, c, &id, POST_START_TIMEOUT)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        self.events.normal(
+            pod,
+            "Killing",
+            format!("FailedPostStartHook: stopping container {}", c.name),
+        );
+        let _ = std::fs::write(dir.attempt_dir(&c.name, number).join("term"), now_rfc3339());
+        let runtime = self.runtime.clone();
+        let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
+    }
+}
