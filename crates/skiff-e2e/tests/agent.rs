@@ -1064,3 +1064,65 @@ fn post_start_and_pre_stop_hooks_run_around_the_container() {
     assert!(events.contains("FailedPostStartHook"), "{events}");
     kubectl.ok(&["delete", "pod", "badhook", "--wait=true"]);
 }
+
+#[test]
+fn kubectl_attach_streams_output_and_feeds_stdin() {
+    use std::io::Write;
+    let node = Node::start();
+    let server = &node.server;
+    let kubectl = server.kubectl(33);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chatty"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+              {"name": "main", "image": "busybox:1.36", "stdin": true,
+               "command": ["sh", "-c", "echo ready; while read line; do echo \"got $line\"; echo \"err $line\" >&2; done"]}]}}"#,
+    );
+    kubectl.ok(&[
+        "wait",
+        "pod/chatty",
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]);
+    // WebSocket (1.33) and SPDY (1.28): what is typed reaches the container, what it
+    // writes comes back, stdout and stderr apart.
+    for (minor, word) in [(33, "alpha"), (28, "beta")] {
+        let mut attach = server
+            .kubectl(minor)
+            .command(&["attach", "-i", "chatty"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = attach.stdin.take().unwrap();
+        let stderr = attach.stderr.take().unwrap();
+        let errors = std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.starts_with("err "))
+        });
+        // Typed until the session is up (what came before it was never seen).
+        let typer = std::thread::spawn(move || {
+            for _ in 0..40 {
+                if writeln!(stdin, "{word}").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        let lines = read_lines(&mut attach, 1, Duration::from_secs(20));
+        assert_eq!(lines, [format!("got {word}")], "1.{minor}");
+        let _ = attach.kill();
+        let _ = attach.wait();
+        assert_eq!(
+            errors.join().unwrap(),
+            Some(format!("err {word}")),
+            "1.{minor}"
+        );
+        let _ = typer.join();
+    }
+    kubectl.ok(&["delete", "pod", "chatty", "--wait=true"]);
+}

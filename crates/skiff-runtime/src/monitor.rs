@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::cri_log::{CriLog, LineSplitter, Stream};
 use crate::oci::{OciRuntime, Runtime};
 
+/// The FIFO in a bundle that is the container's stdin, when it has one.
+pub const STDIN_FIFO: &str = "stdin";
+
 /// What the monitor needs to know; the agent passes it as command-line arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorConfig {
@@ -155,7 +158,17 @@ fn run(config: &MonitorConfig) -> i32 {
         Err(e) => return fail(format!("cannot open the log {}: {e}", config.log.display())),
     };
     let runtime = OciRuntime::new(&config.runtime_binary, &config.runtime_root);
-    let stdio = [Stdio::null(), Stdio::from(out_w), Stdio::from(err_w)];
+    // A container with `stdin: true` reads a FIFO the agent made in its bundle (attach
+    // writes there); opened read-write, so it never sees an end of input.
+    let stdin = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(config.bundle.join(STDIN_FIFO))
+    {
+        Ok(fifo) => Stdio::from(fifo),
+        Err(_) => Stdio::null(),
+    };
+    let stdio = [stdin, Stdio::from(out_w), Stdio::from(err_w)];
     if let Err(e) = runtime.create(&config.id, &config.bundle, stdio) {
         return fail(e.to_string());
     }

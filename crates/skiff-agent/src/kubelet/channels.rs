@@ -8,7 +8,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::exec::{self, ExecOptions, Input, Output};
+use super::exec::{self, ExecOptions, Input, Output, Session};
 
 pub const V5: &str = "v5.channel.k8s.io";
 pub const V4: &str = "v4.channel.k8s.io";
@@ -53,21 +53,13 @@ fn frame(channel: u8, data: &[u8]) -> Message {
     Message::Binary(bytes.into())
 }
 
-/// Runs `command` for the client at the other end of `socket` until it ends, then sends its
+/// Runs `session` for the client at the other end of `socket` until it ends, then sends its
 /// status and closes.
-pub async fn serve(
-    mut socket: WebSocket,
-    protocol: &str,
-    options: ExecOptions,
-    command: std::process::Command,
-) {
+pub async fn serve(mut socket: WebSocket, protocol: &str, options: ExecOptions, session: Session) {
     let v5 = protocol == V5;
     let (in_tx, in_rx) = mpsc::channel(16);
     let (out_tx, mut out_rx) = mpsc::channel(16);
-    let mut run = {
-        let options = options.clone();
-        tokio::spawn(async move { exec::run(command, &options, in_rx, out_tx).await })
-    };
+    let mut run = tokio::spawn(session(in_rx, out_tx));
     let input = in_tx;
     let result = loop {
         tokio::select! {

@@ -72,6 +72,23 @@ pub enum Output {
     Stderr(Vec<u8>),
 }
 
+/// What a streaming session runs (an exec'd command, an attach), apart from its transport:
+/// given its input and output, it answers an exit code when it ends.
+pub type Session = Box<
+    dyn FnOnce(
+            mpsc::Receiver<Input>,
+            mpsc::Sender<Output>,
+        ) -> futures_util::future::BoxFuture<'static, std::io::Result<i32>>
+        + Send,
+>;
+
+/// An exec session: `command` (see `OciRuntime::exec_command`) run as `options` say.
+pub fn session(command: std::process::Command, options: ExecOptions) -> Session {
+    Box::new(move |input, output| {
+        Box::pin(async move { run(command, &options, input, output).await })
+    })
+}
+
 /// The `Status` an exec's error stream ends with: success, or upstream's NonZeroExitCode
 /// with the code as a cause (which kubectl exits with).
 pub fn exit_status(command: &[String], code: i32) -> Value {

@@ -13,6 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use skiff_runtime::cri_log::Stream;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -131,11 +132,16 @@ impl Renderer<'_> {
         self.options.limit_bytes.is_some_and(|l| self.written >= l)
     }
 
-    /// The bytes one record shows, or None if it is filtered out or malformed.
-    fn render(&mut self, line: &[u8]) -> Option<Vec<u8>> {
+    /// The bytes one record shows and its stream, or None if it is filtered out or
+    /// malformed.
+    fn render(&mut self, line: &[u8]) -> Option<(Stream, Vec<u8>)> {
         let mut parts = line.splitn(4, |&b| b == b' ');
         let time = std::str::from_utf8(parts.next()?).ok()?;
-        let _stream = parts.next()?;
+        let stream = if parts.next()? == b"stderr" {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        };
         let tag = parts.next()?;
         let content = parts.next().unwrap_or_default();
         if let Some(since) = self.options.since {
@@ -157,18 +163,40 @@ impl Renderer<'_> {
             out.truncate(limit.saturating_sub(self.written) as usize);
         }
         self.written += out.len() as u64;
-        Some(out)
+        Some((stream, out))
     }
 }
 
-/// Writes a container run's log (`log` is its `N.log`) to `out` per `options`. With
-/// `follow`, keeps reading until `ended()` says the run is over and everything it wrote was
-/// sent. Stops early when `out` answers false (the reader went away).
+/// Rendered records gathered into chunks, one per run of the same stream.
+#[derive(Default)]
+struct Chunks(Vec<(Stream, Vec<u8>)>);
+
+impl Chunks {
+    fn push(&mut self, (stream, bytes): (Stream, Vec<u8>)) {
+        match self.0.last_mut() {
+            Some((s, b)) if *s == stream => b.extend_from_slice(&bytes),
+            _ => self.0.push((stream, bytes)),
+        }
+    }
+
+    /// Hands every chunk to `out`; false when the reader went away.
+    fn send(self, out: &mut impl FnMut(Stream, Vec<u8>) -> bool) -> bool {
+        self.0
+            .into_iter()
+            .filter(|(_, b)| !b.is_empty())
+            .all(|(s, b)| out(s, b))
+    }
+}
+
+/// Writes a container run's log (`log` is its `N.log`) to `out` per `options`, in chunks
+/// of one stream each. With `follow`, keeps reading until `ended()` says the run is over and
+/// everything it wrote was sent. Stops early when `out` answers false (the reader went
+/// away); an empty chunk asks whether the reader is still there.
 pub fn stream(
     log: &Path,
     options: &LogOptions,
     ended: impl Fn() -> bool,
-    mut out: impl FnMut(Vec<u8>) -> bool,
+    mut out: impl FnMut(Stream, Vec<u8>) -> bool,
 ) -> std::io::Result<()> {
     let mut renderer = Renderer {
         options,
@@ -191,16 +219,16 @@ pub fn stream(
     let start = options
         .tail_lines
         .map_or(0, |n| lines.len().saturating_sub(n));
-    let mut chunk = Vec::new();
+    let mut chunks = Chunks::default();
     for line in &lines[start..] {
         if renderer.done() {
             break;
         }
-        if let Some(bytes) = renderer.render(line) {
-            chunk.extend_from_slice(&bytes);
+        if let Some(rendered) = renderer.render(line) {
+            chunks.push(rendered);
         }
     }
-    if !chunk.is_empty() && !out(chunk) {
+    if !chunks.send(&mut out) {
         return Ok(());
     }
     if !options.follow {
@@ -222,16 +250,16 @@ pub fn stream(
         file.read_to_end(&mut data)?;
         let mut fresh = Vec::new();
         partial = split_lines(&data, &mut fresh);
-        let mut chunk = Vec::new();
+        let mut chunks = Chunks::default();
         for line in &fresh {
-            if let Some(bytes) = renderer.render(line) {
-                chunk.extend_from_slice(&bytes);
+            if let Some(rendered) = renderer.render(line) {
+                chunks.push(rendered);
             }
             if renderer.done() {
                 break;
             }
         }
-        if !chunk.is_empty() && !out(chunk) {
+        if !chunks.send(&mut out) {
             return Ok(());
         }
         if fresh.is_empty() {
@@ -249,7 +277,7 @@ pub fn stream(
                 return Ok(());
             }
             // An empty chunk tells whether the reader is still there.
-            if !out(Vec::new()) {
+            if !out(Stream::Stdout, Vec::new()) {
                 return Ok(());
             }
             std::thread::sleep(FOLLOW_POLL);
@@ -278,7 +306,7 @@ fn rotated_away(open: &File, path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skiff_runtime::cri_log::{CriLog, Stream};
+    use skiff_runtime::cri_log::CriLog;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -292,7 +320,7 @@ mod tests {
             log,
             options,
             || true,
-            |b| {
+            |_, b| {
                 text.extend(b);
                 true
             },
@@ -438,7 +466,7 @@ mod tests {
                     &log,
                     &options,
                     || ended.load(Ordering::SeqCst),
-                    |b| tx.send(b).is_ok(),
+                    |_, b| tx.send(b).is_ok(),
                 )
                 .unwrap();
             })
@@ -482,6 +510,6 @@ mod tests {
             ..Default::default()
         };
         // Never ends by itself; the closed reader ends it.
-        stream(&log, &options, || false, |_| false).unwrap();
+        stream(&log, &options, || false, |_, _| false).unwrap();
     }
 }

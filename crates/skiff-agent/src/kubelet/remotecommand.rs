@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::exec::{self, ExecOptions, Input, Output};
+use super::exec::{self, ExecOptions, Input, Output, Session};
 use super::spdy::{self, Frame, FrameReader, FrameWriter};
 
 /// The one version spoken: JSON status on the error stream, and resizes.
@@ -74,8 +74,8 @@ fn resizes(buffer: &mut Vec<u8>) -> Vec<Input> {
     out
 }
 
-/// Runs `command` for the SPDY client on `io` (an upgraded connection) until it ends.
-pub async fn serve<IO>(io: IO, options: ExecOptions, command: std::process::Command)
+/// Runs `session` for the SPDY client on `io` (an upgraded connection) until it ends.
+pub async fn serve<IO>(io: IO, options: ExecOptions, session: Session)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -110,10 +110,7 @@ where
     let stream = |role| streams.get(&role).copied();
     let (in_tx, in_rx) = mpsc::channel(16);
     let (out_tx, mut out_rx) = mpsc::channel(16);
-    let mut run = {
-        let options = options.clone();
-        tokio::spawn(async move { exec::run(command, &options, in_rx, out_tx).await })
-    };
+    let mut run = tokio::spawn(session(in_rx, out_tx));
     let mut resize_buffer = Vec::new();
     let send = |output: Output| {
         let writer = writer.clone();

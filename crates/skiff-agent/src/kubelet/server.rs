@@ -1,5 +1,5 @@
 //! The node's streaming endpoints, kubelet's port 10250: what the API server relays `kubectl
-//! logs`, `kubectl exec` and `kubectl port-forward` to (attach is still to come).
+//! logs`, `kubectl exec`, `kubectl attach` and `kubectl port-forward` to.
 //!
 //! HTTPS with a self-signed serving certificate (kubelet's default), and only for clients
 //! that present a certificate signed by the cluster CA (the API server's kubelet-client
@@ -79,6 +79,10 @@ impl StreamListener {
             .route(
                 "/exec/{namespace}/{pod}/{uid}/{container}",
                 any(container_exec),
+            )
+            .route(
+                "/attach/{namespace}/{pod}/{uid}/{container}",
+                any(container_attach),
             )
             .route("/portForward/{namespace}/{pod}/{uid}", any(port_forward))
             .with_state(kubelet);
@@ -172,7 +176,7 @@ fn open_logs(
             &log,
             &options,
             || exit.exists(),
-            |chunk| {
+            |_, chunk| {
                 if chunk.is_empty() {
                     !tx.is_closed()
                 } else {
@@ -265,7 +269,7 @@ async fn container_exec(
         Err(m) => return status(&ApiError::bad_request(m)),
     };
     let id = match running_container(&kubelet, &namespace, &name, &uid, &container) {
-        Ok(id) => id,
+        Ok(run) => run.id,
         Err(e) => return status(&e),
     };
     if options.command.is_empty() {
@@ -276,9 +280,45 @@ async fn container_exec(
     let command = kubelet
         .runtime
         .exec_command(&id, &options.command, options.tty);
+    let session = super::exec::session(command, options.clone());
+    serve_session(req, options, session).await
+}
+
+async fn container_attach(
+    State(kubelet): State<Arc<Kubelet>>,
+    Path((namespace, name, uid, container)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    req: Request,
+) -> Response {
+    let options = match ExecOptions::parse(query.as_deref().unwrap_or("")) {
+        Ok(o) => o,
+        Err(m) => return status(&ApiError::bad_request(m)),
+    };
+    let run = match running_container(&kubelet, &namespace, &name, &uid, &container) {
+        Ok(run) => run,
+        Err(e) => return status(&e),
+    };
+    let pod = match pod_of(&kubelet, &namespace, &name) {
+        Ok(p) => p,
+        Err(e) => return status(&e),
+    };
+    let log = kubelet.dir(&pod).log_path(&container, run.number);
+    let fifo = run.bundle.join(skiff_runtime::monitor::STDIN_FIFO);
+    let stdin = (options.stdin && fifo.exists()).then_some(fifo);
+    let session = super::attach::session(log, run.bundle.join("exit"), stdin);
+    serve_session(req, options, session).await
+}
+
+/// Serves a session (exec or attach) over whichever transport the client asked for:
+/// SPDY, or WebSocket channels.
+async fn serve_session(
+    req: Request,
+    options: ExecOptions,
+    session: super::exec::Session,
+) -> Response {
     if is_spdy(req.headers()) {
         return spdy_upgrade(req, remotecommand::PROTOCOL, move |io| {
-            remotecommand::serve(io, options, command)
+            remotecommand::serve(io, options, session)
         });
     }
     if !is_websocket(req.headers()) {
@@ -304,7 +344,7 @@ async fn container_exec(
     };
     upgrade
         .protocols([protocol])
-        .on_upgrade(move |socket| channels::serve(socket, protocol, options, command))
+        .on_upgrade(move |socket| channels::serve(socket, protocol, options, session))
 }
 
 /// The pod, if it is the one the caller means (the API server sends its uid).
@@ -325,21 +365,20 @@ fn pod_with_uid(
     Ok(pod)
 }
 
-/// The runtime id of a container's current run, if it is running.
+/// A container's current run, if it is running.
 fn running_container(
     kubelet: &Kubelet,
     namespace: &str,
     name: &str,
     uid: &str,
     container: &str,
-) -> Result<String, ApiError> {
+) -> Result<super::pod_dir::Attempt, ApiError> {
     let pod = pod_with_uid(kubelet, namespace, name, uid)?;
     kubelet
         .dir(&pod)
         .attempts(container)
         .pop()
         .filter(|a| a.is_running())
-        .map(|a| a.id)
         .ok_or_else(|| {
             ApiError::bad_request(format!(
                 "unable to upgrade connection: container not found (\"{container}\")"

@@ -599,6 +599,10 @@ impl Kubelet {
             log_max_files: LOG_MAX_FILES,
         };
         let t_prepared = t0.elapsed();
+        if c.stdin == Some(true) {
+            make_fifo(&bundle.join(skiff_runtime::monitor::STDIN_FIFO))
+                .map_err(|e| failed(format!("the container's stdin: {e}")))?;
+        }
         let skiff = self.config.skiff_binary.clone();
         blocking(move || skiff_runtime::monitor::spawn(&skiff, &monitor))
             .await
@@ -623,4 +627,18 @@ impl Kubelet {
         );
         Ok(())
     }
+}
+
+/// A FIFO at `path` (mode 0600).
+fn make_fifo(path: &std::path::Path) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
