@@ -1097,12 +1097,14 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
             .unwrap();
         let mut stdin = attach.stdin.take().unwrap();
         let stderr = attach.stderr.take().unwrap();
-        let errors = std::thread::spawn(move || {
+        let (err_tx, err_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             use std::io::BufRead;
-            std::io::BufReader::new(stderr)
+            let found = std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
-                .find(|l| l.starts_with("err "))
+                .find(|l| l.starts_with("err "));
+            let _ = err_tx.send(found);
         });
         // Typed until the session is up (what came before it was never seen).
         let typer = std::thread::spawn(move || {
@@ -1115,13 +1117,11 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
         });
         let lines = read_lines(&mut attach, 1, Duration::from_secs(20));
         assert_eq!(lines, [format!("got {word}")], "1.{minor}");
+        // Stderr travels apart from stdout: wait for it before stopping kubectl.
+        let error_line = err_rx.recv_timeout(Duration::from_secs(10)).ok().flatten();
         let _ = attach.kill();
         let _ = attach.wait();
-        assert_eq!(
-            errors.join().unwrap(),
-            Some(format!("err {word}")),
-            "1.{minor}"
-        );
+        assert_eq!(error_line, Some(format!("err {word}")), "1.{minor}");
         let _ = typer.join();
     }
     kubectl.ok(&["delete", "pod", "chatty", "--wait=true"]);
