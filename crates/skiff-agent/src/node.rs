@@ -32,6 +32,7 @@ pub struct NodeDescription {
     pub container_runtime_version: String,
     pub extra_labels: Vec<(String, String)>,
     pub extra_annotations: Vec<(String, String)>,
+    pub pressure: Pressure,
 }
 
 pub fn node_object(node: &NodeDescription) -> Value {
@@ -71,7 +72,7 @@ pub fn node_object(node: &NodeDescription) -> Value {
         "status": {
             "capacity": resources,
             "allocatable": resources,
-            "conditions": node_conditions(&now),
+            "conditions": node_conditions(&now, node.pressure, None),
             "addresses": [
                 {"type": "InternalIP", "address": node.ip},
                 {"type": "Hostname", "address": node.name},
@@ -88,38 +89,72 @@ pub fn node_object(node: &NodeDescription) -> Value {
     })
 }
 
-pub fn node_conditions(now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Value {
-    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
+/// The node's resource pressures, as the kubelet's eviction thresholds judge them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
+}
+
+/// The node's conditions now. A condition whose status is what `previous` shows keeps its
+/// `lastTransitionTime`; the heartbeat time is always `now`.
+pub fn node_conditions(
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    pressure: Pressure,
+    previous: Option<&[k8s_openapi::api::core::v1::NodeCondition]>,
+) -> Value {
+    let condition = |type_: &str,
+                     on: bool,
+                     (reason, message): (&str, &str),
+                     (on_reason, on_message): (&str, &str)| {
+        let status = if on { "True" } else { "False" };
+        let since = previous
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        let (reason, message) = if on {
+            (on_reason, on_message)
+        } else {
+            (reason, message)
+        };
         json!({
             "type": type_, "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": now, "lastTransitionTime": now,
+            "lastHeartbeatTime": now, "lastTransitionTime": since,
         })
     };
+    let ready = previous
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready" && c.status == "True")
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
     json!([
         condition(
             "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available"
+            pressure.memory,
+            ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
         ),
         condition(
             "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure"
+            pressure.disk,
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            ("KubeletHasDiskPressure", "kubelet has disk pressure"),
         ),
         condition(
             "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available"
+            pressure.pid,
+            ("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
         ),
-        condition(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status"
-        ),
+        {
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+            "lastHeartbeatTime": now, "lastTransitionTime": ready,
+        },
     ])
 }
 
@@ -142,7 +177,16 @@ pub async fn register(
         // Registered by an earlier run: report in again (ready, fresh heartbeat, and what
         // may have changed since: addresses, the streaming port, capacity, versions).
         Err(e) if skiff_client::is_status(&e, 409) => {
-            let patch = json!({"status": value["status"]});
+            // Conditions whose status did not change keep their transition times.
+            let previous = nodes
+                .get_opt(&node.name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|n| n.status?.conditions);
+            let mut status = value["status"].clone();
+            status["conditions"] = node_conditions(&now(), node.pressure, previous.as_deref());
+            let patch = json!({"status": status});
             nodes
                 .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -204,4 +248,58 @@ pub async fn renew_lease(
     // Made meanwhile (another renewal): that is the goal.
     skiff_client::tolerating(leases.create(&PostParams::default(), &lease).await, &[409])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::NodeCondition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_times_until_they_change() {
+        let first = node_conditions(&at(100), Pressure::default(), None);
+        let previous: Vec<NodeCondition> = serde_json::from_value(first).unwrap();
+        let pressed = Pressure {
+            memory: true,
+            ..Default::default()
+        };
+        let later = node_conditions(&at(200), pressed, Some(&previous));
+        let by_type = |t: &str| {
+            later
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap()
+                .clone()
+        };
+        let memory = by_type("MemoryPressure");
+        assert_eq!(
+            (memory["status"].as_str(), memory["reason"].as_str()),
+            (Some("True"), Some("KubeletHasInsufficientMemory"))
+        );
+        assert_eq!(
+            memory["lastTransitionTime"],
+            serde_json::to_value(at(200)).unwrap()
+        );
+        let disk = by_type("DiskPressure");
+        assert_eq!(disk["status"], "False");
+        assert_eq!(
+            disk["lastTransitionTime"],
+            serde_json::to_value(at(100)).unwrap()
+        );
+        assert_eq!(
+            disk["lastHeartbeatTime"],
+            serde_json::to_value(at(200)).unwrap()
+        );
+        assert_eq!(
+            by_type("Ready")["lastTransitionTime"],
+            serde_json::to_value(at(100)).unwrap()
+        );
+    }
 }

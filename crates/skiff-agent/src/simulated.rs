@@ -134,6 +134,7 @@ fn description(config: &SimulatedConfig, node: &SimNode) -> NodeDescription {
         kernel_version: "simulated".into(),
         os_image: "skiff simulated node".into(),
         container_runtime_version: "simulated://1.0".into(),
+        pressure: Default::default(),
         extra_labels: vec![
             (
                 "node.kubernetes.io/instance-type".into(),
@@ -185,7 +186,11 @@ async fn heartbeat(client: Client, config: SimulatedConfig, nodes: Arc<Vec<SimNo
                 .get(&node.name)
                 .is_some_and(|n| skiff_client::objects::node_is_ready(&n));
             if report_all || !ready_shown {
-                let patch = json!({"status": {"conditions": node_conditions(&now())}});
+                let previous = shown
+                    .get(&node.name)
+                    .and_then(|n| n.status.as_ref()?.conditions.clone());
+                let conditions = node_conditions(&now(), Default::default(), previous.as_deref());
+                let patch = json!({"status": {"conditions": conditions}});
                 if let Err(e) = nodes_api
                     .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await

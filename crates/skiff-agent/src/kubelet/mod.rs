@@ -106,6 +106,7 @@ fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
         container_runtime_version: host::runtime_version(&config.runtime_binary),
         extra_labels: Vec::new(),
         extra_annotations: Vec::new(),
+        pressure: host::pressure(&config.data_dir),
     }
 }
 
@@ -245,33 +246,44 @@ fn exit_files(data_dir: &std::path::Path) -> Vec<(PathBuf, String)> {
     out
 }
 
-/// Renews the lease every quarter of its duration; reports Ready when the Node does not
-/// show it, and every five minutes regardless.
+/// Renews the lease every quarter of its duration; reports the conditions when a pressure
+/// changed, when the Node does not show Ready, and every five minutes regardless.
 async fn heartbeat(client: Client, config: KubeletConfig) {
     let nodes = Api::<Node>::all(client.clone());
     let renew = Duration::from_millis(config.lease_duration_seconds.max(1) as u64 * 250);
     let mut last_report = tokio::time::Instant::now();
+    let mut reported = host::pressure(&config.data_dir);
     loop {
         tokio::time::sleep(renew).await;
-        let uid = nodes.get_opt(&config.node_name).await.ok().flatten();
-        let ready = uid
+        let node = nodes.get_opt(&config.node_name).await.ok().flatten();
+        let ready = node
             .as_ref()
             .is_some_and(skiff_client::objects::node_is_ready);
         if let Err(e) = renew_lease(
             &client,
             &config.node_name,
-            uid.as_ref().and_then(|n| n.uid()).as_deref(),
+            node.as_ref().and_then(|n| n.uid()).as_deref(),
             config.lease_duration_seconds,
         )
         .await
         {
             tracing::warn!(error = %e, "renewing the node lease");
         }
-        if !ready || last_report.elapsed() >= Duration::from_secs(300) {
-            last_report = tokio::time::Instant::now();
-            let patch =
-                json!({"status": {"conditions": node_conditions(&skiff_client::objects::now())}});
-            if let Err(e) = nodes
+        let data_dir = config.data_dir.clone();
+        let pressure = tokio::task::spawn_blocking(move || host::pressure(&data_dir))
+            .await
+            .unwrap_or(reported);
+        if pressure != reported {
+            tracing::warn!(?pressure, "the node's resource pressure changed");
+        }
+        if !ready || pressure != reported || last_report.elapsed() >= Duration::from_secs(300) {
+            let previous = node
+                .as_ref()
+                .and_then(|n| n.status.as_ref()?.conditions.clone());
+            let conditions =
+                node_conditions(&skiff_client::objects::now(), pressure, previous.as_deref());
+            let patch = json!({"status": {"conditions": conditions}});
+            match nodes
                 .patch_status(
                     &config.node_name,
                     &PatchParams::default(),
@@ -279,7 +291,11 @@ async fn heartbeat(client: Client, config: KubeletConfig) {
                 )
                 .await
             {
-                tracing::warn!(error = %e, "reporting node status");
+                Ok(_) => {
+                    last_report = tokio::time::Instant::now();
+                    reported = pressure;
+                }
+                Err(e) => tracing::warn!(error = %e, "reporting node status"),
             }
         }
     }
