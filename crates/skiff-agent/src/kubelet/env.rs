@@ -3,29 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
-use kube::api::Api;
 use skiff_image::Image;
 
 use super::container::expand;
+use super::sources::Source;
 use super::sync::Kubelet;
-
-/// Where `envFrom` and `valueFrom` key references read.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    ConfigMap,
-    Secret,
-}
-
-impl Source {
-    fn kind(self) -> &'static str {
-        match self {
-            Source::ConfigMap => "ConfigMap",
-            Source::Secret => "Secret",
-        }
-    }
-}
 
 impl Kubelet {
     /// Environment from the pod's own fields (the downward API's env).
@@ -155,8 +139,7 @@ impl Kubelet {
         Ok(env)
     }
 
-    /// A ConfigMap's or Secret's data (Secret values decoded); empty when it is missing
-    /// and optional.
+    /// A ConfigMap's or Secret's data as text (Secret values decoded).
     async fn source_data(
         &self,
         source: Source,
@@ -164,32 +147,11 @@ impl Kubelet {
         name: &str,
         optional: bool,
     ) -> Result<BTreeMap<String, String>, String> {
-        let found = match source {
-            Source::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-                .get_opt(name)
-                .await
-                .map(|cm| cm.map(|cm| cm.data.unwrap_or_default())),
-            Source::Secret => Api::<Secret>::namespaced(self.client.clone(), ns)
-                .get_opt(name)
-                .await
-                .map(|s| {
-                    s.map(|s| {
-                        s.data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                            .collect()
-                    })
-                }),
-        };
-        match found {
-            Ok(Some(data)) => Ok(data),
-            Ok(None) if optional => Ok(BTreeMap::new()),
-            Ok(None) => Err(format!(
-                "{} \"{name}\" not found",
-                source.kind().to_lowercase()
-            )),
-            Err(e) => Err(e.to_string()),
-        }
+        Ok(self
+            .source_bytes(source, ns, name, optional)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect())
     }
 }

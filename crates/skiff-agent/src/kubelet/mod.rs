@@ -27,6 +27,7 @@ mod portforward;
 mod probe;
 mod remotecommand;
 mod server;
+mod sources;
 mod spdy;
 mod status;
 mod sync;

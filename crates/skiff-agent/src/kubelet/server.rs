@@ -258,20 +258,33 @@ fn is_websocket(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
+/// What an exec or attach asks for, and the container run it is for.
+fn session_target(
+    kubelet: &Kubelet,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    container: &str,
+    query: Option<String>,
+) -> Result<(ExecOptions, super::pod_dir::Attempt), ApiError> {
+    let options =
+        ExecOptions::parse(query.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
+    let run = running_container(kubelet, namespace, name, uid, container)?;
+    Ok((options, run))
+}
+
 async fn container_exec(
     State(kubelet): State<Arc<Kubelet>>,
     Path((namespace, name, uid, container)): Path<(String, String, String, String)>,
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Response {
-    let options = match ExecOptions::parse(query.as_deref().unwrap_or("")) {
-        Ok(o) => o,
-        Err(m) => return status(&ApiError::bad_request(m)),
-    };
-    let id = match running_container(&kubelet, &namespace, &name, &uid, &container) {
-        Ok(run) => run.id,
+    let (options, run) = match session_target(&kubelet, &namespace, &name, &uid, &container, query)
+    {
+        Ok(t) => t,
         Err(e) => return status(&e),
     };
+    let id = run.id;
     if options.command.is_empty() {
         return status(&ApiError::bad_request(
             "you must specify at least one command for the container",
@@ -290,12 +303,9 @@ async fn container_attach(
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Response {
-    let options = match ExecOptions::parse(query.as_deref().unwrap_or("")) {
-        Ok(o) => o,
-        Err(m) => return status(&ApiError::bad_request(m)),
-    };
-    let run = match running_container(&kubelet, &namespace, &name, &uid, &container) {
-        Ok(run) => run,
+    let (options, run) = match session_target(&kubelet, &namespace, &name, &uid, &container, query)
+    {
+        Ok(t) => t,
         Err(e) => return status(&e),
     };
     let pod = match pod_of(&kubelet, &namespace, &name) {

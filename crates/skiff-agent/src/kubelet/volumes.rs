@@ -11,12 +11,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, ResourceFieldSelector, Secret, Volume,
+    DownwardAPIVolumeFile, KeyToPath, Pod, ResourceFieldSelector, Volume,
 };
 use kube::ResourceExt;
-use kube::api::Api;
 
 use super::pod_dir::PodDir;
+use super::sources::Source;
 use super::sync::Kubelet;
 
 /// Upstream's default mode for files of these volumes.
@@ -163,56 +163,6 @@ pub fn resource_field(
 }
 
 impl Kubelet {
-    async fn config_map_bytes(
-        &self,
-        ns: &str,
-        name: &str,
-        optional: bool,
-    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        match Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-            .get_opt(name)
-            .await
-        {
-            Ok(Some(cm)) => {
-                let mut data: BTreeMap<String, Vec<u8>> = cm
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect();
-                for (k, v) in cm.binary_data.unwrap_or_default() {
-                    data.insert(k, v.0);
-                }
-                Ok(data)
-            }
-            Ok(None) if optional => Ok(BTreeMap::new()),
-            Ok(None) => Err(format!("configmap \"{name}\" not found")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    async fn secret_bytes(
-        &self,
-        ns: &str,
-        name: &str,
-        optional: bool,
-    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        match Api::<Secret>::namespaced(self.client.clone(), ns)
-            .get_opt(name)
-            .await
-        {
-            Ok(Some(s)) => Ok(s
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect()),
-            Ok(None) if optional => Ok(BTreeMap::new()),
-            Ok(None) => Err(format!("secret \"{name}\" not found")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
     fn downward_files(
         &self,
         pod: &Pod,
@@ -271,14 +221,18 @@ impl Kubelet {
         let mut out = Payload::new();
         if let Some(cm) = &v.config_map {
             let optional = cm.optional.unwrap_or(false);
-            let data = self.config_map_bytes(&ns, &cm.name, optional).await?;
+            let data = self
+                .source_bytes(Source::ConfigMap, &ns, &cm.name, optional)
+                .await?;
             let what = format!("configmap {:?}", cm.name);
             let mode = mode_of(cm.default_mode, DEFAULT_MODE);
             key_files(&data, cm.items.as_ref(), mode, &what, optional, &mut out)?;
         } else if let Some(s) = &v.secret {
             let name = s.secret_name.clone().unwrap_or_default();
             let optional = s.optional.unwrap_or(false);
-            let data = self.secret_bytes(&ns, &name, optional).await?;
+            let data = self
+                .source_bytes(Source::Secret, &ns, &name, optional)
+                .await?;
             let what = format!("secret {name:?}");
             let mode = mode_of(s.default_mode, DEFAULT_MODE);
             key_files(&data, s.items.as_ref(), mode, &what, optional, &mut out)?;
@@ -296,13 +250,17 @@ impl Kubelet {
             for source in p.sources.iter().flatten() {
                 if let Some(cm) = &source.config_map {
                     let optional = cm.optional.unwrap_or(false);
-                    let data = self.config_map_bytes(&ns, &cm.name, optional).await?;
+                    let data = self
+                        .source_bytes(Source::ConfigMap, &ns, &cm.name, optional)
+                        .await?;
                     let what = format!("configmap {:?}", cm.name);
                     key_files(&data, cm.items.as_ref(), mode, &what, optional, &mut out)?;
                 }
                 if let Some(s) = &source.secret {
                     let optional = s.optional.unwrap_or(false);
-                    let data = self.secret_bytes(&ns, &s.name, optional).await?;
+                    let data = self
+                        .source_bytes(Source::Secret, &ns, &s.name, optional)
+                        .await?;
                     let what = format!("secret {:?}", s.name);
                     key_files(&data, s.items.as_ref(), mode, &what, optional, &mut out)?;
                 }
