@@ -498,6 +498,16 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
 /// Reads lines from a child's stdout until `count` arrived or `within` passed; the rest of
 /// its output is read and dropped.
 fn read_lines(child: &mut Child, count: usize, within: Duration) -> Vec<String> {
+    read_lines_until(child, within, |lines| lines.len() >= count)
+}
+
+/// Reads lines from a child's stdout until `done` says so or `within` passed; the rest of
+/// its output is read and dropped.
+fn read_lines_until(
+    child: &mut Child,
+    within: Duration,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     use std::io::BufRead;
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -510,7 +520,7 @@ fn read_lines(child: &mut Child, count: usize, within: Duration) -> Vec<String> 
     });
     let deadline = std::time::Instant::now() + within;
     let mut lines = Vec::new();
-    while lines.len() < count {
+    while !done(&lines) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => lines.push(line),
@@ -1124,5 +1134,55 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
         assert_eq!(error_line, Some(format!("err {word}")), "1.{minor}");
         let _ = typer.join();
     }
-    kubectl.ok(&["delete", "pod", "chatty", "--wait=true"]);
+
+    // A container with its own terminal (kubectl run -it's kind): an interactive shell,
+    // driven through kubectl attach -it in a terminal of ours.
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell-tty"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+              {"name": "main", "image": "busybox:1.36", "stdin": true, "tty": true, "command": ["sh"]}]}}"#,
+    );
+    kubectl.ok(&[
+        "wait",
+        "pod/shell-tty",
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]);
+    let cmd = kubectl.command(&["attach", "-it", "shell-tty"]);
+    let line: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    let mut attach = Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = attach.stdin.take().unwrap();
+    let typer = std::thread::spawn(move || {
+        for _ in 0..40 {
+            if stdin.write_all(b"tty; echo answer-$((6*7))\r").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    let output = read_lines_until(&mut attach, Duration::from_secs(20), |lines| {
+        lines.iter().any(|l| l.contains("answer-42"))
+    });
+    let _ = attach.kill();
+    let _ = attach.wait();
+    let _ = typer.join();
+    assert!(
+        output.iter().any(|l| l.contains("answer-42")),
+        "the shell answered: {output:?}"
+    );
+    assert!(
+        output.iter().any(|l| l.contains("/dev/pts/")),
+        "the container has a terminal: {output:?}"
+    );
+    kubectl.ok(&["delete", "pod", "chatty", "shell-tty", "--wait=true"]);
 }

@@ -11,6 +11,7 @@
 //! - [`cgroups`]: pod cgroup clean-up and OOM detection, cgroup v1 and v2.
 
 pub mod cgroups;
+pub mod console;
 pub mod cri_log;
 pub mod monitor;
 pub mod oci;

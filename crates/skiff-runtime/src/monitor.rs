@@ -28,6 +28,38 @@ use crate::oci::{OciRuntime, Runtime};
 
 /// The FIFO in a bundle that is the container's stdin, when it has one.
 pub const STDIN_FIFO: &str = "stdin";
+/// The FIFO in a bundle that takes `WIDTH HEIGHT` lines for a container's terminal.
+pub const RESIZE_FIFO: &str = "resize";
+
+/// Whether the bundle's process has a terminal (`process.terminal`).
+fn has_terminal(bundle: &Path) -> bool {
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|c| c["process"]["terminal"] == true)
+}
+
+/// Copies attach's input into the container's terminal for the container's life.
+fn copy_input(mut from: std::fs::File, mut to: std::fs::File) {
+    use std::io::Write;
+    let mut buf = vec![0u8; 4096];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// Applies `WIDTH HEIGHT` lines to the container's terminal.
+fn follow_resizes(from: std::fs::File, terminal: &std::fs::File) {
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+        let mut words = line.split_whitespace().map(str::parse::<u16>);
+        if let (Some(Ok(w)), Some(Ok(h))) = (words.next(), words.next()) {
+            crate::console::resize(terminal, w, h);
+        }
+    }
+}
 
 /// What the monitor needs to know; the agent passes it as command-line arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,9 +182,6 @@ fn run(config: &MonitorConfig) -> i32 {
         );
         1
     };
-    let (Ok((out_r, out_w)), Ok((err_r, err_w))) = (pipe(), pipe()) else {
-        return fail("cannot create the container's output pipes".into());
-    };
     let log = match CriLog::open(&config.log, config.log_max_size, config.log_max_files) {
         Ok(l) => Arc::new(Mutex::new(l)),
         Err(e) => return fail(format!("cannot open the log {}: {e}", config.log.display())),
@@ -160,19 +189,54 @@ fn run(config: &MonitorConfig) -> i32 {
     let runtime = OciRuntime::new(&config.runtime_binary, &config.runtime_root);
     // A container with `stdin: true` reads a FIFO the agent made in its bundle (attach
     // writes there); opened read-write, so it never sees an end of input.
-    let stdin = match std::fs::OpenOptions::new()
+    let stdin_fifo = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(config.bundle.join(STDIN_FIFO))
-    {
-        Ok(fifo) => Stdio::from(fifo),
-        Err(_) => Stdio::null(),
+        .ok();
+    let outputs: Vec<(std::fs::File, Stream)> = if has_terminal(&config.bundle) {
+        // The terminal is the container's stdio: its output is the log's stdout; stdin and
+        // resizes from attach go to it.
+        let socket_path =
+            std::env::temp_dir().join(format!("skiff-console-{}.sock", std::process::id()));
+        let socket = match crate::console::ConsoleSocket::bind(&socket_path) {
+            Ok(s) => s,
+            Err(e) => return fail(format!("the console socket {}: {e}", socket_path.display())),
+        };
+        let stdio = [Stdio::null(), Stdio::null(), Stdio::null()];
+        if let Err(e) = runtime.create(&config.id, &config.bundle, stdio, Some(socket.path())) {
+            return fail(e.to_string());
+        }
+        let terminal = match socket.receive() {
+            Ok(t) => t,
+            Err(e) => return fail(e.to_string()),
+        };
+        if let (Some(fifo), Ok(to)) = (stdin_fifo, terminal.try_clone()) {
+            std::thread::spawn(move || copy_input(fifo, to));
+        }
+        let resizes = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(config.bundle.join(RESIZE_FIFO));
+        if let (Ok(resizes), Ok(to)) = (resizes, terminal.try_clone()) {
+            std::thread::spawn(move || follow_resizes(resizes, &to));
+        }
+        vec![(terminal, Stream::Stdout)]
+    } else {
+        let (Ok((out_r, out_w)), Ok((err_r, err_w))) = (pipe(), pipe()) else {
+            return fail("cannot create the container's output pipes".into());
+        };
+        let stdin = stdin_fifo.map_or(Stdio::null(), Stdio::from);
+        let stdio = [stdin, Stdio::from(out_w), Stdio::from(err_w)];
+        if let Err(e) = runtime.create(&config.id, &config.bundle, stdio, None) {
+            return fail(e.to_string());
+        }
+        // The write ends went to the runtime's child and were closed here with `stdio`.
+        vec![
+            (std::fs::File::from(out_r), Stream::Stdout),
+            (std::fs::File::from(err_r), Stream::Stderr),
+        ]
     };
-    let stdio = [stdin, Stdio::from(out_w), Stdio::from(err_w)];
-    if let Err(e) = runtime.create(&config.id, &config.bundle, stdio) {
-        return fail(e.to_string());
-    }
-    // The write ends went to the runtime's child and were closed here with `stdio`.
     let pid: i32 = match std::fs::read_to_string(config.bundle.join("pid"))
         .ok()
         .and_then(|p| p.trim().parse().ok())
@@ -181,11 +245,12 @@ fn run(config: &MonitorConfig) -> i32 {
         None => return fail("the runtime wrote no pid file".into()),
     };
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+    let streams = outputs.len();
+    for (file, stream) in outputs {
         let log = log.clone();
         let done = done_tx.clone();
         std::thread::spawn(move || {
-            copy_to_log(std::fs::File::from(fd), stream, &log);
+            copy_to_log(file, stream, &log);
             let _ = done.send(());
         });
     }
@@ -195,7 +260,7 @@ fn run(config: &MonitorConfig) -> i32 {
     // Output still in the pipes belongs before the exit; processes the container left
     // behind may hold the pipes open, so wait only briefly.
     let deadline = Instant::now() + Duration::from_secs(2);
-    for _ in 0..2 {
+    for _ in 0..streams {
         let left = deadline.saturating_duration_since(Instant::now());
         if done_rx.recv_timeout(left).is_err() {
             break;

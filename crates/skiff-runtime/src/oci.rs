@@ -40,8 +40,16 @@ pub struct ContainerState {
 pub trait Runtime: Send + Sync {
     /// Creates the container from `bundle/config.json`; its process inherits `stdio` and
     /// waits for [`Runtime::start`]. The caller becomes the process's parent only if it is
-    /// a child subreaper (the container monitor is).
-    fn create(&self, id: &str, bundle: &Path, stdio: [Stdio; 3]) -> Result<()>;
+    /// a child subreaper (the container monitor is). A container with a terminal
+    /// (`process.terminal`) needs `console_socket`, where the runtime sends the terminal's
+    /// master end.
+    fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: [Stdio; 3],
+        console_socket: Option<&Path>,
+    ) -> Result<()>;
     fn start(&self, id: &str) -> Result<()>;
     /// `None` when the runtime does not know the container.
     fn state(&self, id: &str) -> Result<Option<ContainerState>>;
@@ -134,7 +142,13 @@ fn runtime_message(stderr: &[u8]) -> String {
 }
 
 impl Runtime for OciRuntime {
-    fn create(&self, id: &str, bundle: &Path, stdio: [Stdio; 3]) -> Result<()> {
+    fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: [Stdio; 3],
+        console_socket: Option<&Path>,
+    ) -> Result<()> {
         let [stdin, stdout, stderr] = stdio;
         let mut cmd = self.command();
         // runc's own errors go to a log file: the container's stdio is not ours to fill.
@@ -145,11 +159,11 @@ impl Runtime for OciRuntime {
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
-            .arg(bundle.join("pid"))
-            .arg(id)
-            .stdin(stdin)
-            .stdout(stdout)
-            .stderr(stderr);
+            .arg(bundle.join("pid"));
+        if let Some(socket) = console_socket {
+            cmd.arg("--console-socket").arg(socket);
+        }
+        cmd.arg(id).stdin(stdin).stdout(stdout).stderr(stderr);
         let status = cmd.status().map_err(|source| RuntimeError::Spawn {
             binary: self.binary.display().to_string(),
             source,

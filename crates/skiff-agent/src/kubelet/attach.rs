@@ -3,8 +3,8 @@
 //! `stdin: true`, input written to the FIFO the monitor gave it as stdin. The session ends
 //! when the container's run does.
 //!
-//! A container's terminal (`tty: true`) is not made yet: its output arrives as the log has
-//! it, and a resize is ignored.
+//! A container with a terminal (`tty: true`) has one stream: the terminal's output, in
+//! the log as stdout; a resize goes to the monitor's resize FIFO as `WIDTH HEIGHT`.
 
 use std::path::PathBuf;
 
@@ -14,9 +14,14 @@ use tokio::io::AsyncWriteExt;
 use super::exec::{Input, Output, Session};
 use super::logs::{self, LogOptions};
 
-/// The session for one container run: its log, its exit file and its stdin FIFO (when it
-/// has one).
-pub fn session(log: PathBuf, exit_file: PathBuf, stdin: Option<PathBuf>) -> Session {
+/// The session for one container run: its log, its exit file, and its stdin and resize
+/// FIFOs (when it has them).
+pub fn session(
+    log: PathBuf,
+    exit_file: PathBuf,
+    stdin: Option<PathBuf>,
+    resize: Option<PathBuf>,
+) -> Session {
     Box::new(move |mut input, output| {
         Box::pin(async move {
             let follow = tokio::task::spawn_blocking(move || {
@@ -43,12 +48,15 @@ pub fn session(log: PathBuf, exit_file: PathBuf, stdin: Option<PathBuf>) -> Sess
             });
             let feed = tokio::spawn(async move {
                 // Opening fails when nothing reads the FIFO any more (the run ended).
-                let mut fifo = match stdin {
-                    Some(path) => tokio::net::unix::pipe::OpenOptions::new()
-                        .open_sender(&path)
-                        .ok(),
-                    None => None,
+                let open = |path: Option<PathBuf>| {
+                    path.and_then(|p| {
+                        tokio::net::unix::pipe::OpenOptions::new()
+                            .open_sender(&p)
+                            .ok()
+                    })
                 };
+                let mut fifo = open(stdin);
+                let mut resizes = open(resize);
                 while let Some(message) = input.recv().await {
                     match message {
                         Input::Stdin(bytes) => {
@@ -60,7 +68,12 @@ pub fn session(log: PathBuf, exit_file: PathBuf, stdin: Option<PathBuf>) -> Sess
                         }
                         // The container's stdin stays open for the next attach.
                         Input::CloseStdin => fifo = None,
-                        Input::Resize { .. } => {}
+                        Input::Resize { width, height } => {
+                            if let Some(w) = resizes.as_mut() {
+                                let line = format!("{width} {height}\n");
+                                let _ = w.write_all(line.as_bytes()).await;
+                            }
+                        }
                     }
                 }
             });

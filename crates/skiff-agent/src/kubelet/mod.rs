@@ -10,8 +10,7 @@
 //! It also serves the node's streaming endpoints (`server.rs`, kubelet's port 10250), which
 //! the API server relays `kubectl logs` to.
 //!
-//! Not yet (the node agent issue's note tracks them): containers' own terminals (`tty:
-//! true`), projected service account tokens.
+//! Not yet (the node agent issue's note tracks them): projected service account tokens.
 
 mod attach;
 mod channels;

@@ -315,7 +315,8 @@ async fn container_attach(
     let log = kubelet.dir(&pod).log_path(&container, run.number);
     let fifo = run.bundle.join(skiff_runtime::monitor::STDIN_FIFO);
     let stdin = (options.stdin && fifo.exists()).then_some(fifo);
-    let session = super::attach::session(log, run.bundle.join("exit"), stdin);
+    let resize = Some(run.bundle.join(skiff_runtime::monitor::RESIZE_FIFO)).filter(|p| p.exists());
+    let session = super::attach::session(log, run.bundle.join("exit"), stdin, resize);
     serve_session(req, options, session).await
 }
 

@@ -603,6 +603,10 @@ impl Kubelet {
             make_fifo(&bundle.join(skiff_runtime::monitor::STDIN_FIFO))
                 .map_err(|e| failed(format!("the container's stdin: {e}")))?;
         }
+        if c.tty == Some(true) {
+            make_fifo(&bundle.join(skiff_runtime::monitor::RESIZE_FIFO))
+                .map_err(|e| failed(format!("the container's terminal: {e}")))?;
+        }
         let skiff = self.config.skiff_binary.clone();
         blocking(move || skiff_runtime::monitor::spawn(&skiff, &monitor))
             .await
