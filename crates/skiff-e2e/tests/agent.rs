@@ -1048,6 +1048,36 @@ fn post_start_and_pre_stop_hooks_run_around_the_container() {
         "preStop ran, then SIGTERM"
     );
 
+    // A failed liveness probe stops the run as a deletion does: preStop, then SIGTERM.
+    let manifest = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unhealthy"},
+        "spec": {"terminationGracePeriodSeconds": 5,
+          "volumes": [{"name": "shared", "hostPath": {"path": "SHARED"}}],
+          "containers": [{"name": "main", "image": "busybox:1.36",
+            "command": ["sh", "-c", "trap 'echo term >> /shared/probe; exit 0' TERM; while true; do sleep 0.1; done"],
+            "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+            "livenessProbe": {"exec": {"command": ["cat", "/nonexistent"]}, "periodSeconds": 1, "failureThreshold": 1},
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /shared/probe"]}}}}]}}"#
+        .replace("SHARED", shared.to_str().unwrap());
+    kubectl.ok_stdin(&["apply", "-f", "-"], &manifest);
+    eventually(
+        "the unhealthy container restarts",
+        Duration::from_secs(40),
+        || {
+            pod_json(server, "unhealthy").is_some_and(|p| {
+                p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
+            })
+        },
+    );
+    let stops = std::fs::read_to_string(shared.join("probe")).unwrap();
+    assert!(stops.starts_with("prestop\nterm\n"), "{stops}");
+    let last =
+        &pod_json(server, "unhealthy").unwrap()["status"]["containerStatuses"][0]["lastState"];
+    assert_eq!(
+        last["terminated"]["exitCode"], 0,
+        "ended by its TERM trap: {last}"
+    );
+    kubectl.ok(&["delete", "pod", "unhealthy", "--wait=true"]);
+
     // A failing postStart kills the run, which restarts.
     kubectl.ok_stdin(
         &["apply", "-f", "-"],

@@ -103,6 +103,29 @@ impl Kubelet {
         result
     }
 
+    /// Stops a run the kubelet's way: `term` recorded (the grace period counts from it),
+    /// the preStop hook within the grace, then SIGTERM (SIGKILL for no grace). The sync
+    /// SIGKILLs a run still there when the grace is over.
+    pub(super) async fn stop_run(
+        &self,
+        pod: &Pod,
+        dir: &PodDir,
+        c: &Container,
+        run: &super::pod_dir::Attempt,
+        grace: u64,
+    ) {
+        let _ = std::fs::write(run.bundle.join("term"), now_rfc3339());
+        if grace > 0 {
+            let timeout = Duration::from_secs(grace);
+            let _ = self
+                .run_hook(Hook::PreStop, pod, dir, c, &run.id, timeout)
+                .await;
+        }
+        let signal = if grace == 0 { 9 } else { 15 };
+        let (runtime, id) = (self.runtime.clone(), run.id.clone());
+        let _ = blocking(move || runtime.kill(&id, signal).map_err(|e| e.to_string())).await;
+    }
+
     /// After a start: the postStart hook; if it fails, the run is killed (and restarts
     /// as its policy says).
     pub(super) async fn post_start(&self, pod: &Pod, dir: &PodDir, c: &Container, number: u32) {

@@ -350,6 +350,19 @@ impl Kubelet {
     ) -> (ContainerView, Option<Duration>) {
         let attempts = dir.attempts(&c.name);
         match attempts.last() {
+            Some(a) if a.is_running() && a.term_sent.is_some() => {
+                // Being stopped (a failed probe or hook): SIGKILL once its grace is over.
+                let mut view = self.view(dir, c, None);
+                view.ready = false;
+                let grace = Duration::from_secs(termination_grace(pod, None));
+                let sent = a.term_sent.as_deref().map(since).unwrap_or_default();
+                if sent >= grace {
+                    let (runtime, id) = (self.runtime.clone(), a.id.clone());
+                    let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
+                    return (view, Some(Duration::from_millis(200)));
+                }
+                return (view, Some((grace - sent).min(Duration::from_secs(1))));
+            }
             Some(a) if a.is_running() => {
                 // Exits are noticed by the exit watcher; only probes need a look later.
                 let mut view = self.view(dir, c, None);
@@ -519,9 +532,10 @@ impl Kubelet {
                         c.name
                     ),
                 );
-                let _ = std::fs::write(a.bundle.join("term"), now_rfc3339());
-                let (runtime, id) = (self.runtime.clone(), a.id.clone());
-                let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
+                // As the kubelet: preStop, then SIGTERM; SIGKILL when the grace period (the
+                // probe's own, else the pod's) is over.
+                let grace = termination_grace(pod, probe.termination_grace_period_seconds);
+                self.stop_run(pod, dir, c, a, grace).await;
                 skiff_client::lock(&self.probes)
                     .retain(|k, _| !(k.0 == dir.uid && k.1 == c.name && k.2 == a.number));
                 view.ready = false;
@@ -645,4 +659,16 @@ fn make_fifo(path: &std::path::Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The grace period for stopping a container: `override_seconds` (a probe's own), else
+/// the pod's `terminationGracePeriodSeconds`, else 30.
+pub(super) fn termination_grace(pod: &Pod, override_seconds: Option<i64>) -> u64 {
+    override_seconds
+        .or(pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30)
+        .max(0) as u64
 }

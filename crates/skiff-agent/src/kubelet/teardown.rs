@@ -12,7 +12,6 @@ use skiff_client::informer::split_key;
 use skiff_runtime::Runtime;
 use skiff_runtime::rootfs::Rootfs;
 
-use super::hooks::Hook;
 use super::pod_dir::PodDir;
 use super::sync::{Kubelet, SyncError, blocking, now_rfc3339, since};
 
@@ -32,22 +31,12 @@ impl Kubelet {
         pod: &Pod,
         dir: &PodDir,
     ) -> Result<Option<Duration>, SyncError> {
-        let grace = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or(pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds))
-            .unwrap_or(30)
-            .max(0) as u64;
+        let grace = super::sync::termination_grace(pod, pod.metadata.deletion_grace_period_seconds);
         let running = dir.running();
         for a in &running {
             let (runtime, id) = (self.runtime.clone(), a.id.clone());
             match &a.term_sent {
                 None => {
-                    // The grace period counts from here, the preStop hook included.
-                    let _ = std::fs::write(a.bundle.join("term"), now_rfc3339());
                     let name = a
                         .bundle
                         .parent()
@@ -56,26 +45,24 @@ impl Kubelet {
                         .unwrap_or_default();
                     self.events
                         .normal(pod, "Killing", format!("Stopping container {name}"));
-                    let spec = pod.spec.as_ref();
-                    let container = spec
-                        .into_iter()
-                        .flat_map(|s| {
-                            s.containers
-                                .iter()
-                                .chain(s.init_containers.iter().flatten())
-                        })
-                        .find(|c| c.name == name);
-                    if let Some(c) = container
-                        && grace > 0
-                    {
-                        let timeout = Duration::from_secs(grace);
-                        let _ = self
-                            .run_hook(Hook::PreStop, pod, dir, c, &a.id, timeout)
+                    let container = pod.spec.as_ref().and_then(|s| {
+                        s.containers
+                            .iter()
+                            .chain(s.init_containers.iter().flatten())
+                            .find(|c| c.name == name)
+                            .cloned()
+                    });
+                    match container {
+                        Some(c) => self.stop_run(pod, dir, &c, a, grace).await,
+                        None => {
+                            let _ = std::fs::write(a.bundle.join("term"), now_rfc3339());
+                            let signal = if grace == 0 { 9 } else { 15 };
+                            let _ = blocking(move || {
+                                runtime.kill(&id, signal).map_err(|e| e.to_string())
+                            })
                             .await;
+                        }
                     }
-                    let signal = if grace == 0 { 9 } else { 15 };
-                    let _ = blocking(move || runtime.kill(&id, signal).map_err(|e| e.to_string()))
-                        .await;
                 }
                 Some(sent) if since(sent) >= Duration::from_secs(grace) => {
                     let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
