@@ -67,6 +67,24 @@ pub(crate) fn rss_kib(pid: u32) -> Result<f64> {
         .context("VmRSS missing from /proc/<pid>/status")
 }
 
+/// A process's resident memory split as (anonymous, file-backed) KiB — heap and stacks
+/// versus the program's own mapped pages (`/proc/<pid>/smaps_rollup`).
+pub(crate) fn rss_split_kib(pid: u32) -> Result<(f64, f64)> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    let field = |name: &str| -> Option<f64> {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    let (rss, anon) = (field("Rss:"), field("Anonymous:"));
+    match (rss, anon) {
+        (Some(rss), Some(anon)) => Ok((anon, rss - anon)),
+        _ => bail!("Rss or Anonymous missing from /proc/{pid}/smaps_rollup"),
+    }
+}
+
 /// The `skiff` binary next to this one (build it with `cargo build --release -p skiff`).
 pub(crate) fn skiff_binary() -> Result<PathBuf> {
     let me = std::env::current_exe()?;

@@ -21,7 +21,7 @@ use skiff_image::build::{BuiltImage, Compression, LayerBuilder};
 use skiff_runtime::sandbox::Sandbox;
 use tokio::sync::Mutex;
 
-use crate::api::{ServerProcess, rss_kib, skiff_binary, start_server};
+use crate::api::{ServerProcess, rss_kib, rss_split_kib, skiff_binary, start_server};
 use crate::fields;
 use crate::stats::{Latencies, emit, in_parallel, round};
 
@@ -238,10 +238,13 @@ async fn measure(
     let monitors = monitor_pids(data);
     // A monitor may end between the listing and the reading.
     let monitor_kib: f64 = monitors.iter().map(|p| rss_kib(*p).unwrap_or(0.0)).sum();
+    let (anon_kib, file_kib) = rss_split_kib(agent.0.id())?;
     emit(
         "node_agent_rss",
         fields!("pods" => 20.min(pods),
                 "agent_rss_mib" => round(rss_kib(agent.0.id())? / 1024.0),
+                "agent_anon_mib" => round(anon_kib / 1024.0),
+                "agent_file_mib" => round(file_kib / 1024.0),
                 "monitors" => monitors.len(),
                 "monitor_rss_mib_each" => round(monitor_kib / 1024.0 / monitors.len().max(1) as f64)),
     );

@@ -1146,16 +1146,25 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
                 .find(|l| l.starts_with("err "));
             let _ = err_tx.send(found);
         });
-        // Typed until the session is up (what came before it was never seen).
-        let typer = std::thread::spawn(move || {
-            for _ in 0..40 {
-                if writeln!(stdin, "{word}").is_err() {
-                    break;
+        // Typed until the answer came back (what is typed before the session is up is
+        // never seen; on a loaded machine that can take a while).
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let typer = {
+            let answered = answered.clone();
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while !answered.load(std::sync::atomic::Ordering::SeqCst)
+                    && std::time::Instant::now() < deadline
+                {
+                    if writeln!(stdin, "{word}").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
                 }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
-        let lines = read_lines(&mut attach, 1, Duration::from_secs(20));
+            })
+        };
+        let lines = read_lines(&mut attach, 1, Duration::from_secs(60));
+        answered.store(true, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(lines, [format!("got {word}")], "1.{minor}");
         // Stderr travels apart from stdout: wait for it before stopping kubectl.
         let error_line = err_rx.recv_timeout(Duration::from_secs(10)).ok().flatten();
@@ -1192,17 +1201,25 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
         .spawn()
         .unwrap();
     let mut stdin = attach.stdin.take().unwrap();
-    let typer = std::thread::spawn(move || {
-        for _ in 0..40 {
-            if stdin.write_all(b"tty; echo answer-$((6*7))\r").is_err() {
-                break;
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let typer = {
+        let answered = answered.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !answered.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                if stdin.write_all(b"tty; echo answer-$((6*7))\r").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(250));
             }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    });
-    let output = read_lines_until(&mut attach, Duration::from_secs(20), |lines| {
+        })
+    };
+    let output = read_lines_until(&mut attach, Duration::from_secs(60), |lines| {
         lines.iter().any(|l| l.contains("answer-42"))
     });
+    answered.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = attach.kill();
     let _ = attach.wait();
     let _ = typer.join();
