@@ -36,7 +36,13 @@ pub fn remove(path: &str) -> std::io::Result<()> {
 }
 
 fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)?.flatten() {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // Removed meanwhile (the runtime's own delete, or a concurrent teardown).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
         if entry.file_type()?.is_dir() {
             remove_tree(&entry.path())?;
         }

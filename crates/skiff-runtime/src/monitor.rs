@@ -26,6 +26,16 @@ use serde::{Deserialize, Serialize};
 use crate::cri_log::{CriLog, LineSplitter, Stream};
 use crate::oci::{OciRuntime, Runtime};
 
+/// The allocator settings of long-lived, mostly idle node processes (the agent and each
+/// container monitor): mimalloc returns freed memory at once and commits its arenas as
+/// they are used. Measured with `skiff-bench node` (20 pods): the agent's RSS 44 → 25 MiB,
+/// a monitor's 9.8 → 4.2 MiB. The API server keeps mimalloc's defaults, which it is
+/// faster with.
+pub const LEAN_ALLOCATOR: [(&str, &str); 2] = [
+    ("MIMALLOC_PURGE_DELAY", "0"),
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+];
+
 /// The FIFO in a bundle that is the container's stdin, when it has one.
 pub const STDIN_FIFO: &str = "stdin";
 /// The FIFO in a bundle that takes `WIDTH HEIGHT` lines for a container's terminal.
@@ -348,7 +358,11 @@ fn copy_to_log(mut pipe: std::fs::File, stream: Stream, log: &Mutex<CriLog>) {
 /// `skiff_binary internal container-monitor …`, and waits until the container is created
 /// (or failed to be).
 pub fn spawn(skiff_binary: &Path, config: &MonitorConfig) -> Result<(), String> {
-    let status = Command::new(skiff_binary)
+    let mut command = Command::new(skiff_binary);
+    for (name, value) in LEAN_ALLOCATOR {
+        command.env(name, value);
+    }
+    let status = command
         .args(["internal", "container-monitor"])
         .args(config.to_args())
         .stdin(Stdio::null())

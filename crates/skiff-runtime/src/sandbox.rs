@@ -173,7 +173,13 @@ pub fn unmount(path: &Path) -> std::io::Result<()> {
         .map_err(|_| std::io::Error::other("a NUL in the path"))?;
     // SAFETY: a valid path.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        return Err(std::io::Error::last_os_error());
+        let e = std::io::Error::last_os_error();
+        // Not (or no longer) a mount point, or gone: a concurrent teardown got there
+        // first, and what was asked is done.
+        if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
+            return Ok(());
+        }
+        return Err(e);
     }
     Ok(())
 }

@@ -23,6 +23,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, cli::Command::Agent(_)) {
+        lean_allocator_or_reexec();
+    }
     // The container monitor forks; it must run before any thread (tokio's) exists.
     if let cli::Command::Internal(cli::InternalCommand::ContainerMonitor { args }) = &cli.command {
         return match skiff_runtime::monitor::MonitorConfig::from_args(args) {
@@ -57,4 +60,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A node agent runs with the lean allocator settings its container monitors get
+/// (`skiff_runtime::monitor::LEAN_ALLOCATOR`). mimalloc reads them as it starts, before
+/// `main`, so when they are not set yet the agent runs itself again with them, once.
+fn lean_allocator_or_reexec() {
+    use std::os::unix::process::CommandExt;
+    let settings = skiff_runtime::monitor::LEAN_ALLOCATOR;
+    if settings
+        .iter()
+        .all(|(name, value)| std::env::var(name).is_ok_and(|v| v == *value))
+    {
+        return;
+    }
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let mut again = std::process::Command::new(me);
+    again.args(std::env::args_os().skip(1));
+    for (name, value) in settings {
+        again.env(name, value);
+    }
+    // exec only returns on failure; the agent then runs with the defaults.
+    let err = again.exec();
+    eprintln!("warning: running with the default allocator settings: {err}");
 }
