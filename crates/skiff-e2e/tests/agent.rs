@@ -737,6 +737,42 @@ fn kubectl_exec_runs_commands_with_their_exit_codes_stdin_and_a_terminal() {
     assert!(text.contains("/dev/pts/"), "{text}");
     assert_eq!(out.status.code(), Some(5), "{text}");
 
+    // A client that goes away takes its command with it.
+    let mut left = kubectl
+        .command(&[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo $$ > /tmp/left.pid; exec sleep 1000",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the command runs", Duration::from_secs(10), || {
+        kubectl
+            .run(&["exec", "shell", "--", "cat", "/tmp/left.pid"])
+            .status
+            .success()
+    });
+    let _ = left.kill();
+    let _ = left.wait();
+    eventually(
+        "the command is gone with its client",
+        Duration::from_secs(10),
+        || {
+            kubectl.ok(&[
+                "exec",
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "kill -0 $(cat /tmp/left.pid) 2>/dev/null && echo alive || echo gone",
+            ]) == "gone\n"
+        },
+    );
+
     // kubectl cp is tar over exec, both ways.
     let local = tempfile::tempdir().unwrap();
     let file = local.path().join("notes.txt");

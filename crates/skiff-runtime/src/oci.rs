@@ -85,11 +85,21 @@ impl OciRuntime {
     /// environment, working directory); `tty` gives it a terminal, which runc bridges to the
     /// command's own stdin and stdout (so those should be a terminal too). The caller sets
     /// stdio and spawns; the exit status is the command's.
-    pub fn exec_command(&self, id: &str, command: &[String], tty: bool) -> Command {
+    /// `pid_file` receives the command's process id (in the host's PID namespace).
+    pub fn exec_command(
+        &self,
+        id: &str,
+        command: &[String],
+        tty: bool,
+        pid_file: Option<&Path>,
+    ) -> Command {
         let mut cmd = self.command();
         cmd.arg("exec");
         if tty {
             cmd.arg("--tty");
+        }
+        if let Some(path) = pid_file {
+            cmd.arg("--pid-file").arg(path);
         }
         cmd.arg(id).args(command);
         cmd

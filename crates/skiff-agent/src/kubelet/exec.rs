@@ -82,11 +82,48 @@ pub type Session = Box<
         + Send,
 >;
 
-/// An exec session: `command` (see `OciRuntime::exec_command`) run as `options` say.
-pub fn session(command: std::process::Command, options: ExecOptions) -> Session {
+/// An exec session: `command` (see `OciRuntime::exec_command`, writing the command's pid
+/// to `pid_file`) run as `options` say. If the session is dropped before the command ends
+/// (the client went away), the command is killed: runc's exec leaves it running otherwise.
+pub fn session(
+    command: std::process::Command,
+    options: ExecOptions,
+    pid_file: std::path::PathBuf,
+) -> Session {
     Box::new(move |input, output| {
-        Box::pin(async move { run(command, &options, input, output).await })
+        Box::pin(async move {
+            let mut guard = KillOnDrop {
+                pid_file,
+                armed: true,
+            };
+            let result = run(command, &options, input, output).await;
+            guard.armed = false;
+            result
+        })
     })
+}
+
+/// Kills the exec'd process named in a pid file when dropped while armed; removes the file.
+struct KillOnDrop {
+    pid_file: std::path::PathBuf,
+    armed: bool,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|p| *p > 1);
+        if self.armed
+            && let Some(pid) = pid
+        {
+            // SAFETY: a plain kill(2); the pid is the exec'd process, still running (the
+            // session ended before its command did).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
 }
 
 /// The `Status` an exec's error stream ends with: success, or upstream's NonZeroExitCode
@@ -358,6 +395,29 @@ mod tests {
             ExecOptions::parse("command=ls").unwrap_err(),
             "you must specify at least one of stdin, stdout, stderr"
         );
+    }
+
+    #[test]
+    fn a_dropped_session_kills_its_command_and_a_finished_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        for armed in [true, false] {
+            let mut child = std::process::Command::new("sleep")
+                .arg("100")
+                .spawn()
+                .unwrap();
+            let pid_file = dir.path().join("exec.pid");
+            std::fs::write(&pid_file, child.id().to_string()).unwrap();
+            drop(KillOnDrop {
+                pid_file: pid_file.clone(),
+                armed,
+            });
+            assert!(!pid_file.exists());
+            std::thread::sleep(Duration::from_millis(50));
+            let ended = child.try_wait().unwrap();
+            assert_eq!(ended.is_some(), armed, "armed: {armed}");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     #[test]

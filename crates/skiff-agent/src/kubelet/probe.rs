@@ -184,7 +184,7 @@ fn exec_in(
     timeout: Duration,
 ) -> Result<(), String> {
     let mut child = runtime
-        .exec_command(id, command, false)
+        .exec_command(id, command, false, None)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -27,6 +27,9 @@ use super::portforward;
 use super::remotecommand;
 use super::sync::Kubelet;
 
+/// Numbers exec sessions (their pid files) within this agent's life.
+static EXEC_SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A bound streaming listener; [`StreamListener::serve`] starts answering once the kubelet
 /// exists (the Node is registered with the port first).
 pub struct StreamListener {
@@ -284,16 +287,21 @@ async fn container_exec(
         Ok(t) => t,
         Err(e) => return status(&e),
     };
-    let id = run.id;
+    let id = run.id.clone();
     if options.command.is_empty() {
         return status(&ApiError::bad_request(
             "you must specify at least one command for the container",
         ));
     }
+    // Unique per session: the process id a dropped session kills.
+    let pid_file = run.bundle.join(format!(
+        "exec-{}.pid",
+        EXEC_SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let command = kubelet
         .runtime
-        .exec_command(&id, &options.command, options.tty);
-    let session = super::exec::session(command, options.clone());
+        .exec_command(&id, &options.command, options.tty, Some(&pid_file));
+    let session = super::exec::session(command, options.clone(), pid_file);
     serve_session(req, options, session).await
 }
 
