@@ -12,8 +12,14 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every place `path` exists as a cgroup directory.
 fn hierarchies(path: &str) -> Vec<PathBuf> {
+    hierarchies_under(Path::new(CGROUP_ROOT), path)
+}
+
+/// Every place `path` exists as a cgroup directory under the cgroup mount `root`: the one
+/// unified tree (v2: the root has `cgroup.controllers`), else each controller's tree (v1,
+/// and the hybrid layout, whose `unified` tree is one more directory here).
+fn hierarchies_under(root: &Path, path: &str) -> Vec<PathBuf> {
     let relative = path.trim_start_matches('/');
-    let root = Path::new(CGROUP_ROOT);
     if root.join("cgroup.controllers").exists() {
         return vec![root.join(relative)]; // pure cgroup v2
     }
@@ -56,8 +62,11 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
 /// Whether the container cgroup `path` recorded an OOM kill (v1 `memory.oom_control`,
 /// v2 `memory.events`).
 pub fn oom_killed(path: &str) -> bool {
+    oom_killed_under(Path::new(CGROUP_ROOT), path)
+}
+
+fn oom_killed_under(root: &Path, path: &str) -> bool {
     let relative = path.trim_start_matches('/');
-    let root = Path::new(CGROUP_ROOT);
     let count = |path: PathBuf, key: &str| {
         std::fs::read_to_string(path).ok().and_then(|text| {
             text.lines().find_map(|l| {
@@ -79,4 +88,68 @@ pub fn oom_killed(path: &str) -> bool {
 /// Whether the cgroup `path` exists in any hierarchy.
 pub fn exists(path: &str) -> bool {
     !hierarchies(path).is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs(root: &Path, paths: &[&str]) {
+        for p in paths {
+            std::fs::create_dir_all(root.join(p)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_unified_v2_tree_is_one_hierarchy_and_reports_oom_in_memory_events() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        dirs(root.path(), &["skiff/podA/c", "other"]);
+        assert_eq!(
+            hierarchies_under(root.path(), "/skiff/podA"),
+            [root.path().join("skiff/podA")]
+        );
+        assert!(!oom_killed_under(root.path(), "/skiff/podA/c"));
+        std::fs::write(
+            root.path().join("skiff/podA/c/memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        assert!(oom_killed_under(root.path(), "/skiff/podA/c"));
+        // On cgroupfs the control files go with their directory; here they are files.
+        std::fs::remove_file(root.path().join("skiff/podA/c/memory.events")).unwrap();
+        for dir in hierarchies_under(root.path(), "/skiff/podA") {
+            remove_tree(&dir).unwrap();
+        }
+        assert!(!root.path().join("skiff/podA").exists());
+        assert!(root.path().join("other").exists());
+        // Gone already: nothing to do, no error.
+        remove_tree(&root.path().join("skiff/podA")).unwrap();
+    }
+
+    #[test]
+    fn v1_controllers_are_each_a_hierarchy_and_report_oom_in_oom_control() {
+        let root = tempfile::tempdir().unwrap();
+        dirs(
+            root.path(),
+            &[
+                "memory/skiff/podB/c",
+                "cpu/skiff/podB",
+                "pids",
+                "unified/skiff/podB",
+            ],
+        );
+        let mut found = hierarchies_under(root.path(), "/skiff/podB");
+        found.sort();
+        assert_eq!(
+            found,
+            ["cpu", "memory", "unified"].map(|c| root.path().join(c).join("skiff/podB"))
+        );
+        std::fs::write(
+            root.path().join("memory/skiff/podB/c/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
+        assert!(oom_killed_under(root.path(), "skiff/podB/c"));
+    }
 }
