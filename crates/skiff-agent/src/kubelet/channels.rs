@@ -101,11 +101,7 @@ pub async fn serve(mut socket: WebSocket, protocol: &str, options: ExecOptions, 
             return;
         }
     }
-    let status = match result {
-        Ok(Ok(code)) => exec::exit_status(&options.command, code),
-        Ok(Err(e)) => exec::failure_status(&format!("error executing command in container: {e}")),
-        Err(e) => exec::failure_status(&format!("the exec session failed: {e}")),
-    };
+    let status = exec::final_status(&options.command, result);
     let _ = socket
         .send(frame(ERROR, status.to_string().as_bytes()))
         .await;

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
@@ -144,8 +144,20 @@ pub fn exit_status(command: &[String], code: i32) -> Value {
     })
 }
 
+/// The `Status` a session's error stream ends with, from how its task ended.
+pub fn final_status(
+    command: &[String],
+    ended: Result<std::io::Result<i32>, tokio::task::JoinError>,
+) -> Value {
+    match ended {
+        Ok(Ok(code)) => exit_status(command, code),
+        Ok(Err(e)) => failure_status(&format!("error executing command in container: {e}")),
+        Err(e) => failure_status(&format!("the exec session failed: {e}")),
+    }
+}
+
 /// The `Status` for an exec that could not run at all.
-pub fn failure_status(message: &str) -> Value {
+fn failure_status(message: &str) -> Value {
     json!({
         "metadata": {},
         "status": "Failure",
@@ -263,17 +275,6 @@ fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) })
 }
 
-fn resize(master: &File, width: u16, height: u16) {
-    let size = libc::winsize {
-        ws_row: height,
-        ws_col: width,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer; the descriptor is a terminal.
-    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
-}
-
 async fn run_with_terminal(
     mut command: std::process::Command,
     mut input: mpsc::Receiver<Input>,
@@ -334,7 +335,9 @@ async fn run_with_terminal(
                 Input::CloseStdin => {
                     let _ = writer.write_all(&[4]);
                 }
-                Input::Resize { width, height } => resize(&writer, width, height),
+                Input::Resize { width, height } => {
+                    skiff_runtime::console::resize(&writer, width, height)
+                }
             }
         }
     });

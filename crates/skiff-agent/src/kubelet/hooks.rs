@@ -104,18 +104,21 @@ impl Kubelet {
     }
 
     /// Stops a run the kubelet's way: `term` recorded (the grace period counts from it),
-    /// the preStop hook within the grace, then SIGTERM (SIGKILL for no grace). The sync
+    /// the preStop hook of its container `c` (when the spec still has it) within the grace,
+    /// then SIGTERM (SIGKILL for no grace). The sync
     /// SIGKILLs a run still there when the grace is over.
     pub(super) async fn stop_run(
         &self,
         pod: &Pod,
         dir: &PodDir,
-        c: &Container,
+        c: Option<&Container>,
         run: &super::pod_dir::Attempt,
         grace: u64,
     ) {
         let _ = std::fs::write(run.bundle.join("term"), now_rfc3339());
-        if grace > 0 {
+        if let Some(c) = c
+            && grace > 0
+        {
             let timeout = Duration::from_secs(grace);
             let _ = self
                 .run_hook(Hook::PreStop, pod, dir, c, &run.id, timeout)

@@ -40,10 +40,19 @@ impl LogOptions {
         let mut options = LogOptions::default();
         let mut since_seconds = None;
         let mut since_time = None;
-        let int = |key: &str, value: &str| {
-            value
+        // An integer at least `min`, else upstream's message for the field.
+        let int_at_least = |key: &str, value: &str, min: i64| {
+            let n = value
                 .parse::<i64>()
-                .map_err(|_| format!("{key}: Invalid value: \"{value}\": must be an integer"))
+                .map_err(|_| format!("{key}: Invalid value: \"{value}\": must be an integer"))?;
+            if n < min {
+                let bound = match min {
+                    0 => "greater than or equal to 0".to_string(),
+                    m => format!("greater than {}", m - 1),
+                };
+                return Err(format!("{key}: Invalid value: {n}: must be {bound}"));
+            }
+            Ok(n)
         };
         for (key, value) in &pairs {
             let flag = || value.is_empty() || value == "true" || value == "1";
@@ -52,33 +61,9 @@ impl LogOptions {
                 "follow" => options.follow = flag(),
                 "previous" => options.previous = flag(),
                 "timestamps" => options.timestamps = flag(),
-                "tailLines" => {
-                    let n = int(key, value)?;
-                    if n < 0 {
-                        return Err(format!(
-                            "tailLines: Invalid value: {n}: must be greater than or equal to 0"
-                        ));
-                    }
-                    options.tail_lines = Some(n as usize);
-                }
-                "limitBytes" => {
-                    let n = int(key, value)?;
-                    if n < 1 {
-                        return Err(format!(
-                            "limitBytes: Invalid value: {n}: must be greater than 0"
-                        ));
-                    }
-                    options.limit_bytes = Some(n as u64);
-                }
-                "sinceSeconds" => {
-                    let n = int(key, value)?;
-                    if n < 1 {
-                        return Err(format!(
-                            "sinceSeconds: Invalid value: {n}: must be greater than 0"
-                        ));
-                    }
-                    since_seconds = Some(n);
-                }
+                "tailLines" => options.tail_lines = Some(int_at_least(key, value, 0)? as usize),
+                "limitBytes" => options.limit_bytes = Some(int_at_least(key, value, 1)? as u64),
+                "sinceSeconds" => since_seconds = Some(int_at_least(key, value, 1)?),
                 "sinceTime" => {
                     since_time = Some(OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
                         format!("sinceTime: Invalid value: \"{value}\": must be an RFC 3339 time")

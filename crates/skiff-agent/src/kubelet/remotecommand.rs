@@ -173,11 +173,7 @@ where
             return;
         }
     }
-    let status = match result {
-        Ok(Ok(code)) => exec::exit_status(&options.command, code),
-        Ok(Err(e)) => exec::failure_status(&format!("error executing command in container: {e}")),
-        Err(e) => exec::failure_status(&format!("the exec session failed: {e}")),
-    };
+    let status = exec::final_status(&options.command, result);
     for role in [Role::Stdout, Role::Stderr] {
         if let Some(id) = stream(role) {
             let _ = writer.data(id, &[], true).await;

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use super::channels;
 use super::exec::ExecOptions;
 use super::logs::{self, LogOptions};
+use super::pod_dir::{Attempt, PodDir};
 use super::portforward;
 use super::remotecommand;
 use super::sync::Kubelet;
@@ -207,11 +208,12 @@ fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn is_spdy(headers: &HeaderMap) -> bool {
+/// Whether a request asks to upgrade to `protocol` (`websocket`, `SPDY/3.1`).
+fn upgrades_to(headers: &HeaderMap, protocol: &str) -> bool {
     headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"))
+        .is_some_and(|v| v.eq_ignore_ascii_case(protocol))
 }
 
 /// Answers a SPDY/3.1 upgrade that offers `protocol` in `X-Stream-Protocol-Version` with
@@ -254,14 +256,8 @@ where
         .expect("a valid response")
 }
 
-fn is_websocket(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-/// What an exec or attach asks for, and the container run it is for.
+/// What an exec or attach asks for, and the container run (with its pod's directory) it
+/// is for.
 fn session_target(
     kubelet: &Kubelet,
     namespace: &str,
@@ -269,11 +265,11 @@ fn session_target(
     uid: &str,
     container: &str,
     query: Option<String>,
-) -> Result<(ExecOptions, super::pod_dir::Attempt), ApiError> {
+) -> Result<(ExecOptions, PodDir, Attempt), ApiError> {
     let options =
         ExecOptions::parse(query.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
-    let run = running_container(kubelet, namespace, name, uid, container)?;
-    Ok((options, run))
+    let (dir, run) = running_container(kubelet, namespace, name, uid, container)?;
+    Ok((options, dir, run))
 }
 
 async fn container_exec(
@@ -282,11 +278,11 @@ async fn container_exec(
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Response {
-    let (options, run) = match session_target(&kubelet, &namespace, &name, &uid, &container, query)
-    {
-        Ok(t) => t,
-        Err(e) => return status(&e),
-    };
+    let (options, _, run) =
+        match session_target(&kubelet, &namespace, &name, &uid, &container, query) {
+            Ok(t) => t,
+            Err(e) => return status(&e),
+        };
     let id = run.id.clone();
     if options.command.is_empty() {
         return status(&ApiError::bad_request(
@@ -311,16 +307,12 @@ async fn container_attach(
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Response {
-    let (options, run) = match session_target(&kubelet, &namespace, &name, &uid, &container, query)
-    {
-        Ok(t) => t,
-        Err(e) => return status(&e),
-    };
-    let pod = match pod_of(&kubelet, &namespace, &name) {
-        Ok(p) => p,
-        Err(e) => return status(&e),
-    };
-    let log = kubelet.dir(&pod).log_path(&container, run.number);
+    let (options, dir, run) =
+        match session_target(&kubelet, &namespace, &name, &uid, &container, query) {
+            Ok(t) => t,
+            Err(e) => return status(&e),
+        };
+    let log = dir.log_path(&container, run.number);
     let fifo = run.bundle.join(skiff_runtime::monitor::STDIN_FIFO);
     let stdin = (options.stdin && fifo.exists()).then_some(fifo);
     let resize = Some(run.bundle.join(skiff_runtime::monitor::RESIZE_FIFO)).filter(|p| p.exists());
@@ -335,12 +327,12 @@ async fn serve_session(
     options: ExecOptions,
     session: super::exec::Session,
 ) -> Response {
-    if is_spdy(req.headers()) {
+    if upgrades_to(req.headers(), "SPDY/3.1") {
         return spdy_upgrade(req, remotecommand::PROTOCOL, move |io| {
             remotecommand::serve(io, options, session)
         });
     }
-    if !is_websocket(req.headers()) {
+    if !upgrades_to(req.headers(), "websocket") {
         return status(&ApiError::bad_request(
             "Upgrade request required (WebSocket with v5.channel.k8s.io or v4.channel.k8s.io, or SPDY/3.1)",
         ));
@@ -384,20 +376,20 @@ fn pod_with_uid(
     Ok(pod)
 }
 
-/// A container's current run, if it is running.
+/// A container's current run, if it is running, and its pod's directory.
 fn running_container(
     kubelet: &Kubelet,
     namespace: &str,
     name: &str,
     uid: &str,
     container: &str,
-) -> Result<super::pod_dir::Attempt, ApiError> {
+) -> Result<(PodDir, Attempt), ApiError> {
     let pod = pod_with_uid(kubelet, namespace, name, uid)?;
-    kubelet
-        .dir(&pod)
-        .attempts(container)
+    let dir = kubelet.dir(&pod);
+    dir.attempts(container)
         .pop()
         .filter(|a| a.is_running())
+        .map(|run| (dir.clone(), run))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
                 "unable to upgrade connection: container not found (\"{container}\")"
@@ -425,12 +417,12 @@ async fn port_forward(
         uid: pod.metadata.uid.clone().unwrap_or_default(),
         netns,
     };
-    if is_spdy(req.headers()) {
+    if upgrades_to(req.headers(), "SPDY/3.1") {
         return spdy_upgrade(req, portforward::PROTOCOL, move |io| {
             portforward::serve(io, target)
         });
     }
-    if !is_websocket(req.headers())
+    if !upgrades_to(req.headers(), "websocket")
         || !offered_protocols(req.headers())
             .iter()
             .any(|p| p == portforward::WEBSOCKET_PROTOCOL)

@@ -535,7 +535,7 @@ impl Kubelet {
                 // As the kubelet: preStop, then SIGTERM; SIGKILL when the grace period (the
                 // probe's own, else the pod's) is over.
                 let grace = termination_grace(pod, probe.termination_grace_period_seconds);
-                self.stop_run(pod, dir, c, a, grace).await;
+                self.stop_run(pod, dir, Some(c), a, grace).await;
                 skiff_client::lock(&self.probes)
                     .retain(|k, _| !(k.0 == dir.uid && k.1 == c.name && k.2 == a.number));
                 view.ready = false;

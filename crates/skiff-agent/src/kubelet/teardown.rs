@@ -13,7 +13,7 @@ use skiff_runtime::Runtime;
 use skiff_runtime::rootfs::Rootfs;
 
 use super::pod_dir::PodDir;
-use super::sync::{Kubelet, SyncError, blocking, now_rfc3339, since};
+use super::sync::{Kubelet, SyncError, blocking, since};
 
 /// Whether a teardown removes the pod's logs (a finished pod keeps them until it is
 /// deleted).
@@ -52,17 +52,7 @@ impl Kubelet {
                             .find(|c| c.name == name)
                             .cloned()
                     });
-                    match container {
-                        Some(c) => self.stop_run(pod, dir, &c, a, grace).await,
-                        None => {
-                            let _ = std::fs::write(a.bundle.join("term"), now_rfc3339());
-                            let signal = if grace == 0 { 9 } else { 15 };
-                            let _ = blocking(move || {
-                                runtime.kill(&id, signal).map_err(|e| e.to_string())
-                            })
-                            .await;
-                        }
-                    }
+                    self.stop_run(pod, dir, container.as_ref(), a, grace).await;
                 }
                 Some(sent) if since(sent) >= Duration::from_secs(grace) => {
                     let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;

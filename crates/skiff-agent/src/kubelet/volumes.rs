@@ -210,6 +210,23 @@ impl Kubelet {
         )
     }
 
+    /// A ConfigMap's or Secret's keys as files of a volume (see [`key_files`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn keys_into(
+        &self,
+        source: Source,
+        ns: &str,
+        name: &str,
+        items: Option<&Vec<KeyToPath>>,
+        optional: bool,
+        mode: u32,
+        out: &mut Payload,
+    ) -> Result<(), String> {
+        let data = self.source_bytes(source, ns, name, optional).await?;
+        let what = format!("{} {name:?}", source.kind().to_lowercase());
+        key_files(&data, items, mode, &what, optional, out)
+    }
+
     /// The files of one written volume.
     async fn payload(
         &self,
@@ -220,58 +237,60 @@ impl Kubelet {
         let ns = pod.namespace().unwrap_or_default();
         let mut out = Payload::new();
         if let Some(cm) = &v.config_map {
-            let optional = cm.optional.unwrap_or(false);
-            let data = self
-                .source_bytes(Source::ConfigMap, &ns, &cm.name, optional)
-                .await?;
-            let what = format!("configmap {:?}", cm.name);
             let mode = mode_of(cm.default_mode, DEFAULT_MODE);
-            key_files(&data, cm.items.as_ref(), mode, &what, optional, &mut out)?;
+            let (items, optional) = (cm.items.as_ref(), cm.optional.unwrap_or(false));
+            self.keys_into(
+                Source::ConfigMap,
+                &ns,
+                &cm.name,
+                items,
+                optional,
+                mode,
+                &mut out,
+            )
+            .await?;
         } else if let Some(s) = &v.secret {
             let name = s.secret_name.clone().unwrap_or_default();
-            let optional = s.optional.unwrap_or(false);
-            let data = self
-                .source_bytes(Source::Secret, &ns, &name, optional)
-                .await?;
-            let what = format!("secret {name:?}");
             let mode = mode_of(s.default_mode, DEFAULT_MODE);
-            key_files(&data, s.items.as_ref(), mode, &what, optional, &mut out)?;
+            let (items, optional) = (s.items.as_ref(), s.optional.unwrap_or(false));
+            self.keys_into(Source::Secret, &ns, &name, items, optional, mode, &mut out)
+                .await?;
         } else if let Some(d) = &v.downward_api {
             let mode = mode_of(d.default_mode, DEFAULT_MODE);
-            self.downward_files(
-                pod,
-                d.items.as_deref().unwrap_or(&[]),
-                mode,
-                fields,
-                &mut out,
-            )?;
+            let items = d.items.as_deref().unwrap_or(&[]);
+            self.downward_files(pod, items, mode, fields, &mut out)?;
         } else if let Some(p) = &v.projected {
             let mode = mode_of(p.default_mode, DEFAULT_MODE);
             for source in p.sources.iter().flatten() {
                 if let Some(cm) = &source.config_map {
-                    let optional = cm.optional.unwrap_or(false);
-                    let data = self
-                        .source_bytes(Source::ConfigMap, &ns, &cm.name, optional)
-                        .await?;
-                    let what = format!("configmap {:?}", cm.name);
-                    key_files(&data, cm.items.as_ref(), mode, &what, optional, &mut out)?;
+                    let (items, optional) = (cm.items.as_ref(), cm.optional.unwrap_or(false));
+                    self.keys_into(
+                        Source::ConfigMap,
+                        &ns,
+                        &cm.name,
+                        items,
+                        optional,
+                        mode,
+                        &mut out,
+                    )
+                    .await?;
                 }
                 if let Some(s) = &source.secret {
-                    let optional = s.optional.unwrap_or(false);
-                    let data = self
-                        .source_bytes(Source::Secret, &ns, &s.name, optional)
-                        .await?;
-                    let what = format!("secret {:?}", s.name);
-                    key_files(&data, s.items.as_ref(), mode, &what, optional, &mut out)?;
+                    let (items, optional) = (s.items.as_ref(), s.optional.unwrap_or(false));
+                    self.keys_into(
+                        Source::Secret,
+                        &ns,
+                        &s.name,
+                        items,
+                        optional,
+                        mode,
+                        &mut out,
+                    )
+                    .await?;
                 }
                 if let Some(d) = &source.downward_api {
-                    self.downward_files(
-                        pod,
-                        d.items.as_deref().unwrap_or(&[]),
-                        mode,
-                        fields,
-                        &mut out,
-                    )?;
+                    let items = d.items.as_deref().unwrap_or(&[]);
+                    self.downward_files(pod, items, mode, fields, &mut out)?;
                 }
                 if source.service_account_token.is_some() || source.cluster_trust_bundle.is_some() {
                     return Err(
@@ -321,7 +340,7 @@ impl Kubelet {
 /// Mounts a tmpfs at `path` unless one is there already.
 fn mount_tmpfs(path: &Path, size: Option<i64>) -> std::io::Result<()> {
     std::fs::create_dir_all(path)?;
-    if is_mount_point(path) {
+    if skiff_runtime::rootfs::is_mountpoint(path) {
         return Ok(());
     }
     let mut options = "mode=0777".to_string();
@@ -347,18 +366,6 @@ fn mount_tmpfs(path: &Path, size: Option<i64>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether `path` is where a file system is mounted (its device differs from its parent's).
-fn is_mount_point(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (
-        std::fs::metadata(path),
-        path.parent().map(std::fs::metadata),
-    ) {
-        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
-        _ => false,
-    }
-}
-
 /// Unmounts whatever was mounted over the pod's volume directories (memory-backed
 /// emptyDirs), so they can be removed.
 pub fn unmount_all(dir: &PodDir) {
@@ -368,10 +375,8 @@ pub fn unmount_all(dir: &PodDir) {
         .flatten()
     {
         let path = entry.path();
-        if is_mount_point(&path) {
-            let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).expect("no NUL");
-            // SAFETY: a valid path; a detached unmount cannot leave it half-done.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        if skiff_runtime::rootfs::is_mountpoint(&path) {
+            let _ = skiff_runtime::sandbox::unmount(&path);
         }
     }
 }
