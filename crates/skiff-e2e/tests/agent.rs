@@ -103,6 +103,22 @@ fn pods_of(server: &TestServer, selector: &str) -> Vec<Value> {
     list["items"].as_array().unwrap().clone()
 }
 
+/// The events of the object named `name`, as `kubectl get events` prints them.
+fn events_of(kubectl: &skiff_e2e::Kubectl, name: &str) -> String {
+    kubectl.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+    ])
+}
+
+/// Whether the pod's first container has restarted at least once.
+fn restarted(server: &TestServer, pod: &str) -> bool {
+    pod_json(server, pod)
+        .is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1))
+}
+
 /// busybox wget from inside the node's network namespace.
 fn http_get(netns: &Path, url: &str) -> Option<String> {
     let out = Command::new("nsenter")
@@ -251,15 +267,7 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
             "hello from skiff\n"
         );
     }
-    let events = kubectl.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!(
-            "involvedObject.name={}",
-            pods[0]["metadata"]["name"].as_str().unwrap()
-        ),
-    ]);
+    let events = events_of(&kubectl, pods[0]["metadata"]["name"].as_str().unwrap());
     for reason in ["Scheduled", "Pulled", "Created", "Started"] {
         assert!(events.contains(reason), "{reason} in {events}");
     }
@@ -323,12 +331,7 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
     )
     .unwrap();
     assert!(log.contains(" stdout F boom world"), "{log}");
-    let events = kubectl.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=crash",
-    ]);
+    let events = events_of(&kubectl, "crash");
     assert!(events.contains("BackOff"), "{events}");
 
     // An agent restart adopts what runs: same processes, same restart counts.
@@ -446,12 +449,7 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
             })
         },
     );
-    let events = kubectl.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=never-ready",
-    ]);
+    let events = events_of(&kubectl, "never-ready");
     assert!(
         events.contains("Readiness probe failed: dial tcp"),
         "{events}"
@@ -459,18 +457,9 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
     eventually(
         "the failing liveness probe restarts the container",
         Duration::from_secs(30),
-        || {
-            pod_json(server, "unhealthy").is_some_and(|p| {
-                p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
-            })
-        },
+        || restarted(server, "unhealthy"),
     );
-    let events = kubectl.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=unhealthy",
-    ]);
+    let events = events_of(&kubectl, "unhealthy");
     assert!(events.contains("Liveness probe failed"), "{events}");
     assert!(
         events.contains("Container c failed liveness probe, will be restarted"),
@@ -661,15 +650,22 @@ fn kubectl_logs_stream_from_the_node_with_upstreams_options_and_errors() {
     kubectl.ok(&["delete", "pod", "talk", "crash", "nowhere", "--wait=true"]);
 }
 
-/// kubectl with this node's cluster, as a command to run under `script` (a terminal).
-fn in_terminal(kubectl: &skiff_e2e::Kubectl, args: &[&str]) -> Output {
+/// `kubectl args` run in a terminal of its own: under `script`, which gives it a
+/// pseudo-terminal and passes its own stdin and stdout through.
+fn in_script(kubectl: &skiff_e2e::Kubectl, args: &[&str]) -> Command {
     let cmd = kubectl.command(args);
     let line: Vec<String> = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| format!("'{}'", a.to_string_lossy()))
         .collect();
-    Command::new("script")
-        .args(["-qec", &line.join(" "), "/dev/null"])
+    let mut script = Command::new("script");
+    script.args(["-qec", &line.join(" "), "/dev/null"]);
+    script
+}
+
+/// kubectl run in a terminal with no input; its output and exit status.
+fn in_terminal(kubectl: &skiff_e2e::Kubectl, args: &[&str]) -> Output {
+    in_script(kubectl, args)
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -694,48 +690,48 @@ fn kubectl_exec_runs_commands_with_their_exit_codes_stdin_and_a_terminal() {
         "--timeout=60s",
     ]);
 
-    // The container's environment, as its main process has it.
-    assert_eq!(
-        kubectl.ok(&["exec", "shell", "--", "sh", "-c", "echo $GREETING"]),
-        "hello from the pod\n"
-    );
-    let out = kubectl.run(&[
-        "exec",
-        "shell",
-        "--",
-        "sh",
-        "-c",
-        "echo out; echo err >&2; exit 3",
-    ]);
-    assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("err\n"),
-        "{out:?}"
-    );
-    assert_eq!(
-        kubectl.ok_stdin(&["exec", "-i", "shell", "--", "cat"], "fed through stdin\n"),
-        "fed through stdin\n"
-    );
+    // kubectl 1.33 speaks WebSocket; 1.28 and 1.29 speak SPDY only: the same over both.
     let big = "x".repeat(300_000);
-    assert_eq!(
-        kubectl
-            .ok_stdin(
+    for minor in [33, 28, 29] {
+        let k = server.kubectl(minor);
+        // The container's environment, as its main process has it; stdout and stderr
+        // apart; the exit code.
+        let out = k.run(&[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; echo err >&2; exit 3",
+        ]);
+        assert_eq!(out.status.code(), Some(3), "1.{minor}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from the pod\n");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("err\n"),
+            "1.{minor}: {out:?}"
+        );
+        assert_eq!(
+            k.ok_stdin(&["exec", "-i", "shell", "--", "cat"], "fed through stdin\n"),
+            "fed through stdin\n"
+        );
+        assert_eq!(
+            k.ok_stdin(
                 &["exec", "-i", "shell", "--", "sh", "-c", "cat | wc -c"],
                 &big
             )
             .trim(),
-        "300000"
-    );
-
-    // -it: the command has a terminal.
-    let out = in_terminal(
-        &kubectl,
-        &["exec", "-it", "shell", "--", "sh", "-c", "tty; exit 5"],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("/dev/pts/"), "{text}");
-    assert_eq!(out.status.code(), Some(5), "{text}");
+            "300000",
+            "1.{minor}"
+        );
+        // -it: the command has a terminal.
+        let out = in_terminal(
+            &k,
+            &["exec", "-it", "shell", "--", "sh", "-c", "tty; exit 5"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("/dev/pts/"), "1.{minor}: {text}");
+        assert_eq!(out.status.code(), Some(5), "1.{minor}: {text}");
+    }
 
     // A client that goes away takes its command with it.
     let mut left = kubectl
@@ -786,40 +782,6 @@ fn kubectl_exec_runs_commands_with_their_exit_codes_stdin_and_a_terminal() {
     kubectl.ok(&["cp", "shell:/tmp/notes.txt", back.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
 
-    // kubectl 1.28 and 1.29 speak SPDY only: the same, over the other transport.
-    for minor in [28, 29] {
-        let old = server.kubectl(minor);
-        let out = old.run(&[
-            "exec",
-            "shell",
-            "--",
-            "sh",
-            "-c",
-            "echo $GREETING; echo e >&2; exit 4",
-        ]);
-        assert_eq!(out.status.code(), Some(4), "1.{minor}: {out:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from the pod\n");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("e\n"),
-            "{out:?}"
-        );
-        assert_eq!(
-            old.ok_stdin(
-                &["exec", "-i", "shell", "--", "sh", "-c", "cat | wc -c"],
-                &big
-            )
-            .trim(),
-            "300000"
-        );
-        let out = in_terminal(
-            &old,
-            &["exec", "-it", "shell", "--", "sh", "-c", "tty; exit 6"],
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("/dev/pts/"), "1.{minor}: {text}");
-        assert_eq!(out.status.code(), Some(6), "1.{minor}: {text}");
-    }
-
     let err = kubectl.fails(&["exec", "shell", "-c", "nope", "--", "true"]);
     assert!(
         err.contains("container nope is not valid for pod shell"),
@@ -841,10 +803,10 @@ fn local_http_get(port: u16, path: &str) -> std::io::Result<String> {
     Ok(reply)
 }
 
-/// `kubectl port-forward pod/web :8080`, and the local port it picked.
-fn port_forward(kubectl: &skiff_e2e::Kubectl) -> (Child, u16) {
+/// `kubectl port-forward pod/web :<pod_port>`, and the local port it picked.
+fn port_forward(kubectl: &skiff_e2e::Kubectl, pod_port: u16) -> (Child, u16) {
     let mut child = kubectl
-        .command(&["port-forward", "pod/web", ":8080"])
+        .command(&["port-forward", "pod/web", &format!(":{pod_port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -875,7 +837,7 @@ fn kubectl_port_forward_reaches_the_pod_over_websocket_and_spdy() {
     kubectl.ok(&["wait", "pod/web", "--for=condition=Ready", "--timeout=60s"]);
     // 1.33 tunnels SPDY through WebSocket; 1.30 and 1.28 speak SPDY after an upgrade.
     for minor in [33, 30, 28] {
-        let (mut forward, port) = port_forward(&server.kubectl(minor));
+        let (mut forward, port) = port_forward(&server.kubectl(minor), 8080);
         // Several connections, one after another and at once, over the one session.
         for _ in 0..3 {
             let reply = local_http_get(port, "/motd").unwrap();
@@ -892,18 +854,7 @@ fn kubectl_port_forward_reaches_the_pod_over_websocket_and_spdy() {
         let _ = forward.wait();
     }
     // A port nothing listens on: the connection closes and kubectl says why.
-    let mut forward = kubectl
-        .command(&["port-forward", "pod/web", ":9999"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let line = read_lines(&mut forward, 1, Duration::from_secs(20));
-    let port: u16 = line[0]
-        .strip_prefix("Forwarding from 127.0.0.1:")
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let (mut forward, port) = port_forward(&kubectl, 9999);
     let reply = local_http_get(port, "/").unwrap_or_default();
     assert_eq!(reply, "", "nothing comes back from a closed port");
     std::thread::sleep(Duration::from_millis(500));
@@ -1016,14 +967,7 @@ fn configmap_secret_downward_and_projected_volumes_and_memory_emptydirs() {
                 "volumeMounts": [{"name": "c", "mountPath": "/etc/c"}]}]}}"#,
     );
     eventually("a FailedMount event", Duration::from_secs(20), || {
-        kubectl
-            .ok(&[
-                "get",
-                "events",
-                "--field-selector",
-                "involvedObject.name=waits",
-            ])
-            .contains("configmap \"not-yet\" not found")
+        events_of(&kubectl, "waits").contains("configmap \"not-yet\" not found")
     });
     assert_eq!(
         pod_json(server, "waits").unwrap()["status"]["phase"],
@@ -1098,11 +1042,7 @@ fn post_start_and_pre_stop_hooks_run_around_the_container() {
     eventually(
         "the unhealthy container restarts",
         Duration::from_secs(40),
-        || {
-            pod_json(server, "unhealthy").is_some_and(|p| {
-                p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
-            })
-        },
+        || restarted(server, "unhealthy"),
     );
     let stops = std::fs::read_to_string(shared.join("probe")).unwrap();
     assert!(stops.starts_with("prestop\nterm\n"), "{stops}");
@@ -1125,18 +1065,9 @@ fn post_start_and_pre_stop_hooks_run_around_the_container() {
     eventually(
         "the failed hook restarts the container",
         Duration::from_secs(40),
-        || {
-            pod_json(server, "badhook").is_some_and(|p| {
-                p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
-            })
-        },
+        || restarted(server, "badhook"),
     );
-    let events = kubectl.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=badhook",
-    ]);
+    let events = events_of(&kubectl, "badhook");
     assert!(events.contains("FailedPostStartHook"), "{events}");
     kubectl.ok(&["delete", "pod", "badhook", "--wait=true"]);
 }
@@ -1224,13 +1155,7 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
         "--for=condition=Ready",
         "--timeout=60s",
     ]);
-    let cmd = kubectl.command(&["attach", "-it", "shell-tty"]);
-    let line: Vec<String> = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy()))
-        .collect();
-    let mut attach = Command::new("script")
-        .args(["-qec", &line.join(" "), "/dev/null"])
+    let mut attach = in_script(&kubectl, &["attach", "-it", "shell-tty"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
