@@ -21,29 +21,57 @@ fn meminfo_kib(field: &str) -> Option<u64> {
     })
 }
 
-/// The kubelet's default hard eviction thresholds: `memory.available<100Mi`,
-/// `nodefs.available<10%`, `nodefs.inodesFree<5%`; PIDs count as short when fewer than a
-/// tenth of `pid_max` are left.
-pub fn pressure(data_dir: &Path) -> crate::node::Pressure {
-    let memory = meminfo_kib("MemAvailable").is_some_and(|kib| kib < 100 * 1024);
-    let disk = statvfs(data_dir).is_some_and(|st| {
-        let blocks_low = st.f_blocks > 0 && st.f_bavail * 10 < st.f_blocks;
-        let inodes_low = st.f_files > 0 && st.f_favail * 20 < st.f_files;
-        blocks_low || inodes_low
-    });
-    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(u64::MAX);
-    let tasks: u64 = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().nth(3)?.split_once('/')?.1.parse().ok())
-        .unwrap_or(0);
-    crate::node::Pressure {
-        memory,
-        disk,
-        pid: pid_max.saturating_sub(tasks) * 10 < pid_max,
+/// What the pressure conditions are judged from; `None` where the machine would not say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Readings {
+    pub memory_available_kib: Option<u64>,
+    /// `(blocks, blocks available, inodes, inodes available)` of the data directory's
+    /// filesystem.
+    pub disk: Option<(u64, u64, u64, u64)>,
+    pub pid_max: Option<u64>,
+    pub tasks: Option<u64>,
+}
+
+impl Readings {
+    pub fn of_this_machine(data_dir: &Path) -> Readings {
+        Readings {
+            memory_available_kib: meminfo_kib("MemAvailable"),
+            disk: statvfs(data_dir).map(|st| (st.f_blocks, st.f_bavail, st.f_files, st.f_favail)),
+            pid_max: std::fs::read_to_string("/proc/sys/kernel/pid_max")
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
+            tasks: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().nth(3)?.split_once('/')?.1.parse().ok()),
+        }
     }
+
+    /// The kubelet's default hard eviction thresholds: `memory.available<100Mi`,
+    /// `nodefs.available<10%`, `nodefs.inodesFree<5%`; PIDs count as short when fewer than
+    /// a tenth of `pid_max` are left. A reading missing is no pressure.
+    pub fn pressure(&self) -> crate::node::Pressure {
+        let disk = self.disk.is_some_and(|(blocks, bavail, files, favail)| {
+            let blocks_low = blocks > 0 && bavail * 10 < blocks;
+            let inodes_low = files > 0 && favail * 20 < files;
+            blocks_low || inodes_low
+        });
+        let pid = match (self.pid_max, self.tasks) {
+            (Some(max), Some(tasks)) => max.saturating_sub(tasks) * 10 < max,
+            _ => false,
+        };
+        crate::node::Pressure {
+            memory: self
+                .memory_available_kib
+                .is_some_and(|kib| kib < 100 * 1024),
+            disk,
+            pid,
+        }
+    }
+}
+
+/// This machine's pressure conditions now, for the node whose data lives in `data_dir`.
+pub fn pressure(data_dir: &Path) -> crate::node::Pressure {
+    Readings::of_this_machine(data_dir).pressure()
 }
 
 fn statvfs(path: &Path) -> Option<libc::statvfs> {
@@ -110,7 +138,57 @@ mod tests {
     #[test]
     fn this_machine_reads_as_a_node() {
         assert!(memory_kib() > 0 && cpus() >= 1);
-        // The test machine is not short of memory, disk or PIDs.
-        assert_eq!(pressure(Path::new("/")), crate::node::Pressure::default());
+        // Whether this machine is short of anything is its own business; that every
+        // reading is there is ours.
+        let r = Readings::of_this_machine(Path::new("/"));
+        assert!(r.memory_available_kib.is_some(), "{r:?}");
+        assert!(r.disk.is_some_and(|(blocks, ..)| blocks > 0), "{r:?}");
+        assert!(r.pid_max.is_some() && r.tasks.is_some(), "{r:?}");
+    }
+
+    #[test]
+    fn pressure_follows_the_kubelets_default_thresholds() {
+        use crate::node::Pressure;
+        let plenty = Readings {
+            memory_available_kib: Some(4 << 20),
+            disk: Some((1000, 500, 1000, 500)),
+            pid_max: Some(4_194_304),
+            tasks: Some(300),
+        };
+        assert_eq!(plenty.pressure(), Pressure::default());
+        assert_eq!(Readings::default().pressure(), Pressure::default());
+
+        let memory = Readings {
+            memory_available_kib: Some(99 * 1024),
+            ..plenty
+        };
+        assert!(memory.pressure().memory);
+        let at_100mi = Readings {
+            memory_available_kib: Some(100 * 1024),
+            ..plenty
+        };
+        assert!(!at_100mi.pressure().memory);
+
+        // Under 10% of blocks, or under 5% of inodes, is disk pressure; exactly at is not.
+        let blocks = |avail| Readings {
+            disk: Some((1000, avail, 1000, 500)),
+            ..plenty
+        };
+        assert!(blocks(99).pressure().disk);
+        assert!(!blocks(100).pressure().disk);
+        let inodes = |avail| Readings {
+            disk: Some((1000, 500, 1000, avail)),
+            ..plenty
+        };
+        assert!(inodes(49).pressure().disk);
+        assert!(!inodes(50).pressure().disk);
+
+        let pids = |tasks| Readings {
+            pid_max: Some(1000),
+            tasks: Some(tasks),
+            ..plenty
+        };
+        assert!(pids(901).pressure().pid);
+        assert!(!pids(900).pressure().pid);
     }
 }
