@@ -11,6 +11,7 @@ packages=(
   skopeo             # the registry's tests push and inspect images with a real client
   busybox-static     # …built offline from this static busybox
   runc               # the node agent runs containers with it
+  crun               # …or with crun (--runtime crun), which its tests run too
   iproute2           # …and wires pod networks with ip (run in namespaces by util-linux nsenter)
 )
 

@@ -12,6 +12,7 @@ use skiff_apiserver::{RunningServer, ServerConfig};
 use skiff_store::Store;
 
 pub mod images;
+pub mod node;
 
 /// Where the machine's versioned kubectl binaries live (Google Cloud SDK's layout).
 const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";

@@ -5,207 +5,14 @@
 //! crashes restart with back-off, a killed process restarts, an agent restart leaves
 //! running containers alone, and deleting the pods leaves nothing behind.
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_e2e::{TestServer, eventually};
-use skiff_image::build::{BuiltImage, Compression};
-use skiff_runtime::sandbox::Sandbox;
-
-const NODE: &str = "node-1";
-const APPLETS: &[&str] = &[
-    "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill", "dd", "tty", "stty", "wc",
-    "tar", "mkdir",
-];
-
-/// busybox (Debian's static build) as `busybox:1.36` in the cluster's registry.
-fn push_busybox(server: &TestServer) {
-    let layer = skiff_e2e::images::busybox_layer_builder(APPLETS)
-        .dir("tmp/")
-        .dir("etc/")
-        .file("etc/motd", b"hello from skiff\n", 0o644);
-    let run = skiff_oci::manifest::RunConfig {
-        env: Some(vec!["PATH=/bin".into()]),
-        cmd: Some(vec!["sh".into()]),
-        ..Default::default()
-    };
-    let image = BuiltImage::new(
-        vec![layer.finish(Compression::Gzip)],
-        run,
-        &skiff_oci::Platform::current(),
-    );
-    let client = skiff_image::RegistryClient::new(Default::default());
-    let endpoint = skiff_image::Endpoint::new(&format!("http://{}", server.registry));
-    let creds = skiff_image::Credentials {
-        username: "skiff".into(),
-        password: server.token().into(),
-    };
-    let repo = client.repository(&endpoint, "library/busybox", Some(creds), true);
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(image.push(&repo, "1.36"))
-        .unwrap();
-}
-
-/// A `skiff agent` process for this machine as `node-1`.
-struct Agent {
-    child: Child,
-}
-
-fn start_agent(server: &TestServer, data: &Path, netns: &Path) -> Agent {
-    let child = Command::new(skiff_e2e::skiff_binary())
-        .args([
-            "agent",
-            "--node-name",
-            NODE,
-            "--pod-cidr",
-            "10.244.1.0/24",
-            "--node-ip",
-            "127.0.0.1",
-            "--kubelet-address",
-            "127.0.0.1",
-            "--kubelet-port",
-            "0",
-        ])
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig())
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--node-netns")
-        .arg(netns)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Agent { child }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn pod_json(server: &TestServer, name: &str) -> Option<Value> {
-    let out = server.kubectl(33).run(&["get", "pod", name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
-fn pods_of(server: &TestServer, selector: &str) -> Vec<Value> {
-    let list = server
-        .kubectl(33)
-        .json(&["get", "pods", "-l", selector, "-o", "json"]);
-    list["items"].as_array().unwrap().clone()
-}
-
-/// The events of the object named `name`, as `kubectl get events` prints them.
-fn events_of(kubectl: &skiff_e2e::Kubectl, name: &str) -> String {
-    kubectl.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={name}"),
-    ])
-}
-
-/// Whether the pod's first container has restarted at least once.
-fn restarted(server: &TestServer, pod: &str) -> bool {
-    pod_json(server, pod)
-        .is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1))
-}
-
-/// busybox wget from inside the node's network namespace.
-fn http_get(netns: &Path, url: &str) -> Option<String> {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", netns.display()))
-        .args(["timeout", "5", "busybox", "wget", "-q", "-O", "-", url])
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn container_pid(data: &Path, pod: &Value, container: &str, attempt: u32) -> i32 {
-    let uid = pod["metadata"]["uid"].as_str().unwrap();
-    let path: PathBuf = data
-        .join("pods")
-        .join(uid)
-        .join("containers")
-        .join(container)
-        .join(attempt.to_string())
-        .join("pid");
-    std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// A test server with busybox in its registry and a ready `node-1` run by a `skiff agent`
-/// whose pod bridge is in a namespace of the test's own.
-struct Node {
-    agent: Option<Agent>,
-    data: PathBuf,
-    netns: Sandbox,
-    _tmp: tempfile::TempDir,
-    server: TestServer,
-}
-
-impl Node {
-    fn start() -> Node {
-        skiff_e2e::assert_root();
-        let server = TestServer::start();
-        let tmp = tempfile::tempdir().unwrap();
-        let netns = Sandbox::at(tmp.path().join("node-ns"));
-        netns.create("node-1").unwrap();
-        let data = tmp.path().join("agent");
-        // Images come from the cluster's registry only: nothing is fetched off the machine,
-        // even for a name that is not there.
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::write(
-            data.join("registries.yaml"),
-            "disable_default_endpoint: true\n",
-        )
-        .unwrap();
-        push_busybox(&server);
-        let agent = Some(start_agent(&server, &data, &netns.net()));
-        let kubectl = server.kubectl(33);
-        let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
-        eventually("the node is Ready", Duration::from_secs(30), || {
-            let out = kubectl.run(&["get", "node", NODE, "-o", ready]);
-            String::from_utf8_lossy(&out.stdout) == "True"
-        });
-        Node {
-            agent,
-            data,
-            netns,
-            _tmp: tmp,
-            server,
-        }
-    }
-
-    fn restart_agent(&mut self) {
-        self.agent = None;
-        self.agent = Some(start_agent(&self.server, &self.data, &self.netns.net()));
-    }
-}
-
-impl Drop for Node {
-    /// A failed test leaves nothing running either.
-    fn drop(&mut self) {
-        self.agent = None;
-        if let Err(e) = skiff_agent::kubelet::wipe(&self.data, Path::new("runc")) {
-            eprintln!("cleaning up the node: {e}");
-        }
-        let _ = self.netns.remove();
-    }
-}
+use skiff_e2e::eventually;
+use skiff_e2e::node::{
+    NODE, Node, container_pid, events_of, http_get, pod_json, pods_of, restarted,
+};
 
 #[test]
 fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_behind() {
@@ -275,21 +82,7 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
     // kill -9 of a container's process: restarted, restartCount 1.
     let victim = &pods[0];
     let victim_name = victim["metadata"]["name"].as_str().unwrap().to_string();
-    let pid = container_pid(&data, victim, "httpd", 0);
-    Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    eventually(
-        "the killed container restarts",
-        Duration::from_secs(30),
-        || {
-            pod_json(server, &victim_name).is_some_and(|p| {
-                let c = &p["status"]["containerStatuses"][0];
-                c["restartCount"] == 1 && c["state"]["running"].is_object()
-            })
-        },
-    );
+    node.kill_and_await_restart(victim, "httpd");
     let p = pod_json(server, &victim_name).unwrap();
     assert_eq!(
         p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
@@ -355,28 +148,8 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
     // Deleting: SIGTERM, then the pods go, and nothing is left on the node.
     kubectl.ok(&["delete", "deployment", "web"]);
     kubectl.ok(&["delete", "pod", "crash", "--wait=false"]);
-    eventually("every pod is gone", Duration::from_secs(60), || {
-        let list = kubectl.json(&["get", "pods", "-o", "json"]);
-        list["items"].as_array().unwrap().is_empty()
-    });
-    eventually("the node is clean", Duration::from_secs(20), || {
-        let pods_left = std::fs::read_dir(data.join("pods")).map_or(0, |d| d.count());
-        pods_left == 0 && skiff_e2e::mounts_under(&data).is_empty()
-    });
-    let runc = Command::new("runc")
-        .arg("--root")
-        .arg(data.join("runc"))
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&runc.stdout).trim(), "");
-    // Other tests' pods share /skiff: look at this test's own.
-    for uid in &uids {
-        assert!(
-            !skiff_runtime::cgroups::exists(&format!("/skiff/pod{uid}")),
-            "the cgroup of pod {uid} is gone"
-        );
-    }
+    node.await_no_pods();
+    node.assert_left_clean(&uids);
 }
 
 fn condition(pod: &Value, type_: &str) -> String {
@@ -476,12 +249,7 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
         },
     );
     kubectl.ok(&["delete", "pods", "--all", "--wait=false"]);
-    eventually("every pod is gone", Duration::from_secs(60), || {
-        kubectl.json(&["get", "pods", "-o", "json"])["items"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    });
+    node.await_no_pods();
 }
 
 /// Reads lines from a child's stdout until `count` arrived or `within` passed; the rest of

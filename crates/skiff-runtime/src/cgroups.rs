@@ -32,6 +32,22 @@ fn hierarchies_under(root: &Path, path: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The controllers in the v2 tree of a hybrid layout (`unified` beside the v1 trees): those
+/// no v1 hierarchy took. Empty on pure v1 and pure v2. crun refuses to create containers
+/// while there are any; runc does not mind.
+pub fn hybrid_v2_controllers() -> Vec<String> {
+    hybrid_v2_controllers_under(Path::new(CGROUP_ROOT))
+}
+
+fn hybrid_v2_controllers_under(root: &Path) -> Vec<String> {
+    if root.join("cgroup.controllers").exists() {
+        return Vec::new(); // pure cgroup v2
+    }
+    std::fs::read_to_string(root.join("unified/cgroup.controllers"))
+        .map(|c| c.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// Removes the (empty) cgroup `path` — children first — in every hierarchy. Fails if a
 /// process is still in one.
 pub fn remove(path: &str) -> std::io::Result<()> {
@@ -116,6 +132,7 @@ mod tests {
         )
         .unwrap();
         assert!(oom_killed_under(root.path(), "/skiff/podA/c"));
+        assert!(hybrid_v2_controllers_under(root.path()).is_empty());
         // On cgroupfs the control files go with their directory; here they are files.
         std::fs::remove_file(root.path().join("skiff/podA/c/memory.events")).unwrap();
         for dir in hierarchies_under(root.path(), "/skiff/podA") {
@@ -151,5 +168,10 @@ mod tests {
         )
         .unwrap();
         assert!(oom_killed_under(root.path(), "skiff/podB/c"));
+
+        // Hybrid: what v1 did not take is in the unified tree.
+        assert!(hybrid_v2_controllers_under(root.path()).is_empty());
+        std::fs::write(root.path().join("unified/cgroup.controllers"), "hugetlb\n").unwrap();
+        assert_eq!(hybrid_v2_controllers_under(root.path()), ["hugetlb"]);
     }
 }

@@ -15,6 +15,8 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the container bundle {path}: {message}")]
+    Bundle { path: String, message: String },
     #[error("{binary} {action} {id}: {message}")]
     Failed {
         binary: String,
@@ -25,6 +27,25 @@ pub enum RuntimeError {
 }
 
 type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// A runtime `exec` ready to be given stdio and spawned, and the process spec file it
+/// reads, removed when this is dropped: keep it until the command has started.
+pub struct ExecCommand {
+    pub command: Command,
+    pub process_file: ProcessFile,
+}
+
+/// A file removed when dropped.
+pub struct ProcessFile(PathBuf);
+
+impl Drop for ProcessFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Makes exec process files unique within this process.
+static EXEC_FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// What `runc state` reports of a container.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -65,6 +86,13 @@ pub struct OciRuntime {
     root: PathBuf,
 }
 
+/// An OCI runtime's name from its binary's path: `/usr/bin/crun` is `crun`.
+pub fn runtime_name(binary: &Path) -> String {
+    binary
+        .file_name()
+        .map_or_else(|| "runc".into(), |n| n.to_string_lossy().into_owned())
+}
+
 impl OciRuntime {
     pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> OciRuntime {
         OciRuntime {
@@ -77,32 +105,65 @@ impl OciRuntime {
         &self.binary
     }
 
+    /// The runtime's name (`runc`, `crun`): its binary's file name.
+    pub fn name(&self) -> String {
+        runtime_name(&self.binary)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// `runc exec` of `command` in a running container, as its main process runs (user,
-    /// environment, working directory); `tty` gives it a terminal, which runc bridges to the
-    /// command's own stdin and stdout (so those should be a terminal too). The caller sets
-    /// stdio and spawns; the exit status is the command's.
-    /// `pid_file` receives the command's process id (in the host's PID namespace).
+    /// `runc exec` of `command` in a running container, as its main process runs: the
+    /// process spec is the container's own (`bundle/config.json`: user and groups,
+    /// environment, working directory, capabilities, limits) with `command` as its
+    /// arguments, passed with `--process` so that runc and crun alike take all of it.
+    /// `tty` gives it a terminal, which the runtime bridges to the command's own stdin and
+    /// stdout (so those should be a terminal too). The caller sets stdio and spawns; the
+    /// exit status is the command's. `pid_file` receives the command's process id (in the
+    /// host's PID namespace).
     pub fn exec_command(
         &self,
         id: &str,
+        bundle: &Path,
         command: &[String],
         tty: bool,
         pid_file: Option<&Path>,
-    ) -> Command {
+    ) -> Result<ExecCommand> {
+        let unreadable = |message: String| RuntimeError::Bundle {
+            path: bundle.display().to_string(),
+            message,
+        };
+        let config = std::fs::read(bundle.join("config.json"))
+            .map_err(|e| unreadable(format!("config.json: {e}")))?;
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&config).map_err(|e| unreadable(format!("config.json: {e}")))?;
+        let mut process = spec["process"].take();
+        if !process.is_object() {
+            return Err(unreadable("config.json has no process".into()));
+        }
+        process["args"] = command.into();
+        process["terminal"] = tty.into();
+        let file = ProcessFile(bundle.join(format!(
+            "exec-{}-{}.json",
+            std::process::id(),
+            EXEC_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )));
+        std::fs::write(&file.0, process.to_string())
+            .map_err(|e| unreadable(format!("{}: {e}", file.0.display())))?;
         let mut cmd = self.command();
-        cmd.arg("exec");
+        cmd.arg("exec").arg("--process").arg(&file.0);
         if tty {
             cmd.arg("--tty");
         }
         if let Some(path) = pid_file {
             cmd.arg("--pid-file").arg(path);
         }
-        cmd.arg(id).args(command);
-        cmd
+        cmd.arg(id);
+        Ok(ExecCommand {
+            command: cmd,
+            process_file: file,
+        })
     }
 
     fn command(&self) -> Command {

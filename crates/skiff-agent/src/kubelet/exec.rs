@@ -82,11 +82,11 @@ pub type Session = Box<
         + Send,
 >;
 
-/// An exec session: `command` (see `OciRuntime::exec_command`, writing the command's pid
-/// to `pid_file`) run as `options` say. If the session is dropped before the command ends
+/// An exec session: `exec` (see `OciRuntime::exec_command`, writing the command's pid to
+/// `pid_file`) run as `options` say. If the session is dropped before the command ends
 /// (the client went away), the command is killed: runc's exec leaves it running otherwise.
 pub fn session(
-    command: std::process::Command,
+    exec: skiff_runtime::oci::ExecCommand,
     options: ExecOptions,
     pid_file: std::path::PathBuf,
 ) -> Session {
@@ -96,8 +96,13 @@ pub fn session(
                 pid_file,
                 armed: true,
             };
+            let skiff_runtime::oci::ExecCommand {
+                command,
+                process_file,
+            } = exec;
             let result = run(command, &options, input, output).await;
             guard.armed = false;
+            drop(process_file);
             result
         })
     })

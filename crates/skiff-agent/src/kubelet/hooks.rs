@@ -65,7 +65,7 @@ async fn run(
 }
 
 impl Kubelet {
-    /// Runs `hook` of container `c` (run `container_id` of the pod in `dir`) if it has one;
+    /// Runs `hook` of container `c` (its run `number` in the pod's `dir`) if it has one;
     /// a failure is a warning event and the answer.
     pub(super) async fn run_hook(
         &self,
@@ -73,7 +73,7 @@ impl Kubelet {
         pod: &Pod,
         dir: &PodDir,
         c: &Container,
-        container_id: &str,
+        number: u32,
         timeout: Duration,
     ) -> Result<(), String> {
         let Some(handler) = hook.handler(c) else {
@@ -90,7 +90,8 @@ impl Kubelet {
             netns: dir.sandbox().net(),
             pod_ip,
             runtime: self.runtime.clone(),
-            container_id: container_id.to_string(),
+            container_id: dir.container_id(&c.name, number),
+            bundle: dir.attempt_dir(&c.name, number),
         };
         let result = run(handler, c, &target, timeout).await;
         if let Err(why) = &result {
@@ -121,7 +122,7 @@ impl Kubelet {
         {
             let timeout = Duration::from_secs(grace);
             let _ = self
-                .run_hook(Hook::PreStop, pod, dir, c, &run.id, timeout)
+                .run_hook(Hook::PreStop, pod, dir, c, run.number, timeout)
                 .await;
         }
         let signal = if grace == 0 { 9 } else { 15 };
@@ -132,9 +133,8 @@ impl Kubelet {
     /// After a start: the postStart hook; if it fails, the run is killed (and restarts
     /// as its policy says).
     pub(super) async fn post_start(&self, pod: &Pod, dir: &PodDir, c: &Container, number: u32) {
-        let id = dir.container_id(&c.name, number);
         if self
-            .run_hook(Hook::PostStart, pod, dir, c, &id, POST_START_TIMEOUT)
+            .run_hook(Hook::PostStart, pod, dir, c, number, POST_START_TIMEOUT)
             .await
             .is_ok()
         {
@@ -146,7 +146,7 @@ impl Kubelet {
             format!("FailedPostStartHook: stopping container {}", c.name),
         );
         let _ = std::fs::write(dir.attempt_dir(&c.name, number).join("term"), now_rfc3339());
-        let runtime = self.runtime.clone();
+        let (runtime, id) = (self.runtime.clone(), dir.container_id(&c.name, number));
         let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
     }
 }

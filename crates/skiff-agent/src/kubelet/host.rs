@@ -111,12 +111,47 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// Whether `binary` can run this machine's containers: it answers `--version`, and for
+/// crun, the cgroup layout is one it takes. The error names the cause and the way out.
+pub fn check_runtime(binary: &Path) -> Result<(), String> {
+    let shown = binary.display();
+    match std::process::Command::new(binary).arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            return Err(format!(
+                "the OCI runtime {shown} fails `--version`: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot run the OCI runtime {shown}: {e} (install runc, or name another with \
+                 --runtime)"
+            ));
+        }
+    }
+    let controllers = skiff_runtime::cgroups::hybrid_v2_controllers();
+    if skiff_runtime::oci::runtime_name(binary) == "crun" && !controllers.is_empty() {
+        let mounts: Vec<String> = controllers
+            .iter()
+            .map(|c| {
+                format!(
+                    "mkdir -p /sys/fs/cgroup/{c} && mount -t cgroup -o {c} {c} /sys/fs/cgroup/{c}"
+                )
+            })
+            .collect();
+        return Err(format!(
+            "crun does not run containers on a hybrid cgroup layout whose v2 tree holds \
+             controllers ({}): use --runtime runc, or give them v1 hierarchies ({})",
+            controllers.join(", "),
+            mounts.join("; ")
+        ));
+    }
+    Ok(())
+}
+
 /// The runtime binary's version as `runc://1.1.5`.
 pub fn runtime_version(binary: &Path) -> String {
-    let name = binary
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "runc".into());
     let version = std::process::Command::new(binary)
         .arg("--version")
         .output()
@@ -128,7 +163,7 @@ pub fn runtime_version(binary: &Path) -> String {
                 .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
         })
         .unwrap_or_else(|| "unknown".into());
-    format!("{name}://{version}")
+    format!("{}://{version}", skiff_runtime::oci::runtime_name(binary))
 }
 
 #[cfg(test)]

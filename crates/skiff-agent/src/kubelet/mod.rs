@@ -54,6 +54,12 @@ use crate::node::{NodeDescription, node_conditions, renew_lease};
 pub use sync::Kubelet;
 pub use teardown::wipe;
 
+/// Where the OCI runtime keeps its containers' state: a directory named after the runtime
+/// binary (`runc`, `crun`), as each reads only its own state format.
+pub fn runtime_root(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> PathBuf {
+    data_dir.join(skiff_runtime::oci::runtime_name(runtime_binary))
+}
+
 /// How the agent runs this node.
 #[derive(Debug, Clone)]
 pub struct KubeletConfig {
@@ -89,6 +95,8 @@ pub enum KubeletError {
     Agent(#[from] AgentError),
     #[error(transparent)]
     Streaming(#[from] server::ServerError),
+    #[error("{0}")]
+    Runtime(String),
 }
 
 fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
@@ -112,6 +120,7 @@ fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
 
 /// Runs the node until the task is dropped.
 pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletError> {
+    host::check_runtime(&config.runtime_binary).map_err(KubeletError::Runtime)?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| KubeletError::Images(format!("{}: {e}", config.data_dir.display())))?;
     let network = PodNetwork::new(
@@ -159,7 +168,10 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
     synced.wait().await;
     let kubelet = Arc::new(Kubelet {
         events: EventRecorder::new(client.clone(), "kubelet", Some(&config.node_name)),
-        runtime: OciRuntime::new(&config.runtime_binary, config.data_dir.join("runc")),
+        runtime: OciRuntime::new(
+            &config.runtime_binary,
+            runtime_root(&config.data_dir, &config.runtime_binary),
+        ),
         client,
         pods: store,
         network,

@@ -37,6 +37,8 @@ pub struct Target {
     pub pod_ip: IpAddr,
     pub runtime: skiff_runtime::OciRuntime,
     pub container_id: String,
+    /// The container run's bundle, whose process spec exec probes run as.
+    pub bundle: PathBuf,
 }
 
 /// One probe's running tally for one container run.
@@ -132,10 +134,12 @@ pub async fn run(probe: &Probe, c: &Container, target: &Target) -> Result<(), St
     if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();
         let runtime = target.runtime.clone();
-        let id = target.container_id.clone();
-        return tokio::task::spawn_blocking(move || exec_in(&runtime, &id, &command, timeout))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (id, bundle) = (target.container_id.clone(), target.bundle.clone());
+        return tokio::task::spawn_blocking(move || {
+            exec_in(&runtime, &id, &bundle, &command, timeout)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     }
     Err("the probe has no handler skiff supports yet (grpc)".into())
 }
@@ -180,11 +184,15 @@ fn http_get(
 fn exec_in(
     runtime: &skiff_runtime::OciRuntime,
     id: &str,
+    bundle: &std::path::Path,
     command: &[String],
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut child = runtime
-        .exec_command(id, command, false, None)
+    let mut exec = runtime
+        .exec_command(id, bundle, command, false, None)
+        .map_err(|e| e.to_string())?;
+    let mut child = exec
+        .command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

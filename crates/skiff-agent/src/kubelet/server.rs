@@ -294,10 +294,17 @@ async fn container_exec(
         "exec-{}.pid",
         EXEC_SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let command = kubelet
-        .runtime
-        .exec_command(&id, &options.command, options.tty, Some(&pid_file));
-    let session = super::exec::session(command, options.clone(), pid_file);
+    let exec = match kubelet.runtime.exec_command(
+        &id,
+        &run.bundle,
+        &options.command,
+        options.tty,
+        Some(&pid_file),
+    ) {
+        Ok(exec) => exec,
+        Err(e) => return status(&ApiError::internal(e.to_string())),
+    };
+    let session = super::exec::session(exec, options.clone(), pid_file);
     serve_session(req, options, session).await
 }
 

@@ -19,6 +19,8 @@ pub struct Waiting {
 #[derive(Debug, Clone)]
 pub struct ContainerView {
     pub name: String,
+    /// The OCI runtime's name, the scheme of container IDs (`runc://<id>`).
+    pub runtime: String,
     pub image: String,
     pub image_id: Option<String>,
     pub attempts: Vec<Attempt>,
@@ -29,7 +31,7 @@ pub struct ContainerView {
     pub started: bool,
 }
 
-fn terminated(a: &Attempt) -> Option<Value> {
+fn terminated(a: &Attempt, runtime: &str) -> Option<Value> {
     let exit = a.exit.as_ref()?;
     let reason = if exit.oom_killed {
         "OOMKilled"
@@ -45,7 +47,7 @@ fn terminated(a: &Attempt) -> Option<Value> {
         "reason": reason,
         "startedAt": a.started_at,
         "finishedAt": exit.finished_at,
-        "containerID": format!("runc://{}", a.id),
+        "containerID": format!("{runtime}://{}", a.id),
     });
     if let Some(sig) = exit.signal {
         t["signal"] = sig.into();
@@ -80,7 +82,7 @@ impl ContainerView {
             (Some(a), None) if a.is_running() => {
                 json!({"running": {"startedAt": a.started_at}})
             }
-            (Some(a), None) if a.exit.is_some() => terminated(a).unwrap_or_default(),
+            (Some(a), None) if a.exit.is_some() => terminated(a, &self.runtime).unwrap_or_default(),
             _ => json!({"waiting": {"reason": "ContainerCreating"}}),
         };
         // The run before the one the state shows (when waiting to restart: the last one).
@@ -97,13 +99,15 @@ impl ContainerView {
             "image": self.image,
             "imageID": self.image_id.clone().unwrap_or_default(),
             "state": state,
-            "lastState": previous.and_then(terminated).unwrap_or_else(|| json!({})),
+            "lastState": previous
+                .and_then(|a| terminated(a, &self.runtime))
+                .unwrap_or_else(|| json!({})),
             "ready": self.ready,
             "restartCount": restarts,
             "started": self.started,
         });
         if let Some(a) = latest {
-            status["containerID"] = format!("runc://{}", a.id).into();
+            status["containerID"] = format!("{}://{}", self.runtime, a.id).into();
         }
         status
     }

@@ -223,6 +223,7 @@ impl Kubelet {
             ready: running,
             started: running,
             name: c.name.clone(),
+            runtime: self.runtime.name(),
             image: c.image.clone().unwrap_or_default(),
             image_id: self
                 .images
@@ -474,6 +475,7 @@ impl Kubelet {
             pod_ip: ip,
             runtime: self.runtime.clone(),
             container_id: a.id.clone(),
+            bundle: a.bundle.clone(),
         };
         let started = Instant::now() - a.started_at.as_deref().map(since).unwrap_or_default();
         let key = |kind| (dir.uid.clone(), c.name.clone(), a.number, kind);

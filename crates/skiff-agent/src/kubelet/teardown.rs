@@ -158,7 +158,10 @@ impl Kubelet {
 /// Removes everything a node's data directory still runs or holds mounted, with no agent
 /// and no API: the last resort after an agent is gone (test clean-up, node resets).
 pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Result<(), String> {
-    let runtime = skiff_runtime::OciRuntime::new(runtime_binary, data_dir.join("runc"));
+    let runtime = skiff_runtime::OciRuntime::new(
+        runtime_binary,
+        super::runtime_root(data_dir, runtime_binary),
+    );
     for state in runtime.list().unwrap_or_default() {
         runtime.delete(&state.id, true).map_err(|e| e.to_string())?;
         Rootfs::at(&state.bundle)

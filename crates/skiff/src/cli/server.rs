@@ -54,6 +54,10 @@ pub struct ServerArgs {
     /// address, for the API server only), when it runs its node agent.
     #[arg(long, default_value_t = 10250, value_name = "PORT")]
     kubelet_port: u16,
+    /// The OCI runtime binary of this machine's node agent (runc; crun takes the same
+    /// flags).
+    #[arg(long, default_value = "runc", value_name = "BINARY")]
+    runtime: PathBuf,
 }
 
 impl ServerArgs {
@@ -116,7 +120,7 @@ impl ServerArgs {
             let config = skiff_agent::kubelet::KubeletConfig {
                 node_name: skiff_agent::kubelet::host::hostname(),
                 data_dir: data_dir.join("agent"),
-                runtime_binary: "runc".into(),
+                runtime_binary: self.runtime.clone(),
                 skiff_binary: std::env::current_exe().context("finding this program's path")?,
                 node_netns: skiff_net::Netns::Current,
                 pod_cidr,
@@ -134,8 +138,9 @@ impl ServerArgs {
             tokio::spawn(async move {
                 if let Err(e) = skiff_agent::kubelet::run(agent_client, config).await {
                     eprintln!(
-                        "error: this machine's node agent stopped: {e:#} (it needs root and runc; \
-                         --disable-agent runs the control plane alone)"
+                        "error: this machine's node agent stopped: {e:#} (it needs root and an OCI \
+                         runtime, runc or --runtime; --disable-agent runs the control plane \
+                         alone)"
                     );
                 }
             });
