@@ -12,7 +12,7 @@ packages=(
   busybox-static     # …built offline from this static busybox
   runc               # the node agent runs containers with it
   crun               # …or with crun (--runtime crun), which its tests run too
-  iproute2           # …and wires pod networks with ip (run in namespaces by util-linux nsenter)
+  iproute2           # …and wires pod networks with ip
 )
 
 missing=()

@@ -70,8 +70,8 @@ impl Pod {
             log_max_size: 10 << 20,
             log_max_files: 5,
         };
+        // The monitor creates and starts it.
         skiff_runtime::monitor::spawn(&skiff_e2e::skiff_binary(), &config).unwrap();
-        self.runtime.start(&id).unwrap();
         (id, bundle)
     }
 

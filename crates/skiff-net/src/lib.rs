@@ -12,5 +12,5 @@ pub mod ipam;
 pub mod pod_network;
 
 pub use cidr::Cidr;
-pub use ip::Netns;
+pub use ip::{Netns, enter_netns};
 pub use pod_network::{NetError, PodNetwork};

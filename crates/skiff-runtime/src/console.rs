@@ -29,7 +29,7 @@ impl ConsoleSocket {
         &self.path
     }
 
-    /// The terminal the runtime sent. Call after `create` returned: the kernel holds the
+    /// The terminal the runtime sent. Call after `run --detach` returned: the kernel holds the
     /// runtime's connection and message until then.
     pub fn receive(&self) -> io::Result<File> {
         self.listener.set_nonblocking(true)?;

@@ -59,19 +59,18 @@ pub struct ContainerState {
 
 /// The operations skiff needs of an OCI runtime.
 pub trait Runtime: Send + Sync {
-    /// Creates the container from `bundle/config.json`; its process inherits `stdio` and
-    /// waits for [`Runtime::start`]. The caller becomes the process's parent only if it is
-    /// a child subreaper (the container monitor is). A container with a terminal
-    /// (`process.terminal`) needs `console_socket`, where the runtime sends the terminal's
-    /// master end.
-    fn create(
+    /// Creates and starts the container from `bundle/config.json` in one runtime call
+    /// (`run --detach`); its process inherits `stdio`. The caller becomes the process's
+    /// parent only if it is a child subreaper (the container monitor is). A container with
+    /// a terminal (`process.terminal`) needs `console_socket`, where the runtime sends the
+    /// terminal's master end.
+    fn run_detached(
         &self,
         id: &str,
         bundle: &Path,
         stdio: [Stdio; 3],
         console_socket: Option<&Path>,
     ) -> Result<()>;
-    fn start(&self, id: &str) -> Result<()>;
     /// `None` when the runtime does not know the container.
     fn state(&self, id: &str) -> Result<Option<ContainerState>>;
     fn kill(&self, id: &str, signal: i32) -> Result<()>;
@@ -213,7 +212,7 @@ fn runtime_message(stderr: &[u8]) -> String {
 }
 
 impl Runtime for OciRuntime {
-    fn create(
+    fn run_detached(
         &self,
         id: &str,
         bundle: &Path,
@@ -226,8 +225,7 @@ impl Runtime for OciRuntime {
         let log = bundle.join("runtime.log");
         cmd.arg("--log")
             .arg(&log)
-            .arg("create")
-            .arg("--bundle")
+            .args(["run", "--detach", "--bundle"])
             .arg(bundle)
             .arg("--pid-file")
             .arg(bundle.join("pid"));
@@ -243,13 +241,7 @@ impl Runtime for OciRuntime {
             return Ok(());
         }
         let logged = std::fs::read(&log).unwrap_or_default();
-        Err(self.failed("create", id, &logged))
-    }
-
-    fn start(&self, id: &str) -> Result<()> {
-        let mut cmd = self.command();
-        cmd.arg("start").arg(id);
-        self.run("start", id, cmd).map(drop)
+        Err(self.failed("run", id, &logged))
     }
 
     fn state(&self, id: &str) -> Result<Option<ContainerState>> {

@@ -27,7 +27,7 @@ pub struct Attempt {
     pub number: u32,
     pub bundle: PathBuf,
     pub id: String,
-    /// When the agent started it (RFC 3339).
+    /// When its monitor started it (RFC 3339).
     pub started_at: Option<String>,
     pub exit: Option<Exit>,
     /// When the agent asked it to stop (RFC 3339).

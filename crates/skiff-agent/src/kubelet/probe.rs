@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -75,19 +74,8 @@ pub(super) async fn in_netns<T: Send + 'static>(
 ) -> Result<T, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let result = (|| {
-            let file =
-                std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
-            // SAFETY: a valid namespace file descriptor; setns changes only this thread,
-            // which ends with the probe.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!(
-                    "joining the pod's network: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            f()
-        })();
+        // The thread ends with the probe, and its namespace with it.
+        let result = skiff_net::enter_netns(&netns).and_then(|()| f());
         let _ = tx.send(result);
     });
     rx.await

@@ -370,13 +370,6 @@ impl Kubelet {
                 let next = self.probe(pod, dir, c, a, fields, &mut view).await;
                 return (view, next);
             }
-            Some(a) if a.exit.is_none() && a.bundle.join("created").exists() => {
-                // Created but never started (the agent stopped in between): start it now.
-                if let Err(e) = self.start_created(a).await {
-                    self.events.warning(pod, "Failed", format!("Error: {e}"));
-                }
-                return (self.view(dir, c, None), Some(PROBE_START));
-            }
             _ => {}
         }
         if let Some(last) = attempts.last()
@@ -549,13 +542,7 @@ impl Kubelet {
         next
     }
 
-    async fn start_created(&self, a: &Attempt) -> Result<(), String> {
-        std::fs::write(a.bundle.join("started"), now_rfc3339()).map_err(|e| e.to_string())?;
-        let (runtime, id) = (self.runtime.clone(), a.id.clone());
-        blocking(move || runtime.start(&id).map_err(|e| e.to_string())).await
-    }
-
-    /// A new run: image, root filesystem, spec, monitor, start.
+    /// A new run: image, root filesystem, spec, then the monitor, which starts it.
     async fn start_new(
         &self,
         pod: &Pod,
@@ -627,21 +614,17 @@ impl Kubelet {
         blocking(move || skiff_runtime::monitor::spawn(&skiff, &monitor))
             .await
             .map_err(failed)?;
-        let t_created = t0.elapsed();
+        let t_running = t0.elapsed();
+        // The monitor created and started it in one runtime call.
         self.events
             .normal(pod, "Created", format!("Created container {}", c.name));
-        std::fs::write(bundle.join("started"), now_rfc3339()).map_err(|e| failed(e.to_string()))?;
-        let (runtime, id) = (self.runtime.clone(), dir.container_id(&c.name, number));
-        blocking(move || runtime.start(&id).map_err(|e| e.to_string()))
-            .await
-            .map_err(failed)?;
         self.events
             .normal(pod, "Started", format!("Started container {}", c.name));
         self.post_start(pod, dir, c, number).await;
         let ms = |d: Duration| d.as_millis() as u64;
         tracing::debug!(
             pod = %pod.name_any(), container = %c.name,
-            image_ms = ms(t_image), prepared_ms = ms(t_prepared), created_ms = ms(t_created),
+            image_ms = ms(t_image), prepared_ms = ms(t_prepared), running_ms = ms(t_running),
             started_ms = ms(t0.elapsed()),
             "container started"
         );
