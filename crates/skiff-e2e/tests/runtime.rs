@@ -69,6 +69,7 @@ impl Pod {
             cgroups_path: spec.cgroups_path.clone(),
             log_max_size: 10 << 20,
             log_max_files: 5,
+            exit_notice: Some(bundle.join(NOTICE)),
         };
         // The monitor creates and starts it.
         skiff_runtime::monitor::spawn(&skiff_e2e::skiff_binary(), &config).unwrap();
@@ -113,10 +114,16 @@ impl Drop for Pod {
     }
 }
 
+/// The file each monitor here is told to create once it recorded the exit.
+const NOTICE: &str = "exited-notice";
+
+/// The recorded exit, once the monitor also left its notice.
 fn wait_exit(bundle: &Path) -> Exit {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(exit) = Exit::read(bundle) {
+        if let Some(exit) = Exit::read(bundle)
+            && bundle.join(NOTICE).exists()
+        {
             return exit;
         }
         assert!(

@@ -15,6 +15,9 @@
 //! exit          how it ended (JSON: exitCode, signal, oomKilled, finishedAt, error)
 //! ```
 //!
+//! After `exit` it creates the file `exit_notice` names, if any: one directory the agent
+//! looks at, instead of every container's bundle.
+//!
 //! The container is created and started by one runtime call (`run --detach`): a second
 //! runtime process per container (`start`) was a tenth of a pod's startup CPU.
 
@@ -86,6 +89,8 @@ pub struct MonitorConfig {
     pub cgroups_path: String,
     pub log_max_size: u64,
     pub log_max_files: usize,
+    /// A file to create once the exit is recorded (the agent's cue to look).
+    pub exit_notice: Option<PathBuf>,
 }
 
 impl MonitorConfig {
@@ -100,10 +105,18 @@ impl MonitorConfig {
             self.log_max_size.to_string(),
             self.log_max_files.to_string(),
         ]
+        .into_iter()
+        .chain(self.exit_notice.iter().map(|p| p.display().to_string()))
+        .collect()
     }
 
     pub fn from_args(args: &[String]) -> Option<MonitorConfig> {
-        let [binary, root, id, bundle, log, cgroups, size, files] = args else {
+        let (fixed, notice) = match args.len() {
+            8 => (args, None),
+            9 => (&args[..8], Some(PathBuf::from(&args[8]))),
+            _ => return None,
+        };
+        let [binary, root, id, bundle, log, cgroups, size, files] = fixed else {
             return None;
         };
         Some(MonitorConfig {
@@ -115,7 +128,22 @@ impl MonitorConfig {
             cgroups_path: cgroups.clone(),
             log_max_size: size.parse().ok()?,
             log_max_files: files.parse().ok()?,
+            exit_notice: notice,
         })
+    }
+
+    /// Records how the container ended, then leaves the notice.
+    fn record(&self, exit: &Exit) {
+        write_atomically(
+            &self.bundle.join("exit"),
+            &serde_json::to_vec(exit).unwrap_or_default(),
+        );
+        if let Some(notice) = &self.exit_notice {
+            if let Some(dir) = notice.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = std::fs::write(notice, b"");
+        }
     }
 }
 
@@ -190,10 +218,7 @@ fn run(config: &MonitorConfig) -> i32 {
             finished_at: now_rfc3339(),
             ..Default::default()
         };
-        write_atomically(
-            &config.bundle.join("exit"),
-            &serde_json::to_vec(&exit).unwrap_or_default(),
-        );
+        config.record(&exit);
         1
     };
     let log = match CriLog::open(&config.log, config.log_max_size, config.log_max_files) {
@@ -289,10 +314,7 @@ fn run(config: &MonitorConfig) -> i32 {
         finished_at: now_rfc3339(),
         error: None,
     };
-    write_atomically(
-        &config.bundle.join("exit"),
-        &serde_json::to_vec(&exit).unwrap_or_default(),
-    );
+    config.record(&exit);
     0
 }
 
@@ -411,8 +433,19 @@ mod tests {
             cgroups_path: "skiff/pod/c1".into(),
             log_max_size: 10 << 20,
             log_max_files: 5,
+            exit_notice: None,
         };
-        assert_eq!(MonitorConfig::from_args(&config.to_args()), Some(config));
+        // Without a notice: what monitors started before notices existed were given.
+        assert_eq!(config.to_args().len(), 8);
+        assert_eq!(
+            MonitorConfig::from_args(&config.to_args()),
+            Some(config.clone())
+        );
+        let noticed = MonitorConfig {
+            exit_notice: Some("/var/lib/skiff/exits/pod".into()),
+            ..config
+        };
+        assert_eq!(MonitorConfig::from_args(&noticed.to_args()), Some(noticed));
         assert_eq!(MonitorConfig::from_args(&["x".into()]), None);
     }
 }

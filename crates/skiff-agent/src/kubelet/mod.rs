@@ -218,24 +218,61 @@ async fn housekeeping(kubelet: Arc<Kubelet>) {
     }
 }
 
-/// Looks for containers that ended (their monitor wrote `exit`) and queues their pods, so
-/// a running pod costs nothing until something happens to it (the kubelet's PLEG role).
+/// Queues the pods whose containers ended, so a running pod costs nothing until something
+/// happens to it (the kubelet's PLEG role). Monitors leave a notice per pod in one
+/// directory, read every 250 ms; every 10 s all recorded exits are looked at too, for
+/// monitors started before notices existed and notices lost to a full disk.
 async fn watch_exits(data_dir: PathBuf, queue: WorkQueue) {
+    const FULL_SCAN: Duration = Duration::from_secs(10);
     let mut seen: std::collections::HashSet<PathBuf> = Default::default();
     let mut first = true;
+    let mut last_scan: Option<tokio::time::Instant> = None;
     loop {
         let dir = data_dir.clone();
-        let exits = tokio::task::spawn_blocking(move || exit_files(&dir))
-            .await
-            .unwrap_or_default();
-        for (path, key) in exits {
-            if seen.insert(path) && !first {
-                queue.add(key);
-            }
+        let scan = last_scan.is_none_or(|t| t.elapsed() >= FULL_SCAN);
+        let (noticed, exits) = tokio::task::spawn_blocking(move || {
+            let noticed = take_exit_notices(&dir);
+            let exits = if scan { exit_files(&dir) } else { Vec::new() };
+            (noticed, exits)
+        })
+        .await
+        .unwrap_or_default();
+        for key in noticed {
+            queue.add(key);
         }
-        first = false;
+        if scan {
+            last_scan = Some(tokio::time::Instant::now());
+            // What is on disk now is what was seen: gone pods' exits leave the set.
+            let mut now_seen = std::collections::HashSet::with_capacity(exits.len());
+            for (path, key) in exits {
+                if !first && !seen.contains(&path) {
+                    queue.add(key);
+                }
+                now_seen.insert(path);
+            }
+            seen = now_seen;
+            first = false;
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The keys of the pods with an exit notice; the notices go.
+fn take_exit_notices(data_dir: &std::path::Path) -> Vec<String> {
+    let notices = pod_dir::exit_notices(data_dir);
+    let Ok(entries) = std::fs::read_dir(&notices) else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for entry in entries.flatten() {
+        // Removed before the pod is read: an exit after this leaves a new notice.
+        let _ = std::fs::remove_file(entry.path());
+        let uid = entry.file_name();
+        if let Ok(key) = std::fs::read_to_string(data_dir.join("pods").join(&uid).join("pod")) {
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 /// Every recorded container exit on the node, with its pod's key.
@@ -310,5 +347,26 @@ async fn heartbeat(client: Client, config: KubeletConfig) {
                 Err(e) => tracing::warn!(error = %e, "reporting node status"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_notices_name_their_pods_and_are_taken_once() {
+        let data = tempfile::tempdir().unwrap();
+        let pod = data.path().join("pods/uid-a");
+        std::fs::create_dir_all(&pod).unwrap();
+        std::fs::write(pod.join("pod"), "default/web").unwrap();
+        let notices = pod_dir::exit_notices(data.path());
+        std::fs::create_dir_all(&notices).unwrap();
+        std::fs::write(notices.join("uid-a"), "").unwrap();
+        // A pod torn down already: its notice goes, naming nothing.
+        std::fs::write(notices.join("uid-gone"), "").unwrap();
+        assert_eq!(take_exit_notices(data.path()), ["default/web"]);
+        assert!(take_exit_notices(data.path()).is_empty());
+        assert_eq!(std::fs::read_dir(&notices).unwrap().count(), 0);
     }
 }

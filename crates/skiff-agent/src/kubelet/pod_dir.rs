@@ -8,6 +8,7 @@
 //! <data>/pods/<uid>/containers/<name>/<attempt>/   one run of a container: its bundle
 //!     config.json, pid, created, exit (the monitor's), started, term (the agent's)
 //! <data>/logs/<ns>_<pod>_<uid>/<name>/<attempt>.log   its CRI log
+//! <data>/exits/<uid>              a monitor recorded an exit in the pod (the agent's cue)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,13 @@ pub struct PodDir {
     pub root: PathBuf,
     pub logs: PathBuf,
     pub uid: String,
+    /// The file the pod's monitors create when a container ends.
+    pub exit_notice: PathBuf,
+}
+
+/// Where monitors leave their exit notices, a file per pod uid.
+pub fn exit_notices(data_dir: &Path) -> PathBuf {
+    data_dir.join("exits")
 }
 
 /// One run of a container.
@@ -48,6 +56,7 @@ impl PodDir {
                 .join("logs")
                 .join(format!("{namespace}_{name}_{uid}")),
             uid: uid.to_string(),
+            exit_notice: exit_notices(data_dir).join(uid),
         }
     }
 

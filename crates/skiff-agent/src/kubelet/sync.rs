@@ -600,6 +600,7 @@ impl Kubelet {
             cgroups_path: spec.cgroups_path.clone(),
             log_max_size: LOG_MAX_SIZE,
             log_max_files: LOG_MAX_FILES,
+            exit_notice: Some(dir.exit_notice.clone()),
         };
         let t_prepared = t0.elapsed();
         if c.stdin == Some(true) {
