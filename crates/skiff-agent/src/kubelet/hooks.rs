@@ -10,7 +10,7 @@ use skiff_runtime::Runtime;
 
 use super::pod_dir::PodDir;
 use super::probe::{self, Target};
-use super::sync::{Kubelet, blocking, now_rfc3339};
+use super::sync::{Kubelet, blocking, now_rfc3339, since};
 
 /// The longest a postStart hook may take (upstream sets none; a stuck hook would hold the
 /// container's start forever).
@@ -106,8 +106,8 @@ impl Kubelet {
 
     /// Stops a run the kubelet's way: `term` recorded (the grace period counts from it),
     /// the preStop hook of its container `c` (when the spec still has it) within the grace,
-    /// then SIGTERM (SIGKILL for no grace). The sync
-    /// SIGKILLs a run still there when the grace is over.
+    /// then SIGTERM (SIGKILL for no grace). A run still there when the grace is over gets
+    /// [`Kubelet::kill_after_grace`].
     pub(super) async fn stop_run(
         &self,
         pod: &Pod,
@@ -128,6 +128,30 @@ impl Kubelet {
         let signal = if grace == 0 { 9 } else { 15 };
         let (runtime, id) = (self.runtime.clone(), run.id.clone());
         let _ = blocking(move || runtime.kill(&id, signal).map_err(|e| e.to_string())).await;
+    }
+
+    /// A run being stopped (`term` recorded): SIGKILL once `grace` has passed, once (a
+    /// `kill` file records that it went). Answers when to look again.
+    pub(super) async fn kill_after_grace(
+        &self,
+        run: &super::pod_dir::Attempt,
+        grace: Duration,
+    ) -> Duration {
+        let sent = run.term_sent.as_deref().map(since).unwrap_or_default();
+        if sent < grace {
+            return (grace - sent).min(Duration::from_secs(1));
+        }
+        let marker = run.bundle.join("kill");
+        if !marker.exists() {
+            let (runtime, id) = (self.runtime.clone(), run.id.clone());
+            if blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string()))
+                .await
+                .is_ok()
+            {
+                let _ = std::fs::write(marker, now_rfc3339());
+            }
+        }
+        Duration::from_millis(200)
     }
 
     /// After a start: the postStart hook; if it fails, the run is killed (and restarts

@@ -179,6 +179,7 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
         config,
         pull_failures: Default::default(),
         probes: Default::default(),
+        orphans: Default::default(),
     });
     tokio::spawn(streams.serve(kubelet.clone()));
     tokio::spawn(housekeeping(kubelet.clone()));

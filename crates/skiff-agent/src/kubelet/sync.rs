@@ -14,9 +14,9 @@ use skiff_client::objects::is_deleting;
 use skiff_client::{EventRecorder, Store};
 use skiff_image::ImageStore;
 use skiff_net::PodNetwork;
+use skiff_runtime::OciRuntime;
 use skiff_runtime::monitor::MonitorConfig;
 use skiff_runtime::rootfs::Rootfs;
-use skiff_runtime::{OciRuntime, Runtime};
 
 use super::KubeletConfig;
 use super::container::container_spec;
@@ -54,6 +54,8 @@ pub struct Kubelet {
     /// Image pull failures per pod uid and container: (failures, next attempt).
     pub(super) pull_failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
     pub(super) probes: Mutex<super::probe::Tallies>,
+    /// One pass over orphaned pods at a time; asks made meanwhile are run by that pass.
+    pub(super) orphans: super::teardown::OrphanPasses,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -356,13 +358,7 @@ impl Kubelet {
                 let mut view = self.view(dir, c, None);
                 view.ready = false;
                 let grace = Duration::from_secs(termination_grace(pod, None));
-                let sent = a.term_sent.as_deref().map(since).unwrap_or_default();
-                if sent >= grace {
-                    let (runtime, id) = (self.runtime.clone(), a.id.clone());
-                    let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
-                    return (view, Some(Duration::from_millis(200)));
-                }
-                return (view, Some((grace - sent).min(Duration::from_secs(1))));
+                return (view, Some(self.kill_after_grace(a, grace).await));
             }
             Some(a) if a.is_running() => {
                 // Exits are noticed by the exit watcher; only probes need a look later.

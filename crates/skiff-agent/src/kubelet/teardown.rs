@@ -13,7 +13,14 @@ use skiff_runtime::Runtime;
 use skiff_runtime::rootfs::Rootfs;
 
 use super::pod_dir::PodDir;
-use super::sync::{Kubelet, SyncError, blocking, since};
+use super::sync::{Kubelet, SyncError, blocking};
+
+/// Coalesces asks for a pass over orphaned pods (see `Kubelet::remove_orphans`).
+#[derive(Default)]
+pub(super) struct OrphanPasses {
+    asked: std::sync::atomic::AtomicBool,
+    running: tokio::sync::Mutex<()>,
+}
 
 /// Whether a teardown removes the pod's logs (a finished pod keeps them until it is
 /// deleted).
@@ -34,31 +41,26 @@ impl Kubelet {
         let grace = super::sync::termination_grace(pod, pod.metadata.deletion_grace_period_seconds);
         let running = dir.running();
         for a in &running {
-            let (runtime, id) = (self.runtime.clone(), a.id.clone());
-            match &a.term_sent {
-                None => {
-                    let name = a
-                        .bundle
-                        .parent()
-                        .and_then(|p| p.file_name())
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    self.events
-                        .normal(pod, "Killing", format!("Stopping container {name}"));
-                    let container = pod.spec.as_ref().and_then(|s| {
-                        s.containers
-                            .iter()
-                            .chain(s.init_containers.iter().flatten())
-                            .find(|c| c.name == name)
-                            .cloned()
-                    });
-                    self.stop_run(pod, dir, container.as_ref(), a, grace).await;
-                }
-                Some(sent) if since(sent) >= Duration::from_secs(grace) => {
-                    let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
-                }
-                Some(_) => {}
+            if a.term_sent.is_some() {
+                self.kill_after_grace(a, Duration::from_secs(grace)).await;
+                continue;
             }
+            let name = a
+                .bundle
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.events
+                .normal(pod, "Killing", format!("Stopping container {name}"));
+            let container = pod.spec.as_ref().and_then(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+                    .find(|c| c.name == name)
+                    .cloned()
+            });
+            self.stop_run(pod, dir, container.as_ref(), a, grace).await;
         }
         if !running.is_empty() {
             return Ok(Some(Duration::from_millis(200)));
@@ -121,9 +123,30 @@ impl Kubelet {
         }
     }
 
-    /// Pod directories whose pod the API no longer has.
-    /// Answers whether some are still on their way out (killed, not yet reaped).
+    /// Pod directories whose pod the API no longer has are torn down. Answers whether
+    /// some are still on their way out (killed, not yet reaped). Every sync of a pod gone
+    /// from the API asks for this: asks made while a pass runs are folded into it (run
+    /// once more after it), so workers never tear the same pod down side by side.
     pub(super) async fn remove_orphans(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.orphans.asked.store(true, SeqCst);
+        loop {
+            let Ok(pass) = self.orphans.running.try_lock() else {
+                return false; // the running pass sees the ask
+            };
+            let mut pending = false;
+            while self.orphans.asked.swap(false, SeqCst) {
+                pending = self.remove_orphans_once().await;
+            }
+            drop(pass);
+            // An ask between the last look and the unlock found the lock taken.
+            if !self.orphans.asked.load(SeqCst) {
+                return pending;
+            }
+        }
+    }
+
+    async fn remove_orphans_once(&self) -> bool {
         let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
         skiff_client::lock(&self.probes).retain(|k, _| known.contains(&k.0));
         skiff_client::lock(&self.pull_failures).retain(|k, _| known.contains(&k.0));
