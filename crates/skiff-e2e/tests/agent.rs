@@ -822,6 +822,27 @@ fn post_start_and_pre_stop_hooks_run_around_the_container() {
     );
     kubectl.ok(&["delete", "pod", "unhealthy", "--wait=true"]);
 
+    // The probe's own grace period, not the pod's, bounds a stop it causes: a container
+    // that ignores SIGTERM is killed after 1 s, not 60.
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stubborn"},
+            "spec": {"terminationGracePeriodSeconds": 60, "containers": [{"name": "main", "image": "busybox:1.36",
+              "command": ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+              "livenessProbe": {"exec": {"command": ["cat", "/nonexistent"]}, "periodSeconds": 1,
+                                "failureThreshold": 1, "terminationGracePeriodSeconds": 1}}]}}"#,
+    );
+    eventually(
+        "the stubborn container is killed after the probe's grace",
+        Duration::from_secs(20),
+        || {
+            pod_json(server, "stubborn").is_some_and(|p| {
+                p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 137
+            })
+        },
+    );
+    kubectl.ok(&["delete", "pod", "stubborn", "--grace-period=0", "--force"]);
+
     // A failing postStart kills the run, which restarts.
     kubectl.ok_stdin(
         &["apply", "-f", "-"],

@@ -64,6 +64,9 @@ async fn run(
     probe::run(&as_probe, c, target).await
 }
 
+/// The file in a run's bundle with the grace period (seconds) it was stopped with.
+const GRACE: &str = "grace";
+
 impl Kubelet {
     /// Runs `hook` of container `c` (its run `number` in the pod's `dir`) if it has one;
     /// a failure is a warning event and the answer.
@@ -117,6 +120,7 @@ impl Kubelet {
         grace: u64,
     ) {
         let _ = std::fs::write(run.bundle.join("term"), now_rfc3339());
+        let _ = std::fs::write(run.bundle.join(GRACE), grace.to_string());
         if let Some(c) = c
             && grace > 0
         {
@@ -130,13 +134,18 @@ impl Kubelet {
         let _ = blocking(move || runtime.kill(&id, signal).map_err(|e| e.to_string())).await;
     }
 
-    /// A run being stopped (`term` recorded): SIGKILL once `grace` has passed, once (a
-    /// `kill` file records that it went). Answers when to look again.
+    /// A run being stopped (`term` recorded): SIGKILL once the grace period has passed —
+    /// `grace` (a deletion's), else the one [`Kubelet::stop_run`] recorded — and only once
+    /// (a `kill` file records that it went). Answers when to look again.
     pub(super) async fn kill_after_grace(
         &self,
         run: &super::pod_dir::Attempt,
-        grace: Duration,
+        grace: Option<Duration>,
     ) -> Duration {
+        let grace = grace.unwrap_or_else(|| {
+            let recorded = std::fs::read_to_string(run.bundle.join(GRACE));
+            Duration::from_secs(recorded.ok().and_then(|g| g.parse().ok()).unwrap_or(30))
+        });
         let sent = run.term_sent.as_deref().map(since).unwrap_or_default();
         if sent < grace {
             return (grace - sent).min(Duration::from_secs(1));

@@ -6,7 +6,7 @@
 //! <data>/pods/<uid>/etc/          hosts, hostname, resolv.conf bind-mounted into containers
 //! <data>/pods/<uid>/volumes/<v>/  emptyDir volumes
 //! <data>/pods/<uid>/containers/<name>/<attempt>/   one run of a container: its bundle
-//!     config.json, pid, started, created, exit (the monitor's), term, kill (the agent's)
+//!     config.json, pid, started, created, exit (the monitor's), term, grace, kill (the agent's)
 //! <data>/logs/<ns>_<pod>_<uid>/<name>/<attempt>.log   its CRI log
 //! <data>/exits/<uid>              a monitor recorded an exit in the pod (the agent's cue)
 //! ```

@@ -357,8 +357,7 @@ impl Kubelet {
                 // Being stopped (a failed probe or hook): SIGKILL once its grace is over.
                 let mut view = self.view(dir, c, None);
                 view.ready = false;
-                let grace = Duration::from_secs(termination_grace(pod, None));
-                return (view, Some(self.kill_after_grace(a, grace).await));
+                return (view, Some(self.kill_after_grace(a, None).await));
             }
             Some(a) if a.is_running() => {
                 // Exits are noticed by the exit watcher; only probes need a look later.

@@ -42,7 +42,8 @@ impl Kubelet {
         let running = dir.running();
         for a in &running {
             if a.term_sent.is_some() {
-                self.kill_after_grace(a, Duration::from_secs(grace)).await;
+                self.kill_after_grace(a, Some(Duration::from_secs(grace)))
+                    .await;
                 continue;
             }
             let name = a
