@@ -302,7 +302,8 @@ impl Kubectl {
         self.command(args).output().expect("run kubectl")
     }
 
-    /// Runs with `stdin` fed to the process.
+    /// Runs with `stdin` fed to the process. A kubectl still running after two minutes (a
+    /// stream the server never ends) is killed, and so fails.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
         let mut child = self
             .command(args)
@@ -317,7 +318,20 @@ impl Kubectl {
             .unwrap()
             .write_all(stdin.as_bytes())
             .unwrap();
-        child.wait_with_output().expect("wait for kubectl")
+        let pid = child.id().to_string();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if finished
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .is_err()
+            {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+        });
+        let out = child.wait_with_output().expect("wait for kubectl");
+        let _ = done.send(());
+        let _ = watchdog.join();
+        out
     }
 
     /// Runs and expects success; answers stdout.

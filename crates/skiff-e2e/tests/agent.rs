@@ -415,7 +415,36 @@ fn kubectl_logs_stream_from_the_node_with_upstreams_options_and_errors() {
         err.contains("container \"c\" in pod \"nowhere\" is waiting to start"),
         "{err}"
     );
-    kubectl.ok(&["delete", "pod", "talk", "crash", "nowhere", "--wait=true"]);
+    // A finished pod: the node frees what it ran on, and its logs stay readable.
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "done"},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36",
+              "command": ["sh", "-c", "echo all done"]}]}}"#,
+    );
+    eventually("the pod succeeds", Duration::from_secs(30), || {
+        pod_json(server, "done").is_some_and(|p| p["status"]["phase"] == "Succeeded")
+    });
+    let uid = pod_json(server, "done").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        "the node tore the finished pod down",
+        Duration::from_secs(20),
+        || !node.data.join("pods").join(&uid).exists(),
+    );
+    assert_eq!(kubectl.ok(&["logs", "done"]), "all done\n");
+    assert_eq!(kubectl.ok(&["logs", "done", "-f"]), "all done\n");
+    kubectl.ok(&[
+        "delete",
+        "pod",
+        "talk",
+        "crash",
+        "nowhere",
+        "done",
+        "--wait=true",
+    ]);
 }
 
 /// `kubectl args` run in a terminal of its own: under `script`, which gives it a
@@ -982,4 +1011,33 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
         "the container has a terminal: {output:?}"
     );
     kubectl.ok(&["delete", "pod", "chatty", "shell-tty", "--wait=true"]);
+
+    // stdinOnce (kubectl run -i's kind): the end of the first session's input is the end
+    // of the container's, so a command that reads to the end finishes, and the pod too.
+    for minor in [33, 28] {
+        let k = server.kubectl(minor);
+        let name = format!("catter-{minor}");
+        let out = k.run_with_stdin(
+            &[
+                "run",
+                &name,
+                "-i",
+                "--rm",
+                "--restart=Never",
+                "--image=busybox:1.36",
+                "--",
+                "cat",
+            ],
+            "piped through\n",
+        );
+        assert!(out.status.success(), "1.{minor}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("piped through"),
+            "1.{minor}: {out:?}"
+        );
+        assert!(
+            pod_json(server, &name).is_none(),
+            "1.{minor}: --rm deleted it"
+        );
+    }
 }

@@ -47,6 +47,52 @@ pub const LEAN_ALLOCATOR: [(&str, &str); 2] = [
 pub const STDIN_FIFO: &str = "stdin";
 /// The FIFO in a bundle that takes `WIDTH HEIGHT` lines for a container's terminal.
 pub const RESIZE_FIFO: &str = "resize";
+/// In a bundle: the container's stdin ends when the first attach session's does
+/// (`stdinOnce`).
+pub const STDIN_ONCE: &str = "stdin-once";
+/// In a bundle: an attach session has the stdin FIFO open for writing.
+pub const STDIN_ATTACHED: &str = "stdin-attached";
+
+/// The container's stdin, from the bundle's FIFO (if the agent made one). Opened read-write,
+/// it never reaches an end. With `stdinOnce` it is read-only, and this process holds a
+/// writer only until an attach session has one (it says so with `STDIN_ATTACHED`): when
+/// that session lets go, the container reads the end of its input.
+fn open_stdin(bundle: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fifo = bundle.join(STDIN_FIFO);
+    if !bundle.join(STDIN_ONCE).exists() {
+        return std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(fifo)
+            .ok();
+    }
+    // Non-blocking, as no writer exists yet; blocking again once one does.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .ok()?;
+    let holder = std::fs::OpenOptions::new().write(true).open(&fifo).ok()?;
+    set_blocking(&reader);
+    let attached = bundle.join(STDIN_ATTACHED);
+    std::thread::spawn(move || {
+        while !attached.exists() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(holder);
+    });
+    Some(reader)
+}
+
+fn set_blocking(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+}
 
 /// Whether the bundle's process has a terminal (`process.terminal`).
 fn has_terminal(bundle: &Path) -> bool {
@@ -227,12 +273,8 @@ fn run(config: &MonitorConfig) -> i32 {
     };
     let runtime = OciRuntime::new(&config.runtime_binary, &config.runtime_root);
     // A container with `stdin: true` reads a FIFO the agent made in its bundle (attach
-    // writes there); opened read-write, so it never sees an end of input.
-    let stdin_fifo = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(config.bundle.join(STDIN_FIFO))
-        .ok();
+    // writes there).
+    let stdin_fifo = open_stdin(&config.bundle);
     let outputs: Vec<(std::fs::File, Stream)> = if has_terminal(&config.bundle) {
         // The terminal is the container's stdio: its output is the log's stdout; stdin and
         // resizes from attach go to it.

@@ -175,8 +175,9 @@ impl Chunks {
 
 /// Writes a container run's log (`log` is its `N.log`) to `out` per `options`, in chunks
 /// of one stream each. With `follow`, keeps reading until `ended()` says the run is over and
-/// everything it wrote was sent. Stops early when `out` answers false (the reader went
-/// away); an empty chunk asks whether the reader is still there.
+/// everything it wrote was sent; `ended` is first asked once what the files held at the
+/// start was read (attach waits for that). Stops early when `out` answers false (the
+/// reader went away); an empty chunk asks whether the reader is still there.
 pub fn stream(
     log: &Path,
     options: &LogOptions,

@@ -42,6 +42,12 @@ pub struct Attempt {
     pub term_sent: Option<String>,
 }
 
+/// Whether the run whose bundle is `bundle` is over: its exit is recorded, or the bundle
+/// is gone (the pod was torn down, a finished one with its logs kept).
+pub fn run_is_over(bundle: &Path) -> bool {
+    bundle.join("exit").exists() || !bundle.exists()
+}
+
 impl Attempt {
     pub fn is_running(&self) -> bool {
         self.started_at.is_some() && self.exit.is_none()
@@ -91,6 +97,19 @@ impl PodDir {
     /// The runtime's id of a container run: unique on the node.
     pub fn container_id(&self, container: &str, attempt: u32) -> String {
         format!("{}-{container}-{attempt}", self.uid)
+    }
+
+    /// The runs of a container whose logs are kept, oldest first: what is left to read
+    /// once a finished pod's directory went.
+    pub fn logged_runs(&self, container: &str) -> Vec<u32> {
+        let mut numbers: Vec<u32> = std::fs::read_dir(self.logs.join(container))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        numbers
     }
 
     /// Every recorded run of a container, oldest first.

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use super::channels;
 use super::exec::ExecOptions;
 use super::logs::{self, LogOptions};
-use super::pod_dir::{Attempt, PodDir};
+use super::pod_dir::{Attempt, PodDir, run_is_over};
 use super::portforward;
 use super::remotecommand;
 use super::sync::Kubelet;
@@ -153,11 +153,20 @@ fn open_logs(
         })?;
     let pod = pod_of(kubelet, namespace, name)?;
     let dir = kubelet.dir(&pod);
-    let runs: Vec<_> = dir
-        .attempts(container)
-        .into_iter()
-        .filter(|a| a.started_at.is_some())
-        .collect();
+    // Each run with its bundle; a finished pod's directory is gone, its logs kept: its
+    // runs are the logged ones, all over.
+    let runs: Vec<(u32, Option<std::path::PathBuf>)> = if dir.root.exists() {
+        dir.attempts(container)
+            .into_iter()
+            .filter(|a| a.started_at.is_some())
+            .map(|a| (a.number, Some(a.bundle)))
+            .collect()
+    } else {
+        dir.logged_runs(container)
+            .into_iter()
+            .map(|n| (n, None))
+            .collect()
+    };
     let run = if options.previous {
         runs.len().checked_sub(2).map(|i| &runs[i]).ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -172,14 +181,14 @@ fn open_logs(
             ))
         })?
     };
-    let log = dir.log_path(container, run.number);
-    let exit = run.bundle.join("exit");
+    let (number, bundle) = run.clone();
+    let log = dir.log_path(container, number);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::task::spawn_blocking(move || {
         let result = logs::stream(
             &log,
             &options,
-            || exit.exists(),
+            || bundle.as_ref().is_none_or(|b| run_is_over(b)),
             |_, chunk| {
                 if chunk.is_empty() {
                     !tx.is_closed()
@@ -323,7 +332,7 @@ async fn container_attach(
     let fifo = run.bundle.join(skiff_runtime::monitor::STDIN_FIFO);
     let stdin = (options.stdin && fifo.exists()).then_some(fifo);
     let resize = Some(run.bundle.join(skiff_runtime::monitor::RESIZE_FIFO)).filter(|p| p.exists());
-    let session = super::attach::session(log, run.bundle.join("exit"), stdin, resize);
+    let session = super::attach::session(log, run.bundle.clone(), stdin, resize);
     serve_session(req, options, session).await
 }
 

@@ -601,6 +601,10 @@ impl Kubelet {
         if c.stdin == Some(true) {
             make_fifo(&bundle.join(skiff_runtime::monitor::STDIN_FIFO))
                 .map_err(|e| failed(format!("the container's stdin: {e}")))?;
+            if c.stdin_once == Some(true) {
+                std::fs::write(bundle.join(skiff_runtime::monitor::STDIN_ONCE), b"")
+                    .map_err(|e| failed(format!("the container's stdin: {e}")))?;
+            }
         }
         if c.tty == Some(true) {
             make_fifo(&bundle.join(skiff_runtime::monitor::RESIZE_FIFO))
