@@ -890,9 +890,42 @@ fn post_start_and_pre_stop_hooks_run_around_the_container() {
     kubectl.ok(&["delete", "pod", "badhook", "--wait=true"]);
 }
 
+/// Types `text` into an attach session every 250 ms (for up to a minute) until told the
+/// answer came back: what is typed before the session is up is never seen, and on a loaded
+/// machine that can take a while.
+struct Typer {
+    answered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Typer {
+    fn start(mut to: impl std::io::Write + Send + 'static, text: String) -> Typer {
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = answered.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                if to.write_all(text.as_bytes()).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        Typer { answered, thread }
+    }
+
+    /// Stops typing.
+    fn answered(self) {
+        self.answered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}
+
 #[test]
 fn kubectl_attach_streams_output_and_feeds_stdin() {
-    use std::io::Write;
     let node = Node::start();
     let server = &node.server;
     let kubectl = server.kubectl(33);
@@ -920,7 +953,7 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdin = attach.stdin.take().unwrap();
+        let stdin = attach.stdin.take().unwrap();
         let stderr = attach.stderr.take().unwrap();
         let (err_tx, err_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -931,32 +964,15 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
                 .find(|l| l.starts_with("err "));
             let _ = err_tx.send(found);
         });
-        // Typed until the answer came back (what is typed before the session is up is
-        // never seen; on a loaded machine that can take a while).
-        let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let typer = {
-            let answered = answered.clone();
-            std::thread::spawn(move || {
-                let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                while !answered.load(std::sync::atomic::Ordering::SeqCst)
-                    && std::time::Instant::now() < deadline
-                {
-                    if writeln!(stdin, "{word}").is_err() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-            })
-        };
+        let typer = Typer::start(stdin, format!("{word}\n"));
         let lines = read_lines(&mut attach, 1, Duration::from_secs(60));
-        answered.store(true, std::sync::atomic::Ordering::SeqCst);
+        typer.answered();
         assert_eq!(lines, [format!("got {word}")], "1.{minor}");
         // Stderr travels apart from stdout: wait for it before stopping kubectl.
         let error_line = err_rx.recv_timeout(Duration::from_secs(10)).ok().flatten();
         let _ = attach.kill();
         let _ = attach.wait();
         assert_eq!(error_line, Some(format!("err {word}")), "1.{minor}");
-        let _ = typer.join();
     }
 
     // A container with its own terminal (kubectl run -it's kind): an interactive shell,
@@ -979,29 +995,14 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdin = attach.stdin.take().unwrap();
-    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let typer = {
-        let answered = answered.clone();
-        std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while !answered.load(std::sync::atomic::Ordering::SeqCst)
-                && std::time::Instant::now() < deadline
-            {
-                if stdin.write_all(b"tty; echo answer-$((6*7))\r").is_err() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        })
-    };
+    let stdin = attach.stdin.take().unwrap();
+    let typer = Typer::start(stdin, "tty; echo answer-$((6*7))\r".into());
     let output = read_lines_until(&mut attach, Duration::from_secs(60), |lines| {
         lines.iter().any(|l| l.contains("answer-42"))
     });
-    answered.store(true, std::sync::atomic::Ordering::SeqCst);
+    typer.answered();
     let _ = attach.kill();
     let _ = attach.wait();
-    let _ = typer.join();
     assert!(
         output.iter().any(|l| l.contains("answer-42")),
         "the shell answered: {output:?}"
