@@ -1,6 +1,8 @@
 //! A de-duplicating work queue of keys, as client-go's: a key waits at most once; a key
 //! added while a worker holds it is handed out again once that worker is done (never to two
-//! workers at once); failures come back with per-key exponential backoff.
+//! workers at once); failures come back with per-key exponential backoff. A key has at most
+//! one timer waiting (the soonest asked for), so syncs that each ask to be looked at again
+//! later do not pile up timers.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -19,6 +21,8 @@ struct State {
     processing: HashSet<String>,
     dirty: HashSet<String>,
     failures: HashMap<String, u32>,
+    /// The one pending timer of each key that has one: when it fires.
+    timers: HashMap<String, tokio::time::Instant>,
 }
 
 #[derive(Clone, Default)]
@@ -50,16 +54,35 @@ impl WorkQueue {
         }
     }
 
-    /// Adds `key` after `delay` (a timer; the key is not held meanwhile).
+    /// Adds `key` after `delay` (a timer; the key is not held meanwhile). A sooner timer of
+    /// the key already waiting serves instead; a later one is superseded.
     pub fn add_after(&self, key: impl Into<String>, delay: Duration) {
         let key = key.into();
         if delay.is_zero() {
             return self.add(key);
         }
+        let at = tokio::time::Instant::now() + delay;
+        {
+            let mut s = self.lock();
+            if s.timers.get(&key).is_some_and(|pending| *pending <= at) {
+                return;
+            }
+            s.timers.insert(key.clone(), at);
+        }
         let queue = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            queue.add(key);
+            tokio::time::sleep_until(at).await;
+            let current = {
+                let mut s = queue.lock();
+                let current = s.timers.get(&key) == Some(&at);
+                if current {
+                    s.timers.remove(&key);
+                }
+                current
+            };
+            if current {
+                queue.add(key);
+            }
         });
     }
 
@@ -190,6 +213,28 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q.next().await, "a");
         assert_eq!(q.next().await, "b");
+    }
+
+    #[tokio::test]
+    async fn a_key_waits_on_one_timer_the_soonest() {
+        let ms = Duration::from_millis;
+        let q = WorkQueue::new();
+        q.add_after("a", ms(800));
+        q.add_after("a", ms(800));
+        q.add_after("a", ms(100));
+        q.add_after("a", ms(400));
+        assert!(q.is_empty());
+        assert_eq!(q.next().await, "a");
+        q.done("a");
+        tokio::time::sleep(ms(1000)).await;
+        assert!(q.is_empty(), "the superseded timers add nothing");
+        q.add_after("a", ms(50));
+        tokio::time::sleep(ms(300)).await;
+        assert_eq!(
+            q.len(),
+            1,
+            "a timer asked for after the last one fired runs"
+        );
     }
 
     #[tokio::test]
