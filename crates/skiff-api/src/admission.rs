@@ -40,6 +40,130 @@ pub fn default_toleration_seconds(
     }
 }
 
+/// The ServiceAccount a pod runs as when it names none.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
+/// Where a pod's containers find their API credentials (token, ca.crt, namespace).
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ConfigMap every namespace holds with the cluster's CA (the root CA publisher's).
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+
+/// The prefix of the projected volume that carries a pod's API credentials.
+const API_ACCESS_VOLUME: &str = "kube-api-access-";
+
+/// The lifetime the ServiceAccount admission asks for its tokens: upstream's one hour and
+/// seven seconds, the odd seconds marking them as admission's own.
+const API_ACCESS_TOKEN_SECONDS: i64 = 3607;
+
+/// The ServiceAccount a pod runs as: `spec.serviceAccountName`, else `default` (which is
+/// written into the pod, with the deprecated `serviceAccount` mirror).
+pub fn pod_service_account(pod: &mut Value) -> String {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return DEFAULT_SERVICE_ACCOUNT.to_string();
+    };
+    let name = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .or_else(|| spec.get("serviceAccount").and_then(Value::as_str))
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
+        .to_string();
+    spec.insert("serviceAccountName".into(), json!(name));
+    spec.insert("serviceAccount".into(), json!(name));
+    name
+}
+
+/// ServiceAccount admission, given the pod's account (see [`pod_service_account`]): unless
+/// the pod or else the account turns automounting off, every container and init container
+/// without a mount of its own at [`SERVICE_ACCOUNT_MOUNT_PATH`] mounts a projected
+/// `kube-api-access-<suffix>` volume there (a token for the account, the cluster CA from
+/// [`ROOT_CA_CONFIGMAP`], the namespace); a pod without `imagePullSecrets` takes the
+/// account's.
+pub fn service_account(pod: &mut Value, account: &Value, volume_suffix: &str) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let no_pull_secrets = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if no_pull_secrets
+        && let Some(secrets) = account
+            .get("imagePullSecrets")
+            .and_then(Value::as_array)
+            .filter(|s| !s.is_empty())
+    {
+        spec.insert("imagePullSecrets".into(), json!(secrets));
+    }
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .or_else(|| account.get("automountServiceAccountToken"))
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    if !automount {
+        return;
+    }
+    let existing = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .and_then(|vs| {
+            vs.iter()
+                .filter_map(|v| v.get("name").and_then(Value::as_str))
+                .find(|n| n.starts_with(API_ACCESS_VOLUME))
+        })
+        .map(str::to_string);
+    let volume_name = existing
+        .clone()
+        .unwrap_or_else(|| format!("{API_ACCESS_VOLUME}{volume_suffix}"));
+    let mount = json!({
+        "name": volume_name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH,
+    });
+    let mut mounted = false;
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(c) = c.as_object_mut() else { continue };
+            let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+            let Some(mounts) = mounts.as_array_mut() else {
+                continue;
+            };
+            let has_own = mounts.iter().any(|m| {
+                m.get("mountPath").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_MOUNT_PATH)
+            });
+            if !has_own {
+                mounts.push(mount.clone());
+                mounted = true;
+            }
+        }
+    }
+    if !mounted || existing.is_some() {
+        return;
+    }
+    let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+    if let Some(volumes) = volumes.as_array_mut() {
+        volumes.push(json!({
+            "name": volume_name,
+            "projected": {
+                "defaultMode": 0o644,
+                "sources": [
+                    {"serviceAccountToken": {
+                        "expirationSeconds": API_ACCESS_TOKEN_SECONDS, "path": "token"}},
+                    {"configMap": {"name": ROOT_CA_CONFIGMAP,
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace",
+                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ],
+            },
+        }));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +188,81 @@ mod tests {
         let mut all = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
         default_toleration_seconds(&mut all, 300, 300);
         assert_eq!(all["spec"]["tolerations"].as_array().unwrap().len(), 1);
+    }
+
+    fn pod() -> Value {
+        json!({"spec": {
+            "initContainers": [{"name": "init"}],
+            "containers": [{"name": "app"}, {"name": "own", "volumeMounts": [
+                {"name": "mine", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]}],
+        }})
+    }
+
+    #[test]
+    fn pods_run_as_default_unless_they_name_an_account() {
+        let mut p = pod();
+        assert_eq!(pod_service_account(&mut p), "default");
+        assert_eq!(p["spec"]["serviceAccountName"], "default");
+        assert_eq!(p["spec"]["serviceAccount"], "default");
+        let mut named = json!({"spec": {"serviceAccount": "builder"}});
+        assert_eq!(pod_service_account(&mut named), "builder");
+        assert_eq!(named["spec"]["serviceAccountName"], "builder");
+    }
+
+    #[test]
+    fn api_access_is_mounted_where_nothing_else_is() {
+        let mut p = pod();
+        service_account(&mut p, &json!({}), "abcde");
+        let spec = &p["spec"];
+        let mount = json!({"name": "kube-api-access-abcde", "readOnly": true,
+            "mountPath": SERVICE_ACCOUNT_MOUNT_PATH});
+        assert_eq!(spec["initContainers"][0]["volumeMounts"], json!([mount]));
+        assert_eq!(spec["containers"][0]["volumeMounts"], json!([mount]));
+        assert_eq!(
+            spec["containers"][1]["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        let volumes = spec["volumes"].as_array().unwrap();
+        assert_eq!(volumes.len(), 1);
+        let sources = &volumes[0]["projected"]["sources"];
+        assert_eq!(sources[0]["serviceAccountToken"]["path"], "token");
+        assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607);
+        assert_eq!(sources[1]["configMap"]["name"], ROOT_CA_CONFIGMAP);
+        assert_eq!(sources[2]["downwardAPI"]["items"][0]["path"], "namespace");
+        // Admitting again (an apply that creates) adds nothing twice.
+        service_account(&mut p, &json!({}), "zzzzz");
+        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
+        assert_eq!(p["spec"]["containers"][0]["volumeMounts"], json!([mount]));
+    }
+
+    #[test]
+    fn automount_is_the_pods_choice_then_the_accounts() {
+        let off = json!({"automountServiceAccountToken": false});
+        let mut p = pod();
+        service_account(&mut p, &off, "abcde");
+        assert!(p["spec"].get("volumes").is_none());
+        let mut p = pod();
+        p["spec"]["automountServiceAccountToken"] = json!(true);
+        service_account(&mut p, &off, "abcde");
+        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
+        let mut p = pod();
+        p["spec"]["automountServiceAccountToken"] = json!(false);
+        service_account(&mut p, &json!({}), "abcde");
+        assert!(p["spec"].get("volumes").is_none());
+    }
+
+    #[test]
+    fn pull_secrets_come_from_the_account_when_the_pod_has_none() {
+        let account = json!({"imagePullSecrets": [{"name": "registry"}]});
+        let mut p = pod();
+        service_account(&mut p, &account, "abcde");
+        assert_eq!(p["spec"]["imagePullSecrets"], json!([{"name": "registry"}]));
+        let mut own = pod();
+        own["spec"]["imagePullSecrets"] = json!([{"name": "mine"}]);
+        service_account(&mut own, &account, "abcde");
+        assert_eq!(own["spec"]["imagePullSecrets"], json!([{"name": "mine"}]));
     }
 }

@@ -33,6 +33,13 @@ pub struct TokenIssuer {
     rng: SystemRandom,
 }
 
+/// The pod a token is bound to (TokenRequest's `boundObjectRef`), named in its claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundPod {
+    pub name: String,
+    pub uid: String,
+}
+
 /// Who a valid token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceAccountIdentity {
@@ -85,11 +92,12 @@ impl TokenIssuer {
         who: &ServiceAccountIdentity,
         audiences: &[String],
         seconds: u64,
+        pod: Option<&BoundPod>,
     ) -> (String, u64) {
         let iat = now();
         let exp = iat + seconds;
         let header = json!({"alg": "ES256", "kid": self.key_id, "typ": "JWT"});
-        let claims = json!({
+        let mut claims = json!({
             "iss": ISSUER,
             "sub": format!("system:serviceaccount:{}:{}", who.namespace, who.name),
             "aud": audiences,
@@ -101,6 +109,9 @@ impl TokenIssuer {
                 "serviceaccount": {"name": who.name, "uid": who.uid},
             },
         });
+        if let Some(pod) = pod {
+            claims["kubernetes.io"]["pod"] = json!({"name": pod.name, "uid": pod.uid});
+        }
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -175,7 +186,7 @@ mod tests {
     fn tokens_verify_only_when_signed_here_and_current() {
         let dir = tempfile::tempdir().unwrap();
         let issuer = TokenIssuer::load_or_create(dir.path()).unwrap();
-        let (token, exp) = issuer.issue(&who(), &[ISSUER.to_string()], 3600);
+        let (token, exp) = issuer.issue(&who(), &[ISSUER.to_string()], 3600, None);
         assert!(exp >= now() + 3599);
         assert_eq!(issuer.verify(&token), Some(who()));
         // The same key after a restart.
@@ -184,7 +195,7 @@ mod tests {
 
         let other = TokenIssuer::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
         assert_eq!(other.verify(&token), None, "another cluster's key");
-        let (expired, _) = issuer.issue(&who(), &[], 0);
+        let (expired, _) = issuer.issue(&who(), &[], 0, None);
         assert_eq!(issuer.verify(&expired), None, "expired");
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
         let mut claims: Value =
@@ -192,6 +203,22 @@ mod tests {
         claims["kubernetes.io"]["namespace"] = "kube-system".into();
         parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
         assert_eq!(issuer.verify(&parts.join(".")), None, "tampered claims");
+        let pod = BoundPod {
+            name: "web-1".into(),
+            uid: "p-1".into(),
+        };
+        let (bound, _) = issuer.issue(&who(), &[ISSUER.to_string()], 600, Some(&pod));
+        assert_eq!(issuer.verify(&bound), Some(who()));
+        let claims: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(bound.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            claims["kubernetes.io"]["pod"],
+            json!({"name": "web-1", "uid": "p-1"})
+        );
         for junk in ["", "a.b", "a.b.c", "not a token at all"] {
             assert_eq!(issuer.verify(junk), None);
         }

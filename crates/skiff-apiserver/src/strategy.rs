@@ -45,7 +45,7 @@ pub fn new_uid() -> String {
 
 /// Upstream's `generateName` suffix: five characters from an alphabet without vowels or
 /// look-alikes.
-fn name_suffix() -> String {
+pub(crate) fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut b = [0u8; 5];
     getrandom::fill(&mut b).expect("the OS random source is available");

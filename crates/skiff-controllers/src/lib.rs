@@ -14,6 +14,7 @@ mod garbage_collector;
 mod namespace;
 mod node_lifecycle;
 mod replicaset;
+mod root_ca;
 
 use std::time::Duration;
 
@@ -43,12 +44,16 @@ pub struct Config {
     /// How long a node may be silent before it is considered unreachable
     /// (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: Duration,
+    /// The cluster CA (PEM) every namespace gets in its `kube-root-ca.crt` ConfigMap
+    /// (`--root-ca-file` upstream); none publishes nothing.
+    pub root_ca_pem: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
+            root_ca_pem: None,
         }
     }
 }
@@ -60,6 +65,7 @@ pub struct Controllers {
     deployments: Arc<deployment::DeploymentController>,
     endpoints: Arc<endpoints::EndpointsController>,
     nodes: Arc<node_lifecycle::NodeLifecycle>,
+    root_ca_pem: Option<String>,
 }
 
 impl Controllers {
@@ -74,6 +80,7 @@ impl Controllers {
                 config.node_monitor_grace_period,
                 informers,
             ),
+            root_ca_pem: config.root_ca_pem,
             client,
         }
     }
@@ -91,7 +98,7 @@ impl Controllers {
         };
         tokio::join!(
             gc.run(),
-            namespace::run(self.client.clone()),
+            namespace::run(self.client.clone(), self.root_ca_pem.clone()),
             self.replicasets.run(),
             self.deployments.run(),
             self.endpoints.run(),

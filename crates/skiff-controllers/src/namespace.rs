@@ -1,4 +1,5 @@
-//! Namespaces: a `default` ServiceAccount in every active namespace, and the deletion of a
+//! Namespaces: a `default` ServiceAccount and the cluster CA (`root_ca`) in every active
+//! namespace, and the deletion of a
 //! terminating namespace — every namespaced object in it is deleted (all resources the API
 //! lists as namespaced and deletable, found by discovery), and once none remain the
 //! namespace's `kubernetes` finalizer is removed through `namespaces/<name>/finalize`, which
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams};
 use kube::discovery::{Discovery, Scope, verbs};
@@ -27,9 +28,10 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 struct Context {
     client: Client,
+    root_ca_pem: Option<String>,
 }
 
-pub async fn run(client: Client) {
+pub async fn run(client: Client, root_ca_pem: Option<String>) {
     let namespaces = Api::<Namespace>::all(client.clone());
     let accounts = Api::<ServiceAccount>::all(client.clone());
     Controller::new(namespaces, watcher::Config::default())
@@ -39,7 +41,27 @@ pub async fn run(client: Client) {
                 .namespace
                 .map(|ns| ObjectRef::<Namespace>::new(&ns))
         })
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+        // So does a change to its copy of the cluster CA.
+        .watches(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default().fields(&format!(
+                "metadata.name={}",
+                skiff_api::admission::ROOT_CA_CONFIGMAP
+            )),
+            |cm| {
+                cm.metadata
+                    .namespace
+                    .map(|ns| ObjectRef::<Namespace>::new(&ns))
+            },
+        )
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(Context {
+                client,
+                root_ca_pem,
+            }),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "namespace reconcile");
@@ -59,6 +81,9 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
         return finish_deletion(&ctx.client, &ns, &name).await;
     }
     ensure_default_service_account(&ctx.client, &name).await?;
+    if let Some(ca) = &ctx.root_ca_pem {
+        crate::root_ca::ensure(&ctx.client, &name, ca).await?;
+    }
     Ok(Action::requeue(RESYNC))
 }
 

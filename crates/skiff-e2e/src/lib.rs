@@ -80,10 +80,11 @@ impl TestServer {
         })
     }
 
-    /// A server whose datastore is a real etcd (kept alive by the returned server).
+    /// The API server alone over a real etcd (kept alive by the returned server).
     pub fn start_with_etcd() -> TestServer {
         Self::start_with(Options {
             etcd: true,
+            controllers: false,
             ..Options::default()
         })
     }
@@ -139,6 +140,7 @@ impl TestServer {
                     .expect("a client for the controllers");
                 let config = skiff_controllers::Config {
                     node_monitor_grace_period: options.node_monitor_grace_period,
+                    root_ca_pem: Some(server.ca_pem.clone()),
                 };
                 let mut informers = skiff_client::InformerFactory::new(client.clone());
                 let controllers =
@@ -345,7 +347,15 @@ impl Kubectl {
 
     /// Runs and expects failure; answers stderr.
     pub fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
+        self.failed(args, self.run(args))
+    }
+
+    /// Runs with `stdin` and expects failure; answers stderr.
+    pub fn fails_stdin(&self, args: &[&str], stdin: &str) -> String {
+        self.failed(args, self.run_with_stdin(args, stdin))
+    }
+
+    fn failed(&self, args: &[&str], out: Output) -> String {
         assert!(
             !out.status.success(),
             "{} {args:?} should have failed; stdout:\n{}",

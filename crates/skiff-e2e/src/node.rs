@@ -69,6 +69,9 @@ fn start_agent(server: &TestServer, data: &Path, netns: &Path, runtime: &str) ->
             "127.0.0.1",
             "--kubelet-port",
             "0",
+            // Volumes follow their sources within seconds, for the tests that change them.
+            "--sync-frequency",
+            "3s",
         ])
         .arg("--kubeconfig")
         .arg(server.kubeconfig())

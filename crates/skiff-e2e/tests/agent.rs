@@ -754,6 +754,56 @@ fn configmap_secret_downward_and_projected_volumes_and_memory_emptydirs() {
     );
     assert_eq!(sh("ls /etc/later | wc -l").trim(), "0");
 
+    // ServiceAccount admission mounted the default account's API credentials: a token the
+    // API takes, the cluster CA (from the namespace's kube-root-ca.crt) and the namespace.
+    let pod = pod_json(server, "vols").unwrap();
+    assert_eq!(pod["spec"]["serviceAccountName"], "default");
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(sh(&format!("cat {sa}/namespace")), "default");
+    let ca = std::fs::read_to_string(server.ca_file()).unwrap();
+    assert_eq!(sh(&format!("cat {sa}/ca.crt")), ca);
+    // And where the API is, as in-cluster clients look for it.
+    assert_eq!(
+        sh("echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $KUBERNETES_PORT"),
+        "10.43.0.1:443 tcp://10.43.0.1:443\n"
+    );
+    let token = sh(&format!("cat {sa}/token"));
+    let as_pod = kubectl.ok(&["get", "pod", "vols", "-o", "name", "--token", &token]);
+    assert_eq!(as_pod.trim(), "pod/vols");
+    assert!(
+        kubectl
+            .run(&["get", "pods", "--token", "not-a-token"])
+            .status
+            .code()
+            != Some(0)
+    );
+    // Files follow their sources while the pod runs.
+    kubectl.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data": {"color": "green"}}"#,
+    ]);
+    eventually(
+        "the changed key in the volume",
+        Duration::from_secs(30),
+        || sh("cat /etc/settings/color") == "green",
+    );
+    // An account that does not exist refuses the pod.
+    let refused = kubectl.fails_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "robot"},
+            "spec": {"serviceAccountName": "robot",
+              "containers": [{"name": "main", "image": "busybox:1.36"}]}}"#,
+    );
+    assert!(
+        refused.contains(
+            r#"pods "robot" is forbidden: error looking up service account default/robot: serviceaccount "robot" not found"#
+        ),
+        "{refused}"
+    );
+
     // A missing ConfigMap holds the pod back with FailedMount until it exists.
     kubectl.ok_stdin(
         &["apply", "-f", "-"],

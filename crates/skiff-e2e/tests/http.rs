@@ -212,7 +212,7 @@ fn updates_are_guarded_by_resource_version() {
 
 #[test]
 fn lists_paginate_over_one_snapshot() {
-    let s = TestServer::start();
+    let s = TestServer::start_api_only();
     for i in 0..5 {
         assert_eq!(
             s.http("POST", CM)
@@ -421,7 +421,7 @@ fn discovery_answers_in_the_format_asked_for() {
 /// before it (also when the newest writes were to other types), at a revision no older.
 #[test]
 fn whole_lists_read_their_writes() {
-    let s = TestServer::start();
+    let s = TestServer::start_api_only();
     for i in 0..30 {
         let created = s
             .http("POST", CM)
@@ -903,7 +903,7 @@ fn namespaces_terminate_until_finalized() {
 /// are protobuf envelopes.
 #[test]
 fn protobuf_watches_frame_their_events() {
-    let s = TestServer::start();
+    let s = TestServer::start_api_only();
     s.http("POST", CM).json(&configmap("pw")).send();
     let reply = s
         .http("GET", &format!("{CM}?watch=true&timeoutSeconds=1"))

@@ -1,5 +1,6 @@
-//! A container's environment: the image's, then `envFrom` and `env` (values with `$(VAR)`
-//! references, the downward API's fields and resources, ConfigMap and Secret keys).
+//! A container's environment: the image's, then the service links, then `envFrom` and
+//! `env` (values with `$(VAR)` references, the downward API's fields and resources,
+//! ConfigMap and Secret keys).
 
 use std::collections::BTreeMap;
 
@@ -40,8 +41,8 @@ impl Kubelet {
         f
     }
 
-    /// The container's environment: the image's, then the container's (`envFrom`, then
-    /// `env`, with `$(VAR)` references to what came before).
+    /// The container's environment: the image's, then the service links, then the
+    /// container's (`envFrom`, then `env`, with `$(VAR)` references to what came before).
     pub(super) async fn environment(
         &self,
         pod: &Pod,
@@ -61,6 +62,17 @@ impl Kubelet {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
             })
             .collect();
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let services = self.services.list();
+        env.extend(super::service_env::service_links(
+            services.iter().map(|s| s.as_ref()),
+            &namespace,
+            links,
+        ));
         for from in c.env_from.iter().flatten() {
             let prefix = from.prefix.clone().unwrap_or_default();
             let data = if let Some(cm) = &from.config_map_ref {

@@ -9,8 +9,6 @@
 //!
 //! It also serves the node's streaming endpoints (`server.rs`, kubelet's port 10250), which
 //! the API server relays `kubectl logs` to.
-//!
-//! Not yet (the node agent issue's note tracks them): projected service account tokens.
 
 mod attach;
 mod channels;
@@ -26,11 +24,13 @@ mod portforward;
 mod probe;
 mod remotecommand;
 mod server;
+mod service_env;
 mod sources;
 mod spdy;
 mod status;
 mod sync;
 mod teardown;
+mod tokens;
 mod volumes;
 
 use std::net::SocketAddr;
@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -83,7 +83,13 @@ pub struct KubeletConfig {
     pub streaming_address: SocketAddr,
     /// The cluster CA (DER): only clients it signed (the API server) may stream.
     pub cluster_ca: Vec<Vec<u8>>,
+    /// How often a running pod is synced with nothing happening to it (`--sync-frequency`):
+    /// its volumes' files follow their sources and its tokens are renewed.
+    pub sync_frequency: Duration,
 }
+
+/// Upstream's `--sync-frequency`.
+pub const DEFAULT_SYNC_FREQUENCY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {
@@ -165,7 +171,15 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
     let store = informer.store();
     let synced = informer.synced();
     let _informer = informer.start();
+    // Every service, for the service-link variables of containers.
+    let services = Informer::new(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (service_store, services_synced) = (services.store(), services.synced());
+    let _services = services.start();
     synced.wait().await;
+    services_synced.wait().await;
     let kubelet = Arc::new(Kubelet {
         events: EventRecorder::new(client.clone(), "kubelet", Some(&config.node_name)),
         runtime: OciRuntime::new(
@@ -174,12 +188,15 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
         ),
         client,
         pods: store,
+        services: service_store,
         network,
         images,
         config,
         pull_failures: Default::default(),
         probes: Default::default(),
         orphans: Default::default(),
+        sources: Default::default(),
+        tokens: Default::default(),
     });
     tokio::spawn(streams.serve(kubelet.clone()));
     tokio::spawn(housekeeping(kubelet.clone()));

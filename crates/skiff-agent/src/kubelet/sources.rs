@@ -1,14 +1,23 @@
 //! ConfigMaps and Secrets as a pod's env and volumes read them: their keys and bytes
 //! (a ConfigMap's `data` and `binaryData`, a Secret's decoded `data`).
+//!
+//! Reads are kept for a moment ([`FRESH_FOR`]): a pod's start syncs it several times and
+//! every pod reads the same `kube-root-ca.crt`, so without it each sync would ask the API
+//! again; a change still reaches a pod's files on its next sync after that moment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 
 use super::sync::Kubelet;
 
-#[derive(Debug, Clone, Copy)]
+/// How long a read ConfigMap or Secret (or its absence) is taken as current.
+const FRESH_FOR: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     ConfigMap,
     Secret,
@@ -23,6 +32,29 @@ impl Source {
     }
 }
 
+type Keys = BTreeMap<String, Vec<u8>>;
+
+/// Which object: its kind, namespace and name.
+type SourceKey = (Source, String, String);
+
+/// Recent reads: (kind, namespace, name) → when, and the keys (None: not found).
+#[derive(Default)]
+pub struct SourceCache {
+    read: Mutex<HashMap<SourceKey, (Instant, Option<Keys>)>>,
+}
+
+impl SourceCache {
+    fn get(&self, key: &SourceKey) -> Option<Option<Keys>> {
+        let mut read = skiff_client::lock(&self.read);
+        read.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+        read.get(key).map(|(_, keys)| keys.clone())
+    }
+
+    fn put(&self, key: SourceKey, keys: Option<Keys>) {
+        skiff_client::lock(&self.read).insert(key, (Instant::now(), keys));
+    }
+}
+
 impl Kubelet {
     /// The keys of a ConfigMap or Secret; empty when it is missing and `optional`, else
     /// upstream's "not found" message.
@@ -32,8 +64,36 @@ impl Kubelet {
         ns: &str,
         name: &str,
         optional: bool,
-    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        let found = match source {
+    ) -> Result<Keys, String> {
+        let key = (source, ns.to_string(), name.to_string());
+        let found = match self.sources.get(&key) {
+            Some(keys) => Ok(keys),
+            None => {
+                let read = self.read_source(source, ns, name).await;
+                if let Ok(keys) = &read {
+                    self.sources.put(key, keys.clone());
+                }
+                read
+            }
+        };
+        match found {
+            Ok(Some(data)) => Ok(data),
+            Ok(None) if optional => Ok(BTreeMap::new()),
+            Ok(None) => Err(format!(
+                "{} \"{name}\" not found",
+                source.kind().to_lowercase()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn read_source(
+        &self,
+        source: Source,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Keys>, kube::Error> {
+        match source {
             Source::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), ns)
                 .get_opt(name)
                 .await
@@ -63,15 +123,6 @@ impl Kubelet {
                             .collect()
                     })
                 }),
-        };
-        match found {
-            Ok(Some(data)) => Ok(data),
-            Ok(None) if optional => Ok(BTreeMap::new()),
-            Ok(None) => Err(format!(
-                "{} \"{name}\" not found",
-                source.kind().to_lowercase()
-            )),
-            Err(e) => Err(e.to_string()),
         }
     }
 }

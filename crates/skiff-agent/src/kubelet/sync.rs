@@ -47,6 +47,8 @@ pub struct Kubelet {
     pub(super) client: Client,
     pub(super) config: KubeletConfig,
     pub(super) pods: Store<Pod>,
+    /// Every service of the cluster (service-link variables).
+    pub(super) services: Store<k8s_openapi::api::core::v1::Service>,
     pub(super) runtime: OciRuntime,
     pub(super) network: PodNetwork,
     pub(super) images: ImageStore,
@@ -56,6 +58,10 @@ pub struct Kubelet {
     pub(super) probes: Mutex<super::probe::Tallies>,
     /// One pass over orphaned pods at a time; asks made meanwhile are run by that pass.
     pub(super) orphans: super::teardown::OrphanPasses,
+    /// Recent reads of ConfigMaps and Secrets.
+    pub(super) sources: super::sources::SourceCache,
+    /// ServiceAccount tokens of projected volumes.
+    pub(super) tokens: super::tokens::TokenCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +220,8 @@ impl Kubelet {
             &start_time,
         );
         self.write_status(pod, status).await?;
-        Ok(again)
+        let resync = self.config.sync_frequency;
+        Ok(Some(again.map_or(resync, |a| a.min(resync))))
     }
 
     fn view(&self, dir: &PodDir, c: &Container, waiting: Option<Waiting>) -> ContainerView {

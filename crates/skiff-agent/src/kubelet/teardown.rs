@@ -151,6 +151,7 @@ impl Kubelet {
         let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
         skiff_client::lock(&self.probes).retain(|k, _| known.contains(&k.0));
         skiff_client::lock(&self.pull_failures).retain(|k, _| known.contains(&k.0));
+        self.tokens.retain_pods(&known);
         let pods = self.config.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods) else {
             return false;

@@ -1,5 +1,5 @@
 //! Volumes whose files the node writes: `configMap`, `secret`, `downwardAPI` and `projected`
-//! (any mix of the three), plus `emptyDir` with `medium: Memory` (a tmpfs).
+//! (any mix of those three and ServiceAccount tokens), plus `emptyDir` with `medium: Memory` (a tmpfs).
 //!
 //! Files are written as the kubelet's atomic writer lays them out: the payload in a fresh
 //! `..<stamp>` directory, `..data` a symlink to it (swapped by rename), and each top-level
@@ -292,11 +292,12 @@ impl Kubelet {
                     let items = d.items.as_deref().unwrap_or(&[]);
                     self.downward_files(pod, items, mode, fields, &mut out)?;
                 }
-                if source.service_account_token.is_some() || source.cluster_trust_bundle.is_some() {
-                    return Err(
-                        "projected serviceAccountToken and clusterTrustBundle sources are not supported yet"
-                            .into(),
-                    );
+                if let Some(t) = &source.service_account_token {
+                    let token = self.tokens.token(&self.client, pod, t).await?;
+                    out.insert(checked_path(&t.path)?, (token.into_bytes(), mode));
+                }
+                if source.cluster_trust_bundle.is_some() {
+                    return Err("projected clusterTrustBundle sources are not supported".into());
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! `serviceaccounts/<name>/token`: TokenRequest, as `kubectl create token` uses it.
 
 use super::*;
-use crate::sa_token::{ISSUER, ServiceAccountIdentity};
+use crate::sa_token::{BoundPod, ISSUER, ServiceAccountIdentity};
 
 /// Upstream's bounds on `spec.expirationSeconds`: at least ten minutes; one hour by default.
 const MIN_EXPIRATION: u64 = 600;
@@ -52,7 +52,13 @@ pub(super) async fn create_token(
             .unwrap_or_default()
             .to_string(),
     };
-    let (token, expires) = state.tokens.issue(&who, &audiences, seconds);
+    let bound = match spec.get("boundObjectRef").filter(|r| !r.is_null()) {
+        Some(reference) => Some(bound_pod(state, rr, namespace, reference).await?),
+        None => None,
+    };
+    let (token, expires) = state
+        .tokens
+        .issue(&who, &audiences, seconds, bound.as_ref());
     let expiration = time::OffsetDateTime::from_unix_timestamp(expires as i64)
         .ok()
         .and_then(|t| {
@@ -76,4 +82,47 @@ pub(super) async fn create_token(
         "status": {"token": token, "expirationTimestamp": expiration},
     });
     Ok(respond(StatusCode::CREATED, &body, output))
+}
+
+/// The pod a token is to be bound to: it must exist (with the uid named, if one is) and
+/// run as the account the token is for, as upstream checks. Pods are the only kind of
+/// bound object served.
+async fn bound_pod(
+    state: &ApiState,
+    rr: &ResourceRequest,
+    namespace: &str,
+    reference: &Value,
+) -> Result<BoundPod, ApiError> {
+    let field = |k: &str| reference.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (kind, name, uid) = (field("kind"), field("name"), field("uid"));
+    if kind != "Pod" || !matches!(field("apiVersion"), "" | "v1") {
+        return Err(ApiError::bad_request(format!(
+            "cannot bind a token to a {kind:?} object: only pods (v1) can be bound"
+        )));
+    }
+    let pods = lookup("", "v1", "pods").expect("pods are registered");
+    let pod = state.objects.get(pods, Some(namespace), name).await?.object;
+    let actual_uid = meta_str(&pod, "uid").unwrap_or_default();
+    if !uid.is_empty() && uid != actual_uid {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
+            ),
+        ));
+    }
+    let runs_as = skiff_api::object::field(&pod, &["spec", "serviceAccountName"])
+        .and_then(Value::as_str)
+        .unwrap_or(skiff_api::admission::DEFAULT_SERVICE_ACCOUNT);
+    if runs_as != name_of(rr) {
+        return Err(ApiError::bad_request(format!(
+            "cannot bind token for serviceaccount {:?} to pod running with different serviceaccount name.",
+            name_of(rr)
+        )));
+    }
+    Ok(BoundPod {
+        name: name.to_string(),
+        uid: actual_uid.to_string(),
+    })
 }

@@ -30,6 +30,7 @@ pub(super) async fn create_object(
             state.tolerations.not_ready_seconds,
             state.tolerations.unreachable_seconds,
         );
+        admit_service_account(state, &mut obj).await?;
     }
     if !is_service(rt) {
         return state.objects.create(rt, &obj).await;
@@ -43,6 +44,55 @@ pub(super) async fn create_object(
             Err(e)
         }
     }
+}
+
+/// Upstream's ServiceAccount admission of a new pod: it runs as an account that exists,
+/// with that account's API credentials mounted (see [`admission::service_account`]).
+/// Mirror pods are left as they are. A missing `default` account is made here, as the
+/// namespace controller would moments later, so a pod created right after its namespace
+/// is not refused for that race (upstream's is); any other missing account refuses the pod.
+async fn admit_service_account(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
+    use skiff_api::admission;
+    let mirror = pod
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some();
+    if mirror {
+        return Ok(());
+    }
+    let account_name = admission::pod_service_account(pod);
+    let ns = meta_str(pod, "namespace").unwrap_or("default").to_string();
+    let rt = lookup("", "v1", "serviceaccounts").expect("serviceaccounts are registered");
+    let account = match state.objects.get(rt, Some(&ns), &account_name).await {
+        Ok(found) => found.object,
+        Err(e) if e.code == 404 && account_name == admission::DEFAULT_SERVICE_ACCOUNT => {
+            let mut fresh = json!({"metadata": {"name": account_name}});
+            strategy::prepare_create(rt, &mut fresh, Some(&ns))?;
+            match state.objects.create(rt, &fresh).await {
+                Ok(stored) => stored.object,
+                Err(e) if e.code == 409 => {
+                    state
+                        .objects
+                        .get(rt, Some(&ns), &account_name)
+                        .await?
+                        .object
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) if e.code == 404 => {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "pods {:?} is forbidden: error looking up service account {ns}/{account_name}: serviceaccount {account_name:?} not found",
+                    meta_str(pod, "name").unwrap_or_default()
+                ),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    admission::service_account(pod, &account, &strategy::name_suffix());
+    Ok(())
 }
 
 /// Deletes an object still at `expected`; a service gives back its addresses.

@@ -54,6 +54,10 @@ pub struct AgentArgs {
     /// How long each node's lease is valid; it is renewed every quarter of this.
     #[arg(long, default_value_t = skiff_agent::simulated::LEASE_DURATION_SECONDS, value_name = "SECONDS")]
     node_lease_duration_seconds: i32,
+    /// How often a running pod is synced with nothing happening to it: its volumes follow
+    /// their ConfigMaps and Secrets, and its tokens are renewed, this often.
+    #[arg(long, default_value = "1m", value_parser = super::parse_duration, value_name = "DURATION")]
+    sync_frequency: std::time::Duration,
 }
 
 /// The first global IPv4 address of this machine, else loopback.
@@ -138,6 +142,7 @@ impl AgentArgs {
             workers: 8,
             streaming_address: std::net::SocketAddr::new(self.kubelet_address, self.kubelet_port),
             cluster_ca,
+            sync_frequency: self.sync_frequency,
         };
         eprintln!(
             "node {node_name} joining (pods from {pod_cidr}, data in {})",

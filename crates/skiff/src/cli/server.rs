@@ -38,7 +38,7 @@ pub struct ServerArgs {
     default_unreachable_toleration_seconds: i64,
     /// How long a node may go without a heartbeat before it is marked unreachable
     /// (e.g. 40s, 2m).
-    #[arg(long, default_value = "40s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "40s", value_parser = super::parse_duration, value_name = "DURATION")]
     node_monitor_grace_period: std::time::Duration,
     /// Run without the scheduler (another one, anywhere, can place the pods).
     #[arg(long)]
@@ -104,6 +104,7 @@ impl ServerArgs {
             .context("publishing the registry's address")?;
         let config = skiff_controllers::Config {
             node_monitor_grace_period: self.node_monitor_grace_period,
+            root_ca_pem: Some(server.ca_pem.clone()),
         };
         // One informer per resource for the controllers and the scheduler together.
         let mut informers = skiff_client::InformerFactory::new(client.clone());
@@ -133,6 +134,7 @@ impl ServerArgs {
                 workers: 8,
                 streaming_address: std::net::SocketAddr::new(self.bind_address, self.kubelet_port),
                 cluster_ca: skiff_tls::certificates_from_pem(&server.ca_pem, "the cluster CA")?,
+                sync_frequency: skiff_agent::kubelet::DEFAULT_SYNC_FREQUENCY,
             };
             let agent_client = agent_client.clone();
             tokio::spawn(async move {
@@ -164,37 +166,5 @@ impl ServerArgs {
                 Ok(())
             }
         }
-    }
-}
-
-/// A duration as Kubernetes flags write them: `40s`, `2m`, `1h`, or plain seconds.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, ""), |i| s.split_at(i));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (use e.g. 40s, 2m or 1h)"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{s:?} is not a duration (use e.g. 40s, 2m or 1h)")),
-    };
-    Ok(std::time::Duration::from_secs(seconds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_as_kubernetes_flags_write_them() {
-        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
     }
 }
