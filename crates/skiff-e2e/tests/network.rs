@@ -66,6 +66,14 @@ fn pods_on_a_node_get_addresses_and_reach_each_other_over_the_bridge() {
     assert!(
         ip_in(&pod_a, &["route", "show", "default"]).contains("default via 10.244.7.1 dev eth0")
     );
+    let on_bridge = Netns::Path(node.net())
+        .ip(&["-o", "link", "show", "master", "skiff0"])
+        .unwrap();
+    assert_eq!(on_bridge.lines().count(), 2, "{on_bridge}");
+    assert!(
+        on_bridge.lines().all(|l| l.contains("state UP")),
+        "{on_bridge}"
+    );
     assert!(ping(&pod_a, b), "pod a reaches pod b");
     assert!(ping(&pod_b, a), "and back");
     assert!(ping(&pod_a, cidr.gateway()), "and the node's gateway");
@@ -86,4 +94,37 @@ fn pods_on_a_node_get_addresses_and_reach_each_other_over_the_bridge() {
         "a freed address is reused last"
     );
     assert!(ping(&pod_a, c));
+
+    // After an agent restart (a fresh PodNetwork over the same records) a wired pod keeps
+    // its address and its wire.
+    let restarted = PodNetwork::new(Netns::Path(node.net()), "skiff0", cidr, dir.join("ipam"));
+    assert_eq!(restarted.attach("default/pod-a", &pod_a.net()).unwrap(), a);
+    assert!(ping(&pod_b, a));
+    // A pod whose wire was cut (its veth removed by hand) is wired afresh.
+    Netns::Path(node.net())
+        .ip(&["link", "del", &on_bridge_name(&node, 0)])
+        .unwrap();
+    assert_eq!(restarted.attach("default/pod-a", &pod_a.net()).unwrap(), a);
+    // (From the new end: pod b's neighbour entry for a still names the old wire's address.)
+    assert!(ping(&pod_a, c));
+}
+
+/// The node-side name of the `n`th link on the bridge.
+fn on_bridge_name(node: &Sandbox, n: usize) -> String {
+    let links = Netns::Path(node.net())
+        .ip(&["-o", "link", "show", "master", "skiff0"])
+        .unwrap();
+    let line = links
+        .lines()
+        .nth(n)
+        .expect("a link on the bridge")
+        .to_string();
+    // "7: vethabcd1234@if2: <...": the name sits between the index and '@'.
+    line.split(": ")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string()
 }

@@ -1,8 +1,9 @@
-//! Running iproute2's `ip` in a given network namespace: `ip` is started from a thread
-//! that joined the namespace (setns(2) is per thread, and a child starts in its parent
-//! thread's namespaces). That is what `nsenter --net` does, without its process (and,
-//! unlike `ip netns exec`, leaves /sys alone); and unlike setns in the child before exec,
-//! it keeps std's posix_spawn, which does not copy the agent's page tables.
+//! Work in a given network namespace, done on a thread that joined it: setns(2) is per
+//! thread, and a netlink socket acts in, and a child process starts in, the namespace of
+//! the thread that made it. Netlink requests (`netlink.rs`) carry the pod startup path;
+//! iproute2's `ip` remains for the node's bridge. Unlike `ip netns exec` this leaves /sys
+//! alone, and unlike setns in a child before exec it keeps std's posix_spawn, which does
+//! not copy the agent's page tables.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -33,7 +34,10 @@ pub fn enter_netns(path: &Path) -> Result<(), String> {
 
 impl Netns {
     /// Runs `f` in this namespace: here, or on a scoped thread that joined it.
-    fn within<T: Send>(&self, f: impl FnOnce() -> Result<T, String> + Send) -> Result<T, String> {
+    pub(crate) fn within<T: Send>(
+        &self,
+        f: impl FnOnce() -> Result<T, String> + Send,
+    ) -> Result<T, String> {
         match self {
             Netns::Current => f(),
             Netns::Path(path) => std::thread::scope(|scope| {
@@ -48,51 +52,20 @@ impl Netns {
         }
     }
 
-    /// `ip` with `args`, fed `input`, in this namespace.
-    fn run(&self, args: &[&str], input: Option<&str>) -> Result<Output, String> {
-        use std::io::Write;
+    /// `ip` with `args` in this namespace.
+    fn run(&self, args: &[&str]) -> Result<Output, String> {
         self.within(|| {
-            let mut child = Command::new("ip")
+            Command::new("ip")
                 .args(args)
-                .stdin(if input.is_some() {
-                    Stdio::piped()
-                } else {
-                    Stdio::null()
-                })
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("cannot run ip: {e} (apt-get install iproute2)"))?;
-            if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-                stdin
-                    .write_all(text.as_bytes())
-                    .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-            }
-            child
-                .wait_with_output()
-                .map_err(|e| format!("ip {}: {e}", args.join(" ")))
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run ip: {e} (apt-get install iproute2)"))
         })
-    }
-
-    /// Several `ip` commands (one per line) in one run: one process instead of many on the
-    /// pod startup path.
-    pub fn ip_batch(&self, commands: &[String]) -> Result<(), String> {
-        let script = commands.join("\n") + "\n";
-        let out = self.run(&["-batch", "-"], Some(&script))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "ip -batch ({}): {}",
-                commands.join("; "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
     }
 
     /// `ip ARGS` in this namespace: its standard output, or the error it printed.
     pub fn ip(&self, args: &[&str]) -> Result<String, String> {
-        let out = self.run(args, None)?;
+        let out = self.run(args)?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {

@@ -9,6 +9,7 @@
 pub mod cidr;
 mod ip;
 pub mod ipam;
+mod netlink;
 pub mod pod_network;
 
 pub use cidr::Cidr;

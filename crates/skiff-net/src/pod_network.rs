@@ -3,11 +3,16 @@
 //! address from the CIDR and a default route through the bridge.
 
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::cidr::Cidr;
 use crate::ip::Netns;
 use crate::ipam::{Ipam, IpamError};
+use crate::netlink::{Netlink, index_of};
+
+/// The pod's end of its veth pair.
+const POD_LINK: &str = "eth0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -77,8 +82,10 @@ impl PodNetwork {
     }
 
     /// Connects the pod's network namespace (idempotent per `key`); answers its address.
-    /// Two `ip` runs in all for a new pod (the pod startup path): one on the node's side,
-    /// one inside the pod.
+    /// Made with netlink from this process (no `ip` runs on the pod startup path): on the
+    /// node's side one request makes the veth pair with its far end already in the pod as
+    /// `eth0` and its near end on the bridge, up; inside the pod, `eth0` gets the address,
+    /// goes up and carries the default route.
     pub fn attach(&self, key: &str, pod_netns: &Path) -> Result<Ipv4Addr, NetError> {
         let known = self.ipam.address_of(key).is_some();
         let ip = self.ipam.allocate(key)?;
@@ -89,33 +96,57 @@ impl PodNetwork {
         let veth = host_veth(key);
         let pod = Netns::Path(pod_netns.to_path_buf());
         // A pod seen before (an agent restart) may be wired already.
-        let wired = known && pod.ip(&["link", "show", "dev", "eth0"]).is_ok();
-        let mut node_side = Vec::new();
-        if !wired {
-            if known {
-                // A half-wired pod from before: start its veth afresh.
-                let _ = self.node.ip(&["link", "del", &veth]);
-            }
-            node_side.push(format!(
-                "link add {veth} type veth peer name eth0 netns {}",
-                pod_netns.display()
-            ));
-        }
-        node_side.push(format!("link set {veth} master {} up", self.bridge));
-        self.node.ip_batch(&node_side).map_err(err)?;
-        let gateway = self.cidr.gateway();
-        pod.ip_batch(&[
-            format!("addr replace {ip}/{} dev eth0", self.cidr.prefix),
-            "link set eth0 up".into(),
-            format!("route replace default via {gateway} dev eth0"),
-        ])
+        let wired = known
+            && pod
+                .within(|| Ok(index_of(POD_LINK).is_some()))
+                .unwrap_or(false);
+        self.node
+            .within(|| {
+                let mut netlink = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+                let bridge = index_of(&self.bridge).ok_or_else(|| {
+                    format!("the bridge {} is gone (restart the agent)", self.bridge)
+                })?;
+                if wired && let Some(index) = index_of(&veth) {
+                    return netlink
+                        .set_up(index, Some(bridge))
+                        .map_err(|e| format!("putting {veth} up on {}: {e}", self.bridge));
+                }
+                // A half-wired pod from before: its veth starts afresh.
+                let _ = netlink.delete_link(&veth);
+                let target = std::fs::File::open(pod_netns).map_err(|e| {
+                    format!("the pod's network namespace {}: {e}", pod_netns.display())
+                })?;
+                netlink
+                    .add_veth(&veth, POD_LINK, target.as_raw_fd(), bridge)
+                    .map_err(|e| format!("adding the veth pair {veth}/{POD_LINK}: {e}"))
+            })
+            .map_err(err)?;
+        let (gateway, prefix) = (self.cidr.gateway(), self.cidr.prefix);
+        pod.within(|| {
+            let mut netlink = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+            let eth0 = index_of(POD_LINK).ok_or("the pod has no eth0")?;
+            netlink
+                .replace_address(eth0, ip, prefix)
+                .map_err(|e| format!("giving eth0 {ip}/{prefix}: {e}"))?;
+            netlink
+                .set_up(eth0, None)
+                .map_err(|e| format!("putting eth0 up: {e}"))?;
+            netlink
+                .replace_default_route(gateway, eth0)
+                .map_err(|e| format!("routing through {gateway}: {e}"))
+        })
         .map_err(err)?;
         Ok(ip)
     }
 
     /// Disconnects a pod: its veth goes (both ends) and its address is freed.
     pub fn detach(&self, key: &str) {
-        let _ = self.node.ip(&["link", "del", &host_veth(key)]);
+        let veth = host_veth(key);
+        let _ = self.node.within(|| {
+            Netlink::open()
+                .and_then(|mut n| n.delete_link(&veth))
+                .map_err(|e| e.to_string())
+        });
         self.ipam.release(key);
     }
 
