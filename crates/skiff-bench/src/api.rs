@@ -98,7 +98,8 @@ pub(crate) fn skiff_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Starts `skiff server` with `extra` flags and waits until it has written its kubeconfig.
+/// Starts `skiff server` with `extra` flags and waits until it has written its kubeconfig
+/// (and its registry listens, when `extra` names the port).
 pub(crate) async fn start_server(extra: &[&str]) -> Result<ServerProcess> {
     let dir = tempfile::tempdir()?;
     let port = skiff_testkit::free_port()?;
@@ -130,7 +131,20 @@ pub(crate) async fn start_server(extra: &[&str]) -> Result<ServerProcess> {
         .context("starting skiff server")?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.path().join("kubeconfig").exists() {
+    // The kubeconfig is written once the API serves; the registry listens a moment later.
+    let registry = extra
+        .iter()
+        .position(|a| *a == "--registry-port")
+        .and_then(|i| extra.get(i + 1))
+        .map(|port| format!("127.0.0.1:{port}"));
+    let ready = || async {
+        dir.path().join("kubeconfig").exists()
+            && match &registry {
+                Some(r) => tokio::net::TcpStream::connect(r).await.is_ok(),
+                None => true,
+            }
+    };
+    while !ready().await {
         if Instant::now() > deadline {
             bail!("skiff server did not become ready within 30s");
         }

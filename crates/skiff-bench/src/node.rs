@@ -3,7 +3,7 @@
 //! namespace made here. With the image present, pods are created at a concurrency and each
 //! is timed from its create call to the watch showing it Ready. Beside it, the floor: the
 //! same container (same layer, same overlay, same security defaults) started directly
-//! with `runc run --detach`. Then the agent's resident memory with 20 pods running.
+//! with `runc run --detach` at the same concurrency. Then the agent's resident memory with 20 pods running.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -140,7 +140,7 @@ pub async fn run(pods: usize, concurrency: usize) -> Result<()> {
     }
     let _ = netns.remove();
     result?;
-    floor(pods)?;
+    floor(pods, concurrency)?;
     Ok(())
 }
 
@@ -268,53 +268,78 @@ fn monitor_pids(data: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// The floor: the same container started with `runc run --detach`, one at a time, each
-/// timed from the call to runc returning with the process running.
-fn floor(count: usize) -> Result<()> {
+/// The floor: the same container started with `runc run --detach` at the pods'
+/// concurrency (so it meets the same contention for the CPUs), each timed from the call to
+/// runc returning with the process running; its overlay is mounted just before, untimed.
+fn floor(count: usize, concurrency: usize) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let dir = tempfile::tempdir()?;
     let layer_dir = dir.path().join("layer");
     std::fs::create_dir_all(&layer_dir)?;
     let layer = busybox_layer()?.finish(Compression::None);
     skiff_image::unpack::unpack_layer(&layer.bytes[..], &layer_dir, &Default::default())?;
     let root = dir.path().join("runc");
-    let mut latencies = Latencies::with_capacity(count);
-    let mut bundles: Vec<(String, PathBuf)> = Vec::new();
-    let result = (|| -> Result<()> {
-        for i in 0..count {
-            let id = format!("floor-{}-{i}", std::process::id());
-            let bundle = dir.path().join(&id);
-            let rootfs = skiff_runtime::rootfs::Rootfs::at(&bundle);
-            rootfs.mount(std::slice::from_ref(&layer_dir))?;
-            bundles.push((id.clone(), bundle.clone()));
-            let spec = skiff_runtime::spec::ContainerSpec {
-                args: vec!["sleep".into(), "100000".into()],
-                env: vec!["PATH=/bin".into()],
-                rootfs: rootfs.path(),
-                cgroups_path: format!("/skiff-bench-floor/{id}"),
-                ..Default::default()
-            };
-            std::fs::write(
-                bundle.join("config.json"),
-                serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec))?,
-            )?;
-            let begin = Instant::now();
-            let status = Command::new("runc")
-                .arg("--root")
-                .arg(&root)
-                .args(["run", "--detach", "--bundle"])
-                .arg(&bundle)
-                .arg(&id)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()?;
-            latencies.push(begin.elapsed());
-            if !status.success() {
-                bail!("runc run {id} failed");
-            }
+    let latencies = std::sync::Mutex::new(Latencies::with_capacity(count));
+    let bundles: std::sync::Mutex<Vec<(String, PathBuf)>> = Default::default();
+    let next = AtomicUsize::new(0);
+    let run_one = |i: usize| -> Result<()> {
+        let id = format!("floor-{}-{i}", std::process::id());
+        let bundle = dir.path().join(&id);
+        let rootfs = skiff_runtime::rootfs::Rootfs::at(&bundle);
+        rootfs.mount(std::slice::from_ref(&layer_dir))?;
+        skiff_client::lock(&bundles).push((id.clone(), bundle.clone()));
+        let spec = skiff_runtime::spec::ContainerSpec {
+            args: vec!["sleep".into(), "100000".into()],
+            env: vec!["PATH=/bin".into()],
+            rootfs: rootfs.path(),
+            cgroups_path: format!("/skiff-bench-floor/{id}"),
+            ..Default::default()
+        };
+        std::fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec))?,
+        )?;
+        let begin = Instant::now();
+        let status = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "--detach", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        skiff_client::lock(&latencies).push(begin.elapsed());
+        if !status.success() {
+            bail!("runc run {id} failed");
         }
         Ok(())
-    })();
+    };
+    let result = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..concurrency.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count {
+                            return Ok(());
+                        }
+                        run_one(i)?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a floor worker panicked")))
+            })
+            .collect::<Result<Vec<()>>>()
+    });
+    let bundles = bundles.into_inner().unwrap_or_default();
+    let mut latencies = latencies.into_inner().unwrap_or_default();
     for (id, bundle) in &bundles {
         let _ = Command::new("runc")
             .arg("--root")
@@ -325,7 +350,7 @@ fn floor(count: usize) -> Result<()> {
     }
     let _ = skiff_runtime::cgroups::remove("/skiff-bench-floor");
     result?;
-    let mut fields = fields!("containers" => count);
+    let mut fields = fields!("containers" => count, "concurrency" => concurrency);
     fields.extend(latencies.summary("runc_run_"));
     emit("node_runc_floor", fields);
     Ok(())

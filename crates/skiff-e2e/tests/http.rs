@@ -974,3 +974,43 @@ fn time_now_rfc3339() -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// An update or patch that changes nothing is not written: the answer keeps the
+/// resourceVersion and no watcher hears of it (upstream's storage compares first).
+#[test]
+fn writes_that_change_nothing_are_not_stored() {
+    let s = TestServer::start_api_only();
+    let created = s.http("POST", CM).json(&configmap("same")).send().json();
+    let rv = created["metadata"]["resourceVersion"].clone();
+    let patched = s
+        .http("PATCH", &format!("{CM}/same"))
+        .header("Content-Type: application/merge-patch+json")
+        .json(&json!({"data": {"k": "v"}}))
+        .send()
+        .json();
+    assert_eq!(patched["metadata"]["resourceVersion"], rv);
+    let replaced = s
+        .http("PUT", &format!("{CM}/same"))
+        .json(&created)
+        .send()
+        .json();
+    assert_eq!(replaced["metadata"]["resourceVersion"], rv);
+    let reply = s
+        .http(
+            "GET",
+            &format!(
+                "{CM}?watch=true&resourceVersion={}&timeoutSeconds=1",
+                rv.as_str().unwrap()
+            ),
+        )
+        .send();
+    assert_eq!(watch_events(&reply).len(), 0, "{}", reply.body);
+    // A real change is written.
+    let changed = s
+        .http("PATCH", &format!("{CM}/same"))
+        .header("Content-Type: application/merge-patch+json")
+        .json(&json!({"data": {"k": "w"}}))
+        .send()
+        .json();
+    assert_ne!(changed["metadata"]["resourceVersion"], rv);
+}

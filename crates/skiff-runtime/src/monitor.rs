@@ -223,7 +223,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) {
     }
 }
 
-fn now_rfc3339() -> String {
+/// Now, to the nanosecond, as monitors and the agent record times on the node (what goes
+/// into the API takes whole seconds).
+pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

@@ -144,7 +144,13 @@ impl Kubelet {
     ) -> Duration {
         let grace = grace.unwrap_or_else(|| {
             let recorded = std::fs::read_to_string(run.bundle.join(GRACE));
-            Duration::from_secs(recorded.ok().and_then(|g| g.parse().ok()).unwrap_or(30))
+            // A run stopped by an agent from before grace files: the pod default.
+            Duration::from_secs(
+                recorded
+                    .ok()
+                    .and_then(|g| g.parse().ok())
+                    .unwrap_or(super::sync::DEFAULT_GRACE_SECONDS),
+            )
         });
         let sent = run.term_sent.as_deref().map(since).unwrap_or_default();
         if sent < grace {

@@ -45,8 +45,8 @@ fn terminated(a: &Attempt, runtime: &str) -> Option<Value> {
     let mut t = json!({
         "exitCode": exit.exit_code,
         "reason": reason,
-        "startedAt": a.started_at,
-        "finishedAt": exit.finished_at,
+        "startedAt": a.started_at.as_deref().map(api_time),
+        "finishedAt": api_time(&exit.finished_at),
         "containerID": format!("{runtime}://{}", a.id),
     });
     if let Some(sig) = exit.signal {
@@ -56,6 +56,15 @@ fn terminated(a: &Attempt, runtime: &str) -> Option<Value> {
         t["message"] = e.clone().into();
     }
     Some(json!({"terminated": t}))
+}
+
+/// A time the monitor recorded (to the nanosecond) as the API writes times: whole
+/// seconds (`metav1.Time`). The status as written must be what reads back, or every
+/// sync would find it changed.
+fn api_time(recorded: &str) -> String {
+    skiff_api::object::parse_time(recorded.trim())
+        .map(skiff_api::object::format_time)
+        .unwrap_or_else(|| recorded.to_string())
 }
 
 impl ContainerView {
@@ -80,7 +89,7 @@ impl ContainerView {
         let state = match (latest, &self.waiting) {
             (_, Some(w)) => json!({"waiting": {"reason": w.reason, "message": w.message}}),
             (Some(a), None) if a.is_running() => {
-                json!({"running": {"startedAt": a.started_at}})
+                json!({"running": {"startedAt": a.started_at.as_deref().map(api_time)}})
             }
             (Some(a), None) if a.exit.is_some() => terminated(a, &self.runtime).unwrap_or_default(),
             _ => json!({"waiting": {"reason": "ContainerCreating"}}),
@@ -220,4 +229,19 @@ pub fn pod_status(
         status["podIPs"] = json!([{"ip": ip}]);
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_time;
+
+    #[test]
+    fn recorded_times_reach_the_api_in_whole_seconds() {
+        assert_eq!(
+            api_time("2026-11-30T04:11:48.237283073Z"),
+            "2026-11-30T04:11:48Z"
+        );
+        assert_eq!(api_time("2026-11-30T04:11:48Z\n"), "2026-11-30T04:11:48Z");
+        assert_eq!(api_time("not a time"), "not a time");
+    }
 }

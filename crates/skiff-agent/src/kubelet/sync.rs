@@ -72,14 +72,13 @@ pub enum SyncError {
     Node(String),
 }
 
-pub(super) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+/// Now, to the nanosecond, as the monitors record times: for the node's own records
+/// (termination marks, grace periods). What goes into the API takes whole seconds
+/// (`skiff_api::object::now_rfc3339`).
+pub(super) use skiff_runtime::monitor::now_rfc3339;
 
 fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(t.trim(), &time::format_description::well_known::Rfc3339).ok()
+    skiff_api::object::parse_time(t.trim())
 }
 
 pub(super) fn since(t: &str) -> Duration {
@@ -209,7 +208,7 @@ impl Kubelet {
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
             .map(|t| json!(t).as_str().unwrap_or_default().to_string())
-            .unwrap_or_else(now_rfc3339);
+            .unwrap_or_else(skiff_api::object::now_rfc3339);
         let ip = pod_ip.to_string();
         let status = pod_status(
             pod,
@@ -277,6 +276,7 @@ impl Kubelet {
         if !differs {
             return Ok(());
         }
+
         let api = Api::<Pod>::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
         skiff_client::tolerating(
             api.patch_status(
@@ -661,6 +661,9 @@ pub(super) fn termination_grace(pod: &Pod, override_seconds: Option<i64>) -> u64
             .spec
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds))
-        .unwrap_or(30)
+        .unwrap_or(DEFAULT_GRACE_SECONDS as i64)
         .max(0) as u64
 }
+
+/// Upstream's `terminationGracePeriodSeconds` default.
+pub(super) const DEFAULT_GRACE_SECONDS: u64 = 30;

@@ -181,17 +181,31 @@ impl Kubelet {
 }
 
 /// Removes everything a node's data directory still runs or holds mounted, with no agent
-/// and no API: the last resort after an agent is gone (test clean-up, node resets).
+/// and no API: the last resort after an agent is gone (test clean-up, node resets). It
+/// goes on past what fails, so one stuck piece leaves only itself behind; the answer
+/// lists every failure.
 pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Result<(), String> {
     let runtime = skiff_runtime::OciRuntime::new(
         runtime_binary,
         super::runtime_root(data_dir, runtime_binary),
     );
+    let mut failures = Vec::new();
+    let mut note = |what: String, result: Result<(), String>| {
+        if let Err(e) = result {
+            failures.push(format!("{what}: {e}"));
+        }
+    };
     for state in runtime.list().unwrap_or_default() {
-        runtime.delete(&state.id, true).map_err(|e| e.to_string())?;
-        Rootfs::at(&state.bundle)
-            .remove()
-            .map_err(|e| e.to_string())?;
+        note(
+            format!("deleting container {}", state.id),
+            runtime.delete(&state.id, true).map_err(|e| e.to_string()),
+        );
+        note(
+            format!("{}", state.bundle.display()),
+            Rootfs::at(&state.bundle)
+                .remove()
+                .map_err(|e| e.to_string()),
+        );
     }
     let pods = data_dir.join("pods");
     for entry in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
@@ -203,25 +217,41 @@ pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Res
             .flatten()
         {
             for a in dir.attempts(&container.file_name().to_string_lossy()) {
-                Rootfs::at(&a.bundle).remove().map_err(|e| e.to_string())?;
+                note(
+                    format!("{}", a.bundle.display()),
+                    Rootfs::at(&a.bundle).remove().map_err(|e| e.to_string()),
+                );
             }
         }
-        dir.sandbox().remove().map_err(|e| e.to_string())?;
-        skiff_runtime::cgroups::remove(&dir.cgroup()).map_err(|e| e.to_string())?;
+        note(
+            format!("the sandbox of pod {uid}"),
+            dir.sandbox().remove().map_err(|e| e.to_string()),
+        );
+        note(
+            format!("the cgroup of pod {uid}"),
+            skiff_runtime::cgroups::remove(&dir.cgroup()).map_err(|e| e.to_string()),
+        );
         super::volumes::unmount_all(&dir);
-        remove_dir_settled(&entry.path())
-            .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        note(
+            format!("{}", entry.path().display()),
+            remove_dir_settled(&entry.path()).map_err(|e| e.to_string()),
+        );
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
 }
 
 /// Removes a pod directory whose container monitors may still be recording the exits the
-/// forced delete caused: a file that lands mid-removal is retried, briefly.
+/// forced delete caused (a monitor drains its container's output for up to 2 s first): a
+/// file that lands mid-removal is retried, for up to 3 s.
 fn remove_dir_settled(dir: &std::path::Path) -> std::io::Result<()> {
     let mut tries = 0;
     loop {
         match std::fs::remove_dir_all(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 20 => {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 60 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }

@@ -90,6 +90,31 @@ fn key_files(
     Ok(())
 }
 
+/// Where a volume's files come from when they are a ConfigMap's or Secret's keys (the
+/// same four fields in a volume and in a projected source).
+struct Keys<'a> {
+    source: Source,
+    name: &'a str,
+    items: Option<&'a Vec<KeyToPath>>,
+    optional: bool,
+}
+
+impl<'a> Keys<'a> {
+    fn of(
+        source: Source,
+        name: &'a str,
+        items: &'a Option<Vec<KeyToPath>>,
+        optional: Option<bool>,
+    ) -> Keys<'a> {
+        Keys {
+            source,
+            name,
+            items: items.as_ref(),
+            optional: optional.unwrap_or(false),
+        }
+    }
+}
+
 /// `key="value"` lines, sorted, as the downward API writes labels and annotations.
 fn map_file(map: &BTreeMap<String, String>) -> String {
     map.iter()
@@ -211,20 +236,18 @@ impl Kubelet {
     }
 
     /// A ConfigMap's or Secret's keys as files of a volume (see [`key_files`]).
-    #[allow(clippy::too_many_arguments)]
     async fn keys_into(
         &self,
-        source: Source,
         ns: &str,
-        name: &str,
-        items: Option<&Vec<KeyToPath>>,
-        optional: bool,
+        from: Keys<'_>,
         mode: u32,
         out: &mut Payload,
     ) -> Result<(), String> {
-        let data = self.source_bytes(source, ns, name, optional).await?;
-        let what = format!("{} {name:?}", source.kind().to_lowercase());
-        key_files(&data, items, mode, &what, optional, out)
+        let data = self
+            .source_bytes(from.source, ns, from.name, from.optional)
+            .await?;
+        let what = format!("{} {:?}", from.source.kind().to_lowercase(), from.name);
+        key_files(&data, from.items, mode, &what, from.optional, out)
     }
 
     /// The files of one written volume.
@@ -238,23 +261,13 @@ impl Kubelet {
         let mut out = Payload::new();
         if let Some(cm) = &v.config_map {
             let mode = mode_of(cm.default_mode, DEFAULT_MODE);
-            let (items, optional) = (cm.items.as_ref(), cm.optional.unwrap_or(false));
-            self.keys_into(
-                Source::ConfigMap,
-                &ns,
-                &cm.name,
-                items,
-                optional,
-                mode,
-                &mut out,
-            )
-            .await?;
+            let from = Keys::of(Source::ConfigMap, &cm.name, &cm.items, cm.optional);
+            self.keys_into(&ns, from, mode, &mut out).await?;
         } else if let Some(s) = &v.secret {
-            let name = s.secret_name.clone().unwrap_or_default();
+            let name = s.secret_name.as_deref().unwrap_or_default();
             let mode = mode_of(s.default_mode, DEFAULT_MODE);
-            let (items, optional) = (s.items.as_ref(), s.optional.unwrap_or(false));
-            self.keys_into(Source::Secret, &ns, &name, items, optional, mode, &mut out)
-                .await?;
+            let from = Keys::of(Source::Secret, name, &s.items, s.optional);
+            self.keys_into(&ns, from, mode, &mut out).await?;
         } else if let Some(d) = &v.downward_api {
             let mode = mode_of(d.default_mode, DEFAULT_MODE);
             let items = d.items.as_deref().unwrap_or(&[]);
@@ -263,30 +276,12 @@ impl Kubelet {
             let mode = mode_of(p.default_mode, DEFAULT_MODE);
             for source in p.sources.iter().flatten() {
                 if let Some(cm) = &source.config_map {
-                    let (items, optional) = (cm.items.as_ref(), cm.optional.unwrap_or(false));
-                    self.keys_into(
-                        Source::ConfigMap,
-                        &ns,
-                        &cm.name,
-                        items,
-                        optional,
-                        mode,
-                        &mut out,
-                    )
-                    .await?;
+                    let from = Keys::of(Source::ConfigMap, &cm.name, &cm.items, cm.optional);
+                    self.keys_into(&ns, from, mode, &mut out).await?;
                 }
                 if let Some(s) = &source.secret {
-                    let (items, optional) = (s.items.as_ref(), s.optional.unwrap_or(false));
-                    self.keys_into(
-                        Source::Secret,
-                        &ns,
-                        &s.name,
-                        items,
-                        optional,
-                        mode,
-                        &mut out,
-                    )
-                    .await?;
+                    let from = Keys::of(Source::Secret, &s.name, &s.items, s.optional);
+                    self.keys_into(&ns, from, mode, &mut out).await?;
                 }
                 if let Some(d) = &source.downward_api {
                     let items = d.items.as_deref().unwrap_or(&[]);

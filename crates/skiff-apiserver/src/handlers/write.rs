@@ -133,6 +133,30 @@ pub(super) fn finalized(obj: &Value) -> bool {
             .is_none_or(|f| f.is_empty())
 }
 
+/// Whether an update leaves the object as stored: equal but for the resourceVersion it
+/// names and the times of field managers' entries (a manager that only restated what it
+/// owned changed nothing; one that took a field, even at the same value, did).
+fn changes_nothing(old: &Value, new: &Value) -> bool {
+    let bare = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            for entry in meta
+                .get_mut("managedFields")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(entry) = entry.as_object_mut() {
+                    entry.remove("time");
+                }
+            }
+        }
+        v
+    };
+    bare(old) == bare(new)
+}
+
 /// Stores a prepared update; services keep their cluster IP and get (or give back) node
 /// ports as their ports change.
 pub(super) async fn update_object(
@@ -153,6 +177,11 @@ pub(super) async fn update_object(
             object,
             mod_revision,
         });
+    }
+    if changes_nothing(&old.object, &new) {
+        // As upstream's storage: nothing is written, no watcher hears of it, and the
+        // answer is the object as it was (its resourceVersion too).
+        return Ok(old.clone());
     }
     if !is_service(rt) || !main_resource {
         return state.objects.update(rt, &new, old.mod_revision).await;
