@@ -115,7 +115,21 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
             })
         },
     );
+    // The delay grows: 10 s after the first crash, 20 s after the second.
+    let waiting_message = || {
+        pod_json(server, "crash").map_or(String::new(), |p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+    };
+    eventually("a 20 s back-off", Duration::from_secs(40), || {
+        waiting_message()
+            .starts_with("back-off 20s restarting failed container=c pod=crash_default(")
+    });
     let crash = pod_json(server, "crash").unwrap();
+    assert!(crash["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(2));
     let uid = crash["metadata"]["uid"].as_str().unwrap();
     uids.push(uid.to_string());
     let log = std::fs::read_to_string(
