@@ -288,7 +288,12 @@ fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     causes.extend(validation::validate_labels_and_annotations(obj));
     match (rt.group, rt.kind) {
         ("apps", "Deployment" | "ReplicaSet") => validate_workload(obj, old, &mut causes),
-        ("", "Pod") => validate_pod_spec(field(obj, &["spec"]), "spec", &mut causes),
+        ("", "Pod") => {
+            validate_pod_spec(field(obj, &["spec"]), "spec", &mut causes);
+            if let Some(old) = old {
+                validate_pod_update(obj, old, &mut causes);
+            }
+        }
         ("", "Service") => validate_service(obj, &mut causes),
         _ => {}
     }
@@ -393,6 +398,83 @@ fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) 
     }
 }
 
+/// Upstream's rule for pod updates: the spec stays as created but for the containers'
+/// images, an active deadline set or shortened, tolerations added, scheduling gates
+/// removed, and a negative grace period set to 1.
+fn validate_pod_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let (Some(new_spec), Some(old_spec)) = (field(new, &["spec"]), field(old, &["spec"])) else {
+        return;
+    };
+    let mut rest = new_spec.clone();
+    for list in ["containers", "initContainers"] {
+        let count = |spec: &Value| spec.get(list).and_then(Value::as_array).map_or(0, Vec::len);
+        if count(new_spec) != count(old_spec) {
+            causes.push(Cause::forbidden(
+                format!("spec.{list}"),
+                "pod updates may not add or remove containers",
+            ));
+            return;
+        }
+        for (i, c) in rest
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            c["image"] = old_spec[list][i]["image"].clone();
+        }
+    }
+    let number = |spec: &Value, k: &str| spec.get(k).and_then(Value::as_i64);
+    let deadline_allowed = match (
+        number(old_spec, "activeDeadlineSeconds"),
+        number(new_spec, "activeDeadlineSeconds"),
+    ) {
+        (None, _) => true,
+        (Some(old), Some(new)) => 0 < new && new <= old,
+        (Some(_), None) => false,
+    };
+    let grace_allowed = number(old_spec, "terminationGracePeriodSeconds").is_some_and(|g| g < 0)
+        && number(new_spec, "terminationGracePeriodSeconds") == Some(1);
+    let list = |spec: &Value, k: &str| {
+        spec.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (old_tolerations, new_tolerations) =
+        (list(old_spec, "tolerations"), list(new_spec, "tolerations"));
+    let tolerations_added = old_tolerations.iter().all(|t| new_tolerations.contains(t));
+    let (old_gates, new_gates) = (
+        list(old_spec, "schedulingGates"),
+        list(new_spec, "schedulingGates"),
+    );
+    let gates_removed = new_gates.iter().all(|g| old_gates.contains(g));
+    let rest_map = rest.as_object_mut().expect("a spec is an object");
+    for (key, allowed) in [
+        ("activeDeadlineSeconds", deadline_allowed),
+        ("terminationGracePeriodSeconds", grace_allowed),
+        ("tolerations", tolerations_added),
+        ("schedulingGates", gates_removed),
+    ] {
+        if allowed {
+            match old_spec.get(key) {
+                Some(v) => rest_map.insert(key.into(), v.clone()),
+                None => rest_map.remove(key),
+            };
+        }
+    }
+    if rest != *old_spec {
+        causes.push(Cause::forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`,\
+             `spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` \
+             (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` \
+             (allow it to be set to 1 if it was previously negative)",
+        ));
+    }
+}
+
 fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
     let types = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
     let ty = field(obj, &["spec", "type"])
@@ -453,6 +535,62 @@ mod tests {
         assert_eq!(
             prepare_create(rt, &mut cm, Some("a")).unwrap_err().code,
             400
+        );
+    }
+
+    #[test]
+    fn pod_updates_change_only_what_upstream_lets_them() {
+        let rt = lookup("", "v1", "pods").unwrap();
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {
+            "containers": [{"name": "c", "image": "web:v1", "command": ["serve"]}],
+            "tolerations": [{"key": "a", "operator": "Exists"}],
+            "activeDeadlineSeconds": 100,
+        }});
+        prepare_create(rt, &mut pod, Some("default")).unwrap();
+        let update = |change: &dyn Fn(&mut Value)| {
+            let mut new = pod.clone();
+            change(&mut new);
+            prepare_update(rt, &mut new, &pod, None)
+        };
+        update(&|p| p["spec"]["containers"][0]["image"] = json!("web:v2")).unwrap();
+        update(&|p| p["spec"]["activeDeadlineSeconds"] = json!(50)).unwrap();
+        update(&|p| {
+            p["spec"]["tolerations"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"key": "b", "operator": "Exists"}))
+        })
+        .unwrap();
+        update(&|p| p["metadata"]["labels"] = json!({"app": "web"})).unwrap();
+        for forbidden in [
+            &(|p: &mut Value| p["spec"]["containers"][0]["command"] = json!(["other"]))
+                as &dyn Fn(&mut Value),
+            &|p| p["spec"]["activeDeadlineSeconds"] = json!(200),
+            &|p| p["spec"]["tolerations"] = json!([]),
+            &|p| p["spec"]["serviceAccountName"] = json!("robot"),
+        ] {
+            let e = update(forbidden).unwrap_err();
+            assert_eq!(e.code, 422);
+            assert!(
+                e.message
+                    .contains("spec: Forbidden: pod updates may not change fields other than"),
+                "{}",
+                e.message
+            );
+        }
+        let e = update(&|p| {
+            p["spec"]["containers"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "d", "image": "x"}))
+        })
+        .unwrap_err();
+        assert!(
+            e.message.contains(
+                "spec.containers: Forbidden: pod updates may not add or remove containers"
+            ),
+            "{}",
+            e.message
         );
     }
 

@@ -258,6 +258,14 @@ fn errors_reach_kubectl_as_upstream_prints_them() {
     assert!(err.contains("no objects passed to scale"), "{err}");
     let out: Value = k.json(&["get", "ns", "default"]);
     assert_eq!(out["status"]["phase"], "Active");
+    // A pod's spec is fixed but for a few fields: its image may change, its env may not.
+    k.ok(&["run", "fixed", "--image=web:v1"]);
+    k.ok(&["set", "image", "pod/fixed", "fixed=web:v2"]);
+    let err = k.fails(&["set", "env", "pod/fixed", "COLOR=blue"]);
+    assert!(
+        err.contains(r#"Pod "fixed" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"#),
+        "{err}"
+    );
 }
 
 /// Client-side apply (twice: the second is "unchanged"), `set image`, `rollout restart` and
