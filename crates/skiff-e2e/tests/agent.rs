@@ -804,6 +804,25 @@ fn configmap_secret_downward_and_projected_volumes_and_memory_emptydirs() {
         Duration::from_secs(30),
         || sh("cat /etc/settings/color") == "green",
     );
+    // A new image (the one field of a pod's spec that may change) replaces the container
+    // at once, as the kubelet does when a container's definition changes.
+    kubectl.ok(&[
+        "set",
+        "image",
+        "pod/vols",
+        "main=docker.io/library/busybox:1.36",
+    ]);
+    eventually("the container replaced", Duration::from_secs(30), || {
+        pod_json(server, "vols").is_some_and(|p| {
+            let c = &p["status"]["containerStatuses"][0];
+            c["restartCount"] == 1 && c["ready"] == true
+        })
+    });
+    assert!(
+        events_of(&kubectl, "vols")
+            .contains("Container main definition changed, will be restarted")
+    );
+    assert_eq!(sh("cat /etc/settings/color"), "green");
     // An account that does not exist refuses the pod.
     let refused = kubectl.fails_stdin(
         &["apply", "-f", "-"],

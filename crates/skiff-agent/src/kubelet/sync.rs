@@ -366,6 +366,22 @@ impl Kubelet {
                 view.ready = false;
                 return (view, Some(self.kill_after_grace(a, None).await));
             }
+            Some(a) if a.is_running() && definition_changed(a, c) => {
+                // As the kubelet when a container's spec changes (its image, the one field
+                // a pod update may change): stopped, then started again whatever the
+                // restart policy says, without back-off.
+                self.events.normal(
+                    pod,
+                    "Killing",
+                    format!("Container {} definition changed, will be restarted", c.name),
+                );
+                let _ = std::fs::write(a.bundle.join(CHANGED_FILE), b"");
+                self.stop_run(pod, dir, Some(c), a, termination_grace(pod, None))
+                    .await;
+                let mut view = self.view(dir, c, None);
+                view.ready = false;
+                return (view, Some(Duration::from_millis(100)));
+            }
             Some(a) if a.is_running() => {
                 // Exits are noticed by the exit watcher; only probes need a look later.
                 let mut view = self.view(dir, c, None);
@@ -377,11 +393,13 @@ impl Kubelet {
         if let Some(last) = attempts.last()
             && let Some(exit) = &last.exit
         {
-            let restart = match policy {
-                "Always" => true,
-                "OnFailure" => exit.exit_code != 0 || exit.error.is_some(),
-                _ => false,
-            };
+            let replaced = last.bundle.join(CHANGED_FILE).exists();
+            let restart = replaced
+                || match policy {
+                    "Always" => true,
+                    "OnFailure" => exit.exit_code != 0 || exit.error.is_some(),
+                    _ => false,
+                };
             if !restart {
                 return (self.view(dir, c, None), None);
             }
@@ -400,7 +418,11 @@ impl Kubelet {
                     ran < BACKOFF_RESET
                 })
                 .count() as u32;
-            let delay = backoff(short_runs);
+            let delay = if replaced {
+                Duration::ZERO
+            } else {
+                backoff(short_runs)
+            };
             let waited = since(&exit.finished_at);
             if waited < delay {
                 let message = format!(
@@ -593,6 +615,12 @@ impl Kubelet {
             serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec)).unwrap_or_default(),
         )
         .map_err(|e| failed(e.to_string()))?;
+        // What the run was made from, so a changed spec is noticed (see `ensure_container`).
+        std::fs::write(
+            bundle.join(IMAGE_FILE),
+            c.image.as_deref().unwrap_or_default(),
+        )
+        .map_err(|e| failed(e.to_string()))?;
         let monitor = MonitorConfig {
             runtime_binary: self.runtime.binary().to_path_buf(),
             runtime_root: self.runtime.root().to_path_buf(),
@@ -637,6 +665,19 @@ impl Kubelet {
         );
         Ok(())
     }
+}
+
+/// The image (as the spec named it) a run was made from.
+const IMAGE_FILE: &str = "image";
+/// Marks a run stopped because its container's spec changed: it is replaced at once.
+const CHANGED_FILE: &str = "changed";
+
+/// Whether the spec now names another image than the run was made from (runs from before
+/// the record count as unchanged).
+fn definition_changed(run: &super::pod_dir::Attempt, c: &Container) -> bool {
+    let recorded = std::fs::read_to_string(run.bundle.join(IMAGE_FILE));
+    run.term_sent.is_none()
+        && recorded.is_ok_and(|image| image != c.image.as_deref().unwrap_or_default())
 }
 
 /// A FIFO at `path` (mode 0600).
