@@ -262,6 +262,25 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
             })
         },
     );
+    // A pod past its active deadline is ended by the node: Failed, DeadlineExceeded.
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "deadline"},
+           "spec": {"terminationGracePeriodSeconds": 1, "activeDeadlineSeconds": 3,
+             "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "1000"]}]}}"#,
+    );
+    eventually("the deadline ends the pod", Duration::from_secs(30), || {
+        pod_json(server, "deadline").is_some_and(|p| {
+            p["status"]["phase"] == "Failed"
+                && p["status"]["reason"] == "DeadlineExceeded"
+                && p["status"]["containerStatuses"][0]["state"]["terminated"].is_object()
+        })
+    });
+    let events = events_of(&kubectl, "deadline");
+    assert!(
+        events.contains("Pod was active on the node longer than the specified deadline"),
+        "{events}"
+    );
     kubectl.ok(&["delete", "pods", "--all", "--wait=false"]);
     node.await_no_pods();
 }

@@ -172,6 +172,12 @@ fn condition(pod: &Pod, type_: &str, status: bool, reason: Option<&str>) -> Valu
     c
 }
 
+/// Why the node failed a pod whatever its containers did (its active deadline passed).
+pub struct Failure {
+    pub reason: &'static str,
+    pub message: &'static str,
+}
+
 /// The whole `status` to write.
 pub fn pod_status(
     pod: &Pod,
@@ -180,8 +186,12 @@ pub fn pod_status(
     pod_ip: Option<&str>,
     host_ip: &str,
     start_time: &str,
+    failure: Option<&Failure>,
 ) -> Value {
-    let phase = phase(pod, init, apps);
+    let phase = match failure {
+        Some(_) => "Failed",
+        None => phase(pod, init, apps),
+    };
     let initialized = init.iter().all(ContainerView::succeeded);
     let all_ready = !apps.is_empty() && apps.iter().all(|c| c.ready);
     let ready = all_ready && phase == "Running";
@@ -227,6 +237,10 @@ pub fn pod_status(
     if let Some(ip) = pod_ip {
         status["podIP"] = ip.into();
         status["podIPs"] = json!([{"ip": ip}]);
+    }
+    if let Some(f) = failure {
+        status["reason"] = f.reason.into();
+        status["message"] = f.message.into();
     }
     status
 }

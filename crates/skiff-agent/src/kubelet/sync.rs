@@ -21,7 +21,7 @@ use skiff_runtime::rootfs::Rootfs;
 use super::KubeletConfig;
 use super::container::container_spec;
 use super::pod_dir::{Attempt, PodDir};
-use super::status::{ContainerView, Waiting, pod_status};
+use super::status::{ContainerView, Failure, Waiting, pod_status};
 use super::teardown::Logs;
 
 /// Back-off after a container exits (or an image pull fails): 10 s doubling to 5 min
@@ -152,12 +152,24 @@ impl Kubelet {
             .restart_policy
             .clone()
             .unwrap_or_else(|| "Always".into());
+        let start_time = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| json!(t).as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(skiff_api::object::now_rfc3339);
+        let deadline = deadline_left(pod, &start_time);
+        if deadline == Some(Duration::ZERO) || dir.root.join(DEADLINE_FILE).exists() {
+            return self
+                .end_for_deadline(pod, dir, &pod_ip.to_string(), &start_time)
+                .await;
+        }
         let env_base = self.field_env(pod, &pod_ip.to_string());
         if let Err(message) = self.ensure_volumes(pod, dir, &env_base).await {
             self.events.warning(pod, "FailedMount", message);
             return Ok(Some(Duration::from_secs(5)));
         }
-        let mut again: Option<Duration> = None;
+        let mut again: Option<Duration> = deadline;
         let mut soonest = |d: Duration| {
             again = Some(again.map_or(d, |a: Duration| a.min(d)));
         };
@@ -203,12 +215,6 @@ impl Kubelet {
             }
             app_views.push(view);
         }
-        let start_time = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.start_time.as_ref())
-            .map(|t| json!(t).as_str().unwrap_or_default().to_string())
-            .unwrap_or_else(skiff_api::object::now_rfc3339);
         let ip = pod_ip.to_string();
         let status = pod_status(
             pod,
@@ -217,10 +223,67 @@ impl Kubelet {
             Some(&ip),
             &self.config.node_ip,
             &start_time,
+            None,
         );
         self.write_status(pod, status).await?;
         let resync = self.config.sync_frequency;
         Ok(Some(again.map_or(resync, |a| a.min(resync))))
+    }
+
+    /// A pod past its `activeDeadlineSeconds`, as the kubelet ends it: the event once,
+    /// every run stopped with the pod's grace period, then phase Failed with reason
+    /// DeadlineExceeded (once nothing runs; the finished pod is then torn down as any).
+    async fn end_for_deadline(
+        &self,
+        pod: &Pod,
+        dir: &PodDir,
+        pod_ip: &str,
+        start_time: &str,
+    ) -> Result<Option<Duration>, SyncError> {
+        let marker = dir.root.join(DEADLINE_FILE);
+        if !marker.exists() {
+            let _ = std::fs::write(&marker, b"");
+            self.events
+                .warning(pod, DEADLINE_REASON, DEADLINE_MESSAGE.to_string());
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut stopping = false;
+        for run in dir.running() {
+            stopping = true;
+            if run.term_sent.is_none() {
+                let container = spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .find(|c| run.id == dir.container_id(&c.name, run.number));
+                self.stop_run(pod, dir, container, &run, termination_grace(pod, None))
+                    .await;
+            } else {
+                self.kill_after_grace(&run, None).await;
+            }
+        }
+        if stopping {
+            return Ok(Some(Duration::from_millis(200)));
+        }
+        let views = |list: &[Container]| {
+            list.iter()
+                .map(|c| self.view(dir, c, None))
+                .collect::<Vec<_>>()
+        };
+        let status = pod_status(
+            pod,
+            &views(spec.init_containers.as_deref().unwrap_or_default()),
+            &views(&spec.containers),
+            Some(pod_ip),
+            &self.config.node_ip,
+            start_time,
+            Some(&Failure {
+                reason: DEADLINE_REASON,
+                message: DEADLINE_MESSAGE,
+            }),
+        );
+        self.write_status(pod, status).await?;
+        Ok(None)
     }
 
     fn view(&self, dir: &PodDir, c: &Container, waiting: Option<Waiting>) -> ContainerView {
@@ -665,6 +728,19 @@ impl Kubelet {
         );
         Ok(())
     }
+}
+
+/// Marks a pod ended for its active deadline (so an agent restart ends it too).
+const DEADLINE_FILE: &str = "deadline-exceeded";
+const DEADLINE_REASON: &str = "DeadlineExceeded";
+const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+
+/// How long the pod may still run under its `activeDeadlineSeconds` (zero: its time is
+/// up), counted from its start time; None without a deadline.
+fn deadline_left(pod: &Pod, start_time: &str) -> Option<Duration> {
+    let seconds = pod.spec.as_ref()?.active_deadline_seconds?;
+    let limit = Duration::from_secs(seconds.max(0) as u64);
+    Some(limit.saturating_sub(since(start_time)))
 }
 
 /// The image (as the spec named it) a run was made from.
