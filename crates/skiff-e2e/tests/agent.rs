@@ -1144,3 +1144,35 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
         );
     }
 }
+
+/// hostNetwork: the pod lives in the node's network namespace (here the test's node
+/// namespace) with the node's address and name; its readiness probe finds it there.
+#[test]
+fn host_network_pods_live_in_the_nodes_network() {
+    let node = Node::start();
+    let server = &node.server;
+    let kubectl = server.kubectl(33);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hostnet"},
+           "spec": {"hostNetwork": true, "terminationGracePeriodSeconds": 1,
+             "containers": [{"name": "web", "image": "busybox:1.36",
+               "command": ["httpd", "-f", "-p", "8089", "-h", "/etc"],
+               "readinessProbe": {"httpGet": {"path": "/hostname", "port": 8089}, "periodSeconds": 1}}]}}"#,
+    );
+    kubectl.ok(&[
+        "wait",
+        "pod/hostnet",
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]);
+    let pod = pod_json(server, "hostnet").unwrap();
+    assert_eq!(pod["status"]["podIP"], "127.0.0.1", "the node's address");
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let served = http_get(&node.netns.net(), "http://127.0.0.1:8089/hostname");
+    assert_eq!(served.as_deref().map(str::trim), Some(machine.trim()));
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    kubectl.ok(&["delete", "pod", "hostnet", "--wait=true"]);
+    node.await_no_pods();
+    node.assert_left_clean(&[uid]);
+}

@@ -90,7 +90,7 @@ impl Kubelet {
             .or_else(|| self.network.address_of(&dir.uid).map(Into::into))
             .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
         let target = Target {
-            netns: dir.sandbox().net(),
+            netns: self.pod_netns(pod, dir),
             pod_ip,
             runtime: self.runtime.clone(),
             container_id: dir.container_id(&c.name, number),

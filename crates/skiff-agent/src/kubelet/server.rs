@@ -422,7 +422,7 @@ async fn port_forward(
         Ok(p) => p,
         Err(e) => return status(&e),
     };
-    let netns = kubelet.dir(&pod).sandbox().net();
+    let netns = kubelet.pod_netns(&pod, &kubelet.dir(&pod));
     if !netns.exists() {
         return status(&ApiError::bad_request(format!(
             "unable to upgrade connection: pod {name} has no running sandbox"

@@ -286,6 +286,18 @@ impl Kubelet {
         Ok(None)
     }
 
+    /// The network namespace the pod's containers live in: its sandbox's own, or with
+    /// `hostNetwork` the node's (the agent's, or the one `--node-netns` names).
+    pub(super) fn pod_netns(&self, pod: &Pod, dir: &PodDir) -> std::path::PathBuf {
+        if !uses_host_network(pod) {
+            return dir.sandbox().net();
+        }
+        match &self.config.node_netns {
+            skiff_net::Netns::Path(path) => path.clone(),
+            skiff_net::Netns::Current => format!("/proc/{}/ns/net", std::process::id()).into(),
+        }
+    }
+
     fn view(&self, dir: &PodDir, c: &Container, waiting: Option<Waiting>) -> ContainerView {
         let attempts = dir.attempts(&c.name);
         let running = attempts.last().is_some_and(Attempt::is_running);
@@ -355,14 +367,18 @@ impl Kubelet {
 
     /// The pod's namespaces, files and address; answers the address.
     async fn ensure_sandbox(&self, pod: &Pod, dir: &PodDir) -> Result<std::net::Ipv4Addr, String> {
-        let hostname: String = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.hostname.clone())
-            .unwrap_or_else(|| pod.name_any())
-            .chars()
-            .take(63)
-            .collect();
+        let hostname: String = if uses_host_network(pod) {
+            // It shares the node's UTS namespace too, so the node's name.
+            super::host::hostname()
+        } else {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.hostname.clone())
+                .unwrap_or_else(|| pod.name_any())
+        }
+        .chars()
+        .take(63)
+        .collect();
         let sandbox = dir.sandbox();
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
         std::fs::create_dir_all(dir.etc()).map_err(|e| e.to_string())?;
@@ -373,13 +389,22 @@ impl Kubelet {
             blocking(move || s.create(&h).map_err(|e| e.to_string())).await?;
         }
         // A sandbox that was there already was wired when it was made: every later sync of
-        // the pod skips the `ip` runs.
-        let ip = match self.network.address_of(&dir.uid).filter(|_| !fresh) {
-            Some(ip) => ip,
-            None => self
-                .network
-                .attach(&dir.uid, &sandbox.net())
-                .map_err(|e| e.to_string())?,
+        // the pod skips the netlink requests. A host-network pod has the node's address.
+        let ip = if uses_host_network(pod) {
+            self.config.node_ip.parse().map_err(|_| {
+                format!(
+                    "hostNetwork needs the node's IPv4 address, not {:?}",
+                    self.config.node_ip
+                )
+            })?
+        } else {
+            match self.network.address_of(&dir.uid).filter(|_| !fresh) {
+                Some(ip) => ip,
+                None => self
+                    .network
+                    .attach(&dir.uid, &sandbox.net())
+                    .map_err(|e| e.to_string())?,
+            }
         };
         let namespace = pod.namespace().unwrap_or_default();
         let files = [
@@ -551,7 +576,7 @@ impl Kubelet {
         use super::probe::{Kind, Target, run};
         let ip = fields.get("status.podIP").and_then(|ip| ip.parse().ok())?;
         let target = Target {
-            netns: dir.sandbox().net(),
+            netns: self.pod_netns(pod, dir),
             pod_ip: ip,
             runtime: self.runtime.clone(),
             container_id: a.id.clone(),
@@ -666,13 +691,18 @@ impl Kubelet {
         blocking(move || r.mount(&layers).map_err(|e| e.to_string()))
             .await
             .map_err(failed)?;
-        let spec = match container_spec(pod, c, &image.config, dir, number, rootfs.path(), &env) {
+        let mut spec = match container_spec(pod, c, &image.config, dir, number, rootfs.path(), &env)
+        {
             Ok(s) => s,
             Err(e) => {
                 let _ = rootfs.remove();
                 return Err(failed(e));
             }
         };
+        if uses_host_network(pod) {
+            spec.namespaces.network = Some(self.pod_netns(pod, dir));
+            spec.namespaces.uts = Some(format!("/proc/{}/ns/uts", std::process::id()).into());
+        }
         std::fs::write(
             bundle.join("config.json"),
             serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec)).unwrap_or_default(),
@@ -728,6 +758,11 @@ impl Kubelet {
         );
         Ok(())
     }
+}
+
+/// Whether the pod runs in the node's network (and UTS) namespace.
+pub(super) fn uses_host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
 }
 
 /// Marks a pod ended for its active deadline (so an agent restart ends it too).
