@@ -1147,6 +1147,7 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
 
 /// hostNetwork: the pod lives in the node's network namespace (here the test's node
 /// namespace) with the node's address and name; its readiness probe finds it there.
+/// hostPID and hostIPC: it sees the node's processes and shares its IPC namespace.
 #[test]
 fn host_network_pods_live_in_the_nodes_network() {
     let node = Node::start();
@@ -1155,7 +1156,7 @@ fn host_network_pods_live_in_the_nodes_network() {
     kubectl.ok_stdin(
         &["apply", "-f", "-"],
         r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hostnet"},
-           "spec": {"hostNetwork": true, "terminationGracePeriodSeconds": 1,
+           "spec": {"hostNetwork": true, "hostPID": true, "hostIPC": true, "terminationGracePeriodSeconds": 1,
              "containers": [{"name": "web", "image": "busybox:1.36",
                "command": ["httpd", "-f", "-p", "8089", "-h", "/etc"],
                "readinessProbe": {"httpGet": {"path": "/hostname", "port": 8089}, "periodSeconds": 1}}]}}"#,
@@ -1171,6 +1172,14 @@ fn host_network_pods_live_in_the_nodes_network() {
     let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let served = http_get(&node.netns.net(), "http://127.0.0.1:8089/hostname");
     assert_eq!(served.as_deref().map(str::trim), Some(machine.trim()));
+    let sh = |script: &str| kubectl.ok(&["exec", "hostnet", "--", "sh", "-c", script]);
+    let pid_one = std::fs::read_to_string("/proc/1/comm").unwrap();
+    assert_eq!(sh("cat /proc/1/comm"), pid_one, "the node's PID 1");
+    let ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert_eq!(
+        sh("readlink /proc/self/ns/ipc").trim(),
+        ipc.to_string_lossy()
+    );
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
     kubectl.ok(&["delete", "pod", "hostnet", "--wait=true"]);
     node.await_no_pods();

@@ -50,6 +50,7 @@ impl Pod {
                 network: Some(self.sandbox.net()),
                 ipc: Some(self.sandbox.ipc()),
                 uts: Some(self.sandbox.uts()),
+                pid: None,
             },
             cgroups_path: format!("{}/{name}", self.cgroup_parent),
             resources,

@@ -222,13 +222,15 @@ pub struct Mount {
     pub readonly: bool,
 }
 
-/// Namespaces the container joins (a path) rather than gets new. PID and mount namespaces
-/// are always the container's own.
+/// Namespaces the container joins (a path) rather than gets new. The mount namespace is
+/// always the container's own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SharedNamespaces {
     pub network: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// None: a PID namespace of the container's own (the pod's `hostPID` joins the node's).
+    pub pid: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -335,16 +337,21 @@ pub fn runtime_config(spec: &ContainerSpec) -> Value {
             }),
         });
     }
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
+    // A new namespace of the kind, or the one at `path` joined.
+    let namespace = |kind: &str, path: &Option<PathBuf>| match path {
+        Some(p) => json!({"type": kind, "path": p}),
+        None => json!({"type": kind}),
+    };
+    let mut namespaces = vec![
+        namespace("pid", &spec.namespaces.pid),
+        json!({"type": "mount"}),
+    ];
     for (kind, path) in [
         ("network", &spec.namespaces.network),
         ("ipc", &spec.namespaces.ipc),
         ("uts", &spec.namespaces.uts),
     ] {
-        namespaces.push(match path {
-            Some(p) => json!({"type": kind, "path": p}),
-            None => json!({"type": kind}),
-        });
+        namespaces.push(namespace(kind, path));
     }
     let mut resources = json!({
         "devices": [{"allow": false, "access": "rwm"}],

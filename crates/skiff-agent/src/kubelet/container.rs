@@ -250,6 +250,7 @@ pub fn container_spec(
             network: Some(sandbox.net()),
             ipc: Some(sandbox.ipc()),
             uts: Some(sandbox.uts()),
+            pid: None,
         },
         cgroups_path: format!("{}/{}-{attempt}", dir.cgroup(), c.name),
         resources,

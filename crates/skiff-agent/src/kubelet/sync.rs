@@ -294,7 +294,7 @@ impl Kubelet {
         }
         match &self.config.node_netns {
             skiff_net::Netns::Path(path) => path.clone(),
-            skiff_net::Netns::Current => format!("/proc/{}/ns/net", std::process::id()).into(),
+            skiff_net::Netns::Current => agent_namespace("net"),
         }
     }
 
@@ -699,9 +699,17 @@ impl Kubelet {
                 return Err(failed(e));
             }
         };
+        // The node's namespaces where the pod asks for them.
+        let pod_spec = pod.spec.as_ref();
         if uses_host_network(pod) {
             spec.namespaces.network = Some(self.pod_netns(pod, dir));
-            spec.namespaces.uts = Some(format!("/proc/{}/ns/uts", std::process::id()).into());
+            spec.namespaces.uts = Some(agent_namespace("uts"));
+        }
+        if pod_spec.and_then(|s| s.host_ipc) == Some(true) {
+            spec.namespaces.ipc = Some(agent_namespace("ipc"));
+        }
+        if pod_spec.and_then(|s| s.host_pid) == Some(true) {
+            spec.namespaces.pid = Some(agent_namespace("pid"));
         }
         std::fs::write(
             bundle.join("config.json"),
@@ -758,6 +766,11 @@ impl Kubelet {
         );
         Ok(())
     }
+}
+
+/// This agent's own namespace of `kind` (the node's), by path.
+fn agent_namespace(kind: &str) -> std::path::PathBuf {
+    format!("/proc/{}/ns/{kind}", std::process::id()).into()
 }
 
 /// Whether the pod runs in the node's network (and UTS) namespace.
