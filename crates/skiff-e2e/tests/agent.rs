@@ -1172,6 +1172,22 @@ fn host_network_pods_live_in_the_nodes_network() {
     let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let served = http_get(&node.netns.net(), "http://127.0.0.1:8089/hostname");
     assert_eq!(served.as_deref().map(str::trim), Some(machine.trim()));
+    // The node reports the image it now holds.
+    eventually(
+        "the image in the node's status",
+        Duration::from_secs(30),
+        || {
+            kubectl
+                .ok(&[
+                    "get",
+                    "node",
+                    NODE,
+                    "-o",
+                    "jsonpath={.status.images[*].names}",
+                ])
+                .contains("docker.io/library/busybox:1.36")
+        },
+    );
     let sh = |script: &str| kubectl.ok(&["exec", "hostnet", "--", "sh", "-c", script]);
     let pid_one = std::fs::read_to_string("/proc/1/comm").unwrap();
     assert_eq!(sh("cat /proc/1/comm"), pid_one, "the node's PID 1");

@@ -1,5 +1,5 @@
 //! A container's image as its pull policy says (with the pod's pull secrets and back-off),
-//! and which images this node's pods use (kept by image GC).
+//! which images this node's pods use (kept by image GC), and the images the Node reports.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -10,6 +10,41 @@ use kube::api::Api;
 use skiff_image::{Image, Keyring};
 
 use super::status::Waiting;
+
+/// Upstream's `--node-status-max-images`.
+const NODE_STATUS_MAX_IMAGES: usize = 50;
+
+/// `status.images` of the Node: each image once (by digest) with every name it has here,
+/// `repo@digest` first, largest first, at most 50 (what the scheduler's image locality
+/// reads).
+pub fn node_images(images: &[Image]) -> serde_json::Value {
+    let mut by_digest: Vec<(String, Vec<String>, u64)> = Vec::new();
+    for image in images {
+        let repo = skiff_oci::Reference::parse(&image.name)
+            .map(|r| r.name())
+            .unwrap_or_else(|_| image.name.clone());
+        let pinned = format!("{repo}@{}", image.digest);
+        match by_digest.iter_mut().find(|(d, ..)| *d == image.digest) {
+            Some((_, names, _)) => {
+                if !names.contains(&pinned) {
+                    names.insert(0, pinned);
+                }
+                names.push(image.name.clone());
+            }
+            None => by_digest.push((
+                image.digest.clone(),
+                vec![pinned, image.name.clone()],
+                image.size,
+            )),
+        }
+    }
+    by_digest.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.1.cmp(&b.1)));
+    by_digest
+        .into_iter()
+        .take(NODE_STATUS_MAX_IMAGES)
+        .map(|(_, names, size)| serde_json::json!({"names": names, "sizeBytes": size}))
+        .collect()
+}
 use super::sync::{Kubelet, backoff};
 
 impl Kubelet {
@@ -130,5 +165,47 @@ impl Kubelet {
             })
             .filter_map(|image| self.images.image(&image).map(|i| i.digest))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(name: &str, digest: &str, size: u64) -> Image {
+        Image {
+            name: name.into(),
+            digest: digest.into(),
+            config: Default::default(),
+            layers: Vec::new(),
+            size,
+        }
+    }
+
+    #[test]
+    fn the_node_reports_each_image_once_largest_first() {
+        let images = [
+            image("docker.io/library/busybox:1.36", "sha256:aa", 10),
+            image("docker.io/library/web:v1", "sha256:bb", 30),
+            image("docker.io/library/busybox:latest", "sha256:aa", 10),
+        ];
+        assert_eq!(
+            node_images(&images),
+            serde_json::json!([
+                {"names": ["docker.io/library/web@sha256:bb", "docker.io/library/web:v1"], "sizeBytes": 30},
+                {"names": ["docker.io/library/busybox@sha256:aa", "docker.io/library/busybox:1.36",
+                           "docker.io/library/busybox:latest"], "sizeBytes": 10},
+            ])
+        );
+        let many: Vec<Image> = (0..60)
+            .map(|i| {
+                image(
+                    &format!("docker.io/library/i{i}:v1"),
+                    &format!("sha256:{i}"),
+                    i,
+                )
+            })
+            .collect();
+        assert_eq!(node_images(&many).as_array().unwrap().len(), 50);
     }
 }

@@ -156,7 +156,7 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
         config.lease_duration_seconds,
     )
     .await?;
-    tokio::spawn(heartbeat(client.clone(), config.clone()));
+    tokio::spawn(heartbeat(client.clone(), config.clone(), images.clone()));
 
     let selector = format!("spec.nodeName={}", config.node_name);
     let pods_api = Api::<Pod>::all(client.clone());
@@ -313,13 +313,15 @@ fn exit_files(data_dir: &std::path::Path) -> Vec<(PathBuf, String)> {
     out
 }
 
-/// Renews the lease every quarter of its duration; reports the conditions when a pressure
-/// changed, when the Node does not show Ready, and every five minutes regardless.
-async fn heartbeat(client: Client, config: KubeletConfig) {
+/// Renews the lease every quarter of its duration; reports the conditions and images when
+/// a pressure or the images changed, when the Node does not show Ready, and every five
+/// minutes regardless.
+async fn heartbeat(client: Client, config: KubeletConfig, image_store: ImageStore) {
     let nodes = Api::<Node>::all(client.clone());
     let renew = Duration::from_millis(config.lease_duration_seconds.max(1) as u64 * 250);
     let mut last_report = tokio::time::Instant::now();
     let mut reported = host::pressure(&config.data_dir);
+    let mut reported_images = serde_json::Value::Null;
     loop {
         tokio::time::sleep(renew).await;
         let node = nodes.get_opt(&config.node_name).await.ok().flatten();
@@ -336,20 +338,29 @@ async fn heartbeat(client: Client, config: KubeletConfig) {
         {
             tracing::warn!(error = %e, "renewing the node lease");
         }
-        let data_dir = config.data_dir.clone();
-        let pressure = tokio::task::spawn_blocking(move || host::pressure(&data_dir))
-            .await
-            .unwrap_or(reported);
+        let (data_dir, store) = (config.data_dir.clone(), image_store.clone());
+        let (pressure, node_images) = tokio::task::spawn_blocking(move || {
+            (
+                host::pressure(&data_dir),
+                images::node_images(&store.list()),
+            )
+        })
+        .await
+        .unwrap_or((reported, reported_images.clone()));
         if pressure != reported {
             tracing::warn!(?pressure, "the node's resource pressure changed");
         }
-        if !ready || pressure != reported || last_report.elapsed() >= Duration::from_secs(300) {
+        if !ready
+            || pressure != reported
+            || node_images != reported_images
+            || last_report.elapsed() >= Duration::from_secs(300)
+        {
             let previous = node
                 .as_ref()
                 .and_then(|n| n.status.as_ref()?.conditions.clone());
             let conditions =
                 node_conditions(&skiff_client::objects::now(), pressure, previous.as_deref());
-            let patch = json!({"status": {"conditions": conditions}});
+            let patch = json!({"status": {"conditions": conditions, "images": node_images}});
             match nodes
                 .patch_status(
                     &config.node_name,
@@ -361,6 +372,7 @@ async fn heartbeat(client: Client, config: KubeletConfig) {
                 Ok(_) => {
                     last_report = tokio::time::Instant::now();
                     reported = pressure;
+                    reported_images = node_images;
                 }
                 Err(e) => tracing::warn!(error = %e, "reporting node status"),
             }
