@@ -23,6 +23,7 @@ fn subresource_kind(
         Subresource::Exec => ("", "v1", "PodExecOptions"),
         Subresource::Attach => ("", "v1", "PodAttachOptions"),
         Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
+        Subresource::EphemeralContainers => ("", "v1", "Pod"),
     }
 }
 

@@ -26,6 +26,9 @@ pub enum Subresource {
     Attach,
     /// `pods/portforward`: connections into the pod's network namespace.
     PortForward,
+    /// `pods/ephemeralcontainers`: the one way to add ephemeral containers to a pod
+    /// (`kubectl debug`); writes change only `.spec.ephemeralContainers`.
+    EphemeralContainers,
 }
 
 impl Subresource {
@@ -40,6 +43,7 @@ impl Subresource {
             Subresource::Exec => "exec",
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
+            Subresource::EphemeralContainers => "ephemeralcontainers",
         }
     }
 
@@ -62,6 +66,7 @@ impl Subresource {
             Subresource::Exec,
             Subresource::Attach,
             Subresource::PortForward,
+            Subresource::EphemeralContainers,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -210,7 +215,7 @@ pub static RESOURCES: &[ResourceType] = &[
         namespaced: false, short: ["no"], categories: [], sub: [Status]),
     resource!("", "v1", "Pod", "pods", "pod",
         namespaced: true, short: ["po"], categories: ["all"],
-        sub: [Attach, Binding, Exec, Log, PortForward, Status]),
+        sub: [Attach, Binding, EphemeralContainers, Exec, Log, PortForward, Status]),
     resource!("", "v1", "Secret", "secrets", "secret",
         namespaced: true, short: [], categories: [], sub: []),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount",

@@ -206,6 +206,25 @@ pub fn prepare_update(
         }
         return Ok(());
     }
+    if subresource == Some(Subresource::EphemeralContainers) {
+        // Only spec.ephemeralContainers changes, and only by additions.
+        let ephemeral = field(new, &["spec", "ephemeralContainers"]).cloned();
+        *new = old.clone();
+        match ephemeral {
+            Some(e) => new["spec"]["ephemeralContainers"] = e,
+            None => {
+                new["spec"]
+                    .as_object_mut()
+                    .map(|m| m.remove("ephemeralContainers"));
+            }
+        }
+        let mut causes = Vec::new();
+        validate_ephemeral_containers(new, old, &mut causes);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(rt, &name, causes));
+        }
+        return Ok(());
+    }
     if subresource == Some(Subresource::Finalize) {
         // Finalize writes change only a namespace's spec.finalizers.
         let finalizers = field(new, &["spec", "finalizers"]).cloned();
@@ -244,6 +263,17 @@ pub fn prepare_update(
             Some(s) => new["status"] = s.clone(),
             None => {
                 new.as_object_mut().map(|m| m.remove("status"));
+            }
+        }
+    }
+    if rt.has_subresource(Subresource::EphemeralContainers) {
+        // Only the ephemeralcontainers subresource changes a pod's ephemeral containers.
+        match field(old, &["spec", "ephemeralContainers"]) {
+            Some(e) => set_field(new, &["spec", "ephemeralContainers"], e.clone()),
+            None => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("ephemeralContainers");
+                }
             }
         }
     }
@@ -475,6 +505,116 @@ fn validate_pod_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// Upstream's rules for ephemeral containers: they are only added (those there stay as
+/// they are), each with a name no other container of the pod has and an image, without
+/// what only long-lived containers have (ports, probes, lifecycle, resources), and a
+/// `targetContainerName` that names one of the pod's containers.
+fn validate_ephemeral_containers(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let list = |obj: &Value, k: &str| {
+        field(obj, &["spec", k])
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (before, after) = (
+        list(old, "ephemeralContainers"),
+        list(new, "ephemeralContainers"),
+    );
+    let name_of = |c: &Value| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    for was in &before {
+        match after.iter().find(|c| name_of(c) == name_of(was)) {
+            None => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                &format!(
+                    "existing ephemeral containers {:?} may not be removed",
+                    name_of(was)
+                ),
+            )),
+            Some(now) if now != was => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                &format!(
+                    "existing ephemeral containers {:?} may not be changed",
+                    name_of(was)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    let regular: Vec<String> = list(new, "containers")
+        .iter()
+        .chain(list(new, "initContainers").iter())
+        .map(name_of)
+        .collect();
+    let mut seen: Vec<String> = regular.clone();
+    for (i, c) in after.iter().enumerate() {
+        let at = format!("spec.ephemeralContainers[{i}]");
+        let name = name_of(c);
+        if name.is_empty() {
+            causes.push(Cause::required(format!("{at}.name")));
+        } else {
+            for e in validation::dns1123_label_errors(&name) {
+                causes.push(Cause::invalid(
+                    format!("{at}.name"),
+                    &name.clone().into(),
+                    &e,
+                ));
+            }
+            if seen.contains(&name) {
+                causes.push(Cause {
+                    reason: "FieldValueDuplicate",
+                    message: format!("{at}.name: Duplicate value: {name:?}"),
+                    field: format!("{at}.name"),
+                });
+            }
+            seen.push(name);
+        }
+        if c.get("image")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            causes.push(Cause::required(format!("{at}.image")));
+        }
+        for only_regular in [
+            "ports",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
+            "lifecycle",
+            "resources",
+        ] {
+            let set = c.get(only_regular).is_some_and(|v| match v {
+                Value::Null => false,
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty(),
+                _ => true,
+            });
+            if set {
+                causes.push(Cause::forbidden(
+                    format!("{at}.{only_regular}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        if let Some(target) = c
+            .get("targetContainerName")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            && !regular.iter().any(|r| r == target)
+        {
+            causes.push(Cause {
+                reason: "FieldValueNotFound",
+                message: format!("{at}.targetContainerName: Not found: {target:?}"),
+                field: format!("{at}.targetContainerName"),
+            });
+        }
+    }
+}
+
 fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
     let types = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
     let ty = field(obj, &["spec", "type"])
@@ -591,6 +731,55 @@ mod tests {
             ),
             "{}",
             e.message
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_are_only_added_through_their_subresource() {
+        let rt = lookup("", "v1", "pods").unwrap();
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {
+            "containers": [{"name": "c", "image": "web:v1"}]}});
+        prepare_create(rt, &mut pod, Some("default")).unwrap();
+        let debugger = json!({"name": "debugger", "image": "busybox", "targetContainerName": "c"});
+        let sub = Some(Subresource::EphemeralContainers);
+        let mut added = pod.clone();
+        added["spec"]["ephemeralContainers"] = json!([debugger]);
+        added["metadata"]["labels"] = json!({"ignored": "yes"});
+        prepare_update(rt, &mut added, &pod, sub).unwrap();
+        assert_eq!(added["spec"]["ephemeralContainers"], json!([debugger]));
+        assert!(
+            added["metadata"].get("labels").is_none(),
+            "only ephemeral containers change"
+        );
+        // Through the main resource they stay as they were.
+        let mut main = added.clone();
+        main["spec"]["ephemeralContainers"] = json!([]);
+        prepare_update(rt, &mut main, &added, None).unwrap();
+        assert_eq!(main["spec"]["ephemeralContainers"], json!([debugger]));
+        let refused = |ephemeral: Value| {
+            let mut new = added.clone();
+            new["spec"]["ephemeralContainers"] = ephemeral;
+            prepare_update(rt, &mut new, &added, sub)
+                .unwrap_err()
+                .message
+        };
+        assert!(
+            refused(json!([]))
+                .contains("existing ephemeral containers \"debugger\" may not be removed")
+        );
+        let second = |extra: Value| json!([debugger, extra]);
+        assert!(
+            refused(second(json!({"name": "c", "image": "x"}))).contains("Duplicate value: \"c\"")
+        );
+        assert!(
+            refused(second(json!({"name": "d", "image": "x", "ports": [{"containerPort": 80}]})))
+                .contains("spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container")
+        );
+        assert!(
+            refused(second(
+                json!({"name": "d", "image": "x", "targetContainerName": "nope"})
+            ))
+            .contains("targetContainerName: Not found: \"nope\"")
         );
     }
 

@@ -842,6 +842,32 @@ fn configmap_secret_downward_and_projected_volumes_and_memory_emptydirs() {
             .contains("Container main definition changed, will be restarted")
     );
     assert_eq!(sh("cat /etc/settings/color"), "green");
+    // kubectl debug: an ephemeral container added through its subresource, sharing the
+    // target container's processes (its PID 1 is the target's `sleep 3600`).
+    kubectl.ok(&[
+        "debug",
+        "vols",
+        "--image=busybox:1.36",
+        "--target=main",
+        "--container=debugger",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline; echo; sleep 30",
+    ]);
+    eventually("the debugger's output", Duration::from_secs(30), || {
+        kubectl
+            .run(&["logs", "vols", "-c", "debugger"])
+            .stdout
+            .windows(10)
+            .any(|w| w == b"sleep\x003600")
+    });
+    let pod = pod_json(server, "vols").unwrap();
+    let debugger = &pod["status"]["ephemeralContainerStatuses"][0];
+    assert_eq!(debugger["name"], "debugger");
+    assert!(debugger["state"]["running"].is_object(), "{debugger}");
+    let refused = kubectl.fails(&["debug", "vols", "--image=busybox:1.36", "--container=main"]);
+    assert!(refused.contains("Duplicate value: \"main\""), "{refused}");
     // An account that does not exist refuses the pod.
     let refused = kubectl.fails_stdin(
         &["apply", "-f", "-"],

@@ -156,10 +156,12 @@ impl Kubelet {
             .list()
             .iter()
             .flat_map(|p| {
+                let ephemeral = super::sync::ephemeral_containers(p);
                 let spec = p.spec.clone().unwrap_or_default();
                 spec.containers
                     .into_iter()
                     .chain(spec.init_containers.unwrap_or_default())
+                    .chain(ephemeral)
                     .filter_map(|c| c.image)
                     .collect::<Vec<_>>()
             })

@@ -215,8 +215,19 @@ impl Kubelet {
             }
             app_views.push(view);
         }
+        // Ephemeral containers (`kubectl debug`): run once each, never restarted.
+        let mut ephemeral_views = Vec::new();
+        for c in ephemeral_containers(pod) {
+            let (view, next) = self
+                .ensure_container(pod, dir, &c, "Never", &env_base)
+                .await;
+            if let Some(d) = next {
+                soonest(d);
+            }
+            ephemeral_views.push(view);
+        }
         let ip = pod_ip.to_string();
-        let status = pod_status(
+        let mut status = pod_status(
             pod,
             &init_views,
             &app_views,
@@ -225,6 +236,13 @@ impl Kubelet {
             &start_time,
             None,
         );
+        if !ephemeral_views.is_empty() {
+            status["ephemeralContainerStatuses"] = ephemeral_views
+                .iter()
+                .map(ContainerView::status)
+                .collect::<Vec<_>>()
+                .into();
+        }
         self.write_status(pod, status).await?;
         let resync = self.config.sync_frequency;
         Ok(Some(again.map_or(resync, |a| a.min(resync))))
@@ -343,6 +361,7 @@ impl Kubelet {
             "hostIP",
             "containerStatuses",
             "initContainerStatuses",
+            "ephemeralContainerStatuses",
         ];
         let (current, wanted) = (strip(&current), strip(&status));
         let differs = interesting
@@ -711,6 +730,30 @@ impl Kubelet {
         if pod_spec.and_then(|s| s.host_pid) == Some(true) {
             spec.namespaces.pid = Some(agent_namespace("pid"));
         }
+        // An ephemeral container aimed at another shares that one's processes.
+        let target = pod_spec
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .and_then(|list| list.iter().find(|e| e.name == c.name))
+            .and_then(|e| e.target_container_name.as_deref());
+        if let Some(target) = target {
+            let running = dir
+                .attempts(target)
+                .into_iter()
+                .rev()
+                .find(Attempt::is_running);
+            let pid = running.and_then(|run| std::fs::read_to_string(run.bundle.join("pid")).ok());
+            match pid {
+                Some(pid) => {
+                    spec.namespaces.pid = Some(format!("/proc/{}/ns/pid", pid.trim()).into())
+                }
+                None => {
+                    let _ = rootfs.remove();
+                    return Err(failed(format!(
+                        "the target container {target:?} is not running"
+                    )));
+                }
+            }
+        }
         std::fs::write(
             bundle.join("config.json"),
             serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec)).unwrap_or_default(),
@@ -766,6 +809,19 @@ impl Kubelet {
         );
         Ok(())
     }
+}
+
+/// The pod's ephemeral containers as containers (the same fields, less the target).
+pub(super) fn ephemeral_containers(pod: &Pod) -> Vec<Container> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .filter_map(|e| {
+            let mut v = serde_json::to_value(e).ok()?;
+            v.as_object_mut()?.remove("targetContainerName");
+            serde_json::from_value(v).ok()
+        })
+        .collect()
 }
 
 /// This agent's own namespace of `kind` (the node's), by path.

@@ -298,9 +298,12 @@ pub(super) async fn write_update(
             opts.directive
                 .apply(&rr.rt.api_version(), rr.rt.kind, &mut new, &opts.duplicates)?;
     }
-    let sub = rr
-        .subresource
-        .filter(|s| matches!(s, Subresource::Status | Subresource::Finalize));
+    let sub = rr.subresource.filter(|s| {
+        matches!(
+            s,
+            Subresource::Status | Subresource::Finalize | Subresource::EphemeralContainers
+        )
+    });
     strategy::prepare_update(rr.rt, &mut new, &old.object, sub)?;
     track_fields(
         rr.rt,
