@@ -262,6 +262,44 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
             })
         },
     );
+    // A readiness gate holds Ready back until its condition (someone else's) is True; the
+    // node keeps that condition when it writes the status.
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gated"},
+           "spec": {"terminationGracePeriodSeconds": 1, "readinessGates": [{"conditionType": "example.com/feature"}],
+             "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "1000"]}]}}"#,
+    );
+    eventually("the gate holds Ready back", Duration::from_secs(30), || {
+        pod_json(server, "gated").is_some_and(|p| {
+            condition(&p, "ContainersReady") == "True"
+                && condition(&p, "Ready") == "False"
+                && p["status"]["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["reason"] == "ReadinessGatesNotReady")
+        })
+    });
+    kubectl.ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--subresource=status",
+        "--type=json",
+        "-p",
+        r#"[{"op": "add", "path": "/status/conditions/-", "value": {"type": "example.com/feature", "status": "True"}}]"#,
+    ]);
+    kubectl.ok(&[
+        "wait",
+        "pod/gated",
+        "--for=condition=Ready",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        condition(&pod_json(server, "gated").unwrap(), "example.com/feature"),
+        "True"
+    );
     // A pod past its active deadline is ended by the node: Failed, DeadlineExceeded.
     kubectl.ok_stdin(
         &["apply", "-f", "-"],
@@ -1164,9 +1202,11 @@ fn kubectl_attach_streams_output_and_feeds_stdin() {
             String::from_utf8_lossy(&out.stdout).contains("piped through"),
             "1.{minor}: {out:?}"
         );
-        assert!(
-            pod_json(server, &name).is_none(),
-            "1.{minor}: --rm deleted it"
+        // --rm asked for the delete; the node finishes it.
+        eventually(
+            &format!("1.{minor}: --rm deleted it"),
+            Duration::from_secs(30),
+            || pod_json(server, &name).is_none(),
         );
     }
 }

@@ -150,6 +150,41 @@ pub fn phase(pod: &Pod, init: &[ContainerView], apps: &[ContainerView]) -> &'sta
     }
 }
 
+/// The condition types the node writes; any other a pod has (a readiness gate's, the
+/// scheduler's, DisruptionTarget) belongs to someone else and is kept as it is.
+const NODE_CONDITIONS: &[&str] = &[
+    "PodReadyToStartContainers",
+    "Initialized",
+    "Ready",
+    "ContainersReady",
+];
+
+/// Why the pod's readiness gates hold it back, if they do: upstream's message for the
+/// first gate whose condition is missing or not True.
+fn readiness_gates_pending(pod: &Pod) -> Option<String> {
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    pod.spec
+        .iter()
+        .flat_map(|s| s.readiness_gates.iter().flatten())
+        .find_map(|gate| {
+            let kind = &gate.condition_type;
+            match conditions.iter().find(|c| &c.type_ == kind) {
+                None => Some(format!(
+                    "corresponding condition of pod readiness gate {kind:?} does not exist."
+                )),
+                Some(c) if c.status != "True" => Some(format!(
+                    "the status of pod readiness gate {kind:?} is not \"True\", but {}",
+                    c.status
+                )),
+                Some(_) => None,
+            }
+        })
+}
+
 fn condition(pod: &Pod, type_: &str, status: bool, reason: Option<&str>) -> Value {
     let status = if status { "True" } else { "False" };
     let old = pod
@@ -194,12 +229,22 @@ pub fn pod_status(
     };
     let initialized = init.iter().all(ContainerView::succeeded);
     let all_ready = !apps.is_empty() && apps.iter().all(|c| c.ready);
-    let ready = all_ready && phase == "Running";
-    let not_ready_reason = (!ready).then_some(if phase == "Succeeded" || phase == "Failed" {
-        "PodCompleted"
-    } else {
-        "ContainersNotReady"
-    });
+    let containers_ready = all_ready && phase == "Running";
+    let gates = readiness_gates_pending(pod);
+    let ready = containers_ready && gates.is_none();
+    let completed = phase == "Succeeded" || phase == "Failed";
+    let not_ready_reason = |ready: bool| {
+        (!ready).then_some(if completed {
+            "PodCompleted"
+        } else {
+            "ContainersNotReady"
+        })
+    };
+    let mut ready_condition = condition(pod, "Ready", ready, not_ready_reason(ready));
+    if containers_ready && let Some(message) = gates {
+        ready_condition["reason"] = "ReadinessGatesNotReady".into();
+        ready_condition["message"] = message.into();
+    }
     let scheduled = pod
         .status
         .as_ref()
@@ -207,18 +252,32 @@ pub fn pod_status(
         .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
         .map(|c| json!(c))
         .unwrap_or_else(|| condition(pod, "PodScheduled", true, None));
-    let conditions = json!([
+    let mut conditions = vec![
         condition(pod, "PodReadyToStartContainers", pod_ip.is_some(), None),
         condition(
             pod,
             "Initialized",
             initialized,
-            (!initialized).then_some("ContainersNotInitialized")
+            (!initialized).then_some("ContainersNotInitialized"),
         ),
-        condition(pod, "Ready", ready, not_ready_reason),
-        condition(pod, "ContainersReady", ready, not_ready_reason),
+        ready_condition,
+        condition(
+            pod,
+            "ContainersReady",
+            containers_ready,
+            not_ready_reason(containers_ready),
+        ),
         scheduled,
-    ]);
+    ];
+    // Conditions others own stay, as they were.
+    for c in pod
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .filter(|c| c.type_ != "PodScheduled" && !NODE_CONDITIONS.contains(&c.type_.as_str()))
+    {
+        conditions.push(json!(c));
+    }
     let mut status = json!({
         "phase": phase,
         "conditions": conditions,
