@@ -100,7 +100,7 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
     kubectl.ok_stdin(
         &["apply", "-f", "-"],
         r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crash", "labels": {"app": "crash"}},
-            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", "echo boom $GREETING; exit 3"],
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", "echo boom $GREETING; echo -n exited on purpose > /dev/termination-log; exit 3"],
               "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "greetings", "key": "hello"}}}]}]}}"#,
     );
     eventually(
@@ -111,6 +111,7 @@ fn pods_run_as_containers_restart_survive_an_agent_restart_and_leave_nothing_beh
                 let c = &p["status"]["containerStatuses"][0];
                 c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
                     && c["lastState"]["terminated"]["exitCode"] == 3
+                    && c["lastState"]["terminated"]["message"] == "exited on purpose"
                     && c["restartCount"].as_i64() >= Some(1)
             })
         },
@@ -300,6 +301,20 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_limits_oom_kill() {
         condition(&pod_json(server, "gated").unwrap(), "example.com/feature"),
         "True"
     );
+    // With FallbackToLogsOnError a failed run without a message file gets its log's end.
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "last-words"},
+           "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36",
+             "terminationMessagePolicy": "FallbackToLogsOnError",
+             "command": ["sh", "-c", "echo first; echo last words; exit 1"]}]}}"#,
+    );
+    eventually("the log as the message", Duration::from_secs(30), || {
+        pod_json(server, "last-words").is_some_and(|p| {
+            p["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+                == "first\nlast words\n"
+        })
+    });
     // A pod past its active deadline is ended by the node: Failed, DeadlineExceeded.
     kubectl.ok_stdin(
         &["apply", "-f", "-"],

@@ -165,6 +165,20 @@ pub fn container_spec(
             readonly: false,
         })
         .collect();
+    // Where the container may leave its termination message (a file of its run's bundle).
+    let message_path = c
+        .termination_message_path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/dev/termination-log".into());
+    mounts.push(Mount {
+        destination: message_path,
+        source: dir
+            .attempt_dir(&c.name, attempt)
+            .join(super::sync::TERMINATION_LOG),
+        kind: MountKind::Bind,
+        readonly: false,
+    });
     for vm in c.volume_mounts.iter().flatten() {
         let volume = spec
             .volumes

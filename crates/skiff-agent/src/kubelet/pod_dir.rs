@@ -40,6 +40,8 @@ pub struct Attempt {
     pub exit: Option<Exit>,
     /// When the agent asked it to stop (RFC 3339).
     pub term_sent: Option<String>,
+    /// What it left as its termination message (read for the runs the status shows).
+    pub termination_message: Option<String>,
 }
 
 /// Whether the run whose bundle is `bundle` is over: its exit is recorded, or the bundle
@@ -133,6 +135,7 @@ impl PodDir {
                     started_at: read("started"),
                     exit: Exit::read(&bundle),
                     term_sent: read("term"),
+                    termination_message: None,
                     bundle,
                 }
             })

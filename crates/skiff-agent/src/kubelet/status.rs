@@ -54,6 +54,8 @@ fn terminated(a: &Attempt, runtime: &str) -> Option<Value> {
     }
     if let Some(e) = &exit.error {
         t["message"] = e.clone().into();
+    } else if let Some(m) = a.termination_message.as_ref().filter(|m| !m.is_empty()) {
+        t["message"] = m.clone().into();
     }
     Some(json!({"terminated": t}))
 }

@@ -317,7 +317,12 @@ impl Kubelet {
     }
 
     fn view(&self, dir: &PodDir, c: &Container, waiting: Option<Waiting>) -> ContainerView {
-        let attempts = dir.attempts(&c.name);
+        let mut attempts = dir.attempts(&c.name);
+        // The status shows the last two runs: their termination messages.
+        let shown = attempts.len().saturating_sub(2);
+        for a in attempts.iter_mut().skip(shown).filter(|a| a.exit.is_some()) {
+            a.termination_message = termination_message(a, c, &dir.log_path(&c.name, a.number));
+        }
         let running = attempts.last().is_some_and(Attempt::is_running);
         ContainerView {
             // Without probes a running container is ready (init containers: see run_pod).
@@ -759,6 +764,15 @@ impl Kubelet {
             serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec)).unwrap_or_default(),
         )
         .map_err(|e| failed(e.to_string()))?;
+        // The file the container may leave its termination message in.
+        std::fs::write(bundle.join(TERMINATION_LOG), b"")
+            .and_then(|()| {
+                std::fs::set_permissions(
+                    bundle.join(TERMINATION_LOG),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o666),
+                )
+            })
+            .map_err(|e| failed(e.to_string()))?;
         // What the run was made from, so a changed spec is noticed (see `ensure_container`).
         std::fs::write(
             bundle.join(IMAGE_FILE),
@@ -845,6 +859,49 @@ fn deadline_left(pod: &Pod, start_time: &str) -> Option<Duration> {
     let seconds = pod.spec.as_ref()?.active_deadline_seconds?;
     let limit = Duration::from_secs(seconds.max(0) as u64);
     Some(limit.saturating_sub(since(start_time)))
+}
+
+/// Where a run's `terminationMessagePath` file lives on the node (bind-mounted in).
+pub(super) const TERMINATION_LOG: &str = "termination-log";
+/// Upstream's bounds: the file is read up to 4 KiB; a message from the log is its last 80
+/// lines, at most 2 KiB.
+const TERMINATION_MESSAGE_MAX: u64 = 4096;
+const FALLBACK_LINES: usize = 80;
+const FALLBACK_BYTES: usize = 2048;
+
+/// The termination message of an ended run, as the kubelet takes it: the file the
+/// container wrote at its `terminationMessagePath`; with `FallbackToLogsOnError`, when
+/// that is empty and the run failed, the end of its log.
+fn termination_message(run: &Attempt, c: &Container, log: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut written = Vec::new();
+    if let Ok(file) = std::fs::File::open(run.bundle.join(TERMINATION_LOG)) {
+        let _ = file.take(TERMINATION_MESSAGE_MAX).read_to_end(&mut written);
+    }
+    if !written.is_empty() {
+        return Some(String::from_utf8_lossy(&written).into_owned());
+    }
+    let failed = run.exit.as_ref().is_some_and(|e| e.exit_code != 0);
+    if !failed || c.termination_message_policy.as_deref() != Some("FallbackToLogsOnError") {
+        return None;
+    }
+    let options = super::logs::LogOptions {
+        tail_lines: Some(FALLBACK_LINES),
+        ..Default::default()
+    };
+    let mut text = Vec::new();
+    super::logs::stream(
+        log,
+        &options,
+        || true,
+        |_, bytes| {
+            text.extend(bytes);
+            true
+        },
+    )
+    .ok()?;
+    let start = text.len().saturating_sub(FALLBACK_BYTES);
+    Some(String::from_utf8_lossy(&text[start..]).into_owned())
 }
 
 /// The image (as the spec named it) a run was made from.
