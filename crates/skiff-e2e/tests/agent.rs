@@ -919,6 +919,27 @@ fn configmap_secret_downward_and_projected_volumes_and_memory_emptydirs() {
     let debugger = &pod["status"]["ephemeralContainerStatuses"][0];
     assert_eq!(debugger["name"], "debugger");
     assert!(debugger["state"]["running"].is_object(), "{debugger}");
+    // Interactive: kubectl debug -i attaches to the new container's stdin and output
+    // (without stdinOnce, as kubectl makes it: the command ends the session).
+    let out = kubectl.run_with_stdin(
+        &[
+            "debug",
+            "vols",
+            "-i",
+            "--image=busybox:1.36",
+            "--container=reader",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ],
+        "typed\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("got typed"),
+        "{out:?}"
+    );
     let refused = kubectl.fails(&["debug", "vols", "--image=busybox:1.36", "--container=main"]);
     assert!(refused.contains("Duplicate value: \"main\""), "{refused}");
     // An account that does not exist refuses the pod.
@@ -1281,4 +1302,80 @@ fn host_network_pods_live_in_the_nodes_network() {
     kubectl.ok(&["delete", "pod", "hostnet", "--wait=true"]);
     node.await_no_pods();
     node.assert_left_clean(&[uid]);
+}
+
+/// shareProcessNamespace: the pod's containers share one PID namespace, whose PID 1 is the
+/// node's holder; a container's restart leaves the others running; the holder goes with
+/// the pod.
+#[test]
+fn pods_that_share_their_processes_see_each_other() {
+    let node = Node::start();
+    let server = &node.server;
+    let kubectl = server.kubectl(33);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shared"},
+           "spec": {"shareProcessNamespace": true, "terminationGracePeriodSeconds": 1,
+             "containers": [
+               {"name": "a", "image": "busybox:1.36", "command": ["sleep", "1001"]},
+               {"name": "b", "image": "busybox:1.36", "command": ["sleep", "1002"]}]}}"#,
+    );
+    kubectl.ok(&[
+        "wait",
+        "pod/shared",
+        "--for=condition=Ready",
+        "--timeout=60s",
+    ]);
+    let processes = |container: &str| {
+        kubectl.ok(&[
+            "exec",
+            "shared",
+            "-c",
+            container,
+            "--",
+            "sh",
+            "-c",
+            "for p in /proc/[0-9]*; do cat $p/cmdline; echo; done",
+        ])
+    };
+    let seen = processes("b");
+    assert!(
+        seen.contains("sleep\u{0}1001"),
+        "b sees a's process: {seen:?}"
+    );
+    assert!(
+        seen.lines().next().unwrap().contains("pod-init"),
+        "PID 1: {seen:?}"
+    );
+    // a's restart leaves b as it was, and a comes back into the same namespace.
+    let pod = pod_json(server, "shared").unwrap();
+    node.kill_and_await_restart(&pod, "a");
+    let pod = pod_json(server, "shared").unwrap();
+    assert_eq!(pod["status"]["containerStatuses"][1]["restartCount"], 0);
+    assert!(processes("b").contains("sleep\u{0}1001"));
+    let holder: i32 = std::fs::read_to_string(
+        node.data
+            .join("pods")
+            .join(pod["metadata"]["uid"].as_str().unwrap())
+            .join("pid-holder"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    kubectl.ok(&["delete", "pod", "shared", "--wait=true"]);
+    node.await_no_pods();
+    node.assert_left_clean(&[uid]);
+    // Gone, or a zombie its new parent has yet to reap.
+    let state = std::fs::read_to_string(format!("/proc/{holder}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("State:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        state.is_empty() || state.contains("zombie"),
+        "the holder went with the pod: {state}"
+    );
 }

@@ -7,6 +7,7 @@
 //! - [`rootfs`]: overlayfs root filesystems over an image's unpacked layers.
 //! - [`monitor`]: one detached process per container that owns its pipes, CRI logs and
 //!   exit status, so an agent restart loses neither.
+//! - [`pod_init`]: the PID 1 that holds a pod's shared PID namespace.
 //! - [`cri_log`]: the CRI log format, with size-based rotation.
 //! - [`cgroups`]: pod cgroup clean-up and OOM detection, cgroup v1 and v2.
 
@@ -15,6 +16,7 @@ pub mod console;
 pub mod cri_log;
 pub mod monitor;
 pub mod oci;
+pub mod pod_init;
 pub mod rootfs;
 pub mod sandbox;
 pub mod spec;

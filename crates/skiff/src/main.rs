@@ -36,6 +36,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    // So does the holder of a pod's PID namespace.
+    if let cli::Command::Internal(cli::InternalCommand::PodInit { pid_file }) = &cli.command {
+        return ExitCode::from(skiff_runtime::pod_init::run(pid_file) as u8);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

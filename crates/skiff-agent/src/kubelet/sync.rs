@@ -452,6 +452,16 @@ impl Kubelet {
                 std::fs::write(&path, content).map_err(|e| e.to_string())?;
             }
         }
+        if shares_process_namespace(pod) {
+            let holder = dir.root.join(PID_HOLDER);
+            if skiff_runtime::pod_init::alive(&holder).is_none() {
+                // New, or gone (and every process in its namespace with it): the
+                // containers start again in a fresh one.
+                let skiff = self.config.skiff_binary.clone();
+                blocking(move || skiff_runtime::pod_init::spawn(&skiff, &holder).map(|_| ()))
+                    .await?;
+            }
+        }
         for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
             if v.empty_dir.is_some() {
                 std::fs::create_dir_all(dir.volume(&v.name)).map_err(|e| e.to_string())?;
@@ -735,8 +745,19 @@ impl Kubelet {
         if pod_spec.and_then(|s| s.host_pid) == Some(true) {
             spec.namespaces.pid = Some(agent_namespace("pid"));
         }
+        // A pod that shares its processes: every container in the holder's namespace.
+        if shares_process_namespace(pod) {
+            match skiff_runtime::pod_init::alive(&dir.root.join(PID_HOLDER)) {
+                Some(pid) => spec.namespaces.pid = Some(skiff_runtime::pod_init::namespace(pid)),
+                None => {
+                    let _ = rootfs.remove();
+                    return Err(failed("the pod's PID namespace is gone".into()));
+                }
+            }
+        }
         // An ephemeral container aimed at another shares that one's processes.
         let target = pod_spec
+            .filter(|_| !shares_process_namespace(pod))
             .and_then(|s| s.ephemeral_containers.as_ref())
             .and_then(|list| list.iter().find(|e| e.name == c.name))
             .and_then(|e| e.target_container_name.as_deref());
@@ -836,6 +857,14 @@ pub(super) fn ephemeral_containers(pod: &Pod) -> Vec<Container> {
             serde_json::from_value(v).ok()
         })
         .collect()
+}
+
+/// Where a pod's PID namespace holder records itself (`skiff_runtime::pod_init`).
+pub(super) const PID_HOLDER: &str = "pid-holder";
+
+/// Whether the pod's containers share one PID namespace (`shareProcessNamespace`).
+fn shares_process_namespace(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true)
 }
 
 /// This agent's own namespace of `kind` (the node's), by path.

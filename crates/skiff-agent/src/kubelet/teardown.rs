@@ -108,6 +108,7 @@ impl Kubelet {
         let volumes_of = dir.clone();
         let result = blocking(move || {
             super::volumes::unmount_all(&volumes_of);
+            skiff_runtime::pod_init::stop(&volumes_of.root.join(super::sync::PID_HOLDER));
             sandbox.remove().map_err(|e| e.to_string())?;
             skiff_runtime::cgroups::remove(&cgroup).map_err(|e| format!("cgroup {cgroup}: {e}"))?;
             if let Some(logs) = log_dir {
@@ -223,6 +224,7 @@ pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Res
                 );
             }
         }
+        skiff_runtime::pod_init::stop(&dir.root.join(super::sync::PID_HOLDER));
         note(
             format!("the sandbox of pod {uid}"),
             dir.sandbox().remove().map_err(|e| e.to_string()),

@@ -33,6 +33,8 @@ pub enum InternalCommand {
         #[arg(num_args = 0.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The PID 1 of a pod's shared PID namespace (see skiff_runtime::pod_init).
+    PodInit { pid_file: std::path::PathBuf },
 }
 
 impl Command {
