@@ -435,6 +435,10 @@ fn validate_pod_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let (Some(new_spec), Some(old_spec)) = (field(new, &["spec"]), field(old, &["spec"])) else {
         return;
     };
+    if !new_spec.is_object() {
+        // Not a spec at all: the spec's own validation says so.
+        return;
+    }
     let mut rest = new_spec.clone();
     for list in ["containers", "initContainers"] {
         let count = |spec: &Value| spec.get(list).and_then(Value::as_array).map_or(0, Vec::len);
@@ -452,7 +456,13 @@ fn validate_pod_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
             .flatten()
             .enumerate()
         {
-            c["image"] = old_spec[list][i]["image"].clone();
+            let old_image = old_spec
+                .pointer(&format!("/{list}/{i}/image"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            if let Some(c) = c.as_object_mut() {
+                c.insert("image".into(), old_image);
+            }
         }
     }
     let number = |spec: &Value, k: &str| spec.get(k).and_then(Value::as_i64);
@@ -480,7 +490,9 @@ fn validate_pod_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
         list(new_spec, "schedulingGates"),
     );
     let gates_removed = new_gates.iter().all(|g| old_gates.contains(g));
-    let rest_map = rest.as_object_mut().expect("a spec is an object");
+    let Some(rest_map) = rest.as_object_mut() else {
+        return;
+    };
     for (key, allowed) in [
         ("activeDeadlineSeconds", deadline_allowed),
         ("terminationGracePeriodSeconds", grace_allowed),
@@ -717,6 +729,15 @@ mod tests {
                 "{}",
                 e.message
             );
+        }
+        // Malformed specs are refused, not a panic.
+        for malformed in [
+            json!(5),
+            json!({"containers": [5]}),
+            json!({"containers": "x"}),
+        ] {
+            let e = update(&|p| p["spec"] = malformed.clone()).unwrap_err();
+            assert_eq!(e.code, 422, "{}", e.message);
         }
         let e = update(&|p| {
             p["spec"]["containers"]
