@@ -382,6 +382,38 @@ fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) 
     );
 }
 
+/// A container's name (a DNS label, none the `seen` names, which it joins) and image
+/// (required), as every kind of container in a pod is checked.
+fn validate_container_name_and_image(
+    c: &Value,
+    at: &str,
+    seen: &mut Vec<String>,
+    causes: &mut Vec<Cause>,
+) {
+    match c.get("name").and_then(Value::as_str) {
+        None | Some("") => causes.push(Cause::required(format!("{at}.name"))),
+        Some(n) => {
+            for e in validation::dns1123_label_errors(n) {
+                causes.push(Cause::invalid(format!("{at}.name"), &n.into(), &e));
+            }
+            if seen.iter().any(|s| s == n) {
+                causes.push(Cause {
+                    reason: "FieldValueDuplicate",
+                    message: format!("{at}.name: Duplicate value: {n:?}"),
+                    field: format!("{at}.name"),
+                });
+            }
+            seen.push(n.to_string());
+        }
+    }
+    if c.get("image")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        causes.push(Cause::required(format!("{at}.image")));
+    }
+}
+
 fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
     let containers = spec
         .and_then(|s| s.get("containers"))
@@ -392,29 +424,7 @@ fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) 
     };
     let mut seen = Vec::new();
     for (i, c) in containers.iter().enumerate() {
-        let at = format!("{path}.containers[{i}]");
-        match c.get("name").and_then(Value::as_str) {
-            None | Some("") => causes.push(Cause::required(format!("{at}.name"))),
-            Some(n) => {
-                for e in validation::dns1123_label_errors(n) {
-                    causes.push(Cause::invalid(format!("{at}.name"), &n.into(), &e));
-                }
-                if seen.contains(&n) {
-                    causes.push(Cause {
-                        reason: "FieldValueDuplicate",
-                        message: format!("{at}.name: Duplicate value: {n:?}"),
-                        field: format!("{at}.name"),
-                    });
-                }
-                seen.push(n);
-            }
-        }
-        if c.get("image")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            causes.push(Cause::required(format!("{at}.image")));
-        }
+        validate_container_name_and_image(c, &format!("{path}.containers[{i}]"), &mut seen, causes);
     }
     if let Some(policy) = spec.and_then(|s| s.get("restartPolicy")) {
         let allowed = ["Always", "OnFailure", "Never"];
@@ -565,32 +575,7 @@ fn validate_ephemeral_containers(new: &Value, old: &Value, causes: &mut Vec<Caus
     let mut seen: Vec<String> = regular.clone();
     for (i, c) in after.iter().enumerate() {
         let at = format!("spec.ephemeralContainers[{i}]");
-        let name = name_of(c);
-        if name.is_empty() {
-            causes.push(Cause::required(format!("{at}.name")));
-        } else {
-            for e in validation::dns1123_label_errors(&name) {
-                causes.push(Cause::invalid(
-                    format!("{at}.name"),
-                    &name.clone().into(),
-                    &e,
-                ));
-            }
-            if seen.contains(&name) {
-                causes.push(Cause {
-                    reason: "FieldValueDuplicate",
-                    message: format!("{at}.name: Duplicate value: {name:?}"),
-                    field: format!("{at}.name"),
-                });
-            }
-            seen.push(name);
-        }
-        if c.get("image")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            causes.push(Cause::required(format!("{at}.image")));
-        }
+        validate_container_name_and_image(c, &at, &mut seen, causes);
         for only_regular in [
             "ports",
             "livenessProbe",
