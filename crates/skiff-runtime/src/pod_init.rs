@@ -6,7 +6,6 @@
 //! detached like the container monitors, so an agent restart leaves it running.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The subcommand, and the word that identifies a holder among processes.
@@ -59,14 +58,7 @@ fn reap_forever() -> ! {
 
 /// Starts a holder recording itself in `pid_file`; answers its PID.
 pub fn spawn(skiff_binary: &Path, pid_file: &Path) -> Result<i32, String> {
-    let status = Command::new(skiff_binary)
-        .args(["internal", SUBCOMMAND])
-        .arg(pid_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", skiff_binary.display()))?;
+    let status = crate::monitor::run_internal(skiff_binary, SUBCOMMAND, &[pid_file])?;
     if !status.success() {
         return Err(format!(
             "the pod's PID namespace holder did not start ({status})"
