@@ -249,7 +249,8 @@ impl Kubelet {
     }
 
     /// A pod past its `activeDeadlineSeconds`, as the kubelet ends it: the event once,
-    /// every run stopped with the pod's grace period, then phase Failed with reason
+    /// every run stopped with the pod's grace period (as a deletion stops them, Killing
+    /// events included), then phase Failed with reason
     /// DeadlineExceeded (once nothing runs; the finished pod is then torn down as any).
     async fn end_for_deadline(
         &self,
@@ -264,25 +265,13 @@ impl Kubelet {
             self.events
                 .warning(pod, DEADLINE_REASON, DEADLINE_MESSAGE.to_string());
         }
-        let spec = pod.spec.clone().unwrap_or_default();
-        let mut stopping = false;
-        for run in dir.running() {
-            stopping = true;
-            if run.term_sent.is_none() {
-                let container = spec
-                    .containers
-                    .iter()
-                    .chain(spec.init_containers.iter().flatten())
-                    .find(|c| run.id == dir.container_id(&c.name, run.number));
-                self.stop_run(pod, dir, container, &run, termination_grace(pod, None))
-                    .await;
-            } else {
-                self.kill_after_grace(&run, None).await;
-            }
-        }
-        if stopping {
+        if self
+            .stop_all_runs(pod, dir, termination_grace(pod, None))
+            .await
+        {
             return Ok(Some(Duration::from_millis(200)));
         }
+        let spec = pod.spec.clone().unwrap_or_default();
         let views = |list: &[Container]| {
             list.iter()
                 .map(|c| self.view(dir, c, None))

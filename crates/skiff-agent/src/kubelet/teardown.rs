@@ -31,14 +31,10 @@ pub(super) enum Logs {
 }
 
 impl Kubelet {
-    /// A deleted pod: SIGTERM, the grace period, SIGKILL; then the node's resources go and
-    /// the pod object with them.
-    pub(super) async fn terminate(
-        &self,
-        pod: &Pod,
-        dir: &PodDir,
-    ) -> Result<Option<Duration>, SyncError> {
-        let grace = super::sync::termination_grace(pod, pod.metadata.deletion_grace_period_seconds);
+    /// Stops every run of the pod that still runs, as the kubelet kills a pod: a Killing
+    /// event, preStop, SIGTERM, and SIGKILL once `grace` seconds have passed since. Answers
+    /// whether any still runs (look again shortly).
+    pub(super) async fn stop_all_runs(&self, pod: &Pod, dir: &PodDir, grace: u64) -> bool {
         let running = dir.running();
         for a in &running {
             if a.term_sent.is_some() {
@@ -63,7 +59,18 @@ impl Kubelet {
             });
             self.stop_run(pod, dir, container.as_ref(), a, grace).await;
         }
-        if !running.is_empty() {
+        !running.is_empty()
+    }
+
+    /// A deleted pod: SIGTERM, the grace period, SIGKILL; then the node's resources go and
+    /// the pod object with them.
+    pub(super) async fn terminate(
+        &self,
+        pod: &Pod,
+        dir: &PodDir,
+    ) -> Result<Option<Duration>, SyncError> {
+        let grace = super::sync::termination_grace(pod, pod.metadata.deletion_grace_period_seconds);
+        if self.stop_all_runs(pod, dir, grace).await {
             return Ok(Some(Duration::from_millis(200)));
         }
         self.teardown(dir, Logs::Remove).await;
