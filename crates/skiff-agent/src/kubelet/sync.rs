@@ -887,10 +887,25 @@ const TERMINATION_MESSAGE_MAX: u64 = 4096;
 const FALLBACK_LINES: usize = 80;
 const FALLBACK_BYTES: usize = 2048;
 
-/// The termination message of an ended run, as the kubelet takes it: the file the
-/// container wrote at its `terminationMessagePath`; with `FallbackToLogsOnError`, when
-/// that is empty and the run failed, the end of its log.
+/// Where an ended run's termination message is kept once taken (empty: it has none).
+const TERMINATION_MESSAGE: &str = "termination-message";
+
+/// The termination message of an ended run, taken once (every later sync of the pod reads
+/// what was kept rather than the run's files and log again).
 fn termination_message(run: &Attempt, c: &Container, log: &std::path::Path) -> Option<String> {
+    let kept = run.bundle.join(TERMINATION_MESSAGE);
+    if let Ok(message) = std::fs::read_to_string(&kept) {
+        return Some(message);
+    }
+    let message = take_termination_message(run, c, log).unwrap_or_default();
+    let _ = std::fs::write(&kept, &message);
+    Some(message)
+}
+
+/// An ended run's termination message as the kubelet takes it: the file the container
+/// wrote at its `terminationMessagePath`; with `FallbackToLogsOnError`, when that is empty
+/// and the run failed, the end of its log.
+fn take_termination_message(run: &Attempt, c: &Container, log: &std::path::Path) -> Option<String> {
     use std::io::Read;
     let mut written = Vec::new();
     if let Ok(file) = std::fs::File::open(run.bundle.join(TERMINATION_LOG)) {
