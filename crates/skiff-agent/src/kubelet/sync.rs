@@ -293,6 +293,52 @@ impl Kubelet {
         Ok(None)
     }
 
+    /// The namespaces a container joins beyond its sandbox's, as its pod asks: the node's
+    /// network and UTS (`hostNetwork`), IPC (`hostIPC`) and PID (`hostPID`) namespaces;
+    /// the pod's holder's PID namespace (`shareProcessNamespace`); for an ephemeral
+    /// container, its target's PID namespace.
+    fn join_namespaces(
+        &self,
+        pod: &Pod,
+        dir: &PodDir,
+        c: &Container,
+        namespaces: &mut skiff_runtime::spec::SharedNamespaces,
+    ) -> Result<(), String> {
+        let pod_spec = pod.spec.as_ref();
+        if uses_host_network(pod) {
+            namespaces.network = Some(self.pod_netns(pod, dir));
+            namespaces.uts = Some(agent_namespace("uts"));
+        }
+        if pod_spec.and_then(|s| s.host_ipc) == Some(true) {
+            namespaces.ipc = Some(agent_namespace("ipc"));
+        }
+        if pod_spec.and_then(|s| s.host_pid) == Some(true) {
+            namespaces.pid = Some(agent_namespace("pid"));
+        }
+        if shares_process_namespace(pod) {
+            let pid = skiff_runtime::pod_init::alive(&dir.root.join(PID_HOLDER))
+                .ok_or("the pod's PID namespace is gone")?;
+            namespaces.pid = Some(skiff_runtime::pod_init::namespace(pid));
+            return Ok(());
+        }
+        let target = pod_spec
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .and_then(|list| list.iter().find(|e| e.name == c.name))
+            .and_then(|e| e.target_container_name.as_deref());
+        if let Some(target) = target {
+            let running = dir
+                .attempts(target)
+                .into_iter()
+                .rev()
+                .find(Attempt::is_running);
+            let pid = running
+                .and_then(|run| std::fs::read_to_string(run.bundle.join("pid")).ok())
+                .ok_or_else(|| format!("the target container {target:?} is not running"))?;
+            namespaces.pid = Some(format!("/proc/{}/ns/pid", pid.trim()).into());
+        }
+        Ok(())
+    }
+
     /// The network namespace the pod's containers live in: its sandbox's own, or with
     /// `hostNetwork` the node's (the agent's, or the one `--node-netns` names).
     pub(super) fn pod_netns(&self, pod: &Pod, dir: &PodDir) -> std::path::PathBuf {
@@ -364,7 +410,6 @@ impl Kubelet {
         if !differs {
             return Ok(());
         }
-
         let api = Api::<Pod>::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
         skiff_client::tolerating(
             api.patch_status(
@@ -722,52 +767,9 @@ impl Kubelet {
                 return Err(failed(e));
             }
         };
-        // The node's namespaces where the pod asks for them.
-        let pod_spec = pod.spec.as_ref();
-        if uses_host_network(pod) {
-            spec.namespaces.network = Some(self.pod_netns(pod, dir));
-            spec.namespaces.uts = Some(agent_namespace("uts"));
-        }
-        if pod_spec.and_then(|s| s.host_ipc) == Some(true) {
-            spec.namespaces.ipc = Some(agent_namespace("ipc"));
-        }
-        if pod_spec.and_then(|s| s.host_pid) == Some(true) {
-            spec.namespaces.pid = Some(agent_namespace("pid"));
-        }
-        // A pod that shares its processes: every container in the holder's namespace.
-        if shares_process_namespace(pod) {
-            match skiff_runtime::pod_init::alive(&dir.root.join(PID_HOLDER)) {
-                Some(pid) => spec.namespaces.pid = Some(skiff_runtime::pod_init::namespace(pid)),
-                None => {
-                    let _ = rootfs.remove();
-                    return Err(failed("the pod's PID namespace is gone".into()));
-                }
-            }
-        }
-        // An ephemeral container aimed at another shares that one's processes.
-        let target = pod_spec
-            .filter(|_| !shares_process_namespace(pod))
-            .and_then(|s| s.ephemeral_containers.as_ref())
-            .and_then(|list| list.iter().find(|e| e.name == c.name))
-            .and_then(|e| e.target_container_name.as_deref());
-        if let Some(target) = target {
-            let running = dir
-                .attempts(target)
-                .into_iter()
-                .rev()
-                .find(Attempt::is_running);
-            let pid = running.and_then(|run| std::fs::read_to_string(run.bundle.join("pid")).ok());
-            match pid {
-                Some(pid) => {
-                    spec.namespaces.pid = Some(format!("/proc/{}/ns/pid", pid.trim()).into())
-                }
-                None => {
-                    let _ = rootfs.remove();
-                    return Err(failed(format!(
-                        "the target container {target:?} is not running"
-                    )));
-                }
-            }
+        if let Err(e) = self.join_namespaces(pod, dir, c, &mut spec.namespaces) {
+            let _ = rootfs.remove();
+            return Err(failed(e));
         }
         std::fs::write(
             bundle.join("config.json"),
