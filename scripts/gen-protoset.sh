@@ -21,7 +21,7 @@ import json, sys
 for p in json.load(sys.stdin)["packages"]:
     if p["name"] == "k8s-rs-pb":
         print(p["manifest_path"].rsplit("/", 1)[0])')/src/$minor"
-groups=(core/v1 apps/v1 authentication/v1 authorization/v1 autoscaling/v1 coordination/v1 discovery/v1 events/v1)
+groups=(core/v1 apps/v1 authentication/v1 authorization/v1 autoscaling/v1 coordination/v1 discovery/v1 events/v1 policy/v1)
 protos=()
 for g in "${groups[@]}"; do protos+=("api/$g/generated.proto"); done
 (cd "$src" && protoc -I . --include_imports --include_source_info \

@@ -156,13 +156,26 @@ pub fn schema() -> &'static Schema {
     })
 }
 
+/// The apimachinery kinds every group version carries.
+const META_IN_EVERY_GROUP: &[&str] = &[
+    "Status",
+    "DeleteOptions",
+    "CreateOptions",
+    "UpdateOptions",
+    "PatchOptions",
+    "GetOptions",
+    "ListOptions",
+    "WatchEvent",
+];
+
 /// The message that carries objects of `apiVersion`/`kind` (`.api.apps.v1.Deployment`).
 pub fn message_name(api_version: &str, kind: &str) -> String {
-    if (api_version, kind) == ("v1", "Status") {
-        // Errors: apimachinery's Status, served under v1.
-        return ".apimachinery.pkg.apis.meta.v1.Status".into();
-    }
     let (group, version) = crate::resources::split_api_version(api_version);
+    // apimachinery's option and error kinds belong to every group version (upstream's
+    // `AddToGroupVersion`): client-go sends `DeleteOptions` as `v1` or `apps/v1` alike.
+    if META_IN_EVERY_GROUP.contains(&kind) || group == "meta.k8s.io" {
+        return format!(".apimachinery.pkg.apis.meta.v1.{kind}");
+    }
     let short = if group.is_empty() {
         "core"
     } else {

@@ -17,6 +17,22 @@ pub mod node;
 /// Where the machine's versioned kubectl binaries live (Google Cloud SDK's layout).
 const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
 
+/// Where `scripts/install-test-clients.sh` puts Helm 4 and kubectl 1.35.
+const TEST_CLIENTS_DIR: &str = "/opt/skiff-test-clients";
+
+/// A client binary installed by `scripts/install-test-clients.sh` (`helm`, `kubectl` 1.35);
+/// panics with how to install it when it is missing.
+pub fn test_client(name: &str) -> PathBuf {
+    let dir = std::env::var_os("SKIFF_TEST_CLIENTS").unwrap_or_else(|| TEST_CLIENTS_DIR.into());
+    let path = Path::new(&dir).join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-test-clients.sh (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
 /// The kubectl minor versions the acceptance covers.
 pub const KUBECTL_MINORS: std::ops::RangeInclusive<u32> = 28..=33;
 
@@ -242,6 +258,18 @@ pub fn skiff_binary() -> PathBuf {
 }
 
 impl TestServer {
+    /// `helm ARGS` (Helm 4) against this server, with its config, cache and data under
+    /// `home` (so tests share nothing through ~/.config/helm).
+    pub fn helm(&self, home: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(test_client("helm"));
+        cmd.args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_DATA_HOME", home.join("data"));
+        cmd
+    }
+
     /// `skiff ARGS` against this server: it finds the cluster through `KUBECONFIG`.
     pub fn skiff(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(skiff_binary());

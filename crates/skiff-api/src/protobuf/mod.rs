@@ -526,6 +526,40 @@ mod tests {
     }
 
     #[test]
+    fn delete_options_decode_under_any_group_version() {
+        // What Helm's uninstall sends: DeleteOptions{propagationPolicy: "Background"} typed
+        // with the resource's group version.
+        let body = field_bytes(4, b"Background");
+        for api_version in ["v1", "apps/v1", "meta.k8s.io/v1"] {
+            let obj = decode_object(&envelope(api_version, "DeleteOptions", &body)).unwrap();
+            assert_eq!(obj["propagationPolicy"], "Background", "{api_version}");
+            assert_eq!(obj["kind"], "DeleteOptions");
+        }
+    }
+
+    #[test]
+    fn every_request_body_kind_has_a_schema() {
+        // The kinds clients send as protobuf bodies besides stored objects.
+        for (api_version, kind) in [
+            ("v1", "DeleteOptions"),
+            ("batch/v1", "DeleteOptions"),
+            ("autoscaling/v1", "Scale"),
+            ("policy/v1", "Eviction"),
+            ("authentication.k8s.io/v1", "TokenRequest"),
+            ("authentication.k8s.io/v1", "TokenReview"),
+            ("authentication.k8s.io/v1", "SelfSubjectReview"),
+            ("v1", "Binding"),
+            ("authorization.k8s.io/v1", "SubjectAccessReview"),
+            ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
+            ("authorization.k8s.io/v1", "LocalSubjectAccessReview"),
+            ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
+        ] {
+            let decoded = decode_object(&envelope(api_version, kind, b""));
+            assert!(decoded.is_ok(), "{api_version} {kind}: {decoded:?}");
+        }
+    }
+
+    #[test]
     fn hostile_bodies_are_errors() {
         assert_eq!(decode_object(b"{}"), Err(ProtobufError::NoMagic));
         assert!(matches!(
