@@ -15,6 +15,15 @@ use crate::AgentError;
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 
+/// How long a node's lease is valid (kubelet's `--node-lease-duration-seconds` default).
+pub const LEASE_DURATION_SECONDS: i32 = 40;
+
+/// How often a node renews a lease valid for `lease_duration_seconds`: every quarter of
+/// it, as kubelet does (10 s for the default 40 s).
+pub fn lease_renew_interval(lease_duration_seconds: i32) -> std::time::Duration {
+    std::time::Duration::from_millis(lease_duration_seconds.max(1) as u64 * 250)
+}
+
 /// The facts a node reports about itself.
 #[derive(Clone, Debug)]
 pub struct NodeDescription {

@@ -20,16 +20,20 @@ use skiff_client::objects::{is_deleting, now, pod_node};
 use skiff_client::{EventRecorder, Informer, WorkQueue};
 
 use crate::AgentError;
-use crate::node::{NodeDescription, node_conditions, renew_lease};
+use crate::node::{
+    LEASE_DURATION_SECONDS, NodeDescription, lease_renew_interval, node_conditions, renew_lease,
+};
 
-/// How long a lease is valid (kubelet's `--node-lease-duration-seconds` default); it is
-/// renewed every quarter of that.
-pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// How often the Ready condition's heartbeat is refreshed in node status when nothing
 /// changed (kubelet's node status report frequency).
 const STATUS_REFRESH: Duration = Duration::from_secs(300);
-/// Concurrent API requests while registering nodes and while updating pods.
+/// Concurrent API requests while registering nodes, renewing leases and updating pods.
 const CONCURRENCY: usize = 32;
+/// How often the pods' statuses in the API are compared with what the nodes run, and
+/// written back where they differ (kubelet's status manager sync period): another writer
+/// — the node lifecycle controller marking pods not ready while a node was silent — does
+/// not get the last word.
+const STATUS_RECONCILE_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct SimulatedConfig {
@@ -54,7 +58,7 @@ impl SimulatedConfig {
     }
 
     fn lease_renew(&self) -> Duration {
-        Duration::from_millis(self.lease_duration_seconds.max(1) as u64 * 250)
+        lease_renew_interval(self.lease_duration_seconds)
     }
 
     fn node_name(&self, i: usize) -> String {
@@ -81,15 +85,20 @@ fn sim_node(config: &SimulatedConfig, i: usize) -> SimNode {
 
 /// Registers the nodes, then keeps them alive and runs their pods until the task ends.
 /// `progress` is told how many nodes are registered as registration goes.
+///
+/// Heartbeats go over a connection of their own (kubelet's heartbeat client): a lease
+/// renewal never waits behind pod work on a busy connection.
 pub async fn run(
-    client: Client,
+    api: kube::Config,
     config: SimulatedConfig,
     progress: impl Fn(usize, usize),
 ) -> Result<(), AgentError> {
+    let client = Client::try_from(api.clone())?;
+    let heartbeat_client = Client::try_from(api)?;
     let nodes: Arc<Vec<SimNode>> =
         Arc::new((0..config.nodes).map(|i| sim_node(&config, i)).collect());
     register_all(&client, &config, &nodes, &progress).await?;
-    let heartbeats = tokio::spawn(heartbeat(client.clone(), config.clone(), nodes.clone()));
+    let heartbeats = tokio::spawn(heartbeat(heartbeat_client, config.clone(), nodes.clone()));
     let kubelet = tokio::spawn(run_pods(client, nodes));
     let _ = tokio::join!(heartbeats, kubelet);
     Ok(())
@@ -159,15 +168,18 @@ async fn register(
     .await
 }
 
-/// Renews every lease each quarter of the lease duration, spread over that interval, and
-/// posts Ready status when the node object does not show it (the node lifecycle controller
-/// marked it Unknown while we were away) or when the last report is getting old.
+/// Renews every lease each quarter of the lease duration, the nodes' renewals spread over
+/// that interval, and posts Ready status when the node object does not show it (the node
+/// lifecycle controller marked it Unknown while we were away) or when the last report is
+/// getting old. Renewals start on schedule even when earlier ones are slow: up to
+/// [`CONCURRENCY`] are in flight, so one slow answer delays no other node.
 async fn heartbeat(client: Client, config: SimulatedConfig, nodes: Arc<Vec<SimNode>>) {
     let nodes_api = Api::<Node>::all(client.clone());
     let informer = Informer::new(nodes_api.clone(), watcher::Config::default());
     let shown = informer.store();
     let _watch = informer.start();
     let renew = config.lease_renew();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut last_report = tokio::time::Instant::now();
     loop {
         let started = tokio::time::Instant::now();
@@ -177,30 +189,53 @@ async fn heartbeat(client: Client, config: SimulatedConfig, nodes: Arc<Vec<SimNo
         }
         let gap = renew / (nodes.len().max(1) as u32 * 2);
         for node in nodes.iter() {
-            if let Err(e) =
-                renew_lease(&client, &node.name, None, config.lease_duration_seconds).await
-            {
-                tracing::warn!(node = %node.name, error = %e, "renewing the node lease");
-            }
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
             let ready_shown = shown
                 .get(&node.name)
                 .is_some_and(|n| skiff_client::objects::node_is_ready(&n));
-            if report_all || !ready_shown {
-                let previous = shown
-                    .get(&node.name)
-                    .and_then(|n| n.status.as_ref()?.conditions.clone());
-                let conditions = node_conditions(&now(), Default::default(), previous.as_deref());
-                let patch = json!({"status": {"conditions": conditions}});
-                if let Err(e) = nodes_api
-                    .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    tracing::warn!(node = %node.name, error = %e, "updating node status");
-                }
-            }
+            let previous = (report_all || !ready_shown)
+                .then(|| {
+                    shown
+                        .get(&node.name)
+                        .and_then(|n| n.status.as_ref()?.conditions.clone())
+                })
+                .map(Option::unwrap_or_default);
+            let (client, nodes_api, name) = (client.clone(), nodes_api.clone(), node.name.clone());
+            let lease_seconds = config.lease_duration_seconds;
+            tokio::spawn(async move {
+                let _permit = permit;
+                beat(&client, &nodes_api, &name, lease_seconds, previous).await;
+            });
             tokio::time::sleep(gap).await;
         }
         tokio::time::sleep_until(started + renew).await;
+    }
+}
+
+/// One node's heartbeat: its lease renewed, and its conditions posted when `report` holds
+/// the conditions the API shows.
+async fn beat(
+    client: &Client,
+    nodes_api: &Api<Node>,
+    name: &str,
+    lease_seconds: i32,
+    report: Option<Vec<k8s_openapi::api::core::v1::NodeCondition>>,
+) {
+    if let Err(e) = renew_lease(client, name, None, lease_seconds).await {
+        tracing::warn!(node = %name, error = %e, "renewing the node lease");
+    }
+    let Some(previous) = report else {
+        return;
+    };
+    let conditions = node_conditions(&now(), Default::default(), Some(&previous));
+    let patch = json!({"status": {"conditions": conditions}});
+    if let Err(e) = nodes_api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(node = %name, error = %e, "updating node status");
     }
 }
 
@@ -273,6 +308,11 @@ async fn run_pods(client: Client, nodes: Arc<Vec<SimNode>>) {
     let synced = informer.synced();
     let _informer = informer.start();
     synced.wait().await;
+    tokio::spawn(reconcile_statuses(
+        store.clone(),
+        ours.clone(),
+        queue.clone(),
+    ));
     let kubelet = Arc::new(Kubelet {
         events: EventRecorder::new(client.clone(), "kubelet", None),
         client,
@@ -307,6 +347,55 @@ async fn run_pods(client: Client, nodes: Arc<Vec<SimNode>>) {
         .await;
 }
 
+/// Every [`STATUS_RECONCILE_EVERY`], queues each pod of these nodes whose status in the
+/// API is not the one its node reports (see [`shows_running`]); the sync writes it back.
+async fn reconcile_statuses(
+    pods: skiff_client::Store<Pod>,
+    ours: Arc<HashMap<String, (String, String)>>,
+    queue: WorkQueue,
+) {
+    let mut every = tokio::time::interval(STATUS_RECONCILE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        for pod in pods.list() {
+            let ours = pod_node(&pod).is_some_and(|n| ours.contains_key(n));
+            if ours && !is_deleting(pod.as_ref()) && !shows_running(&pod) {
+                queue.add(skiff_client::informer::key_of(pod.as_ref()));
+            }
+        }
+    }
+}
+
+/// The annotation that stands in for a readiness probe on simulated nodes: a pod with
+/// `"false"` here runs not ready (for trying what follows readiness: endpoints, rollouts).
+pub const SIMULATED_READY_ANNOTATION: &str = "skiff.dev/simulated-ready";
+
+/// Whether a simulated node reports the pod ready.
+fn simulated_ready(pod: &Pod) -> bool {
+    pod.annotations()
+        .get(SIMULATED_READY_ANNOTATION)
+        .is_none_or(|v| v != "false")
+}
+
+/// Whether the API shows a pod as a simulated node runs it: Running, with an address, and
+/// ready or not as [`simulated_ready`] says.
+fn shows_running(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    let ready = if simulated_ready(pod) { "True" } else { "False" };
+    status.phase.as_deref() == Some("Running")
+        && status.pod_ip.is_some()
+        && ["Ready", "ContainersReady"].iter().all(|t| {
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == *t && c.status == ready)
+        })
+}
+
 impl Kubelet {
     async fn sync(&self, key: &str) -> Result<(), kube::Error> {
         let Some(pod) = self.pods.get(key) else {
@@ -327,10 +416,12 @@ impl Kubelet {
             skiff_client::tolerating(api.delete(name, &params).await, &[404, 409])?;
             return Ok(());
         }
-        let status = pod.status.clone().unwrap_or_default();
-        if status.phase.as_deref() == Some("Running") && status.pod_ip.is_some() {
+        if shows_running(&pod) {
             return Ok(());
         }
+        // Running already (marked not ready while its node was silent, say): the status is
+        // written back as the node holds it, with the same address and start times.
+        let restoring = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         let (net, host_ip) = &self.nodes[node];
         let octet = skiff_client::lock(&self.addresses).assign(key, node);
         let Some(octet) = octet else {
@@ -341,6 +432,9 @@ impl Kubelet {
         let patch = json!({"status": running_status(&pod, &pod_ip, host_ip)});
         api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
+        if restoring {
+            return Ok(());
+        }
         for c in pod.spec.iter().flat_map(|s| &s.containers) {
             self.events.normal(
                 pod.as_ref(),
@@ -352,30 +446,50 @@ impl Kubelet {
     }
 }
 
-/// A Running, Ready pod status, as kubelet reports one whose containers all started.
+/// A Running pod status, as kubelet reports one whose containers all started, ready unless
+/// [`simulated_ready`] says otherwise. What the pod already shows of that — conditions
+/// already at their status, start times — is kept, so writing it again changes only what
+/// was wrong.
 fn running_status(pod: &Pod, pod_ip: &str, host_ip: &str) -> Value {
     let now = now();
-    let mut conditions: Vec<Value> = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .map(|cs| {
-            cs.iter()
-                .filter(|c| c.type_ == "PodScheduled")
-                .map(|c| serde_json::to_value(c).unwrap_or_default())
-                .collect()
-        })
-        .unwrap_or_default();
-    for type_ in [
-        "PodReadyToStartContainers",
-        "Initialized",
-        "Ready",
-        "ContainersReady",
+    let ready = simulated_ready(pod);
+    let status = pod.status.as_ref();
+    let shown = |type_: &str| {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+    };
+    let mut conditions: Vec<Value> = shown("PodScheduled")
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .into_iter()
+        .collect();
+    for (type_, on) in [
+        ("PodReadyToStartContainers", true),
+        ("Initialized", true),
+        ("Ready", ready),
+        ("ContainersReady", ready),
     ] {
-        conditions.push(json!({
-            "type": type_, "status": "True", "lastProbeTime": null, "lastTransitionTime": now,
-        }));
+        let status = if on { "True" } else { "False" };
+        let since = shown(type_)
+            .filter(|c| c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        let mut condition = json!({
+            "type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": since,
+        });
+        if !on {
+            condition["reason"] = "ContainersNotReady".into();
+            condition["message"] = "containers with unready status: [simulated]".into();
+        }
+        conditions.push(condition);
     }
+    let started_at = |name: &str| {
+        status
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.name == name))
+            .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.clone())
+            .unwrap_or_else(|| now.clone())
+    };
     let containers: Vec<Value> = pod
         .spec
         .iter()
@@ -387,10 +501,10 @@ fn running_status(pod: &Pod, pod_ip: &str, host_ip: &str) -> Value {
                 "image": image,
                 "imageID": format!("simulated://{image}"),
                 "containerID": format!("simulated://{}-{}", pod.uid().unwrap_or_default(), c.name),
-                "ready": true,
+                "ready": ready,
                 "started": true,
                 "restartCount": 0,
-                "state": {"running": {"startedAt": now}},
+                "state": {"running": {"startedAt": started_at(&c.name)}},
                 "lastState": {},
             })
         })
@@ -402,7 +516,7 @@ fn running_status(pod: &Pod, pod_ip: &str, host_ip: &str) -> Value {
         "hostIPs": [{"ip": host_ip}],
         "podIP": pod_ip,
         "podIPs": [{"ip": pod_ip}],
-        "startTime": now,
+        "startTime": status.and_then(|s| s.start_time.clone()).unwrap_or_else(|| now.clone()),
         "containerStatuses": containers,
     })
 }

@@ -1,6 +1,6 @@
 //! Node lifecycle: nodes heartbeat by renewing their Lease in `kube-node-lease` (and by
 //! posting status). A node silent for longer than the grace period
-//! (`--node-monitor-grace-period`, 40 s by default) has its conditions set to Unknown
+//! (`--node-monitor-grace-period`, 50 s by default) has its conditions set to Unknown
 //! ("Kubelet stopped posting node status.") and its pods marked not ready. Nodes that are
 //! not Ready carry the `not-ready` or `unreachable` taints, NoSchedule and NoExecute; the
 //! NoExecute ones evict pods once their tolerations run out (every pod tolerates both for
@@ -32,7 +32,39 @@ use crate::Error;
 
 /// How often nodes are looked at (upstream's `--node-monitor-period`).
 const MONITOR_PERIOD: Duration = Duration::from_secs(1);
-pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(40);
+/// Upstream's default since 1.32 (it was 40 s): five of kubelet's 10 s lease renewals,
+/// and longer than an HTTP/2 connection takes to be found dead and replaced (45 s), so a
+/// node whose connection broke is not marked unreachable before it could reconnect.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(50);
+
+/// How many lease renewals a grace period should span: a node may miss this many less
+/// one before it is marked unreachable (upstream's "N times the status update frequency").
+pub const RENEWALS_PER_GRACE_PERIOD: u32 = 5;
+
+/// Checks a grace period against how often nodes renew their leases. Shorter than two
+/// renewals is refused: one late renewal would mark a healthy node unreachable and its
+/// pods not ready. Shorter than [`RENEWALS_PER_GRACE_PERIOD`] renewals answers a warning.
+pub fn check_grace_period(
+    grace: Duration,
+    renew_every: Duration,
+) -> Result<Option<String>, String> {
+    if grace < renew_every * 2 {
+        return Err(format!(
+            "a node-monitor grace period of {grace:?} is shorter than two lease renewals \
+             (nodes renew every {renew_every:?}): one late renewal would mark a healthy node \
+             unreachable; use at least {:?} ({:?} is the default)",
+            renew_every * RENEWALS_PER_GRACE_PERIOD,
+            DEFAULT_GRACE_PERIOD
+        ));
+    }
+    Ok((grace < renew_every * RENEWALS_PER_GRACE_PERIOD).then(|| {
+        format!(
+            "a node-monitor grace period of {grace:?} spans fewer than {RENEWALS_PER_GRACE_PERIOD} \
+             lease renewals (nodes renew every {renew_every:?}): a node under load may be \
+             marked unreachable for a moment"
+        )
+    }))
+}
 
 const NODE_CONDITIONS: &[&str] = &["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 
@@ -329,4 +361,30 @@ fn eviction_due(pod: &Pod, taints: &[Taint], now: i64) -> bool {
         let added = taint.time_added.as_ref().map_or(now, |t| t.0.as_second());
         added + seconds <= now
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_periods_are_judged_against_the_renew_interval() {
+        let renew = Duration::from_secs(10);
+        assert_eq!(check_grace_period(DEFAULT_GRACE_PERIOD, renew), Ok(None));
+        assert!(
+            check_grace_period(Duration::from_secs(40), renew)
+                .unwrap()
+                .is_some()
+        );
+        let refused = check_grace_period(Duration::from_secs(15), renew).unwrap_err();
+        assert!(
+            refused.contains("shorter than two lease renewals"),
+            "{refused}"
+        );
+        // Tests run nodes with short leases, and so may use short grace periods.
+        assert_eq!(
+            check_grace_period(Duration::from_secs(3), Duration::from_millis(500)),
+            Ok(None)
+        );
+    }
 }

@@ -529,10 +529,10 @@ impl SimulatedNodes {
         let mut config = skiff_agent::simulated::SimulatedConfig::new(count, prefix);
         config.lease_duration_seconds = lease_seconds;
         runtime.spawn(async move {
-            let client = skiff_client::client_from_kubeconfig(&kubeconfig)
+            let api = skiff_client::config_from_kubeconfig(&kubeconfig)
                 .await
                 .expect("a client for the simulated nodes");
-            let result = skiff_agent::simulated::run(client, config, move |done, total| {
+            let result = skiff_agent::simulated::run(api, config, move |done, total| {
                 if done == total {
                     let _ = registered_tx.send(());
                 }

@@ -455,15 +455,9 @@ fn services_get_endpoints_and_slices_that_follow_readiness() {
 
     // A pod that stops being ready moves to notReadyAddresses, and its slice says so.
     let pod = pods(&k, "web")[0].0.clone();
-    k.ok(&[
-        "patch",
-        "pod",
-        &pod,
-        "--subresource=status",
-        "--type=strategic",
-        "-p",
-        r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#,
-    ]);
+    // (Simulated nodes take their pods' readiness from an annotation, as a real node from a
+    // readiness probe.)
+    k.ok(&["annotate", "pod", &pod, "skiff.dev/simulated-ready=false"]);
     eventually(
         "the pod not ready in Endpoints",
         Duration::from_secs(5),
@@ -633,4 +627,87 @@ fn a_rollout_that_cannot_progress_exceeds_its_deadline() {
     let available = deployment_condition(&k, "stuck", "Available");
     assert_eq!(available["status"], "False");
     assert_eq!(available["reason"], "MinimumReplicasUnavailable");
+}
+
+/// The Ready condition's status of a node.
+fn node_ready(k: &Kubectl, node: &str) -> String {
+    k.ok(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ])
+}
+
+#[test]
+fn a_frozen_node_that_resumes_has_its_pods_ready_again() {
+    // A node silent past its grace period is marked Unknown and its pods not ready; when it
+    // comes back its pods must be Ready again (the node writes their status back), not
+    // left not ready until something else happens to them.
+    let server = TestServer::start_with(Options {
+        node_monitor_grace_period: Duration::from_secs(3),
+        ..Options::default()
+    });
+    let k = server.kubectl(33);
+    let agent = KilledOnDrop(
+        std::process::Command::new(skiff_e2e::skiff_binary())
+            .args([
+                "agent",
+                "--simulated-nodes",
+                "1",
+                "--node-name-prefix",
+                "frozen-",
+            ])
+            .args(["--node-lease-duration-seconds", "2", "--kubeconfig"])
+            .arg(server.kubeconfig())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start skiff agent"),
+    );
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &agent.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig}");
+    };
+    eventually("the node Ready", WAIT, || {
+        node_ready(&k, "frozen-0") == "True"
+    });
+    k.ok(&[
+        "create",
+        "deployment",
+        "steady",
+        "--image=steady:v1",
+        "--replicas=3",
+    ]);
+    eventually("three pods Ready", WAIT, || {
+        running(&k, "steady", 3, "steady:v1")
+    });
+
+    signal("-STOP");
+    eventually("the frozen node Unknown", WAIT, || {
+        node_ready(&k, "frozen-0") == "Unknown"
+    });
+    eventually("its pods not ready", WAIT, || {
+        pods(&k, "steady").iter().all(|p| !p.4)
+    });
+    signal("-CONT");
+    eventually(
+        "the node and its pods Ready within 30 s",
+        Duration::from_secs(30),
+        || node_ready(&k, "frozen-0") == "True" && running(&k, "steady", 3, "steady:v1"),
+    );
+}
+
+/// A child process killed (and reaped) when the test ends, passed or failed.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -124,8 +124,12 @@ fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
     }
 }
 
-/// Runs the node until the task is dropped.
-pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletError> {
+/// Runs the node until the task is dropped. Heartbeats (the lease, the node's status) go
+/// over a connection of their own, as kubelet's heartbeat client: they never wait behind pod
+/// work.
+pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), KubeletError> {
+    let client = Client::try_from(api.clone()).map_err(AgentError::from)?;
+    let heartbeat_client = Client::try_from(api).map_err(AgentError::from)?;
     host::check_runtime(&config.runtime_binary).map_err(KubeletError::Runtime)?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| KubeletError::Images(format!("{}: {e}", config.data_dir.display())))?;
@@ -156,7 +160,7 @@ pub async fn run(client: Client, config: KubeletConfig) -> Result<(), KubeletErr
         config.lease_duration_seconds,
     )
     .await?;
-    tokio::spawn(heartbeat(client.clone(), config.clone(), images.clone()));
+    tokio::spawn(heartbeat(heartbeat_client, config.clone(), images.clone()));
 
     let selector = format!("spec.nodeName={}", config.node_name);
     let pods_api = Api::<Pod>::all(client.clone());
@@ -318,7 +322,7 @@ fn exit_files(data_dir: &std::path::Path) -> Vec<(PathBuf, String)> {
 /// minutes regardless.
 async fn heartbeat(client: Client, config: KubeletConfig, image_store: ImageStore) {
     let nodes = Api::<Node>::all(client.clone());
-    let renew = Duration::from_millis(config.lease_duration_seconds.max(1) as u64 * 250);
+    let renew = crate::node::lease_renew_interval(config.lease_duration_seconds);
     let mut last_report = tokio::time::Instant::now();
     let mut reported = host::pressure(&config.data_dir);
     let mut reported_images = serde_json::Value::Null;

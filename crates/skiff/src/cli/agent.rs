@@ -52,7 +52,7 @@ pub struct AgentArgs {
     #[arg(long, default_value = "sim-node-", value_name = "PREFIX")]
     node_name_prefix: String,
     /// How long each node's lease is valid; it is renewed every quarter of this.
-    #[arg(long, default_value_t = skiff_agent::simulated::LEASE_DURATION_SECONDS, value_name = "SECONDS")]
+    #[arg(long, default_value_t = skiff_agent::node::LEASE_DURATION_SECONDS, value_name = "SECONDS")]
     node_lease_duration_seconds: i32,
     /// How often a running pod is synced with nothing happening to it: its volumes follow
     /// their ConfigMaps and Secrets, and its tokens are renewed, this often.
@@ -84,16 +84,18 @@ impl AgentArgs {
                 self.kubeconfig.display()
             )
         })?;
-        let client = skiff_client::client_from_kubeconfig(&yaml)
+        let api = skiff_client::config_from_kubeconfig(&yaml)
             .await
             .with_context(|| format!("the kubeconfig {}", self.kubeconfig.display()))?;
         match self.simulated_nodes {
-            Some(nodes) => self.run_simulated(client, nodes).await,
-            None => self.run_node(client, &yaml).await,
+            Some(nodes) => self.run_simulated(api, nodes).await,
+            None => self.run_node(api).await,
         }
     }
 
-    async fn run_node(self, client: kube::Client, yaml: &str) -> Result<()> {
+    async fn run_node(self, kube_config: kube::Config) -> Result<()> {
+        let client = kube::Client::try_from(kube_config.clone())
+            .with_context(|| format!("the kubeconfig {}", self.kubeconfig.display()))?;
         let node_name = self
             .node_name
             .clone()
@@ -110,7 +112,6 @@ impl AgentArgs {
             .or(assigned)
             .unwrap_or_else(|| DEFAULT_POD_CIDR.into());
         let pod_cidr = skiff_net::Cidr::parse(&cidr).context("--pod-cidr")?;
-        let kube_config = skiff_client::config_from_kubeconfig(yaml).await?;
         let cluster_ca = kube_config.root_cert.clone().with_context(|| {
             "the kubeconfig has no certificate-authority-data (the node agent checks the API server's client certificate against it); use the kubeconfig `skiff server` writes"
         })?;
@@ -149,13 +150,13 @@ impl AgentArgs {
             self.data_dir.display()
         );
         tokio::select! {
-            result = skiff_agent::kubelet::run(client, config) => result.context("the node agent")?,
+            result = skiff_agent::kubelet::run(kube_config, config) => result.context("the node agent")?,
             _ = tokio::signal::ctrl_c() => eprintln!("stopping: containers keep running and are adopted at the next start"),
         }
         Ok(())
     }
 
-    async fn run_simulated(self, client: kube::Client, nodes: usize) -> Result<()> {
+    async fn run_simulated(self, api: kube::Config, nodes: usize) -> Result<()> {
         if nodes == 0 {
             bail!("--simulated-nodes must be at least 1");
         }
@@ -165,7 +166,7 @@ impl AgentArgs {
             "registering {nodes} simulated nodes ({}0…)",
             self.node_name_prefix
         );
-        let agent = skiff_agent::simulated::run(client, config, |done, total| {
+        let agent = skiff_agent::simulated::run(api, config, |done, total| {
             eprintln!("  {done}/{total} nodes registered");
         });
         tokio::select! {

@@ -37,12 +37,17 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = skiff_apiserver::DEFAULT_TOLERATION_SECONDS, value_name = "SECONDS")]
     default_unreachable_toleration_seconds: i64,
     /// How long a node may go without a heartbeat before it is marked unreachable
-    /// (e.g. 40s, 2m).
-    #[arg(long, default_value = "40s", value_parser = super::parse_duration, value_name = "DURATION")]
+    /// (e.g. 50s, 2m); at least two of the nodes' lease renewals (every 10 s).
+    #[arg(long, default_value = "50s", value_parser = super::parse_duration, value_name = "DURATION")]
     node_monitor_grace_period: std::time::Duration,
     /// Run without the scheduler (another one, anywhere, can place the pods).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Run without the controllers (ReplicaSet, Deployment, garbage collector, endpoints,
+    /// nodes, namespaces, service accounts): an API server that another process's
+    /// controllers drive, or the API alone for benchmarks.
+    #[arg(long)]
+    disable_controller_manager: bool,
     /// Run without this machine's node agent (a control plane only; nodes join with
     /// `skiff agent`).
     #[arg(long)]
@@ -62,6 +67,14 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     pub async fn run(self) -> Result<()> {
+        // Judged against the renewals of nodes with the default lease, as this machine's.
+        let renew_every =
+            skiff_agent::node::lease_renew_interval(skiff_agent::node::LEASE_DURATION_SECONDS);
+        match skiff_controllers::check_grace_period(self.node_monitor_grace_period, renew_every) {
+            Err(refused) => anyhow::bail!("--node-monitor-grace-period: {refused}"),
+            Ok(Some(warning)) => eprintln!("warning: --node-monitor-grace-period: {warning}"),
+            Ok(None) => {}
+        }
         let data_dir = &self.datastore.data_dir;
         std::fs::create_dir_all(data_dir.join("db")).with_context(|| {
             format!(
@@ -98,7 +111,6 @@ impl ServerArgs {
             .await
             .context("connecting the controllers to the API")?;
         let pod_cidr = skiff_net::Cidr::parse(&self.pod_cidr).context("--pod-cidr")?;
-        let agent_client = client.clone();
         skiff_client::cluster_registry::publish(&client, registry_addr.port())
             .await
             .context("publishing the registry's address")?;
@@ -108,8 +120,8 @@ impl ServerArgs {
         };
         // One informer per resource for the controllers and the scheduler together.
         let mut informers = skiff_client::InformerFactory::new(client.clone());
-        let controllers =
-            skiff_controllers::Controllers::new(client.clone(), config, &mut informers);
+        let controllers = (!self.disable_controller_manager)
+            .then(|| skiff_controllers::Controllers::new(client.clone(), config, &mut informers));
         let scheduler = (!self.disable_scheduler)
             .then(|| skiff_scheduler::Scheduler::new(client, &mut informers));
         if !self.disable_agent {
@@ -126,7 +138,7 @@ impl ServerArgs {
                 node_netns: skiff_net::Netns::Current,
                 pod_cidr,
                 node_ip: super::agent::detect_node_ip(),
-                lease_duration_seconds: skiff_agent::simulated::LEASE_DURATION_SECONDS,
+                lease_duration_seconds: skiff_agent::node::LEASE_DURATION_SECONDS,
                 registry: Some(skiff_image::Endpoint::new(&format!(
                     "http://{registry_host}:{}",
                     registry_addr.port()
@@ -136,9 +148,9 @@ impl ServerArgs {
                 cluster_ca: skiff_tls::certificates_from_pem(&server.ca_pem, "the cluster CA")?,
                 sync_frequency: skiff_agent::kubelet::DEFAULT_SYNC_FREQUENCY,
             };
-            let agent_client = agent_client.clone();
+            let agent_api = skiff_client::config_from_kubeconfig(&server.kubeconfig).await?;
             tokio::spawn(async move {
-                if let Err(e) = skiff_agent::kubelet::run(agent_client, config).await {
+                if let Err(e) = skiff_agent::kubelet::run(agent_api, config).await {
                     eprintln!(
                         "error: this machine's node agent stopped: {e:#} (it needs root and an OCI \
                          runtime, runc or --runtime; --disable-agent runs the control plane \
@@ -152,7 +164,11 @@ impl ServerArgs {
             if let Some(scheduler) = scheduler {
                 tokio::spawn(scheduler.run());
             }
-            controllers.run().await;
+            match controllers {
+                Some(controllers) => controllers.run().await,
+                // The scheduler's informers live as long as this task.
+                None => std::future::pending().await,
+            }
         });
         eprintln!(
             "skiff server ready at {}; kubeconfig written to {}; image registry at http://{registry_addr}",
