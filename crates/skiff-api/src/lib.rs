@@ -25,6 +25,7 @@ pub mod status;
 pub mod strategic;
 pub mod table;
 pub mod validation;
+pub mod wire_json;
 
 pub use resources::{ResourceType, Subresource};
 pub use status::{ApiError, Cause};

@@ -354,6 +354,8 @@ enum Timed {
 /// A row computed once, when the object changed: its cells, with the time-dependent ones
 /// (AGE, RESTARTS' "ago", events' LAST/FIRST SEEN) rendered when printed, and its metadata
 /// (without managedFields, which no table shows) as JSON.
+const OBJECT_META: &str = ".apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
 #[derive(Clone, Debug)]
 pub struct PrecomputedRow {
     cells: Vec<Value>,
@@ -387,7 +389,11 @@ impl PrecomputedRow {
         PrecomputedRow {
             cells,
             timed,
-            metadata: serde_json::to_vec(&metadata).expect("JSON values serialize"),
+            metadata: {
+                let mut out = Vec::new();
+                crate::wire_json::write_as(&mut out, &metadata, OBJECT_META);
+                out
+            },
         }
     }
 

@@ -27,6 +27,43 @@ pub enum Output {
     Table {
         v1beta1: bool,
     },
+    /// `meta.k8s.io` PartialObjectMetadata (or its List): each object's metadata alone, as
+    /// metadata informers, the garbage collector and `kubectl get --show-labels`-style tools
+    /// ask for; in JSON or protobuf.
+    Metadata {
+        protobuf: bool,
+        v1beta1: bool,
+    },
+}
+
+/// Which server-side conversions a request may answer in (upstream's `as=` parameter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conversions {
+    /// None: writes, subresources.
+    None,
+    /// A get or a watch: a Table, or `PartialObjectMetadata`.
+    Object,
+    /// A list: a Table, or `PartialObjectMetadataList`.
+    List,
+}
+
+impl Output {
+    /// Whether the body is Kubernetes protobuf.
+    pub fn is_protobuf(self) -> bool {
+        matches!(
+            self,
+            Output::Protobuf | Output::Metadata { protobuf: true, .. }
+        )
+    }
+
+    /// The apiVersion of the metadata-only kinds this output asks for.
+    pub fn metadata_api_version(self) -> Option<&'static str> {
+        match self {
+            Output::Metadata { v1beta1: true, .. } => Some("meta.k8s.io/v1beta1"),
+            Output::Metadata { .. } => Some("meta.k8s.io/v1"),
+            _ => None,
+        }
+    }
 }
 
 /// One `Accept` entry: the media type and its parameters.
@@ -52,9 +89,10 @@ fn content_type(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-/// Picks the response representation. `tables` says whether this request may answer a Table
-/// (gets, lists and watches do).
-pub fn output(headers: &HeaderMap, tables: bool) -> Result<Output, ApiError> {
+/// Picks the response representation, following the client's `Accept` order; `as=`
+/// conversions are taken only where `conversions` allows them (others are passed over for
+/// the next entry, as upstream does).
+pub fn output(headers: &HeaderMap, conversions: Conversions) -> Result<Output, ApiError> {
     let accept = headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -66,15 +104,30 @@ pub fn output(headers: &HeaderMap, tables: bool) -> Result<Output, ApiError> {
     for entry in accept.split(',') {
         let m = parse_media(entry);
         let param = |k: &str| m.params.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
+        let version = match param("v") {
+            Some("v1") => Some(false),
+            Some("v1beta1") => Some(true),
+            _ => None,
+        };
+        let meta = param("g") == Some("meta.k8s.io");
         match (m.essence, param("as")) {
-            ("application/json", Some("Table")) if tables && param("g") == Some("meta.k8s.io") => {
-                match param("v") {
-                    Some("v1") => return Ok(Output::Table { v1beta1: false }),
-                    Some("v1beta1") => return Ok(Output::Table { v1beta1: true }),
-                    _ => {}
+            ("application/json", Some("Table")) if conversions != Conversions::None && meta => {
+                if let Some(v1beta1) = version {
+                    return Ok(Output::Table { v1beta1 });
                 }
             }
-            // Other `as=` conversions (PartialObjectMetadata) are not served: try the next.
+            ("application/json" | PROTOBUF, Some(kind)) if meta => {
+                let wanted = match conversions {
+                    Conversions::Object => "PartialObjectMetadata",
+                    Conversions::List => "PartialObjectMetadataList",
+                    Conversions::None => continue,
+                };
+                if let (true, Some(v1beta1)) = (kind == wanted, version) {
+                    let protobuf = m.essence == PROTOBUF;
+                    return Ok(Output::Metadata { protobuf, v1beta1 });
+                }
+            }
+            // Other conversions are not served: try the next entry.
             (_, Some(_)) => {}
             ("application/json" | "application/*" | "*/*", None) => return Ok(Output::Json),
             ("application/yaml", None) => return Ok(Output::Yaml),
@@ -85,7 +138,17 @@ pub fn output(headers: &HeaderMap, tables: bool) -> Result<Output, ApiError> {
     Err(ApiError::not_acceptable(&[
         "application/json",
         "application/yaml",
+        "application/vnd.kubernetes.protobuf",
     ]))
+}
+
+/// An object's metadata as `PartialObjectMetadata` of `api_version`.
+pub fn partial_object_metadata(obj: &Value, api_version: &str) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": api_version,
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
+    })
 }
 
 /// Decodes a request body as JSON or YAML by its `Content-Type` (JSON when absent).
@@ -123,24 +186,20 @@ pub fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
 /// The body and `Content-Type` of a response.
 pub fn encode(value: &Value, output: Output) -> (Vec<u8>, &'static str) {
     match output {
-        Output::Protobuf => match skiff_api::protobuf::encode_object(value) {
-            Ok(bytes) => (bytes, PROTOBUF),
-            Err(e) => {
-                tracing::debug!(error = %e, "answering JSON instead of protobuf");
-                (
-                    serde_json::to_vec(value).unwrap_or_default(),
-                    "application/json",
-                )
+        Output::Protobuf | Output::Metadata { protobuf: true, .. } => {
+            match skiff_api::protobuf::encode_object(value) {
+                Ok(bytes) => (bytes, PROTOBUF),
+                Err(e) => {
+                    tracing::debug!(error = %e, "answering JSON instead of protobuf");
+                    (skiff_api::wire_json::body(value), "application/json")
+                }
             }
-        },
+        }
         Output::Yaml => match serde_saphyr::to_string(value) {
             Ok(s) => (s.into_bytes(), "application/yaml"),
-            Err(_) => (value.to_string().into_bytes(), "application/json"),
+            Err(_) => (skiff_api::wire_json::body(value), "application/json"),
         },
-        _ => (
-            serde_json::to_vec(value).unwrap_or_default(),
-            "application/json",
-        ),
+        _ => (skiff_api::wire_json::body(value), "application/json"),
     }
 }
 
@@ -160,20 +219,53 @@ mod tests {
         let h = accept(
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
         );
-        assert_eq!(output(&h, true).unwrap(), Output::Table { v1beta1: false });
-        assert_eq!(output(&h, false).unwrap(), Output::Json);
+        assert_eq!(
+            output(&h, Conversions::List).unwrap(),
+            Output::Table { v1beta1: false }
+        );
+        assert_eq!(output(&h, Conversions::None).unwrap(), Output::Json);
     }
 
     #[test]
     fn protobuf_is_served_when_preferred() {
         let h = accept("application/vnd.kubernetes.protobuf,application/json");
-        assert_eq!(output(&h, true).unwrap(), Output::Protobuf);
+        assert_eq!(output(&h, Conversions::List).unwrap(), Output::Protobuf);
         let h = accept("application/json,application/vnd.kubernetes.protobuf");
-        assert_eq!(output(&h, true).unwrap(), Output::Json);
-        assert_eq!(output(&accept("text/html"), true).unwrap_err().code, 406);
+        assert_eq!(output(&h, Conversions::List).unwrap(), Output::Json);
+        let html = output(&accept("text/html"), Conversions::List);
+        assert_eq!(html.unwrap_err().code, 406);
         assert_eq!(
-            output(&accept("application/yaml"), true).unwrap(),
+            output(&accept("application/yaml"), Conversions::List).unwrap(),
             Output::Yaml
+        );
+    }
+
+    #[test]
+    fn metadata_only_is_served_for_the_matching_verb() {
+        let list = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+        let get = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+        let json_meta = Output::Metadata {
+            protobuf: false,
+            v1beta1: false,
+        };
+        assert_eq!(output(&accept(list), Conversions::List).unwrap(), json_meta);
+        assert_eq!(
+            output(&accept(get), Conversions::Object).unwrap(),
+            Output::Metadata {
+                protobuf: true,
+                v1beta1: false
+            }
+        );
+        // The list form on a get (and any conversion on a write) is not acceptable alone,
+        // and passed over for the next entry.
+        assert_eq!(
+            output(&accept(list), Conversions::Object).unwrap_err().code,
+            406
+        );
+        let with_json = format!("{list},application/json");
+        assert_eq!(
+            output(&accept(&with_json), Conversions::None).unwrap(),
+            Output::Json
         );
     }
 

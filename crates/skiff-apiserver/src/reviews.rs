@@ -13,7 +13,7 @@ use crate::handlers::respond;
 use crate::negotiate;
 
 pub fn create(rt: &ResourceType, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, false)?;
+    let output = negotiate::output(headers, negotiate::Conversions::None)?;
     let mut review = negotiate::decode_body(headers, body)?;
     let spec = review.get("spec").cloned().unwrap_or(Value::Null);
     let has_attributes = ["resourceAttributes", "nonResourceAttributes"]

@@ -53,7 +53,16 @@ impl Renderer {
     }
 
     fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
-        if self.output == Output::Protobuf {
+        let partial;
+        let obj = match self.output.metadata_api_version() {
+            // Bookmarks too: the client decodes every object of the stream as metadata.
+            Some(api_version) if kind != "ERROR" => {
+                partial = negotiate::partial_object_metadata(obj, api_version);
+                &partial
+            }
+            _ => obj,
+        };
+        if self.output.is_protobuf() {
             // A stream is one format throughout: what cannot be encoded becomes an error event.
             return protobuf_frame(kind, obj).unwrap_or_else(|| {
                 let status =
@@ -79,9 +88,10 @@ impl Renderer {
             }
             _ => obj.clone(),
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object}))
-            .expect("JSON values always serialize");
-        line.push(b'\n');
+        let mut line = Vec::with_capacity(1024);
+        line.extend_from_slice(format!(r#"{{"type":"{kind}","object":"#).as_bytes());
+        skiff_api::wire_json::write_object(&mut line, &object);
+        line.extend_from_slice(b"}\n");
         Bytes::from(line)
     }
 
@@ -135,7 +145,7 @@ fn stream_response(rx: mpsc::Receiver<Bytes>, output: Output) -> Response {
             .await
             .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
     });
-    let content_type = if output == Output::Protobuf {
+    let content_type = if output.is_protobuf() {
         "application/vnd.kubernetes.protobuf;stream=watch"
     } else {
         "application/json"
@@ -156,7 +166,7 @@ pub async fn serve(
     query: &Query,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let output = match negotiate::output(headers, true)? {
+    let output = match negotiate::output(headers, negotiate::Conversions::Object)? {
         // YAML watches are JSON lines, as upstream's.
         Output::Yaml => Output::Json,
         o => o,
@@ -320,7 +330,7 @@ impl Renderer {
 
     /// One event line for a cached object, spliced from its JSON without decoding.
     fn cached_line(&mut self, kind: &str, c: &Cached, revision: Revision) -> Bytes {
-        if self.output == Output::Protobuf {
+        if self.output.is_protobuf() || self.output.metadata_api_version().is_some() {
             let obj = serde_json::from_slice::<Value>(&c.bytes).unwrap_or_default();
             return self.line(kind, &obj);
         }

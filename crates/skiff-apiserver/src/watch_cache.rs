@@ -61,7 +61,7 @@ impl Cached {
             .map(|f| (f, fields::field_value(&obj, f)))
             .collect();
         Cached {
-            bytes: Bytes::from(serde_json::to_vec(&obj).expect("JSON values serialize")),
+            bytes: Bytes::from(skiff_api::wire_json::to_vec(&obj)),
             row: PrecomputedRow::new(rt, &obj),
             labels,
             fields,

@@ -135,3 +135,143 @@ fn helm_4_installs_upgrades_rolls_back_and_uninstalls_without_a_trace() {
         left()
     );
 }
+
+#[test]
+fn bodies_are_written_as_kube_apiserver_writes_them() {
+    let server = TestServer::start_api_only();
+    // An error: upstream's field order, and a newline at the end.
+    let missing = server
+        .http("GET", "/api/v1/namespaces/default/pods/missing")
+        .send();
+    assert_eq!(missing.code, 404);
+    let text = missing.body.clone();
+    assert!(
+        text.starts_with(r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \"missing\" not found","reason":"NotFound","#),
+        "{text}"
+    );
+    assert!(text.ends_with("\"code\":404}\n"), "{text:?}");
+
+    // An object, created and read back, and a list: kind, apiVersion, metadata, then the
+    // kind's own fields in its Go struct's order.
+    let created = server
+        .http("POST", "/api/v1/namespaces/default/services")
+        .json(&serde_json::json!({"spec": {"ports": [{"port": 80}], "selector": {"app": "x"}},
+                                  "metadata": {"name": "web"}, "kind": "Service", "apiVersion": "v1"}))
+        .send();
+    assert_eq!(created.code, 201);
+    for text in [
+        created.body,
+        server
+            .http("GET", "/api/v1/namespaces/default/services/web")
+            .send()
+            .body,
+    ] {
+        assert!(text.starts_with(r#"{"kind":"Service","apiVersion":"v1","metadata":{"name":"web","namespace":"default","uid":"#), "{text}");
+        assert!(text.contains(r#""spec":{"ports":[{"protocol":"TCP","port":80,"targetPort":80}],"selector":{"app":"x"},"clusterIP":"#), "{text}");
+        assert!(text.ends_with("}\n"), "{text:?}");
+        assert!(text.find("\"spec\"") < text.find("\"status\""), "{text}");
+    }
+    let list = server
+        .http("GET", "/api/v1/namespaces/default/services")
+        .send();
+    let text = list.body;
+    assert!(
+        text.starts_with(
+            r#"{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"{"kind":"Service","apiVersion":"v1","metadata":{"name":"#),
+        "{text}"
+    );
+    assert!(text.ends_with("]}\n"), "{text:?}");
+}
+
+#[test]
+fn metadata_only_reads_answer_in_json_and_protobuf() {
+    use futures_util::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams};
+    let server = TestServer::start_api_only();
+    let kubectl = server.kubectl(33);
+    kubectl.ok(&[
+        "create",
+        "configmap",
+        "meta-a",
+        "--from-literal=big=payload",
+    ]);
+    kubectl.ok(&["label", "configmap", "meta-a", "tier=web"]);
+
+    // kube-rs's metadata API (client-go's metadata client asks the same way).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = skiff_client::config_from_kubeconfig(
+            &std::fs::read_to_string(server.kubeconfig()).unwrap(),
+        )
+        .await
+        .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let api = Api::<ConfigMap>::namespaced(client.clone(), "default");
+        let list = api
+            .list_metadata(&ListParams::default().labels("tier=web"))
+            .await
+            .expect("a PartialObjectMetadataList");
+        let names: Vec<_> = list
+            .items
+            .iter()
+            .filter_map(|o| o.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["meta-a"]);
+        let one = api
+            .get_metadata("meta-a")
+            .await
+            .expect("PartialObjectMetadata");
+        assert_eq!(one.metadata.labels.unwrap()["tier"], "web");
+        // A metadata watch: the initial object, as metadata.
+        let metadata =
+            Api::<kube::core::PartialObjectMeta<ConfigMap>>::namespaced(client, "default");
+        let mut events = kube::runtime::watcher(metadata, Default::default()).boxed();
+        let first = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("a watch event in time");
+        assert!(first.is_some_and(|e| e.is_ok()));
+    });
+
+    // On the wire: the list in JSON, no data, kinds as upstream names them.
+    let list = server
+        .http(
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=tier%3Dweb",
+        )
+        .header("Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
+        .send();
+    assert_eq!(list.code, 200, "{}", list.body);
+    let json = list.json();
+    assert_eq!(json["kind"], "PartialObjectMetadataList");
+    assert_eq!(json["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(json["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(json["items"][0]["metadata"]["name"], "meta-a");
+    assert!(json["items"][0].get("data").is_none(), "{json}");
+
+    // The object in protobuf: the envelope names PartialObjectMetadata.
+    let got = server
+        .http("GET", "/api/v1/namespaces/default/configmaps/meta-a")
+        .header("Accept: application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json")
+        .send();
+    assert_eq!(got.code, 200);
+    let decoded = skiff_api::protobuf::decode_object(&got.bytes).expect("a protobuf body");
+    assert_eq!(decoded["kind"], "PartialObjectMetadata");
+    assert_eq!(decoded["metadata"]["labels"]["tier"], "web");
+    assert!(decoded.get("data").is_none());
+
+    // The list form on a single object is not acceptable, as upstream answers.
+    let wrong = server
+        .http("GET", "/api/v1/namespaces/default/configmaps/meta-a")
+        .header("Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
+        .send();
+    assert_eq!(wrong.code, 406, "{}", wrong.body);
+}

@@ -176,7 +176,7 @@ pub(super) async fn delete(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, false)?;
+    let output = negotiate::output(headers, Conversions::None)?;
     if rr.subresource.is_some() {
         return Err(ApiError::method_not_supported(rr.rt, "DELETE"));
     }
@@ -197,7 +197,7 @@ pub(super) async fn delete_collection(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, false)?;
+    let output = negotiate::output(headers, Conversions::None)?;
     let opts = delete_options(query, headers, body)?;
     let (labels, field_sel) = selectors(rr.rt, query)?;
     let page = state

@@ -35,7 +35,7 @@ use skiff_store::Revision;
 use crate::allocators::ServiceAllocator;
 use crate::continue_token;
 use crate::field_validation::{Directive, with_warnings};
-use crate::negotiate::{self, Output};
+use crate::negotiate::{self, Conversions, Output};
 use crate::objects::{Objects, Stored};
 use crate::request::{self, ResourceRequest, Verb};
 use crate::strategy;
@@ -70,7 +70,7 @@ pub fn error_response(err: &ApiError) -> Response {
     (
         code,
         [(header::CONTENT_TYPE, "application/json")],
-        err.to_status().to_string(),
+        skiff_api::wire_json::body(&err.to_status()),
     )
         .into_response()
 }

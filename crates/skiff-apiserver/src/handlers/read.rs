@@ -22,6 +22,11 @@ pub(super) fn render_one(
             );
             respond(code, &t, output)
         }
+        Output::Metadata { .. } => {
+            let api_version = output.metadata_api_version().unwrap_or("meta.k8s.io/v1");
+            let partial = negotiate::partial_object_metadata(obj, api_version);
+            respond(code, &partial, output)
+        }
         _ => respond(code, obj, output),
     }
 }
@@ -31,7 +36,14 @@ pub(super) async fn get(
     rr: &ResourceRequest,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, rr.subresource.is_none())?;
+    let output = negotiate::output(
+        headers,
+        if rr.subresource.is_none() {
+            Conversions::Object
+        } else {
+            Conversions::None
+        },
+    )?;
     let stored = state
         .objects
         .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
@@ -48,7 +60,7 @@ pub(super) async fn list(
     query: &Query,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, true)?;
+    let output = negotiate::output(headers, Conversions::List)?;
     let (labels, field_sel) = selectors(rr.rt, query)?;
     let limit: usize = query.number("limit")?.unwrap_or(0);
     let continuing = query.get("continue").is_some_and(|c| !c.is_empty());
@@ -108,12 +120,7 @@ pub(super) async fn list(
             if let Some(c) = cont {
                 metadata["continue"] = c.into();
             }
-            json!({
-                "kind": rr.rt.list_kind(),
-                "apiVersion": rr.rt.api_version(),
-                "metadata": metadata,
-                "items": page.items,
-            })
+            list_body(rr.rt, output, metadata, page.items)
         }
     };
     Ok(respond(StatusCode::OK, &body, output))
@@ -128,42 +135,22 @@ pub(super) fn render_cached_list(
 ) -> Result<Response, ApiError> {
     let rv = snapshot.revision.to_string();
     if output == Output::Json {
-        // Streamed in chunks of about 64 KiB: never one large buffer (which would cost
-        // resident memory the allocator keeps), nor one frame per object (which is slow).
-        const CHUNK: usize = 64 * 1024;
-        let mut chunks = Vec::new();
-        let mut buf = bytes::BytesMut::with_capacity(CHUNK);
-        buf.extend_from_slice(
-            format!(
-                r#"{{"kind":"{}","apiVersion":"{}","metadata":{{"resourceVersion":"{rv}"}},"items":["#,
-                rt.list_kind(),
-                rt.api_version()
-            )
-            .as_bytes(),
+        let head = format!(
+            r#"{{"kind":"{}","apiVersion":"{}","metadata":{{"resourceVersion":"{rv}"}},"items":["#,
+            rt.list_kind(),
+            rt.api_version()
         );
-        for (i, item) in snapshot.items.iter().enumerate() {
-            if i > 0 {
-                buf.extend_from_slice(b",");
-            }
-            buf.extend_from_slice(&item.bytes);
-            if buf.len() >= CHUNK {
-                chunks.push(buf.split().freeze());
-                buf.reserve(CHUNK);
-            }
-        }
-        buf.extend_from_slice(b"]}");
-        chunks.push(buf.freeze());
-        let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
         return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
-            Body::from_stream(stream),
+            Body::from_stream(json_list_chunks(head, snapshot.items)),
         )
             .into_response());
     }
     if let Output::Table { .. } = output {
         let rows = snapshot.items.iter().map(|c| &c.row);
-        let body = table::table_json_from_rows(rt, rows, &rv, time::OffsetDateTime::now_utc());
+        let mut body = table::table_json_from_rows(rt, rows, &rv, time::OffsetDateTime::now_utc());
+        body.push(b'\n');
         return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -177,13 +164,66 @@ pub(super) fn render_cached_list(
         .map(|c| serde_json::from_slice::<Value>(&c.bytes))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::internal(format!("watch cache entry is not JSON: {e}")))?;
-    let body = json!({
-        "kind": rt.list_kind(),
-        "apiVersion": rt.api_version(),
-        "metadata": {"resourceVersion": rv},
-        "items": items,
-    });
+    let body = list_body(rt, output, json!({"resourceVersion": rv}), items);
     Ok(respond(StatusCode::OK, &body, output))
+}
+
+/// A list of `rt`'s objects as `output` presents it: the kind's own list, or a
+/// `PartialObjectMetadataList` of their metadata.
+fn list_body(rt: &ResourceType, output: Output, metadata: Value, items: Vec<Value>) -> Value {
+    match output.metadata_api_version() {
+        Some(api_version) => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": api_version,
+            "metadata": metadata,
+            "items": items
+                .iter()
+                .map(|o| negotiate::partial_object_metadata(o, api_version))
+                .collect::<Vec<_>>(),
+        }),
+        None => json!({
+            "kind": rt.list_kind(),
+            "apiVersion": rt.api_version(),
+            "metadata": metadata,
+            "items": items,
+        }),
+    }
+}
+
+/// A JSON list body in chunks of about 64 KiB, each made when the connection asks for the
+/// next: at most a chunk or two of a list is in memory at once, whatever its size (a list
+/// of 10,000 pods is 22 MB; building it whole per request cost that much resident memory,
+/// which the allocator keeps), and a chunk per object would be slow.
+fn json_list_chunks(
+    head: String,
+    items: Vec<Arc<crate::watch_cache::Cached>>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    const CHUNK: usize = 64 * 1024;
+    let state = (Some(head), items.into_iter().peekable());
+    futures_util::stream::unfold(state, |(head, mut items)| async move {
+        if head.is_none() && items.peek().is_none() {
+            return None;
+        }
+        let mut buf = bytes::BytesMut::with_capacity(CHUNK + 4 * 1024);
+        let first = head.is_some();
+        if let Some(head) = head {
+            buf.extend_from_slice(head.as_bytes());
+        }
+        let mut written = 0usize;
+        while buf.len() < CHUNK {
+            let Some(item) = items.next() else { break };
+            if !(first && written == 0) {
+                buf.extend_from_slice(b",");
+            }
+            buf.extend_from_slice(&item.bytes);
+            written += 1;
+        }
+        if items.peek().is_none() {
+            // The end of the list, and of the body: a newline, as upstream ends every body.
+            buf.extend_from_slice(b"]}\n");
+        }
+        Some((Ok(buf.freeze()), (None, items)))
+    })
 }
 
 /// `resourceVersion=N&resourceVersionMatch=Exact` reads at revision N; every other form is

@@ -234,7 +234,7 @@ pub(super) async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, false)?;
+    let output = negotiate::output(headers, Conversions::None)?;
     if rr.subresource == Some(Subresource::Binding) {
         let binding = negotiate::decode_body(headers, body)?;
         let manager = field_manager(query, headers)?;
@@ -398,7 +398,7 @@ pub(super) async fn update(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, false)?;
+    let output = negotiate::output(headers, Conversions::None)?;
     let opts = WriteOptions::from_request(query, headers, body)?;
     let new = negotiate::decode_body(headers, body)?;
     let old = state
@@ -436,7 +436,7 @@ pub(super) async fn patch(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, false)?;
+    let output = negotiate::output(headers, Conversions::None)?;
     let opts = WriteOptions::from_request(query, headers, body)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
