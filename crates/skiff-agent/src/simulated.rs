@@ -384,7 +384,11 @@ fn shows_running(pod: &Pod) -> bool {
     let Some(status) = pod.status.as_ref() else {
         return false;
     };
-    let ready = if simulated_ready(pod) { "True" } else { "False" };
+    let ready = if simulated_ready(pod) {
+        "True"
+    } else {
+        "False"
+    };
     status.phase.as_deref() == Some("Running")
         && status.pod_ip.is_some()
         && ["Ready", "ContainersReady"].iter().all(|t| {

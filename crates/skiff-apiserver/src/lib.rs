@@ -174,6 +174,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         )
         .map_err(ServerError::Tls)?,
     });
+    let warm = state.clone();
+    tokio::spawn(async move { warm.caches.start_all().await });
     let auth = Arc::new(routes::Auth {
         admin_token: creds.admin_token.clone(),
         tokens,

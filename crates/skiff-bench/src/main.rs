@@ -6,6 +6,7 @@
 //! docs/ARCHITECTURE.md, and the figures go into the issue notes.
 
 mod api;
+mod check;
 mod cluster;
 mod node;
 mod registry;
@@ -30,6 +31,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// The short version of every scenario, then one table: each figure beside the baseline
+    /// measured in the same run, their ratio, the ratio recorded in docs/benchmarks.md, and
+    /// the target. Run it before resolving an issue that touches a hot path. The node
+    /// scenario runs only as root. Needs `cargo build --release -p skiff` first.
+    Check {
+        /// Leave out the node scenario (containers; root only).
+        #[arg(long)]
+        without_node: bool,
+    },
     /// The API server over HTTPS (a `skiff server` process, embedded store): pod creates,
     /// lists as JSON and Table, RSS, watch delivery; then the datastore alone under the same
     /// load as the baseline. Needs `cargo build --release -p skiff` first.
@@ -131,6 +141,13 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().scenario {
+        Scenario::Check { without_node } => {
+            let root = std::process::Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+            check::run(root && !without_node).await?
+        }
         Scenario::Api {
             pods,
             concurrency,

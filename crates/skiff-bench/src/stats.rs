@@ -63,6 +63,12 @@ pub fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// Every result emitted so far, for summaries (`skiff-bench check`).
+static RESULTS: std::sync::Mutex<Vec<Map<String, Value>>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether results go to stdout as JSON lines (a summary may take stdout instead).
+static JSON_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 /// Prints one result as a JSON line on stdout, and a readable line on stderr.
 pub fn emit(scenario: &str, fields: Vec<(String, Value)>) {
     let mut line = Map::new();
@@ -72,8 +78,21 @@ pub fn emit(scenario: &str, fields: Vec<(String, Value)>) {
         readable.push(format!("{key}={value}"));
         line.insert(key, value);
     }
-    println!("{}", Value::Object(line));
+    if JSON_LINES.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("{}", Value::Object(line.clone()));
+    }
     eprintln!("  {}", readable.join(" "));
+    RESULTS.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+}
+
+/// Sends results to stderr only, from now on.
+pub fn quiet_json_lines() {
+    JSON_LINES.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The results emitted so far.
+pub fn results() -> Vec<Map<String, Value>> {
+    RESULTS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Runs `count` operations with `concurrency` in flight; answers each one's latency.

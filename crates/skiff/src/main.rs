@@ -23,7 +23,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, cli::Command::Agent(_)) {
+    if matches!(
+        cli.command,
+        cli::Command::Agent(_) | cli::Command::Server(_)
+    ) {
         lean_allocator_or_reexec();
     }
     // The container monitor forks; it must run before any thread (tokio's) exists.
@@ -66,9 +69,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// A node agent runs with the lean allocator settings its container monitors get
-/// (`skiff_runtime::monitor::LEAN_ALLOCATOR`). mimalloc reads them as it starts, before
-/// `main`, so when they are not set yet the agent runs itself again with them, once.
+/// The server and the node agent run with the lean allocator settings the container
+/// monitors get (`skiff_runtime::monitor::LEAN_ALLOCATOR`). mimalloc reads them as it
+/// starts, before `main`, so when they are not set yet the process runs itself again with
+/// them, once. For the server (`skiff-bench api`, 10,000 pods): 280 → 150 MiB resident
+/// after lists, creates/s within noise, a list's p50 ~25 → ~50 ms (freed pages go back to
+/// the kernel and are faulted in again).
 fn lean_allocator_or_reexec() {
     use std::os::unix::process::CommandExt;
     let settings = skiff_runtime::monitor::LEAN_ALLOCATOR;
