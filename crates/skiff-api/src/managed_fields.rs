@@ -463,6 +463,42 @@ pub struct Conflict {
     pub api_version: String,
     /// `.spec.replicas`, `.spec.template.spec.containers[name="web"].image`.
     pub field: String,
+    /// The field's path in a field set (`f:spec`, `f:replicas`).
+    pub path: Vec<String>,
+}
+
+/// Where kubectl's client-side apply keeps the configuration it last applied.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The field manager of `kubectl apply --server-side`, the one the upgrade below is for.
+const KUBECTL_SERVER_SIDE: &str = "kubectl";
+
+/// Upstream's upgrade from client-side to server-side apply (its `lastAppliedManager`):
+/// `kubectl apply --server-side` on an object last applied client-side conflicts with
+/// `kubectl-client-side-apply` on every field whose value it changes. When every
+/// conflicting field is one the last client-side apply set (its annotation on `live`), the
+/// apply is forced instead, and those fields move to the server-side manager — the
+/// documented migration path. Other managers keep their conflicts.
+pub fn allowed_by_last_applied(
+    api_version: &str,
+    kind: &str,
+    live: &Value,
+    manager: &str,
+    conflicts: &[Conflict],
+) -> bool {
+    if manager != KUBECTL_SERVER_SIDE || conflicts.iter().any(|c| c.manager.is_empty()) {
+        return false;
+    }
+    let Some(last_applied) = live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    else {
+        return false;
+    };
+    let allowed = fields_of(api_version, kind, &last_applied, Scope::Main);
+    conflicts.iter().all(|c| allowed.contains_leaf(&c.path))
 }
 
 /// Upstream's rendering of a field path in conflict messages.
@@ -530,6 +566,7 @@ pub fn apply(
                 manager,
                 api_version,
                 field: display_path(&path),
+                path,
             })
             .collect());
     }
@@ -572,6 +609,7 @@ pub fn apply(
                 manager: String::new(),
                 api_version: String::new(),
                 field: e.to_string(),
+                path: Vec::new(),
             }]
         },
     )?;
@@ -637,6 +675,74 @@ mod tests {
     }
 
     #[test]
+    fn kubectl_server_side_takes_over_what_client_side_apply_set() {
+        // `kubectl apply` (client-side) made the object: kubectl-client-side-apply owns
+        // what it set, and the annotation records the configuration.
+        let configured = deployment(2, "web:v1");
+        let mut live = configured.clone();
+        live["metadata"]["annotations"] = json!({LAST_APPLIED_ANNOTATION: configured.to_string()});
+        let mut entries = Vec::new();
+        let set = fields_of("apps/v1", "Deployment", &configured, Scope::Main);
+        record_update(
+            &mut entries,
+            "kubectl-client-side-apply",
+            "apps/v1",
+            None,
+            &set,
+            "t0",
+        );
+        write(&mut live, &entries);
+
+        let changed = deployment(3, "web:v1");
+        let conflicts = apply(
+            "apps/v1",
+            "Deployment",
+            &live,
+            &changed,
+            "kubectl",
+            None,
+            false,
+            "t1",
+        )
+        .unwrap_err();
+        assert_eq!(conflicts[0].field, ".spec.replicas");
+        assert!(allowed_by_last_applied(
+            "apps/v1",
+            "Deployment",
+            &live,
+            "kubectl",
+            &conflicts
+        ));
+        // Only for kubectl's own server-side manager, and only with the annotation.
+        assert!(!allowed_by_last_applied(
+            "apps/v1",
+            "Deployment",
+            &live,
+            "helm",
+            &conflicts
+        ));
+        let mut bare = live.clone();
+        bare["metadata"]["annotations"] = json!({});
+        assert!(!allowed_by_last_applied(
+            "apps/v1",
+            "Deployment",
+            &bare,
+            "kubectl",
+            &conflicts
+        ));
+        // A field the last client-side apply did not set stays a conflict.
+        let mut other = conflicts.clone();
+        other[0].path = vec!["f:spec".into(), "f:paused".into()];
+        assert!(!allowed_by_last_applied(
+            "apps/v1",
+            "Deployment",
+            &live,
+            "kubectl",
+            &other
+        ));
+    }
+
+    #[test]
     fn field_sets_use_upstream_path_elements() {
         let set = fields_of(
             "apps/v1",
@@ -693,7 +799,8 @@ mod tests {
             [Conflict {
                 manager: "kubectl-create".into(),
                 api_version: "apps/v1".into(),
-                field: ".spec.replicas".into()
+                field: ".spec.replicas".into(),
+                path: vec!["f:spec".into(), "f:replicas".into()],
             }]
         );
         assert_eq!(

@@ -275,3 +275,43 @@ fn metadata_only_reads_answer_in_json_and_protobuf() {
         .send();
     assert_eq!(wrong.code, 406, "{}", wrong.body);
 }
+
+#[test]
+fn client_side_apply_upgrades_to_server_side_without_a_conflict() {
+    let server = TestServer::start_api_only();
+    for minor in 31..=33 {
+        let kubectl = server.kubectl(minor);
+        let name = format!("upgrade-{minor}");
+        let manifest = |value: &str| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: {value}\n  kept: same\n"
+            )
+        };
+        kubectl.ok_stdin(&["apply", "-f", "-"], &manifest("one"));
+        // The documented migration: the same manifest, changed, applied server-side.
+        kubectl.ok_stdin(&["apply", "--server-side", "-f", "-"], &manifest("two"));
+        let cm = kubectl.json(&["get", "configmap", &name, "--show-managed-fields"]);
+        assert_eq!(cm["data"]["key"], "two", "kubectl 1.{minor}");
+        let owners: Vec<(String, String)> = cm["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["fieldsV1"]["f:data"].get("f:key").is_some())
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (s("manager"), s("operation"))
+            })
+            .collect();
+        assert_eq!(
+            owners,
+            [("kubectl".to_string(), "Apply".to_string())],
+            "kubectl 1.{minor}: data.key moved to the server-side manager: {cm}"
+        );
+        // Another manager still conflicts, as it should.
+        let err = kubectl.fails_stdin(
+            &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+            &manifest("three"),
+        );
+        assert!(err.contains("conflict"), "kubectl 1.{minor}: {err}");
+    }
+}

@@ -114,16 +114,35 @@ pub(super) async fn server_side_apply(
             }
             Err(e) => return Err(e),
             Ok(live) => {
-                let mut merged = managed_fields::apply(
-                    &api_version,
-                    rr.rt.kind,
-                    &live.object,
-                    &applied,
-                    &opts.manager,
-                    subresource,
-                    force,
-                    &now,
-                )
+                let apply = |force| {
+                    managed_fields::apply(
+                        &api_version,
+                        rr.rt.kind,
+                        &live.object,
+                        &applied,
+                        &opts.manager,
+                        subresource,
+                        force,
+                        &now,
+                    )
+                };
+                let mut merged = match apply(force) {
+                    // kubectl's move from client-side to server-side apply takes over what
+                    // its last client-side apply set, as upstream's server does.
+                    Err(conflicts)
+                        if !status
+                            && managed_fields::allowed_by_last_applied(
+                                &api_version,
+                                rr.rt.kind,
+                                &live.object,
+                                &opts.manager,
+                                &conflicts,
+                            ) =>
+                    {
+                        apply(true)
+                    }
+                    result => result,
+                }
                 .map_err(conflict_error)?;
                 let entries = managed_fields::read(&merged);
                 strategy::prepare_update(rr.rt, &mut merged, &live.object, rr.subresource)?;
