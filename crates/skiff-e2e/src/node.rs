@@ -259,6 +259,11 @@ impl Node {
         );
     }
 
+    /// Kills the agent (as a crash or `kill -9` would): its containers keep running.
+    pub fn stop_agent(&mut self) {
+        self.agent = None;
+    }
+
     pub fn restart_agent(&mut self) {
         self.agent = None;
         self.agent = Some(start_agent(

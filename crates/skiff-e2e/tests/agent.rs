@@ -1379,3 +1379,78 @@ fn pods_that_share_their_processes_see_each_other() {
         "the holder went with the pod: {state}"
     );
 }
+
+#[test]
+fn node_reset_takes_back_everything_the_agent_made() {
+    let mut node = Node::start();
+    let kubectl = node.server.kubectl(33);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "left-running"},
+            "spec": {"containers": [{"name": "sleep", "image": "busybox:1.36",
+                       "command": ["sleep", "3600"],
+                       "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+                     "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory"}}]}}"#,
+    );
+    eventually("the pod runs", Duration::from_secs(60), || {
+        pod_json(&node.server, "left-running").is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+    let uid = pod_json(&node.server, "left-running").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = node.data.to_str().unwrap().to_string();
+    let netns = node.netns.net().to_str().unwrap().to_string();
+    let reset = || {
+        Command::new(skiff_e2e::skiff_binary())
+            .args(["node", "reset", "--data-dir", &data, "--node-netns", &netns])
+            .output()
+            .expect("run skiff node reset")
+    };
+
+    // Not while the agent runs: it would make again what reset removes.
+    let refused = reset();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("skiff agent") && said.contains("stop it first"),
+        "{said}"
+    );
+
+    // Stopped skiff leaves its containers running, by design.
+    node.stop_agent();
+    let runc_root = skiff_agent::kubelet::runtime_root(&node.data, std::path::Path::new("runc"));
+    let listed = Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).trim().is_empty());
+
+    let done = reset();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    node.assert_left_clean(&[uid]);
+    let processes: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&data))
+        .collect();
+    assert!(processes.is_empty(), "left running: {processes:?}");
+    let bridge = skiff_net::Netns::Path(node.netns.net()).ip(&["link", "show", "dev", "skiff0"]);
+    assert!(bridge.is_err(), "the pod bridge is gone: {bridge:?}");
+
+    // And again: nothing to do, still a success.
+    let again = reset();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -14,4 +14,4 @@ pub mod pod_network;
 
 pub use cidr::Cidr;
 pub use ip::{Netns, enter_netns};
-pub use pod_network::{NetError, PodNetwork};
+pub use pod_network::{NetError, PodNetwork, remove_bridge};

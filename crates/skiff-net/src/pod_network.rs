@@ -41,6 +41,20 @@ fn host_veth(key: &str) -> String {
     format!("veth{:08x}", hash as u32)
 }
 
+/// Removes a node's pod bridge (its pods' veths went with their namespaces); answers
+/// whether there was one. Idempotent.
+pub fn remove_bridge(node: &Netns, bridge: &str) -> Result<bool, NetError> {
+    if node.ip(&["link", "show", "dev", bridge]).is_err() {
+        return Ok(false);
+    }
+    node.ip(&["link", "del", bridge])
+        .map(|_| true)
+        .map_err(|message| NetError::Bridge {
+            bridge: bridge.to_string(),
+            message,
+        })
+}
+
 impl PodNetwork {
     /// `state` holds the address records.
     pub fn new(node: Netns, bridge: &str, cidr: Cidr, state: impl Into<PathBuf>) -> PodNetwork {

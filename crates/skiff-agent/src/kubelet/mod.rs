@@ -23,6 +23,7 @@ mod pod_dir;
 mod portforward;
 mod probe;
 mod remotecommand;
+pub mod reset;
 mod server;
 mod service_env;
 mod sources;
@@ -53,6 +54,9 @@ use crate::node::{NodeDescription, node_conditions, renew_lease};
 
 pub use sync::Kubelet;
 pub use teardown::wipe;
+
+/// The bridge a node's pods hang off, in its network namespace.
+pub const POD_BRIDGE: &str = "skiff0";
 
 /// Where the OCI runtime keeps its containers' state: a directory named after the runtime
 /// binary (`runc`, `crun`), as each reads only its own state format.
@@ -135,7 +139,7 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         .map_err(|e| KubeletError::Images(format!("{}: {e}", config.data_dir.display())))?;
     let network = PodNetwork::new(
         config.node_netns.clone(),
-        "skiff0",
+        POD_BRIDGE,
         config.pod_cidr,
         config.data_dir.join("ipam"),
     );

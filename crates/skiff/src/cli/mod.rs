@@ -3,6 +3,7 @@
 mod agent;
 mod datastore;
 mod image;
+mod node;
 mod progress;
 mod server;
 
@@ -21,6 +22,9 @@ pub enum Command {
     /// Images in the cluster's registry: import archives, pull, list, remove.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// This machine as a node: reset it to a machine without skiff's containers.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// skiff's own helper processes (not for people).
     #[command(subcommand, hide = true)]
     Internal(InternalCommand),
@@ -44,6 +48,7 @@ impl Command {
             Command::Agent(args) => args.run().await,
             Command::Datastore(command) => command.run().await,
             Command::Image(command) => command.run().await,
+            Command::Node(command) => command.run(),
             Command::Internal(_) => {
                 anyhow::bail!("internal commands run on their own, before the runtime")
             }
