@@ -15,6 +15,7 @@ pub mod fields;
 pub mod managed_fields;
 pub mod object;
 pub mod openapi;
+pub mod openapi_v2_protobuf;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;

@@ -176,8 +176,9 @@ pub struct ServerInfo {
 /// The OpenAPI v3 documents, rendered once: (key, body, hash) per group version.
 pub struct OpenApiDocs {
     docs: Vec<(String, String, String)>,
-    /// `/openapi/v2`, rendered.
+    /// `/openapi/v2`, rendered as JSON and as protobuf.
     v2: String,
+    v2_protobuf: bytes::Bytes,
 }
 
 impl OpenApiDocs {
@@ -204,8 +205,12 @@ impl OpenApiDocs {
                 Some((key, body, format!("{:016X}", h.finish())))
             })
             .collect();
-        let v2 = skiff_api::openapi::swagger_document(skiff_api::GIT_VERSION).to_string();
-        OpenApiDocs { docs, v2 }
+        let swagger = skiff_api::openapi::swagger_document(skiff_api::GIT_VERSION);
+        OpenApiDocs {
+            docs,
+            v2: swagger.to_string(),
+            v2_protobuf: skiff_api::openapi_v2_protobuf::encode(&swagger).into(),
+        }
     }
 }
 
@@ -220,21 +225,38 @@ async fn openapi_index(State(s): State<Arc<ServerInfo>>) -> Response {
     respond(StatusCode::OK, &json!({"paths": paths}), Output::Json)
 }
 
-/// What kubectl ≤ 1.28 shows when it asks for the protobuf OpenAPI v2 document: the cause
-/// and the ways around it.
-const PROTOBUF_OPENAPI_V2_MISSING: &str = "skiff serves OpenAPI v2 as JSON only, not protobuf: use kubectl 1.29 or newer (which reads OpenAPI v3), or pass --validate=false";
-
-/// The legacy protobuf OpenAPI path older kubectls fall back to.
-async fn legacy_swagger() -> Response {
-    error_response(&ApiError::new(404, "NotFound", PROTOBUF_OPENAPI_V2_MISSING))
+/// The legacy path of the protobuf OpenAPI v2 document (kubectl's second try).
+async fn legacy_swagger(State(s): State<Arc<ServerInfo>>) -> Response {
+    openapi_v2_protobuf(&s)
 }
 
+fn openapi_v2_protobuf(s: &ServerInfo) -> Response {
+    (
+        StatusCode::OK,
+        // Not the type asked for: its `@` is no valid media type character, and Go's
+        // parser (kubectl's) refuses it. Upstream answers octet-stream too.
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        s.openapi.v2_protobuf.clone(),
+    )
+        .into_response()
+}
+
+/// `/openapi/v2`: protobuf when it is asked for first (kubectl ≤ 1.28), else JSON.
 async fn openapi_v2(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Response {
-    // The protobuf form (kubectl ≤ 1.28's first choice) is not produced; JSON is.
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    for media in accept
+        .split(',')
+        .map(|a| a.split(';').next().unwrap_or("").trim())
+    {
+        match media {
+            skiff_api::openapi_v2_protobuf::CONTENT_TYPE => return openapi_v2_protobuf(&s),
+            "application/json" | "*/*" | "application/*" => break,
+            _ => {}
+        }
+    }
     let json = accept.is_empty()
         || accept.split(',').any(|a| {
             matches!(
@@ -243,11 +265,10 @@ async fn openapi_v2(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Res
             )
         });
     if !json {
-        return error_response(&ApiError::new(
-            406,
-            "NotAcceptable",
-            PROTOBUF_OPENAPI_V2_MISSING,
-        ));
+        return error_response(&ApiError::not_acceptable(&[
+            "application/json",
+            skiff_api::openapi_v2_protobuf::CONTENT_TYPE,
+        ]));
     }
     (
         StatusCode::OK,

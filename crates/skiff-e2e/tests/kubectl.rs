@@ -156,14 +156,13 @@ fn manifests_create_with_every_kubectl() {
         let manifest = format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings-{minor}\n  labels:\n    app: hello\ndata:\n  greeting: hi\n"
         );
-        // kubectl 1.28 validates against OpenAPI v2 (not served yet); later ones ask the
-        // server to validate, which the OpenAPI v3 documents tell them it does.
-        let validate = if minor <= 28 {
-            "--validate=false"
-        } else {
-            "--validate=strict"
-        };
-        k.ok_stdin(&["create", "-f", "-", validate], &manifest);
+        // kubectl 1.28 learns from OpenAPI v2 (protobuf) that the server validates fields;
+        // later ones from OpenAPI v3. Its default (strict) needs no flag.
+        let mut args = vec!["create", "-f", "-"];
+        if minor > 28 {
+            args.push("--validate=strict");
+        }
+        k.ok_stdin(&args, &manifest);
         let cm = k.json(&["get", "configmap", &format!("settings-{minor}")]);
         assert_eq!(cm["data"]["greeting"], "hi");
         assert!(
@@ -340,7 +339,7 @@ fn apply_set_image_restart_and_edit_patch_strategically() {
 #[test]
 fn field_validation_follows_the_directive() {
     let server = TestServer::start();
-    for minor in [29, 33] {
+    for minor in [28, 29, 33] {
         let k = server.kubectl(minor);
         let manifest = |name: &str| {
             format!(
@@ -522,11 +521,7 @@ fn server_side_apply_tracks_field_ownership() {
     let server = TestServer::start();
     for minor in KUBECTL_MINORS {
         let k = server.kubectl(minor);
-        let validate = if minor <= 28 {
-            "--validate=false"
-        } else {
-            "--validate=strict"
-        };
+        let validate = "--validate=strict";
         let name = format!("ssa-{minor}");
         let manifest = |replicas: u32, annotation: bool| {
             let annotations = if annotation {
