@@ -74,6 +74,15 @@ impl Message {
     }
 }
 
+/// The elements of the array at `key` of `value` (none when it is absent or no array).
+fn each<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
 /// The protobuf form of a Swagger 2.0 document (JSON).
 pub fn encode(doc: &Value) -> Vec<u8> {
     let mut out = Message::default();
@@ -125,12 +134,7 @@ fn path_item(item: &Value) -> Message {
             m.message(number, operation(op));
         }
     }
-    for p in item
-        .get("parameters")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for p in each(item, "parameters") {
         m.message(9, parameters_item(p));
     }
     if let Some(o) = item.as_object() {
@@ -147,12 +151,7 @@ fn operation(op: &Value) -> Message {
     m.string(5, op.get("operationId"));
     m.strings(6, op.get("produces"));
     m.strings(7, op.get("consumes"));
-    for p in op
-        .get("parameters")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for p in each(op, "parameters") {
         m.message(8, parameters_item(p));
     }
     if let Some(responses) = op.get("responses").and_then(Value::as_object) {
@@ -251,12 +250,7 @@ fn schema(s: &Value) -> Message {
         m.any(5, default);
     }
     m.strings(19, o.get("required"));
-    for value in o
-        .get("enum")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for value in each(s, "enum") {
         m.any(20, value);
     }
     match o.get("additionalProperties") {
@@ -293,13 +287,8 @@ fn schema(s: &Value) -> Message {
         }
         m.message(23, list);
     }
-    for s in o
-        .get("allOf")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        m.message(24, schema(s));
+    for inner in each(s, "allOf") {
+        m.message(24, schema(inner));
     }
     if let Some(properties) = o.get("properties").and_then(Value::as_object) {
         let mut props = Message::default();
