@@ -135,26 +135,39 @@ pub(super) fn finalized(obj: &Value) -> bool {
 
 /// Whether an update leaves the object as stored: equal but for the resourceVersion it
 /// names and the times of field managers' entries (a manager that only restated what it
-/// owned changed nothing; one that took a field, even at the same value, did).
+/// owned changed nothing; one that took a field, even at the same value, did). Compared in
+/// place: it runs on every update, and cloning both objects cost more than comparing.
 fn changes_nothing(old: &Value, new: &Value) -> bool {
-    let bare = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
-            for entry in meta
-                .get_mut("managedFields")
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(entry) = entry.as_object_mut() {
-                    entry.remove("time");
-                }
-            }
+    let (old_meta, new_meta) = (old.get("metadata"), new.get("metadata"));
+    equal_except(old, new, &["metadata"])
+        && match (old_meta, new_meta) {
+            (Some(a), Some(b)) => equal_except(a, b, &["resourceVersion", "managedFields"]),
+            (a, b) => a == b,
         }
-        v
+        && match (
+            old_meta.and_then(|m| m.get("managedFields")),
+            new_meta.and_then(|m| m.get("managedFields")),
+        ) {
+            (Some(Value::Array(a)), Some(Value::Array(b))) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| equal_except(x, y, &["time"]))
+            }
+            (a, b) => a == b,
+        }
+}
+
+/// Whether two JSON values are equal, leaving out the members `skip` names when both are
+/// objects.
+fn equal_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
     };
-    bare(old) == bare(new)
+    let kept = |m: &serde_json::Map<String, Value>| {
+        m.keys().filter(|k| !skip.contains(&k.as_str())).count()
+    };
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// Stores a prepared update; services keep their cluster IP and get (or give back) node
@@ -555,4 +568,39 @@ pub(super) fn apply_scale(
     let mut new = old.clone();
     new["spec"]["replicas"] = replicas.into();
     Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(rv: &str, time: &str, image: &str) -> Value {
+        json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": rv,
+                 "managedFields": [{"manager": "m", "operation": "Update", "time": time,
+                                    "fieldsV1": {"f:spec": {}}}]},
+               "spec": {"containers": [{"name": "c", "image": image}]}})
+    }
+
+    #[test]
+    fn updates_that_change_nothing_are_told_apart() {
+        let old = pod("5", "t0", "a");
+        assert!(changes_nothing(&old, &pod("4", "t1", "a")));
+        assert!(!changes_nothing(&old, &pod("5", "t0", "b")));
+        let mut taken = pod("5", "t0", "a");
+        taken["metadata"]["managedFields"][0]["manager"] = "other".into();
+        assert!(!changes_nothing(&old, &taken));
+        let mut labelled = pod("5", "t0", "a");
+        labelled["metadata"]["labels"] = json!({"x": "y"});
+        assert!(!changes_nothing(&old, &labelled));
+        assert!(!changes_nothing(&labelled, &old));
+        let mut bare = pod("5", "t0", "a");
+        bare["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        assert!(!changes_nothing(&old, &bare));
+        let mut extra = pod("5", "t0", "a");
+        extra["status"] = json!({});
+        assert!(!changes_nothing(&old, &extra));
+    }
 }
