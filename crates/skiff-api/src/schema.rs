@@ -198,7 +198,11 @@ impl Schema {
 
     /// The field a JSON key names in a message, looking through inlined embeddings.
     pub fn resolve(&self, message: &str, key: &str) -> Option<&FieldDef> {
-        let def = self.message(message)?;
+        self.resolve_in(self.message(message)?, key)
+    }
+
+    /// [`Schema::resolve`] in a message already looked up.
+    pub fn resolve_in<'a>(&'a self, def: &'a MessageDef, key: &str) -> Option<&'a FieldDef> {
         if let Some(n) = def.by_name.get(key)
             && !def.inline.contains(n)
         {

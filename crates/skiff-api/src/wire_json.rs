@@ -92,7 +92,8 @@ fn write_message(out: &mut Vec<u8>, value: &Value, def: &MessageDef, top: bool) 
     written += write_fields(out, map, def, &mut first);
     if written < map.len() {
         for (key, v) in map {
-            let known = (top && (key == "kind" || key == "apiVersion")) || schema_names(def, key);
+            let known = (top && (key == "kind" || key == "apiVersion"))
+                || schema().resolve_in(def, key).is_some();
             if !known {
                 write_key(out, key, &mut first);
                 write_plain(out, v);
@@ -129,19 +130,6 @@ fn write_fields(
         write_field_value(out, v, field);
     }
     written
-}
-
-/// Whether `key` is a field of `def` (or of a message it inlines).
-fn schema_names(def: &MessageDef, key: &str) -> bool {
-    def.by_name
-        .get(key)
-        .is_some_and(|n| !def.inline.contains(n))
-        || def.inline.iter().any(|n| {
-            def.fields
-                .get(n)
-                .and_then(|f| schema().message(&f.type_name))
-                .is_some_and(|inner| schema_names(inner, key))
-        })
 }
 
 fn write_field_value(out: &mut Vec<u8>, v: &Value, field: &crate::schema::FieldDef) {
