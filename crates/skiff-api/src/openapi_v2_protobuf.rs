@@ -56,22 +56,41 @@ impl Message {
         self.bytes(number, &inner.0);
     }
 
-    /// gnostic's `Any`: the value as YAML text (JSON is YAML).
+    /// An `Any` field (see [`any`]).
     fn any(&mut self, number: u32, value: &Value) {
-        let mut any = Message::default();
-        any.bytes(2, value.to_string().as_bytes());
-        self.message(number, any);
+        self.message(number, any(value));
     }
 
     /// `NamedAny` entries for the `x-…` keys of an object.
     fn vendor_extensions(&mut self, number: u32, object: &Map<String, Value>) {
         for (name, value) in object.iter().filter(|(k, _)| k.starts_with("x-")) {
-            let mut named = Message::default();
-            named.bytes(1, name.as_bytes());
-            named.any(2, value);
-            self.message(number, named);
+            self.message(number, named(name, any(value)));
         }
     }
+}
+
+/// gnostic's `Any`: the value as YAML text (field 2; JSON is YAML).
+fn any(value: &Value) -> Message {
+    let mut any = Message::default();
+    any.bytes(2, value.to_string().as_bytes());
+    any
+}
+
+/// gnostic's `Named…` entry of a map: the key (1) and the value's message (2).
+fn named(name: &str, value: Message) -> Message {
+    let mut entry = Message::default();
+    entry.bytes(1, name.as_bytes());
+    entry.message(2, value);
+    entry
+}
+
+/// The members of the object at `key` of `value` (none when it is absent or no object).
+fn members<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    value
+        .get(key)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
 }
 
 /// The elements of the array at `key` of `value` (none when it is absent or no array).
@@ -94,26 +113,13 @@ pub fn encode(doc: &Value) -> Vec<u8> {
         out.message(2, m);
     }
     let mut paths = Message::default();
-    for (path, item) in doc
-        .get("paths")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        let mut named = Message::default();
-        named.bytes(1, path.as_bytes());
-        named.message(2, path_item(item));
-        paths.message(2, named);
+    for (path, item) in members(doc, "paths") {
+        paths.message(2, named(path, path_item(item)));
     }
     out.message(8, paths);
     let mut definitions = Message::default();
-    for (name, s) in doc
-        .get("definitions")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        definitions.message(1, named_schema(name, s));
+    for (name, s) in members(doc, "definitions") {
+        definitions.message(1, named(name, schema(s)));
     }
     out.message(9, definitions);
     out.0
@@ -154,11 +160,9 @@ fn operation(op: &Value) -> Message {
     for p in each(op, "parameters") {
         m.message(8, parameters_item(p));
     }
-    if let Some(responses) = op.get("responses").and_then(Value::as_object) {
+    if op.get("responses").is_some() {
         let mut r = Message::default();
-        for (code, response) in responses {
-            let mut named = Message::default();
-            named.bytes(1, code.as_bytes());
+        for (code, response) in members(op, "responses") {
             let mut value = Message::default();
             let mut body = Message::default();
             body.string(1, response.get("description"));
@@ -168,8 +172,7 @@ fn operation(op: &Value) -> Message {
                 body.message(2, item);
             }
             value.message(1, body);
-            named.message(2, value);
-            r.message(1, named);
+            r.message(1, named(code, value));
         }
         m.message(9, r);
     }
@@ -230,13 +233,6 @@ fn parameters_item(p: &Value) -> Message {
     item
 }
 
-fn named_schema(name: &str, s: &Value) -> Message {
-    let mut named = Message::default();
-    named.bytes(1, name.as_bytes());
-    named.message(2, schema(s));
-    named
-}
-
 fn schema(s: &Value) -> Message {
     let mut m = Message::default();
     let Some(o) = s.as_object() else {
@@ -290,10 +286,10 @@ fn schema(s: &Value) -> Message {
     for inner in each(s, "allOf") {
         m.message(24, schema(inner));
     }
-    if let Some(properties) = o.get("properties").and_then(Value::as_object) {
+    if o.get("properties").is_some() {
         let mut props = Message::default();
-        for (name, s) in properties {
-            props.message(1, named_schema(name, s));
+        for (name, property) in members(s, "properties") {
+            props.message(1, named(name, schema(property)));
         }
         m.message(25, props);
     }
