@@ -351,11 +351,11 @@ enum Timed {
     Restarts(i64, Option<OffsetDateTime>),
 }
 
+const OBJECT_META: &str = ".apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
 /// A row computed once, when the object changed: its cells, with the time-dependent ones
 /// (AGE, RESTARTS' "ago", events' LAST/FIRST SEEN) rendered when printed, and its metadata
 /// (without managedFields, which no table shows) as JSON.
-const OBJECT_META: &str = ".apimachinery.pkg.apis.meta.v1.ObjectMeta";
-
 #[derive(Clone, Debug)]
 pub struct PrecomputedRow {
     cells: Vec<Value>,

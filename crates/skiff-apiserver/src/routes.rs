@@ -247,35 +247,32 @@ async fn openapi_v2(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Res
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let json = || {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            s.openapi.v2.clone(),
+        )
+            .into_response()
+    };
+    if accept.is_empty() {
+        return json();
+    }
+    // The first entry this serves decides, in the client's order.
     for media in accept
         .split(',')
         .map(|a| a.split(';').next().unwrap_or("").trim())
     {
         match media {
             skiff_api::openapi_v2_protobuf::CONTENT_TYPE => return openapi_v2_protobuf(&s),
-            "application/json" | "*/*" | "application/*" => break,
+            "application/json" | "*/*" | "application/*" => return json(),
             _ => {}
         }
     }
-    let json = accept.is_empty()
-        || accept.split(',').any(|a| {
-            matches!(
-                a.split(';').next().unwrap_or("").trim(),
-                "application/json" | "*/*" | "application/*"
-            )
-        });
-    if !json {
-        return error_response(&ApiError::not_acceptable(&[
-            "application/json",
-            skiff_api::openapi_v2_protobuf::CONTENT_TYPE,
-        ]));
-    }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        s.openapi.v2.clone(),
-    )
-        .into_response()
+    error_response(&ApiError::not_acceptable(&[
+        "application/json",
+        skiff_api::openapi_v2_protobuf::CONTENT_TYPE,
+    ]))
 }
 
 async fn openapi_doc(Path(key): Path<String>, State(s): State<Arc<ServerInfo>>) -> Response {

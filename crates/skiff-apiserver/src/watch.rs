@@ -71,6 +71,7 @@ impl Renderer {
                 protobuf_frame("ERROR", &status).unwrap_or_default()
             });
         }
+        let table;
         let object = match self.output {
             Output::Table { .. } if kind != "BOOKMARK" && kind != "ERROR" => {
                 let mut t = table::table(
@@ -84,13 +85,14 @@ impl Renderer {
                     t["columnDefinitions"] = Value::Null;
                 }
                 self.sent_columns = true;
-                t
+                table = t;
+                &table
             }
-            _ => obj.clone(),
+            _ => obj,
         };
         let mut line = Vec::with_capacity(1024);
         line.extend_from_slice(format!(r#"{{"type":"{kind}","object":"#).as_bytes());
-        skiff_api::wire_json::write_object(&mut line, &object);
+        skiff_api::wire_json::write_object(&mut line, object);
         line.extend_from_slice(b"}\n");
         Bytes::from(line)
     }

@@ -22,12 +22,14 @@ pub(super) fn render_one(
             );
             respond(code, &t, output)
         }
-        Output::Metadata { .. } => {
-            let api_version = output.metadata_api_version().unwrap_or("meta.k8s.io/v1");
-            let partial = negotiate::partial_object_metadata(obj, api_version);
-            respond(code, &partial, output)
-        }
-        _ => respond(code, obj, output),
+        _ => match output.metadata_api_version() {
+            Some(api_version) => respond(
+                code,
+                &negotiate::partial_object_metadata(obj, api_version),
+                output,
+            ),
+            None => respond(code, obj, output),
+        },
     }
 }
 
