@@ -339,6 +339,23 @@ pub async fn run(
     whole_server(pods, concurrency).await
 }
 
+/// [`run`], then the datastore alone under the same load as the baseline, with values the
+/// size of the stored pods.
+pub async fn run_with_baseline(
+    pods: usize,
+    concurrency: usize,
+    lists: usize,
+    watchers: usize,
+    watch_events: usize,
+) -> Result<()> {
+    use crate::store::{self, Backend};
+    run(pods, concurrency, lists, watchers, watch_events).await?;
+    let pod_bytes = 700;
+    store::write(Backend::Embedded, pods, concurrency, pod_bytes).await?;
+    store::range(Backend::Embedded, pods, pod_bytes, lists).await?;
+    store::watch(Backend::Embedded, watchers, watch_events, pod_bytes).await
+}
+
 /// The same creates against a whole `skiff server` (controllers and scheduler, no nodes):
 /// its rate and what it holds once they settled.
 async fn whole_server(pods: usize, concurrency: usize) -> Result<()> {

@@ -161,10 +161,7 @@ pub async fn run(with_node: bool) -> Result<()> {
         store::write(backend, 5_000, 64, 1024).await?;
     }
     eprintln!("api (2,000 pods; the store under the same load)");
-    api::run(2_000, 64, 5, 100, 50).await?;
-    store::write(Backend::Embedded, 2_000, 64, 700).await?;
-    store::range(Backend::Embedded, 2_000, 700, 5).await?;
-    store::watch(Backend::Embedded, 100, 50, 700).await?;
+    api::run_with_baseline(2_000, 64, 5, 100, 50).await?;
     eprintln!("cluster (100 nodes, 1,000 pods)");
     cluster::run(cluster::Sizes {
         nodes: 100,

@@ -141,27 +141,14 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().scenario {
-        Scenario::Check { without_node } => {
-            let root = std::process::Command::new("id")
-                .arg("-u")
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-            check::run(root && !without_node).await?
-        }
+        Scenario::Check { without_node } => check::run(node::is_root() && !without_node).await?,
         Scenario::Api {
             pods,
             concurrency,
             lists,
             watchers,
             watch_events,
-        } => {
-            api::run(pods, concurrency, lists, watchers, watch_events).await?;
-            // The baseline: the datastore alone, with values the size of the stored pods.
-            let pod_bytes = 700;
-            store::write(Backend::Embedded, pods, concurrency, pod_bytes).await?;
-            store::range(Backend::Embedded, pods, pod_bytes, lists).await?;
-            store::watch(Backend::Embedded, watchers, watch_events, pod_bytes).await?;
-        }
+        } => api::run_with_baseline(pods, concurrency, lists, watchers, watch_events).await?,
         Scenario::Cluster {
             nodes,
             pods,

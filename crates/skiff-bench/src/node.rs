@@ -77,9 +77,16 @@ fn pod(name: &str) -> Result<Pod> {
     }))?)
 }
 
+/// Whether this process runs as root (the node scenario needs it).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 pub async fn run(pods: usize, concurrency: usize) -> Result<()> {
-    let uid = Command::new("id").arg("-u").output()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+    if !is_root() {
         bail!("the node benchmark runs containers: run it as root");
     }
     let port = skiff_testkit::free_port()?;
