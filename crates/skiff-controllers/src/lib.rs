@@ -24,7 +24,7 @@ use kube::Client;
 use skiff_client::InformerFactory;
 
 pub use namespace::NAMESPACE_FINALIZER;
-pub use node_lifecycle::{DEFAULT_GRACE_PERIOD, check_grace_period};
+pub use node_lifecycle::{DEFAULT_GRACE_PERIOD, GracePeriodTooShort, check_grace_period};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -41,21 +41,29 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(50);
 /// one before it is marked unreachable (upstream's "N times the status update frequency").
 pub const RENEWALS_PER_GRACE_PERIOD: u32 = 5;
 
+/// A grace period no node can keep: shorter than two of its lease renewals.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a node-monitor grace period of {grace:?} is shorter than two lease renewals (nodes renew \
+     every {renew_every:?}): one late renewal would mark a healthy node unreachable; use at \
+     least {:?} ({:?} is the default)",
+    *renew_every * RENEWALS_PER_GRACE_PERIOD,
+    DEFAULT_GRACE_PERIOD
+)]
+pub struct GracePeriodTooShort {
+    pub grace: Duration,
+    pub renew_every: Duration,
+}
+
 /// Checks a grace period against how often nodes renew their leases. Shorter than two
 /// renewals is refused: one late renewal would mark a healthy node unreachable and its
 /// pods not ready. Shorter than [`RENEWALS_PER_GRACE_PERIOD`] renewals answers a warning.
 pub fn check_grace_period(
     grace: Duration,
     renew_every: Duration,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, GracePeriodTooShort> {
     if grace < renew_every * 2 {
-        return Err(format!(
-            "a node-monitor grace period of {grace:?} is shorter than two lease renewals \
-             (nodes renew every {renew_every:?}): one late renewal would mark a healthy node \
-             unreachable; use at least {:?} ({:?} is the default)",
-            renew_every * RENEWALS_PER_GRACE_PERIOD,
-            DEFAULT_GRACE_PERIOD
-        ));
+        return Err(GracePeriodTooShort { grace, renew_every });
     }
     Ok((grace < renew_every * RENEWALS_PER_GRACE_PERIOD).then(|| {
         format!(
@@ -378,7 +386,9 @@ mod tests {
         );
         let refused = check_grace_period(Duration::from_secs(15), renew).unwrap_err();
         assert!(
-            refused.contains("shorter than two lease renewals"),
+            refused
+                .to_string()
+                .contains("shorter than two lease renewals"),
             "{refused}"
         );
         // Tests run nodes with short leases, and so may use short grace periods.
