@@ -18,6 +18,12 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
     ("count", "deprecatedCount"),
 ];
 
+/// Whether `rt`'s objects are stored as they are served (every resource but
+/// `events.k8s.io/v1` Events).
+pub fn stored_as_served(rt: &ResourceType) -> bool {
+    !is_new_event(rt)
+}
+
 fn is_new_event(rt: &ResourceType) -> bool {
     (rt.group, rt.kind) == ("events.k8s.io", "Event")
 }

@@ -179,11 +179,19 @@ fn list_kind(message: &str, field: &str) -> ListKind {
     }
 }
 
-/// Every field an object (or applied configuration) sets, as a field set. `message` is the
-/// object's type ("" when unknown: then nested objects are maps and lists atomic).
+/// Every field an object (or applied configuration) sets, as a field set — or, given the
+/// previous version of the same object (`old`), only the fields whose values it changed.
+/// `message` is the object's type ("" when unknown: then nested objects are maps and lists
+/// atomic).
+///
+/// Walking both versions together lets a write skip every subtree it left equal, which is
+/// most of an object on a status update or a binding; it finds the same fields as comparing
+/// the two whole field sets leaf by leaf. `None` means the subtree has no previous version:
+/// every field under it counts.
 fn collect(
     message: &str,
     obj: &Map<String, Value>,
+    old: Option<&Map<String, Value>>,
     scope: Scope,
     path: &mut Vec<String>,
     out: &mut FieldSet,
@@ -195,6 +203,10 @@ fn collect(
         if path.len() == 1 && path[0] == "f:metadata" && SYSTEM_METADATA.contains(&key.as_str()) {
             continue;
         }
+        let previous = old.and_then(|o| o.get(key));
+        if previous == Some(value) {
+            continue;
+        }
         let field = schema().resolve(message, key);
         path.push(format!("f:{key}"));
         let child = field.map(|f| f.type_name.clone()).unwrap_or_default();
@@ -204,42 +216,66 @@ fn collect(
                 path.push(".".into());
                 out.insert(path);
                 path.pop();
-                for k in m.keys() {
-                    path.push(format!("f:{k}"));
-                    out.insert(path);
-                    path.pop();
+                let previous = previous.and_then(Value::as_object);
+                for (k, v) in m {
+                    if previous.and_then(|p| p.get(k)) != Some(v) {
+                        path.push(format!("f:{k}"));
+                        out.insert(path);
+                        path.pop();
+                    }
                 }
             }
             Value::Object(m)
                 if !m.is_empty() && !atomic_struct(&child) && !crate::schema::is_opaque(&child) =>
             {
-                collect(&child, m, scope, path, out);
+                collect(
+                    &child,
+                    m,
+                    previous.and_then(Value::as_object),
+                    scope,
+                    path,
+                    out,
+                );
             }
-            Value::Array(items) => match list_kind(message, key) {
-                ListKind::Keyed(k) => {
-                    for item in items {
-                        let Some(element) = key_element(item, k) else {
-                            continue;
-                        };
-                        path.push(element);
-                        path.push(".".into());
-                        out.insert(path);
-                        path.pop();
-                        if let Value::Object(m) = item {
-                            collect(&child, m, scope, path, out);
+            Value::Array(items) => {
+                let previous = previous.and_then(Value::as_array);
+                match list_kind(message, key) {
+                    ListKind::Keyed(k) => {
+                        for item in items {
+                            let Some(element) = key_element(item, k) else {
+                                continue;
+                            };
+                            let before = previous.and_then(|p| {
+                                p.iter()
+                                    .find(|old| old.get(k).is_some() && old.get(k) == item.get(k))
+                            });
+                            if before == Some(item) {
+                                continue;
+                            }
+                            path.push(element);
+                            path.push(".".into());
+                            out.insert(path);
+                            path.pop();
+                            if let Value::Object(m) = item {
+                                let before = before.and_then(Value::as_object);
+                                collect(&child, m, before, scope, path, out);
+                            }
+                            path.pop();
                         }
-                        path.pop();
                     }
-                }
-                ListKind::Set => {
-                    for item in items {
-                        path.push(set_element(item));
-                        out.insert(path);
-                        path.pop();
+                    ListKind::Set => {
+                        for item in items {
+                            if previous.is_some_and(|p| p.contains(item)) {
+                                continue;
+                            }
+                            path.push(set_element(item));
+                            out.insert(path);
+                            path.pop();
+                        }
                     }
+                    ListKind::Atomic => out.insert(path),
                 }
-                ListKind::Atomic => out.insert(path),
-            },
+            }
             _ => out.insert(path),
         }
         path.pop();
@@ -250,13 +286,8 @@ fn collect(
 pub fn fields_of(api_version: &str, kind: &str, obj: &Value, scope: Scope) -> FieldSet {
     let mut out = FieldSet::default();
     if let Value::Object(m) = obj {
-        collect(
-            &message_name(api_version, kind),
-            m,
-            scope,
-            &mut Vec::new(),
-            &mut out,
-        );
+        let message = message_name(api_version, kind);
+        collect(&message, m, None, scope, &mut Vec::new(), &mut out);
     }
     out
 }
@@ -323,8 +354,8 @@ fn remove_at(obj: &mut Value, path: &[String]) {
     }
 }
 
-/// The fields whose values differ between two versions of an object (added, changed or
-/// removed), as a field set.
+/// The fields whose values differ between two versions of an object (added or changed), as
+/// a field set.
 pub fn changed_fields(
     api_version: &str,
     kind: &str,
@@ -332,13 +363,17 @@ pub fn changed_fields(
     new: &Value,
     scope: Scope,
 ) -> FieldSet {
-    let before = fields_of(api_version, kind, old, scope);
-    let after = fields_of(api_version, kind, new, scope);
     let mut out = FieldSet::default();
-    for leaf in after.leaves() {
-        if !before.contains_leaf(&leaf) || value_at(old, &leaf) != value_at(new, &leaf) {
-            out.insert(&leaf);
-        }
+    if let Value::Object(m) = new {
+        let message = message_name(api_version, kind);
+        collect(
+            &message,
+            m,
+            old.as_object(),
+            scope,
+            &mut Vec::new(),
+            &mut out,
+        );
     }
     out
 }
@@ -888,6 +923,63 @@ mod tests {
             "{updated}"
         );
         assert_eq!(updated["spec"]["replicas"], 2);
+    }
+
+    /// `changed_fields` walks both versions and skips equal subtrees; it must find exactly
+    /// the leaves of the new version's field set that the old one lacks or holds another
+    /// value at.
+    #[test]
+    fn changed_fields_are_the_leaves_that_differ() {
+        fn by_definition(old: &Value, new: &Value, scope: Scope) -> FieldSet {
+            let before = fields_of("v1", "Pod", old, scope);
+            let mut out = FieldSet::default();
+            for leaf in fields_of("v1", "Pod", new, scope).leaves() {
+                if !before.contains_leaf(&leaf) || value_at(old, &leaf) != value_at(new, &leaf) {
+                    out.insert(&leaf);
+                }
+            }
+            out
+        }
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"app": "web", "tier": "front"},
+                         "finalizers": ["a", "b"]},
+            "spec": {"containers": [
+                        {"name": "web", "image": "web:v1", "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                         "env": [{"name": "A", "value": "1"}]},
+                        {"name": "side", "image": "side:v1"}],
+                     "nodeSelector": {"disk": "ssd"}, "tolerations": [{"key": "k"}]},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}});
+        let changes: Vec<fn(&mut Value)> = vec![
+            |_| {},
+            |p| p["spec"]["nodeName"] = json!("node-1"),
+            |p| p["metadata"]["labels"]["app"] = json!("api"),
+            |p| p["metadata"]["labels"] = json!({"new": "x"}),
+            |p| p["metadata"]["labels"] = json!("not a map"),
+            |p| p["metadata"]["finalizers"] = json!(["b", "c"]),
+            |p| p["spec"]["containers"][0]["image"] = json!("web:v2"),
+            |p| p["spec"]["containers"][0]["env"][0]["value"] = json!("2"),
+            |p| p["spec"]["containers"][1] = json!({"name": "other", "image": "side:v1"}),
+            |p| p["spec"]["containers"] = json!([{"name": "side", "image": "side:v1"}]),
+            |p| p["spec"]["containers"] = json!({}),
+            |p| p["spec"]["tolerations"][0]["key"] = json!("j"),
+            |p| p["spec"] = json!({}),
+            |p| p["status"]["phase"] = json!("Running"),
+            |p| p["status"]["conditions"][0]["status"] = json!("False"),
+            |p| p["status"]["podIP"] = json!("10.42.0.5"),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut new = pod.clone();
+            change(&mut new);
+            for scope in [Scope::Main, Scope::Status] {
+                for (old, new) in [(&pod, &new), (&new, &pod), (&json!({}), &new)] {
+                    assert_eq!(
+                        changed_fields("v1", "Pod", old, new, scope),
+                        by_definition(old, new, scope),
+                        "change {i}, {scope:?}: {old} -> {new}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

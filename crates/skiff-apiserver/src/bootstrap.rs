@@ -27,7 +27,7 @@ async fn create_if_missing(
 ) -> Result<(), skiff_api::ApiError> {
     let rt = lookup("", "v1", plural).expect("core types are registered");
     strategy::prepare_create(rt, &mut obj, ns)?;
-    match objects.create(rt, &obj).await {
+    match objects.create(rt, obj).await {
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
         Err(e) => Err(e),

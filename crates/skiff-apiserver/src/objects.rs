@@ -43,16 +43,74 @@ pub fn decode(rt: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
-/// Encodes an object of `rt` in its storage form, without its resourceVersion.
+/// Encodes an object of `rt` in its storage form, without its resourceVersion (or selfLink).
 fn encode(rt: &ResourceType, obj: &Value) -> Result<Bytes, ApiError> {
-    let mut obj = skiff_api::conversion::to_storage(rt, obj.clone());
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        meta.remove("selfLink");
-    }
-    serde_json::to_vec(&obj)
+    let bytes = if skiff_api::conversion::stored_as_served(rt) {
+        serde_json::to_vec(&StorageForm(obj))
+    } else {
+        serde_json::to_vec(&StorageForm(&skiff_api::conversion::to_storage(
+            rt,
+            obj.clone(),
+        )))
+    };
+    bytes
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+}
+
+/// Metadata fields that are never stored: the store's revision is the resourceVersion.
+const UNSTORED_METADATA: [&str; 2] = ["resourceVersion", "selfLink"];
+
+/// An object as it is stored, written without copying it first.
+struct StorageForm<'a>(&'a Value);
+
+impl serde::Serialize for StorageForm<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(fields) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut out = s.serialize_map(Some(fields.len()))?;
+        for (key, value) in fields {
+            match value {
+                Value::Object(meta) if key == "metadata" => {
+                    out.serialize_entry(key, &StoredMetadata(meta))?
+                }
+                _ => out.serialize_entry(key, value)?,
+            }
+        }
+        out.end()
+    }
+}
+
+struct StoredMetadata<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for StoredMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            self.0
+                .iter()
+                .filter(|(k, _)| !UNSTORED_METADATA.contains(&k.as_str())),
+        )
+    }
+}
+
+/// What a read of the object just written would answer, without decoding it again: the
+/// object as written, stamped with the write's revision.
+fn as_written(rt: &ResourceType, mut obj: Value, kv: &KeyValue) -> Result<Stored, ApiError> {
+    if !skiff_api::conversion::stored_as_served(rt) {
+        return Ok(Stored {
+            object: decode(rt, kv)?,
+            mod_revision: kv.mod_revision,
+        });
+    }
+    let meta = metadata_mut(&mut obj);
+    meta.remove("selfLink");
+    meta.insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+    Ok(Stored {
+        object: obj,
+        mod_revision: kv.mod_revision,
+    })
 }
 
 /// A page of a list: the objects, the revision it was read at, and the last key read (for
@@ -160,37 +218,35 @@ impl Objects {
         }
     }
 
-    pub async fn create(&self, rt: &ResourceType, obj: &Value) -> Result<Stored, ApiError> {
-        let name = skiff_api::object::name(obj).unwrap_or_default().to_string();
-        let key = rt.storage_key(skiff_api::object::namespace(obj), &name);
+    pub async fn create(&self, rt: &ResourceType, obj: Value) -> Result<Stored, ApiError> {
+        let name = skiff_api::object::name(&obj)
+            .unwrap_or_default()
+            .to_string();
+        let key = rt.storage_key(skiff_api::object::namespace(&obj), &name);
         let kv = self
             .store
-            .create(&key, encode(rt, obj)?)
+            .create(&key, encode(rt, &obj)?)
             .await
             .map_err(|e| store_error(rt, &name, e))?;
-        Ok(Stored {
-            object: decode(rt, &kv)?,
-            mod_revision: kv.mod_revision,
-        })
+        as_written(rt, obj, &kv)
     }
 
     pub async fn update(
         &self,
         rt: &ResourceType,
-        obj: &Value,
+        obj: Value,
         expected: Revision,
     ) -> Result<Stored, ApiError> {
-        let name = skiff_api::object::name(obj).unwrap_or_default().to_string();
-        let key = rt.storage_key(skiff_api::object::namespace(obj), &name);
+        let name = skiff_api::object::name(&obj)
+            .unwrap_or_default()
+            .to_string();
+        let key = rt.storage_key(skiff_api::object::namespace(&obj), &name);
         let kv = self
             .store
-            .update(&key, encode(rt, obj)?, expected)
+            .update(&key, encode(rt, &obj)?, expected)
             .await
             .map_err(|e| store_error(rt, &name, e))?;
-        Ok(Stored {
-            object: decode(rt, &kv)?,
-            mod_revision: kv.mod_revision,
-        })
+        as_written(rt, obj, &kv)
     }
 
     /// Deletes the object if it is still at `expected`; answers the deleted object with the

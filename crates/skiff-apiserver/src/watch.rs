@@ -239,6 +239,7 @@ pub async fn serve(
         return Ok(stream_response(rx, output));
     }
 
+    tracing::debug!(resource = rr.rt.plural, ?after, uri_query = ?query.get("resourceVersion"), "watch served by the datastore: the cache no longer holds changes that old");
     // The initial state, then a watch from exactly its revision.
     let mut initial = Vec::new();
     let start = if send_initial {

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -103,8 +103,59 @@ pub struct CacheEvent {
     pub deleted: bool,
 }
 
-/// Recent changes kept for watches that start slightly in the past.
-const RING_EVENTS: usize = 4096;
+/// Recent changes kept for watches that start in the past, as upstream's cacher sizes its
+/// window: every change of the last `FRESH` (upstream's eventFreshDuration), at least
+/// `MIN_EVENTS` of them, and never more than `MAX_EVENTS` (upstream's upper bound) or
+/// `MAX_BYTES` of objects. An informer that lists many objects under load starts its watch
+/// seconds behind; served from here it costs nothing per change, where a watch served by
+/// the datastore decodes every change for itself.
+struct Ring {
+    events: std::collections::VecDeque<(Instant, Arc<CacheEvent>)>,
+    bytes: usize,
+    /// The changes held cover (`floor`, the cache's revision].
+    floor: Revision,
+}
+
+impl Ring {
+    const FRESH: Duration = Duration::from_secs(75);
+    const MIN_EVENTS: usize = 4096;
+    const MAX_EVENTS: usize = 100 * 1024;
+    const MAX_BYTES: usize = 64 << 20;
+
+    fn new(floor: Revision) -> Ring {
+        Ring {
+            events: Default::default(),
+            bytes: 0,
+            floor,
+        }
+    }
+
+    fn push(&mut self, now: Instant, event: Arc<CacheEvent>) {
+        self.bytes += event.object.bytes.len();
+        self.events.push_back((now, event));
+        while let Some((at, oldest)) = self.events.front() {
+            let stale =
+                self.events.len() > Self::MIN_EVENTS && now.duration_since(*at) > Self::FRESH;
+            if !stale && self.events.len() <= Self::MAX_EVENTS && self.bytes <= Self::MAX_BYTES {
+                break;
+            }
+            let (bytes, revision) = (oldest.object.bytes.len(), oldest.revision);
+            self.events.pop_front();
+            self.bytes -= bytes;
+            self.floor = revision;
+        }
+    }
+
+    /// The changes after `after`, or `None` when some of them are no longer held.
+    fn since(&self, after: Revision) -> Option<Vec<Arc<CacheEvent>>> {
+        if after < self.floor {
+            return None;
+        }
+        let first = self.events.partition_point(|(_, e)| e.revision <= after);
+        Some(self.events.range(first..).map(|(_, e)| e.clone()).collect())
+    }
+}
+
 /// Changes a watcher may fall behind by before its watch is ended (it re-watches).
 const WATCHER_BUFFER: usize = 4096;
 
@@ -113,9 +164,8 @@ struct State {
     objects: BTreeMap<String, Arc<Cached>>,
     /// Every change up to this revision is reflected.
     revision: Revision,
-    /// The most recent changes, covering (`ring_floor`, `revision`].
-    ring: std::collections::VecDeque<Arc<CacheEvent>>,
-    ring_floor: Revision,
+    /// The most recent changes.
+    ring: Ring,
     /// The feeding watch ended; the cache must be rebuilt before it is used again.
     broken: bool,
 }
@@ -193,8 +243,7 @@ impl WatchCache {
             state: RwLock::new(State {
                 objects: map,
                 revision,
-                ring: std::collections::VecDeque::new(),
-                ring_floor: revision,
+                ring: Ring::new(revision),
                 broken: false,
             }),
             revision_tx,
@@ -282,12 +331,7 @@ impl WatchCache {
             }
         };
         let event = Arc::new(event);
-        state.ring.push_back(event.clone());
-        while state.ring.len() > RING_EVENTS {
-            if let Some(old) = state.ring.pop_front() {
-                state.ring_floor = old.revision;
-            }
-        }
+        state.ring.push(Instant::now(), event.clone());
         state.revision = state.revision.max(ev.revision());
         let revision = state.revision;
         // Sent under the lock: see `events_tx`. No receivers is fine.
@@ -317,18 +361,12 @@ impl WatchCache {
                 revision: state.revision,
                 rx,
             }),
-            Some(after) if after >= state.ring_floor => Some(Subscription {
+            Some(after) => Some(Subscription {
                 initial: Vec::new(),
-                backlog: state
-                    .ring
-                    .iter()
-                    .filter(|e| e.revision > after)
-                    .cloned()
-                    .collect(),
+                backlog: state.ring.since(after)?,
                 revision: state.revision.max(after),
                 rx,
             }),
-            Some(_) => None,
         }
     }
 
@@ -471,5 +509,74 @@ impl Caches {
             return Ok(None);
         }
         Ok(Some(cache.snapshot(ns, labels, field_sel)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(revision: Revision, object: &Arc<Cached>) -> Arc<CacheEvent> {
+        Arc::new(CacheEvent {
+            key: format!("/registry/pods/default/p-{revision}"),
+            revision,
+            object: object.clone(),
+            prev: None,
+            deleted: false,
+        })
+    }
+
+    fn pod(bytes: usize) -> Arc<Cached> {
+        let rt = skiff_api::resources::lookup("", "v1", "pods").expect("pods");
+        let obj = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default",
+                         "annotations": {"pad": "x".repeat(bytes)}}});
+        Arc::new(Cached::new(rt, obj))
+    }
+
+    #[test]
+    fn the_ring_keeps_recent_changes_and_at_least_its_minimum() {
+        let object = pod(10);
+        let start = Instant::now();
+        let mut ring = Ring::new(0);
+        let old = Ring::MIN_EVENTS as Revision + 10;
+        for r in 1..=old {
+            ring.push(start, event(r, &object));
+        }
+        // Young changes stay beyond the minimum.
+        assert_eq!(ring.events.len(), old as usize);
+        assert_eq!(ring.since(0).map(|e| e.len()), Some(old as usize));
+        // Once they are older than FRESH, only the minimum is kept.
+        let later = start + Ring::FRESH + Duration::from_secs(1);
+        ring.push(later, event(old + 1, &object));
+        assert_eq!(ring.events.len(), Ring::MIN_EVENTS);
+        assert_eq!(ring.floor, old + 1 - Ring::MIN_EVENTS as Revision);
+        assert!(
+            ring.since(ring.floor - 1).is_none(),
+            "changes no longer held"
+        );
+        let after = old - 2;
+        let revisions: Vec<_> = ring
+            .since(after)
+            .unwrap()
+            .iter()
+            .map(|e| e.revision)
+            .collect();
+        assert_eq!(revisions, [old - 1, old, old + 1]);
+        assert_eq!(ring.since(old + 1).map(|e| e.len()), Some(0));
+    }
+
+    #[test]
+    fn the_ring_is_bounded_by_the_bytes_it_holds() {
+        let object = pod(64 * 1024);
+        let size = object.bytes.len();
+        let mut ring = Ring::new(0);
+        let now = Instant::now();
+        for r in 1..=2 * (Ring::MAX_BYTES / size) as Revision {
+            ring.push(now, event(r, &object));
+        }
+        assert!(ring.bytes <= Ring::MAX_BYTES);
+        assert_eq!(ring.bytes, ring.events.len() * size);
+        assert_eq!(ring.events.len(), Ring::MAX_BYTES / size);
     }
 }

@@ -60,6 +60,29 @@ impl ServerProcess {
     pub(crate) fn rss_mib(&self) -> Result<f64> {
         Ok(rss_kib(self.child.id())? / 1024.0)
     }
+
+    pub(crate) fn cpu_seconds(&self) -> Result<f64> {
+        cpu_seconds(self.child.id())
+    }
+}
+
+/// The CPU time (user and system) a process has used, in seconds. CPU per operation is the
+/// figure that holds still on a noisy machine, where throughput swings with the neighbours.
+pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> Result<f64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .with_context(|| format!("/proc/{pid}/stat has no field {}", i + 3))
+    };
+    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// A process's resident memory (VmRSS) in KiB.
@@ -130,7 +153,11 @@ pub(crate) async fn start_server(extra: &[&str]) -> Result<ServerProcess> {
         .arg("--write-kubeconfig")
         .arg(dir.path().join("kubeconfig"))
         .args(extra)
-        .env("RUST_LOG", "warn")
+        // SKIFF_BENCH_SERVER_LOG=skiff_apiserver::requests=debug logs every request.
+        .env(
+            "RUST_LOG",
+            std::env::var("SKIFF_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -55,8 +55,8 @@ pub async fn run(sizes: Sizes) -> Result<()> {
         fields!("nodes" => sizes.nodes, "seconds" => round(started.elapsed().as_secs_f64())),
     );
 
-    bind_baseline(&client, &sizes).await?;
-    scheduler_backlog(&client, &sizes).await?;
+    bind_baseline(&client, &server, &sizes).await?;
+    scheduler_backlog(&client, &server, &sizes).await?;
     scheduler_stream(&client, &sizes).await?;
     deployment(&client, &sizes).await?;
     emit(
@@ -193,12 +193,20 @@ impl PodWatch {
     }
 }
 
-async fn bind_baseline(client: &kube::Client, sizes: &Sizes) -> Result<()> {
+/// The server's CPU time per pod, in ms, since `cpu_before` (seconds).
+fn server_cpu_ms_per_pod(server: &ServerProcess, cpu_before: f64, pods: usize) -> Result<f64> {
+    Ok(round(
+        (server.cpu_seconds()? - cpu_before) * 1000.0 / pods as f64,
+    ))
+}
+
+async fn bind_baseline(client: &kube::Client, server: &ServerProcess, sizes: &Sizes) -> Result<()> {
     let api = namespace(client, "bench-bind").await?;
     create_pending(&api, sizes.pods, sizes.concurrency).await?;
     let watch = PodWatch::start(&api);
     let nodes = sizes.nodes;
     let binder = api.clone();
+    let cpu_before = server.cpu_seconds()?;
     let start = Instant::now();
     let mut lat = in_parallel(sizes.pods, sizes.concurrency, move |i| {
         let api = binder.clone();
@@ -219,7 +227,8 @@ async fn bind_baseline(client: &kube::Client, sizes: &Sizes) -> Result<()> {
         [
             fields!("pods" => sizes.pods, "nodes" => sizes.nodes, "concurrency" => sizes.concurrency,
                     "pods_bound_per_s" => round(sizes.pods as f64 / elapsed.as_secs_f64()),
-                    "all_running_after_s" => round(all_running.as_secs_f64())),
+                    "all_running_after_s" => round(all_running.as_secs_f64()),
+                    "server_cpu_ms_per_pod" => server_cpu_ms_per_pod(server, cpu_before, sizes.pods)?),
             lat.summary("binding_"),
         ]
         .concat(),
@@ -227,10 +236,15 @@ async fn bind_baseline(client: &kube::Client, sizes: &Sizes) -> Result<()> {
     Ok(())
 }
 
-async fn scheduler_backlog(client: &kube::Client, sizes: &Sizes) -> Result<()> {
+async fn scheduler_backlog(
+    client: &kube::Client,
+    server: &ServerProcess,
+    sizes: &Sizes,
+) -> Result<()> {
     let api = namespace(client, "bench-backlog").await?;
     create_pending(&api, sizes.pods, sizes.concurrency).await?;
     let watch = PodWatch::start(&api);
+    let cpu_before = server.cpu_seconds()?;
     let start = Instant::now();
     // From here on the scheduler runs for the rest of the benchmark.
     tokio::spawn(skiff_scheduler::run(client.clone()));
@@ -252,7 +266,8 @@ async fn scheduler_backlog(client: &kube::Client, sizes: &Sizes) -> Result<()> {
                     "pods_bound_per_s" => round(sizes.pods as f64 / elapsed.as_secs_f64()),
                     "binding_phase_pods_per_s" => round(sizes.pods as f64 / binding_phase),
                     "first_binding_after_ms" => round(first.duration_since(start).as_secs_f64() * 1000.0),
-                    "all_running_after_s" => round(watch.settle(sizes.pods).await?.duration_since(start).as_secs_f64())),
+                    "all_running_after_s" => round(watch.settle(sizes.pods).await?.duration_since(start).as_secs_f64()),
+                    "server_cpu_ms_per_pod" => server_cpu_ms_per_pod(server, cpu_before, sizes.pods)?),
             lat.summary("since_start_"),
         ]
         .concat(),

@@ -8,7 +8,6 @@ pub(super) async fn bind_pod(
     state: &ApiState,
     rr: &ResourceRequest,
     binding: &Value,
-    manager: &str,
     output: Output,
 ) -> Result<Response, ApiError> {
     let name = name_of(rr);
@@ -61,14 +60,9 @@ pub(super) async fn bind_pod(
             }
         }
         set_condition(&mut bound, "PodScheduled", "True");
-        track_fields(
-            rr.rt,
-            manager,
-            Some(Subresource::Binding),
-            Some(&old.object),
-            &mut bound,
-        );
-        match state.objects.update(rr.rt, &bound, old.mod_revision).await {
+        // No managedFields entry: upstream binds straight through storage, outside the
+        // field manager, so a bound pod's managers are those of its other writes.
+        match state.objects.update(rr.rt, bound, old.mod_revision).await {
             Ok(_) => {
                 return Ok(respond(
                     StatusCode::CREATED,

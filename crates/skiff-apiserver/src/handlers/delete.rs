@@ -141,7 +141,7 @@ pub(super) async fn delete_one(
         if (rt.group, rt.kind) == ("", "Namespace") {
             skiff_api::object::set_field(&mut marked, &["status", "phase"], "Terminating".into());
         }
-        match state.objects.update(rt, &marked, old.mod_revision).await {
+        match state.objects.update(rt, marked, old.mod_revision).await {
             Ok(stored) => return Ok((false, stored.object)),
             Err(e) if e.reason == "Conflict" => continue,
             Err(e) => return Err(e),

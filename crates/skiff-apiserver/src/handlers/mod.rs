@@ -120,10 +120,24 @@ pub async fn resource(State(state): State<Arc<ApiState>>, req: Request) -> Respo
             .await
             .unwrap_or_else(|e| error_response(&e));
     }
-    match dispatch(state, req).await {
+    // The request log (upstream's httplog): `RUST_LOG=skiff_apiserver::requests=debug`.
+    let logged = tracing::enabled!(target: "skiff_apiserver::requests", tracing::Level::DEBUG)
+        .then(|| {
+            (
+                req.method().clone(),
+                req.uri().clone(),
+                std::time::Instant::now(),
+            )
+        });
+    let response = match dispatch(state, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
+    };
+    if let Some((method, uri, started)) = logged {
+        tracing::debug!(target: "skiff_apiserver::requests", %method, %uri,
+            status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64);
     }
+    response
 }
 
 /// How much of an oversized body is read and dropped before answering 413, so HTTP/2

@@ -33,11 +33,11 @@ pub(super) async fn create_object(
         admit_service_account(state, &mut obj).await?;
     }
     if !is_service(rt) {
-        return state.objects.create(rt, &obj).await;
+        return state.objects.create(rt, obj).await;
     }
     let owner = service_owner(&obj);
     let held = state.services.allocate(rt, &mut obj, &owner).await?;
-    match state.objects.create(rt, &obj).await {
+    match state.objects.create(rt, obj).await {
         Ok(stored) => Ok(stored),
         Err(e) => {
             state.services.release(&held).await;
@@ -67,7 +67,7 @@ async fn admit_service_account(state: &ApiState, pod: &mut Value) -> Result<(), 
         Err(e) if e.code == 404 && account_name == admission::DEFAULT_SERVICE_ACCOUNT => {
             let mut fresh = json!({"metadata": {"name": account_name}});
             strategy::prepare_create(rt, &mut fresh, Some(&ns))?;
-            match state.objects.create(rt, &fresh).await {
+            match state.objects.create(rt, fresh).await {
                 Ok(stored) => stored.object,
                 Err(e) if e.code == 409 => {
                     state
@@ -197,13 +197,13 @@ pub(super) async fn update_object(
         return Ok(old.clone());
     }
     if !is_service(rt) || !main_resource {
-        return state.objects.update(rt, &new, old.mod_revision).await;
+        return state.objects.update(rt, new, old.mod_revision).await;
     }
     let (taken, release) = state
         .services
         .reallocate(rt, &old.object, &mut new, &service_owner(&old.object))
         .await?;
-    match state.objects.update(rt, &new, old.mod_revision).await {
+    match state.objects.update(rt, new, old.mod_revision).await {
         Ok(stored) => {
             state.services.release(&release).await;
             Ok(stored)
@@ -250,8 +250,9 @@ pub(super) async fn create(
     let output = negotiate::output(headers, Conversions::None)?;
     if rr.subresource == Some(Subresource::Binding) {
         let binding = negotiate::decode_body(headers, body)?;
-        let manager = field_manager(query, headers)?;
-        return bind_pod(state, rr, &binding, &manager, output).await;
+        // Checked as on every create, though a binding records no field owner.
+        field_manager(query, headers)?;
+        return bind_pod(state, rr, &binding, output).await;
     }
     if rr.subresource == Some(Subresource::Token) {
         let request = negotiate::decode_body(headers, body)?;
