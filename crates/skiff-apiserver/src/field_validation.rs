@@ -8,7 +8,7 @@ use serde_json::Value;
 use skiff_api::ApiError;
 use skiff_api::schema::prune_unknown_fields;
 
-use crate::handlers::Query;
+use crate::query::Query;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Directive {

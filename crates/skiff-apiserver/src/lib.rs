@@ -15,10 +15,12 @@ mod negotiate;
 mod node_stream;
 mod objects;
 pub mod pki;
+mod query;
 mod request;
 mod reviews;
 mod routes;
 pub mod sa_token;
+mod state;
 mod strategy;
 mod watch;
 mod watch_cache;
@@ -159,11 +161,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let event_expiry = tokio::spawn(event_ttl::run(objects.clone(), config.event_ttl));
     let caches = watch_cache::Caches::new(objects.clone());
-    let state = Arc::new(handlers::ApiState {
+    let state = Arc::new(state::ApiState {
         objects,
         caches,
         services,
-        tolerations: handlers::DefaultTolerations {
+        tolerations: state::DefaultTolerations {
             not_ready_seconds: config.not_ready_toleration_seconds,
             unreachable_seconds: config.unreachable_toleration_seconds,
         },

@@ -2,8 +2,9 @@
 //! response takes (JSON, YAML, or a server-side `Table`), following the client's `Accept`
 //! order.
 
-use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use skiff_api::ApiError;
 
@@ -201,6 +202,23 @@ pub fn encode(value: &Value, output: Output) -> (Vec<u8>, &'static str) {
         },
         _ => (skiff_api::wire_json::body(value), "application/json"),
     }
+}
+
+/// An error as a `Status` response.
+pub fn error_response(err: &ApiError) -> Response {
+    let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        code,
+        [(CONTENT_TYPE, "application/json")],
+        skiff_api::wire_json::body(&err.to_status()),
+    )
+        .into_response()
+}
+
+/// A JSON or YAML response.
+pub fn respond(code: StatusCode, value: &Value, output: Output) -> Response {
+    let (body, content_type) = encode(value, output);
+    (code, [(CONTENT_TYPE, content_type)], body).into_response()
 }
 
 #[cfg(test)]

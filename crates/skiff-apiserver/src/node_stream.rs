@@ -23,8 +23,8 @@ use skiff_api::resources;
 use skiff_api::{ApiError, Subresource};
 use tokio::net::TcpStream;
 
-use crate::handlers::ApiState;
 use crate::request::ResourceRequest;
+use crate::state::ApiState;
 
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 

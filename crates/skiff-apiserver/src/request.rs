@@ -27,6 +27,13 @@ pub struct ResourceRequest {
     pub verb: Verb,
 }
 
+impl ResourceRequest {
+    /// The object's name, empty for requests on a collection.
+    pub fn name_or_empty(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+}
+
 /// Namespace subresources that stay with the namespace instead of starting a new resource.
 const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 

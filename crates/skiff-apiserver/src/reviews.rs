@@ -9,8 +9,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use skiff_api::{ApiError, Cause, ResourceType};
 
-use crate::handlers::respond;
 use crate::negotiate;
+use crate::negotiate::respond;
 
 pub fn create(rt: &ResourceType, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
     let output = negotiate::output(headers, negotiate::Conversions::None)?;

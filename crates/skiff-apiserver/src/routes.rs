@@ -13,8 +13,10 @@ use serde_json::json;
 use skiff_api::ApiError;
 use skiff_api::discovery::{self, AggregatedVersion};
 
-use crate::handlers::{self, ApiState, error_response, respond};
+use crate::handlers;
 use crate::negotiate::Output;
+use crate::negotiate::{error_response, respond};
+use crate::state::ApiState;
 
 /// Paths anyone may read without credentials (upstream's `system:public-info-viewer`).
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];

@@ -22,9 +22,9 @@ use skiff_api::{ApiError, ResourceType, table};
 use skiff_store::{Event, EventKind, Revision, StoreError};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::handlers::{Query, selected, selectors};
 use crate::negotiate::{self, Output};
 use crate::objects::{Objects, decode, store_error};
+use crate::query::{Query, selected, selectors};
 use crate::request::ResourceRequest;
 use crate::watch_cache::{CacheEvent, Cached, Caches, Subscription};
 

@@ -1,6 +1,20 @@
 //! Server-side apply: create-or-update under field ownership.
 
-use super::*;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+use skiff_api::object::{meta_str, metadata_mut};
+use skiff_api::{ApiError, Subresource, managed_fields};
+
+use super::persist::{
+    PATCH_RETRIES, WriteOptions, check_namespace_open, create_object, update_object,
+};
+use crate::field_validation::with_warnings;
+use crate::negotiate::{Output, respond};
+use crate::query::Query;
+use crate::request::ResourceRequest;
+use crate::state::ApiState;
+use crate::strategy;
 
 /// Server-side apply: create the object from the configuration, or merge the configuration
 /// into it under field ownership (409 on conflicts with other managers unless `force`).
@@ -47,10 +61,10 @@ pub(super) async fn server_side_apply(
             rr.rt.kind
         )));
     }
-    if let Some(n) = meta_str(&applied, "name").filter(|n| *n != name_of(rr)) {
+    if let Some(n) = meta_str(&applied, "name").filter(|n| *n != rr.name_or_empty()) {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({n}) does not match the name on the URL ({})",
-            name_of(rr)
+            rr.name_or_empty()
         )));
     }
     let warnings =
@@ -64,7 +78,7 @@ pub(super) async fn server_side_apply(
             managed_fields::conflict_message(&conflicts),
         );
         e.details = Some(Box::new(skiff_api::status::Details {
-            name: name_of(rr).to_string(),
+            name: rr.name_or_empty().to_string(),
             group: rr.rt.group.to_string(),
             kind: rr.rt.plural.to_string(),
             causes: conflicts
@@ -82,7 +96,7 @@ pub(super) async fn server_side_apply(
     for _ in 0..PATCH_RETRIES {
         match state
             .objects
-            .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
+            .get(rr.rt, rr.namespace.as_deref(), rr.name_or_empty())
             .await
         {
             Err(e) if e.code == 404 && status => return Err(e),
@@ -98,9 +112,10 @@ pub(super) async fn server_side_apply(
                     &now,
                 )
                 .map_err(conflict_error)?;
-                metadata_mut(&mut obj).insert("name".into(), name_of(rr).into());
+                metadata_mut(&mut obj).insert("name".into(), rr.name_or_empty().into());
                 strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
-                check_namespace_open(state, rr.rt, rr.namespace.as_deref(), name_of(rr)).await?;
+                check_namespace_open(state, rr.rt, rr.namespace.as_deref(), rr.name_or_empty())
+                    .await?;
                 match create_object(state, rr.rt, obj).await {
                     Ok(stored) => {
                         return Ok(with_warnings(
@@ -163,7 +178,7 @@ pub(super) async fn server_side_apply(
     }
     Err(ApiError::conflict(
         rr.rt,
-        name_of(rr),
+        rr.name_or_empty(),
         "the object kept changing while the configuration was applied; try again",
     ))
 }

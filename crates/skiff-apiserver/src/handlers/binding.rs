@@ -1,6 +1,16 @@
 //! `pods/<name>/binding`: the scheduler's assignment of a pod to a node.
 
-use super::*;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+use skiff_api::ApiError;
+use skiff_api::object::{meta_str, metadata_mut};
+use skiff_api::resources::lookup;
+
+use super::persist::PATCH_RETRIES;
+use crate::negotiate::{Output, respond};
+use crate::request::ResourceRequest;
+use crate::state::ApiState;
 
 /// `pods/<name>/binding`: the scheduler's assignment of a pod to a node. Sets
 /// `spec.nodeName` once (a bound pod answers 409) and the PodScheduled condition.
@@ -10,7 +20,7 @@ pub(super) async fn bind_pod(
     binding: &Value,
     output: Output,
 ) -> Result<Response, ApiError> {
-    let name = name_of(rr);
+    let name = rr.name_or_empty();
     let binding_rt = lookup("", "v1", "pods").expect("pods are registered");
     let node = skiff_api::object::field_str(binding, &["target", "name"]).unwrap_or_default();
     if node.is_empty() {
@@ -82,7 +92,7 @@ pub(super) async fn bind_pod(
 }
 
 /// Sets a status condition (type, status, lastTransitionTime when the status changes).
-pub(super) fn set_condition(obj: &mut Value, ty: &str, status: &str) {
+fn set_condition(obj: &mut Value, ty: &str, status: &str) {
     let now = skiff_api::object::now_rfc3339();
     let conditions = obj["status"]
         .as_object_mut()

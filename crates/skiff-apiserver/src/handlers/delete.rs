@@ -1,7 +1,17 @@
 //! Deletes: one object or a collection, with preconditions, grace periods, finalizers and
 //! propagation policies.
 
-use super::*;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use skiff_api::object::{meta_str, metadata_mut};
+use skiff_api::{ApiError, ResourceType};
+
+use super::Call;
+use super::persist::{PATCH_RETRIES, delete_object};
+use crate::negotiate::{self, Conversions, respond};
+use crate::query::{Query, selected, selectors};
+use crate::state::ApiState;
 
 /// `DeleteOptions` from a body or the query.
 pub(super) struct DeleteOptions {
@@ -169,19 +179,21 @@ pub(super) fn graceful_period(rt: &ResourceType, obj: &Value, opts: &DeleteOptio
     (grace > 0).then_some(grace)
 }
 
-pub(super) async fn delete(
-    state: &ApiState,
-    rr: &ResourceRequest,
-    query: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub(super) async fn delete(call: Call<'_>) -> Result<Response, ApiError> {
+    let (state, rr, query, headers, body) = call.parts();
     let output = negotiate::output(headers, Conversions::None)?;
     if rr.subresource.is_some() {
         return Err(ApiError::method_not_supported(rr.rt, "DELETE"));
     }
     let opts = delete_options(query, headers, body)?;
-    let (gone, obj) = delete_one(state, rr.rt, rr.namespace.as_deref(), name_of(rr), &opts).await?;
+    let (gone, obj) = delete_one(
+        state,
+        rr.rt,
+        rr.namespace.as_deref(),
+        rr.name_or_empty(),
+        &opts,
+    )
+    .await?;
     let code = if gone {
         StatusCode::OK
     } else {
@@ -190,13 +202,8 @@ pub(super) async fn delete(
     Ok(respond(code, &obj, output))
 }
 
-pub(super) async fn delete_collection(
-    state: &ApiState,
-    rr: &ResourceRequest,
-    query: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub(super) async fn delete_collection(call: Call<'_>) -> Result<Response, ApiError> {
+    let (state, rr, query, headers, body) = call.parts();
     let output = negotiate::output(headers, Conversions::None)?;
     let opts = delete_options(query, headers, body)?;
     let (labels, field_sel) = selectors(rr.rt, query)?;

@@ -1,114 +1,61 @@
-//! The resource handlers: dispatch of every `/api/...` and `/apis/...` resource request to
-//! its verb, and what the verbs share (the state, the query, responses). Reads, writes,
-//! apply, binding and deletes each have their module; watches are in `crate::watch`.
+//! The resource handlers: every `/api/...` and `/apis/...` resource request, dispatched to
+//! its verb. Each verb has its module (`read`, `create`, `update`, `delete`; server-side
+//! apply, a pod's binding and a service account's token are theirs too); what the writing
+//! verbs share is `persist`. Watches are served by `crate::watch`. The modules import one
+//! another in one direction only: the verbs use `persist`, `scale` and the subresources,
+//! never the other way round.
 
 mod apply;
 mod binding;
+mod create;
 mod delete;
+mod persist;
 mod read;
+mod scale;
 mod token;
-mod write;
+mod update;
 
-// The verb modules reach each other's helpers, and these imports, through `use super::*`.
-use apply::*;
-use binding::*;
-use delete::*;
-use read::*;
-use token::*;
-use write::*;
-
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-use skiff_api::object::{meta_str, metadata_mut};
-use skiff_api::patch::{JsonPatchError, PatchKind};
-use skiff_api::resources::lookup;
-use skiff_api::selectors::Selector;
-use skiff_api::{ApiError, ResourceType, Subresource, fields, managed_fields, table};
-use skiff_store::Revision;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use skiff_api::{ApiError, Subresource};
 
-use crate::allocators::ServiceAllocator;
-use crate::continue_token;
-use crate::field_validation::{Directive, with_warnings};
-use crate::negotiate::{self, Conversions, Output};
-use crate::objects::{Objects, Stored};
+use crate::negotiate::error_response;
+use crate::query::Query;
 use crate::request::{self, ResourceRequest, Verb};
-use crate::strategy;
+use crate::state::ApiState;
 use crate::watch;
-use crate::watch_cache::{Caches, Freshness, Snapshot};
+
+/// One resource request, as the verb handlers take it.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    state: &'a ApiState,
+    rr: &'a ResourceRequest,
+    query: &'a Query,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
+impl<'a> Call<'a> {
+    #[allow(clippy::type_complexity)]
+    fn parts(
+        self,
+    ) -> (
+        &'a ApiState,
+        &'a ResourceRequest,
+        &'a Query,
+        &'a HeaderMap,
+        &'a [u8],
+    ) {
+        (self.state, self.rr, self.query, self.headers, self.body)
+    }
+}
 
 /// Bodies over this size are refused with 413 (upstream's limit for most requests).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-
-/// How many times a patch is re-applied when the object changes under it.
-const PATCH_RETRIES: usize = 8;
-
-/// What every handler shares.
-pub struct ApiState {
-    pub objects: Objects,
-    pub caches: Caches,
-    pub services: ServiceAllocator,
-    pub tolerations: DefaultTolerations,
-    pub tokens: Arc<crate::sa_token::TokenIssuer>,
-    pub nodes: crate::node_stream::NodeDialer,
-}
-
-/// What the DefaultTolerationSeconds admission gives new pods.
-pub struct DefaultTolerations {
-    pub not_ready_seconds: i64,
-    pub unreachable_seconds: i64,
-}
-
-/// An error as a `Status` response.
-pub fn error_response(err: &ApiError) -> Response {
-    let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        skiff_api::wire_json::body(&err.to_status()),
-    )
-        .into_response()
-}
-
-/// A JSON or YAML response.
-pub fn respond(code: StatusCode, value: &Value, output: Output) -> Response {
-    let (body, content_type) = negotiate::encode(value, output);
-    (code, [(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-/// The query parameters of a request (last value wins, as upstream's decoder).
-pub struct Query(HashMap<String, String>);
-
-impl Query {
-    pub fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?;
-        Ok(Query(pairs.into_iter().collect()))
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
-    }
-
-    pub fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
-        match self.get(key).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for {key}"))),
-        }
-    }
-}
 
 /// The entry point for every `/api/...` and `/apis/...` resource path.
 pub async fn resource(State(state): State<Arc<ApiState>>, req: Request) -> Response {
@@ -179,34 +126,23 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
             _ => Err(ApiError::method_not_supported(rr.rt, parts.method.as_str())),
         };
     }
+    let call = Call {
+        state: &state,
+        rr: &rr,
+        query: &query,
+        headers: &headers,
+        body: &body,
+    };
     match rr.verb {
-        Verb::Get => get(&state, &rr, &headers).await,
-        Verb::List => list(&state, &rr, &query, &headers).await,
+        Verb::Get => read::get(call).await,
+        Verb::List => read::list(call).await,
         Verb::Watch => {
             watch::serve(state.objects.clone(), &state.caches, &rr, &query, &headers).await
         }
-        Verb::Create => create(&state, &rr, &query, &headers, &body).await,
-        Verb::Update => update(&state, &rr, &query, &headers, &body).await,
-        Verb::Patch => patch(&state, &rr, &query, &headers, &body).await,
-        Verb::Delete => delete(&state, &rr, &query, &headers, &body).await,
-        Verb::DeleteCollection => delete_collection(&state, &rr, &query, &headers, &body).await,
+        Verb::Create => create::create(call).await,
+        Verb::Update => update::update(call).await,
+        Verb::Patch => update::patch(call).await,
+        Verb::Delete => delete::delete(call).await,
+        Verb::DeleteCollection => delete::delete_collection(call).await,
     }
-}
-
-fn name_of(rr: &ResourceRequest) -> &str {
-    rr.name.as_deref().unwrap_or_default()
-}
-
-/// The label and field selectors of a list or watch, checked against the type.
-pub fn selectors(rt: &ResourceType, query: &Query) -> Result<(Selector, Selector), ApiError> {
-    let labels = Selector::parse_labels(query.get("labelSelector").unwrap_or(""))?;
-    let field_sel = Selector::parse_fields(query.get("fieldSelector").unwrap_or(""))?;
-    fields::check_field_selector(rt, &field_sel)?;
-    Ok((labels, field_sel))
-}
-
-/// Whether an object passes both selectors.
-pub fn selected(labels: &Selector, field_sel: &Selector, obj: &Value) -> bool {
-    labels.matches_labels(obj.get("metadata").and_then(|m| m.get("labels")))
-        && fields::matches_fields(field_sel, obj)
 }

@@ -1,7 +1,22 @@
 //! Reads: get (with the scale subresource) and list, from the watch cache when it can
 //! answer, else the datastore.
 
-use super::*;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use skiff_api::object::meta_str;
+use skiff_api::{ApiError, ResourceType, Subresource, table};
+use skiff_store::Revision;
+
+use super::Call;
+use super::scale::scale_of;
+use crate::continue_token;
+use crate::negotiate::{self, Conversions, Output, respond};
+use crate::query::{Query, selected, selectors};
+use crate::watch_cache::{Freshness, Snapshot};
 
 /// One object as the client asked for it: the object, or a one-row Table.
 pub(super) fn render_one(
@@ -33,11 +48,8 @@ pub(super) fn render_one(
     }
 }
 
-pub(super) async fn get(
-    state: &ApiState,
-    rr: &ResourceRequest,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+pub(super) async fn get(call: Call<'_>) -> Result<Response, ApiError> {
+    let (state, rr, _, headers, _) = call.parts();
     let output = negotiate::output(
         headers,
         if rr.subresource.is_none() {
@@ -48,7 +60,7 @@ pub(super) async fn get(
     )?;
     let stored = state
         .objects
-        .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
+        .get(rr.rt, rr.namespace.as_deref(), rr.name_or_empty())
         .await?;
     if rr.subresource == Some(Subresource::Scale) {
         return Ok(respond(StatusCode::OK, &scale_of(&stored.object), output));
@@ -56,12 +68,8 @@ pub(super) async fn get(
     Ok(render_one(rr.rt, &stored.object, output, StatusCode::OK))
 }
 
-pub(super) async fn list(
-    state: &ApiState,
-    rr: &ResourceRequest,
-    query: &Query,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
+    let (state, rr, query, headers, _) = call.parts();
     let output = negotiate::output(headers, Conversions::List)?;
     let (labels, field_sel) = selectors(rr.rt, query)?;
     let limit: usize = query.number("limit")?.unwrap_or(0);

@@ -1,7 +1,16 @@
 //! `serviceaccounts/<name>/token`: TokenRequest, as `kubectl create token` uses it.
 
-use super::*;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+use skiff_api::ApiError;
+use skiff_api::object::meta_str;
+use skiff_api::resources::lookup;
+
+use crate::negotiate::{Output, respond};
+use crate::request::ResourceRequest;
 use crate::sa_token::{BoundPod, ISSUER, ServiceAccountIdentity};
+use crate::state::ApiState;
 
 /// Upstream's bounds on `spec.expirationSeconds`: at least ten minutes; one hour by default.
 const MIN_EXPIRATION: u64 = 600;
@@ -13,7 +22,7 @@ pub(super) async fn create_token(
     request: &Value,
     output: Output,
 ) -> Result<Response, ApiError> {
-    let name = name_of(rr);
+    let name = rr.name_or_empty();
     let namespace = rr.namespace.as_deref().unwrap_or("default");
     let account = state.objects.get(rr.rt, Some(namespace), name).await?;
     let spec = request.get("spec").cloned().unwrap_or_else(|| json!({}));
@@ -115,10 +124,10 @@ async fn bound_pod(
     let runs_as = skiff_api::object::field(&pod, &["spec", "serviceAccountName"])
         .and_then(Value::as_str)
         .unwrap_or(skiff_api::admission::DEFAULT_SERVICE_ACCOUNT);
-    if runs_as != name_of(rr) {
+    if runs_as != rr.name_or_empty() {
         return Err(ApiError::bad_request(format!(
             "cannot bind token for serviceaccount {:?} to pod running with different serviceaccount name.",
-            name_of(rr)
+            rr.name_or_empty()
         )));
     }
     Ok(BoundPod {

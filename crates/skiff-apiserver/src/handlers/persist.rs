@@ -1,8 +1,25 @@
-//! Writes: create, update and patch (JSON, merge, strategic), through the main resource or
-//! the status and scale subresources, with field managers, field validation and the
-//! service address allocators.
+//! How every verb stores an object: admission and address allocation on create, the
+//! update path (field validation, strategy, managed fields, no-op detection, finalization),
+//! deletes that give back what a service held, and the options every write carries.
 
-use super::*;
+use axum::http::{HeaderMap, header};
+use serde_json::{Value, json};
+use skiff_api::object::meta_str;
+use skiff_api::resources::lookup;
+use skiff_api::{ApiError, ResourceType, Subresource, managed_fields};
+use skiff_store::Revision;
+
+use super::scale::apply_scale;
+use crate::allocators::ServiceAllocator;
+use crate::field_validation::Directive;
+use crate::objects::Stored;
+use crate::query::Query;
+use crate::request::ResourceRequest;
+use crate::state::ApiState;
+use crate::strategy;
+
+/// How many times a write is re-applied when the object changes under it.
+pub(super) const PATCH_RETRIES: usize = 8;
 
 pub(super) fn is_service(rt: &ResourceType) -> bool {
     (rt.group, rt.kind) == ("", "Service")
@@ -240,43 +257,6 @@ pub(super) async fn check_namespace_open(
     Ok(())
 }
 
-pub(super) async fn create(
-    state: &ApiState,
-    rr: &ResourceRequest,
-    query: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, Conversions::None)?;
-    if rr.subresource == Some(Subresource::Binding) {
-        let binding = negotiate::decode_body(headers, body)?;
-        // Checked as on every create, though a binding records no field owner.
-        field_manager(query, headers)?;
-        return bind_pod(state, rr, &binding, output).await;
-    }
-    if rr.subresource == Some(Subresource::Token) {
-        let request = negotiate::decode_body(headers, body)?;
-        return create_token(state, rr, &request, output).await;
-    }
-    if rr.subresource.is_some() || rr.name.is_some() {
-        return Err(ApiError::method_not_supported(rr.rt, "POST"));
-    }
-    let opts = WriteOptions::from_request(query, headers, body)?;
-    let mut obj = negotiate::decode_body(headers, body)?;
-    let warnings =
-        opts.directive
-            .apply(&rr.rt.api_version(), rr.rt.kind, &mut obj, &opts.duplicates)?;
-    strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
-    track_fields(rr.rt, &opts.manager, None, None, &mut obj);
-    let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-    check_namespace_open(state, rr.rt, rr.namespace.as_deref(), &name).await?;
-    let stored = create_object(state, rr.rt, obj).await?;
-    Ok(with_warnings(
-        respond(StatusCode::CREATED, &stored.object, output),
-        &warnings,
-    ))
-}
-
 /// A resourceVersion a write names, if it names one, must be the stored one.
 pub(super) fn check_precondition(
     rt: &ResourceType,
@@ -339,7 +319,7 @@ pub(super) struct WriteOptions {
 }
 
 impl WriteOptions {
-    fn from_request(
+    pub(super) fn from_request(
         query: &Query,
         headers: &HeaderMap,
         body: &[u8],
@@ -403,172 +383,6 @@ pub(super) fn track_fields(
         &skiff_api::object::now_rfc3339(),
     );
     managed_fields::write(new, &entries);
-}
-
-pub(super) async fn update(
-    state: &ApiState,
-    rr: &ResourceRequest,
-    query: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, Conversions::None)?;
-    let opts = WriteOptions::from_request(query, headers, body)?;
-    let new = negotiate::decode_body(headers, body)?;
-    let old = state
-        .objects
-        .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
-        .await?;
-    check_precondition(
-        rr.rt,
-        name_of(rr),
-        meta_str(&new, "resourceVersion"),
-        old.mod_revision,
-    )?;
-    let (stored, warnings) = write_update(state, rr, new, &old, &opts).await?;
-    Ok(render_written(rr, &stored.object, output, &warnings))
-}
-
-pub(super) fn render_written(
-    rr: &ResourceRequest,
-    obj: &Value,
-    output: Output,
-    warnings: &[String],
-) -> Response {
-    let response = if rr.subresource == Some(Subresource::Scale) {
-        respond(StatusCode::OK, &scale_of(obj), output)
-    } else {
-        respond(StatusCode::OK, obj, output)
-    };
-    with_warnings(response, warnings)
-}
-
-pub(super) async fn patch(
-    state: &ApiState,
-    rr: &ResourceRequest,
-    query: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let output = negotiate::output(headers, Conversions::None)?;
-    let opts = WriteOptions::from_request(query, headers, body)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let kind = PatchKind::from_content_type(content_type)
-        .ok_or_else(|| ApiError::unsupported_media_type(content_type, PatchKind::MEDIA_TYPES))?;
-    let patch_doc = match kind {
-        PatchKind::Apply => negotiate::decode_yaml(body)?,
-        _ => negotiate::decode_json(body)?,
-    };
-    if kind == PatchKind::Apply {
-        return server_side_apply(state, rr, query, output, patch_doc, &opts).await;
-    }
-    // A patch that sets resourceVersion is a precondition on it (a JSON patch states its
-    // preconditions with `test` operations instead).
-    let precondition = meta_str(&patch_doc, "resourceVersion");
-    for _ in 0..PATCH_RETRIES {
-        let old = state
-            .objects
-            .get(rr.rt, rr.namespace.as_deref(), name_of(rr))
-            .await?;
-        let mut target = if rr.subresource == Some(Subresource::Scale) {
-            scale_of(&old.object)
-        } else {
-            old.object.clone()
-        };
-        match kind {
-            PatchKind::Merge => skiff_api::patch::merge_patch(&mut target, &patch_doc),
-            PatchKind::Json => {
-                skiff_api::patch::json_patch(&mut target, &patch_doc).map_err(|e| match e {
-                    JsonPatchError::Malformed(m) => ApiError::bad_request(m),
-                    JsonPatchError::Failed(m) => ApiError::new(422, "Invalid", m),
-                })?
-            }
-            PatchKind::Strategic => {
-                let api_version = rr.rt.api_version();
-                let (api_version, kind) = if rr.subresource == Some(Subresource::Scale) {
-                    ("autoscaling/v1", "Scale")
-                } else {
-                    (api_version.as_str(), rr.rt.kind)
-                };
-                skiff_api::strategic::strategic_merge_patch(
-                    api_version,
-                    kind,
-                    &mut target,
-                    &patch_doc,
-                )
-                .map_err(|e| ApiError::bad_request(e.to_string()))?
-            }
-            PatchKind::Apply => unreachable!("applied above"),
-        }
-        check_precondition(rr.rt, name_of(rr), precondition, old.mod_revision)?;
-        match write_update(state, rr, target, &old, &opts).await {
-            Ok((stored, warnings)) => {
-                return Ok(render_written(rr, &stored.object, output, &warnings));
-            }
-            Err(e) if e.reason == "Conflict" && precondition.is_none() => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(ApiError::conflict(
-        rr.rt,
-        name_of(rr),
-        "the object kept changing while the patch was applied; try again",
-    ))
-}
-
-/// The `autoscaling/v1 Scale` view of a Deployment or ReplicaSet.
-pub(super) fn scale_of(obj: &Value) -> Value {
-    let meta = obj.get("metadata").cloned().unwrap_or_default();
-    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
-    let selector =
-        table::format_label_selector(skiff_api::object::field(obj, &["spec", "selector"]));
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": pick("name"),
-            "namespace": pick("namespace"),
-            "uid": pick("uid"),
-            "resourceVersion": pick("resourceVersion"),
-            "creationTimestamp": pick("creationTimestamp"),
-        },
-        "spec": {"replicas": skiff_api::object::field(obj, &["spec", "replicas"]).cloned().unwrap_or(json!(0))},
-        "status": {
-            "replicas": skiff_api::object::field(obj, &["status", "replicas"]).cloned().unwrap_or(json!(0)),
-            "selector": selector,
-        },
-    })
-}
-
-/// Applies a written Scale to its object: only `spec.replicas` changes.
-pub(super) fn apply_scale(
-    rt: &ResourceType,
-    old: &Value,
-    scale: &Value,
-) -> Result<Value, ApiError> {
-    let name = meta_str(old, "name").unwrap_or_default();
-    let replicas = skiff_api::object::field(scale, &["spec", "replicas"])
-        .and_then(Value::as_i64)
-        .ok_or_else(|| {
-            ApiError::invalid(rt, name, vec![skiff_api::Cause::required("spec.replicas")])
-        })?;
-    if replicas < 0 {
-        return Err(ApiError::invalid(
-            rt,
-            name,
-            vec![skiff_api::Cause::invalid(
-                "spec.replicas",
-                &replicas.into(),
-                "must be greater than or equal to 0",
-            )],
-        ));
-    }
-    let mut new = old.clone();
-    new["spec"]["replicas"] = replicas.into();
-    Ok(new)
 }
 
 #[cfg(test)]
