@@ -7,28 +7,22 @@
 //! State lives on disk (`pod_dir.rs`) and in the container monitors, not in this process:
 //! after an agent restart, running containers are found and adopted, never recreated.
 //!
-//! It also serves the node's streaming endpoints (`server.rs`, kubelet's port 10250), which
-//! the API server relays `kubectl logs` to.
+//! It also serves the node's streaming endpoints (`streaming/`, kubelet's port 10250), which
+//! the API server relays `kubectl logs`, `exec`, `attach` and `port-forward` to.
 
-mod attach;
-mod channels;
 mod container;
 mod env;
-mod exec;
 mod hooks;
 pub mod host;
 mod images;
 mod logs;
 mod pod_dir;
-mod portforward;
 mod probe;
-mod remotecommand;
 pub mod reset;
-mod server;
 mod service_env;
 mod sources;
-mod spdy;
 mod status;
+mod streaming;
 mod sync;
 mod teardown;
 mod tokens;
@@ -54,6 +48,32 @@ use crate::node::{NodeDescription, node_conditions, renew_lease};
 
 pub use sync::Kubelet;
 pub use teardown::wipe;
+
+impl streaming::Containers for Kubelet {
+    fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        self.pods.get(&format!("{namespace}/{name}"))
+    }
+
+    fn pod_dir(&self, pod: &Pod) -> pod_dir::PodDir {
+        self.dir(pod)
+    }
+
+    fn pod_netns(&self, pod: &Pod) -> PathBuf {
+        self.pod_netns(pod, &self.dir(pod))
+    }
+
+    fn exec_command(
+        &self,
+        id: &str,
+        bundle: &std::path::Path,
+        command: &[String],
+        tty: bool,
+        pid_file: &std::path::Path,
+    ) -> Result<skiff_runtime::oci::ExecCommand, skiff_runtime::RuntimeError> {
+        self.runtime
+            .exec_command(id, bundle, command, tty, Some(pid_file))
+    }
+}
 
 /// The bridge a node's pods hang off, in its network namespace.
 pub const POD_BRIDGE: &str = "skiff0";
@@ -104,7 +124,7 @@ pub enum KubeletError {
     #[error(transparent)]
     Agent(#[from] AgentError),
     #[error(transparent)]
-    Streaming(#[from] server::ServerError),
+    Streaming(#[from] streaming::ServerError),
     #[error("{0}")]
     Runtime(String),
 }
@@ -152,7 +172,7 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         config.registry.clone(),
     )
     .map_err(|e| KubeletError::Images(e.to_string()))?;
-    let streams = server::StreamListener::bind(
+    let streams = streaming::StreamListener::bind(
         config.streaming_address,
         &[config.node_name.clone(), config.node_ip.clone()],
         &config.cluster_ca,

@@ -20,13 +20,10 @@ use k8s_openapi::api::core::v1::Pod;
 use skiff_api::ApiError;
 use tokio::net::TcpListener;
 
-use super::channels;
 use super::exec::ExecOptions;
-use super::logs::{self, LogOptions};
-use super::pod_dir::{Attempt, PodDir, run_is_over};
-use super::portforward;
-use super::remotecommand;
-use super::sync::Kubelet;
+use super::{Containers, portforward, remotecommand, websocket};
+use crate::kubelet::logs::{self, LogOptions};
+use crate::kubelet::pod_dir::{Attempt, PodDir, run_is_over};
 
 /// Numbers exec sessions (their pid files) within this agent's life.
 static EXEC_SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -73,7 +70,7 @@ impl StreamListener {
         })
     }
 
-    pub async fn serve(self, kubelet: Arc<Kubelet>) {
+    pub async fn serve(self, node: Arc<dyn Containers>) {
         let app = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route(
@@ -89,7 +86,7 @@ impl StreamListener {
                 any(container_attach),
             )
             .route("/portForward/{namespace}/{pod}/{uid}", any(port_forward))
-            .with_state(kubelet);
+            .with_state(node);
         skiff_tls::serve(self.listener, self.acceptor, app).await;
     }
 }
@@ -104,10 +101,8 @@ fn status(err: &ApiError) -> Response {
         .into_response()
 }
 
-fn pod_of(kubelet: &Kubelet, namespace: &str, name: &str) -> Result<Arc<Pod>, ApiError> {
-    kubelet
-        .pods
-        .get(&format!("{namespace}/{name}"))
+fn pod_of(node: &dyn Containers, namespace: &str, name: &str) -> Result<Arc<Pod>, ApiError> {
+    node.pod(namespace, name)
         .ok_or_else(|| ApiError::new(404, "NotFound", format!("pods \"{name}\" not found")))
 }
 
@@ -126,18 +121,24 @@ fn waiting_reason(pod: &Pod, container: &str) -> String {
 }
 
 async fn container_logs(
-    State(kubelet): State<Arc<Kubelet>>,
+    State(node): State<Arc<dyn Containers>>,
     Path((namespace, name, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match open_logs(&kubelet, &namespace, &name, &container, query.as_deref()) {
+    match open_logs(
+        node.as_ref(),
+        &namespace,
+        &name,
+        &container,
+        query.as_deref(),
+    ) {
         Ok(body) => ([(header::CONTENT_TYPE, "text/plain")], body).into_response(),
         Err(e) => status(&e),
     }
 }
 
 fn open_logs(
-    kubelet: &Kubelet,
+    node: &dyn Containers,
     namespace: &str,
     name: &str,
     container: &str,
@@ -151,8 +152,8 @@ fn open_logs(
                 format!("PodLogOptions \"{name}\" is invalid: {m}"),
             )
         })?;
-    let pod = pod_of(kubelet, namespace, name)?;
-    let dir = kubelet.dir(&pod);
+    let pod = pod_of(node, namespace, name)?;
+    let dir = node.pod_dir(&pod);
     // Each run with its bundle; a finished pod's directory is gone, its logs kept: its
     // runs are the logged ones, all over.
     let runs: Vec<(u32, Option<std::path::PathBuf>)> = if dir.root.exists() {
@@ -268,7 +269,7 @@ where
 /// What an exec or attach asks for, and the container run (with its pod's directory) it
 /// is for.
 fn session_target(
-    kubelet: &Kubelet,
+    node: &dyn Containers,
     namespace: &str,
     name: &str,
     uid: &str,
@@ -277,18 +278,18 @@ fn session_target(
 ) -> Result<(ExecOptions, PodDir, Attempt), ApiError> {
     let options =
         ExecOptions::parse(query.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
-    let (dir, run) = running_container(kubelet, namespace, name, uid, container)?;
+    let (dir, run) = running_container(node, namespace, name, uid, container)?;
     Ok((options, dir, run))
 }
 
 async fn container_exec(
-    State(kubelet): State<Arc<Kubelet>>,
+    State(node): State<Arc<dyn Containers>>,
     Path((namespace, name, uid, container)): Path<(String, String, String, String)>,
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Response {
     let (options, _, run) =
-        match session_target(&kubelet, &namespace, &name, &uid, &container, query) {
+        match session_target(node.as_ref(), &namespace, &name, &uid, &container, query) {
             Ok(t) => t,
             Err(e) => return status(&e),
         };
@@ -303,13 +304,7 @@ async fn container_exec(
         "exec-{}.pid",
         EXEC_SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let exec = match kubelet.runtime.exec_command(
-        &id,
-        &run.bundle,
-        &options.command,
-        options.tty,
-        Some(&pid_file),
-    ) {
+    let exec = match node.exec_command(&id, &run.bundle, &options.command, options.tty, &pid_file) {
         Ok(exec) => exec,
         Err(e) => return status(&ApiError::internal(e.to_string())),
     };
@@ -318,13 +313,13 @@ async fn container_exec(
 }
 
 async fn container_attach(
-    State(kubelet): State<Arc<Kubelet>>,
+    State(node): State<Arc<dyn Containers>>,
     Path((namespace, name, uid, container)): Path<(String, String, String, String)>,
     RawQuery(query): RawQuery,
     req: Request,
 ) -> Response {
     let (options, dir, run) =
-        match session_target(&kubelet, &namespace, &name, &uid, &container, query) {
+        match session_target(node.as_ref(), &namespace, &name, &uid, &container, query) {
             Ok(t) => t,
             Err(e) => return status(&e),
         };
@@ -354,14 +349,14 @@ async fn serve_session(
         ));
     }
     let offered = offered_protocols(req.headers());
-    let Some(protocol) = channels::PROTOCOLS
+    let Some(protocol) = websocket::PROTOCOLS
         .into_iter()
         .find(|p| offered.iter().any(|o| o == p))
     else {
         // A client that offers nothing we speak falls back to another transport.
         return status(&ApiError::bad_request(format!(
             "requested protocol(s) are not supported: {offered:?}; supports {:?}",
-            channels::PROTOCOLS
+            websocket::PROTOCOLS
         )));
     };
     let (mut parts, _) = req.into_parts();
@@ -371,17 +366,17 @@ async fn serve_session(
     };
     upgrade
         .protocols([protocol])
-        .on_upgrade(move |socket| channels::serve(socket, protocol, options, session))
+        .on_upgrade(move |socket| websocket::serve(socket, protocol, options, session))
 }
 
 /// The pod, if it is the one the caller means (the API server sends its uid).
 fn pod_with_uid(
-    kubelet: &Kubelet,
+    node: &dyn Containers,
     namespace: &str,
     name: &str,
     uid: &str,
 ) -> Result<Arc<Pod>, ApiError> {
-    let pod = pod_of(kubelet, namespace, name)?;
+    let pod = pod_of(node, namespace, name)?;
     if !uid.is_empty() && pod.metadata.uid.as_deref() != Some(uid) {
         return Err(ApiError::new(
             404,
@@ -394,14 +389,14 @@ fn pod_with_uid(
 
 /// A container's current run, if it is running, and its pod's directory.
 fn running_container(
-    kubelet: &Kubelet,
+    node: &dyn Containers,
     namespace: &str,
     name: &str,
     uid: &str,
     container: &str,
 ) -> Result<(PodDir, Attempt), ApiError> {
-    let pod = pod_with_uid(kubelet, namespace, name, uid)?;
-    let dir = kubelet.dir(&pod);
+    let pod = pod_with_uid(node, namespace, name, uid)?;
+    let dir = node.pod_dir(&pod);
     dir.attempts(container)
         .pop()
         .filter(|a| a.is_running())
@@ -414,15 +409,15 @@ fn running_container(
 }
 
 async fn port_forward(
-    State(kubelet): State<Arc<Kubelet>>,
+    State(node): State<Arc<dyn Containers>>,
     Path((namespace, name, uid)): Path<(String, String, String)>,
     req: Request,
 ) -> Response {
-    let pod = match pod_with_uid(&kubelet, &namespace, &name, &uid) {
+    let pod = match pod_with_uid(node.as_ref(), &namespace, &name, &uid) {
         Ok(p) => p,
         Err(e) => return status(&e),
     };
-    let netns = kubelet.pod_netns(&pod, &kubelet.dir(&pod));
+    let netns = node.pod_netns(&pod);
     if !netns.exists() {
         return status(&ApiError::bad_request(format!(
             "unable to upgrade connection: pod {name} has no running sandbox"

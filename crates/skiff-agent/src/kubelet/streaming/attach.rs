@@ -13,7 +13,7 @@ use skiff_runtime::cri_log::Stream;
 use tokio::io::AsyncWriteExt;
 
 use super::exec::{Input, Output, Session};
-use super::logs::{self, LogOptions};
+use crate::kubelet::logs::{self, LogOptions};
 
 /// The session for one container run: its log, its bundle, and its stdin and resize
 /// FIFOs (when it has them).
@@ -43,7 +43,7 @@ pub fn session(
                         if let Some(tx) = positioned_tx.take() {
                             let _ = tx.send(());
                         }
-                        super::pod_dir::run_is_over(&bundle)
+                        crate::kubelet::pod_dir::run_is_over(&bundle)
                     },
                     |stream, bytes| {
                         if bytes.is_empty() {
