@@ -194,10 +194,11 @@ impl EmbeddedStore {
 
 /// redb's page cache. Its default (1 GiB) would make the server's memory grow by every page
 /// it ever wrote; reads of current objects are served from the API server's watch cache,
-/// so a small cache costs little. 32 MiB holds the pages 10,000 pods are written to (16 MiB
-/// halved the API's create rate: writes then read their leaves back from the file; 64 MiB
-/// cost 30 MiB more resident memory for nothing measurable).
-const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// so a small cache costs little. 24 MiB holds the pages 10,000 pods are written to: beside
+/// 32 MiB it created pods as fast (5,736/4,629 vs 5,609/4,136 per s, alternating runs) with
+/// 10 MiB less resident; 16 MiB halved the create rate (writes then read their leaves back
+/// from the file); 64 MiB cost 30 MiB more for nothing measurable.
+const PAGE_CACHE_BYTES: usize = 24 * 1024 * 1024;
 
 /// Opens the redb file, turning every way it can be unusable into one clear error.
 fn open_database(path: &Path) -> Result<Database> {
