@@ -417,10 +417,14 @@ pub fn table_json_from_rows<'a>(
     rt: &ResourceType,
     rows: impl Iterator<Item = &'a PrecomputedRow>,
     resource_version: &str,
+    continue_token: Option<&str>,
     now: OffsetDateTime,
 ) -> Vec<u8> {
     let mut out = Vec::new();
-    let head = json!({"resourceVersion": resource_version});
+    let mut head = json!({"resourceVersion": resource_version});
+    if let Some(c) = continue_token {
+        head["continue"] = c.into();
+    }
     out.extend_from_slice(
         format!(
             r#"{{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{head},"columnDefinitions":{},"rows":["#,
@@ -982,9 +986,14 @@ mod tests {
         let row = PrecomputedRow::new(rt, &pod);
         for later in [0, 3600, 86400 * 3] {
             let at = now() + time::Duration::seconds(later);
-            let table: Value =
-                serde_json::from_slice(&table_json_from_rows(rt, std::iter::once(&row), "5", at))
-                    .unwrap();
+            let table: Value = serde_json::from_slice(&table_json_from_rows(
+                rt,
+                std::iter::once(&row),
+                "5",
+                None,
+                at,
+            ))
+            .unwrap();
             let mut fresh = super::table(rt, std::slice::from_ref(&pod), "5", None, at);
             fresh["rows"][0]["object"]["metadata"]
                 .as_object_mut()

@@ -11,6 +11,7 @@ mod event_ttl;
 mod field_validation;
 mod handlers;
 mod kubeconfig;
+mod list_snapshots;
 mod negotiate;
 mod node_stream;
 mod objects;

@@ -345,6 +345,7 @@ impl Renderer {
                     self.rt,
                     std::iter::once(&c.row),
                     &revision.to_string(),
+                    None,
                     time::OffsetDateTime::now_utc(),
                 );
                 line.extend_from_slice(&table);

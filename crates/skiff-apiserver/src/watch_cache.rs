@@ -22,6 +22,8 @@ use skiff_api::{ApiError, ResourceType, fields};
 use skiff_store::{EventKind, RangeRequest, Revision};
 use tokio::sync::{Notify, broadcast, watch};
 
+use crate::continue_token::ContinueToken;
+use crate::list_snapshots::{ListQuery, ListSnapshots, Page};
 use crate::objects::{Objects, decode};
 
 /// Objects read per datastore page while a cache is primed.
@@ -46,7 +48,7 @@ pub struct Cached {
 }
 
 impl Cached {
-    fn new(rt: &ResourceType, obj: Value) -> Cached {
+    pub(crate) fn new(rt: &ResourceType, obj: Value) -> Cached {
         let labels = obj
             .get("metadata")
             .and_then(|m| m.get("labels"))
@@ -402,8 +404,15 @@ impl WatchCache {
         }
     }
 
-    /// The objects of one namespace (or all) that pass the selectors.
-    fn snapshot(&self, ns: Option<&str>, labels: &Selector, field_sel: &Selector) -> Snapshot {
+    /// The objects of one namespace (or all) that pass the selectors, in key order, each
+    /// as `entry` makes it, and the revision they are at.
+    fn select<T>(
+        &self,
+        ns: Option<&str>,
+        labels: &Selector,
+        field_sel: &Selector,
+        entry: impl Fn(&String, &Arc<Cached>) -> T,
+    ) -> (Revision, Vec<T>) {
         let state = self.state.read().expect("cache lock");
         let prefix = self.rt.storage_list_prefix(ns);
         let items = state
@@ -411,12 +420,9 @@ impl WatchCache {
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
             .filter(|(_, c)| c.selected(labels, field_sel))
-            .map(|(_, c)| c.clone())
+            .map(|(k, c)| entry(k, c))
             .collect();
-        Snapshot {
-            revision: state.revision,
-            items,
-        }
+        (state.revision, items)
     }
 }
 
@@ -435,6 +441,8 @@ pub struct Caches {
     objects: Objects,
     caches: Mutex<HashMap<String, Arc<WatchCache>>>,
     starting: tokio::sync::Mutex<()>,
+    /// Paginated lists' snapshots, for the pages after the first.
+    snapshots: ListSnapshots,
 }
 
 impl Caches {
@@ -443,6 +451,7 @@ impl Caches {
             objects,
             caches: Mutex::new(HashMap::new()),
             starting: tokio::sync::Mutex::new(()),
+            snapshots: ListSnapshots::default(),
         }
     }
 
@@ -493,6 +502,64 @@ impl Caches {
         labels: &Selector,
         field_sel: &Selector,
     ) -> Result<Option<Snapshot>, ApiError> {
+        let Some(cache) = self.fresh(rt, freshness).await? else {
+            return Ok(None);
+        };
+        let (revision, items) = cache.select(ns, labels, field_sel, |_, c| c.clone());
+        Ok(Some(Snapshot { revision, items }))
+    }
+
+    /// The first page of a paginated list, if the cache can answer with the freshness
+    /// asked for; the rest of its snapshot is kept for the pages after it.
+    pub async fn first_page(
+        &self,
+        rt: &'static ResourceType,
+        query: ListQuery,
+        freshness: Freshness,
+        (labels, field_sel): (&Selector, &Selector),
+        limit: usize,
+    ) -> Result<Option<Page>, ApiError> {
+        let Some(cache) = self.fresh(rt, freshness).await? else {
+            return Ok(None);
+        };
+        let ns = query.namespace.clone();
+        let (revision, entries) = cache.select(ns.as_deref(), labels, field_sel, |k, c| {
+            (k.clone(), c.clone())
+        });
+        Ok(Some(
+            self.snapshots.first_page(query, revision, entries, limit),
+        ))
+    }
+
+    /// The page a continue token asks for, if its snapshot is still held and its revision
+    /// not compacted (then the datastore answers, with its 410).
+    pub async fn next_page(
+        &self,
+        rt: &ResourceType,
+        query: &ListQuery,
+        token: &ContinueToken,
+        limit: usize,
+    ) -> Result<Option<Page>, ApiError> {
+        let compacted = self
+            .objects
+            .store()
+            .compacted_revision()
+            .await
+            .map_err(|e| crate::objects::store_error(rt, "", e))?;
+        if token.revision < compacted {
+            return Ok(None);
+        }
+        Ok(self
+            .snapshots
+            .next_page(query, token.revision, &token.start_after, limit))
+    }
+
+    /// The cache of `rt` once it is as fresh as asked; `None` when it cannot tell in time.
+    async fn fresh(
+        &self,
+        rt: &'static ResourceType,
+        freshness: Freshness,
+    ) -> Result<Option<Arc<WatchCache>>, ApiError> {
         let cache = self.cache(rt).await?;
         let min = match freshness {
             Freshness::Any => 0,
@@ -505,10 +572,7 @@ impl Caches {
                 .await
                 .map_err(|e| crate::objects::store_error(rt, "", e))?,
         };
-        if !cache.wait_for(min).await {
-            return Ok(None);
-        }
-        Ok(Some(cache.snapshot(ns, labels, field_sel)))
+        Ok(cache.wait_for(min).await.then_some(cache))
     }
 }
 

@@ -87,6 +87,8 @@ struct Shared {
     endpoints: String,
     /// Set while etcd is unreachable, so the outage is logged once rather than per retry.
     unavailable: AtomicBool,
+    /// The newest revision a compaction through this client reached (or found reached).
+    compacted: std::sync::atomic::AtomicU64,
 }
 
 impl EtcdStore {
@@ -128,6 +130,7 @@ impl EtcdStore {
                 config,
                 endpoints,
                 unavailable: AtomicBool::new(false),
+                compacted: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -654,15 +657,31 @@ impl Store for EtcdStore {
         let result = self
             .retrying(|mut client| async move { client.compact(revision as i64, None).await })
             .await;
+        let compacted = |at: Revision| {
+            self.shared
+                .compacted
+                .fetch_max(at, std::sync::atomic::Ordering::AcqRel);
+        };
         let Err(err) = result else {
+            compacted(revision);
             return Ok(());
         };
         match self.revision_error(&err, revision).await {
             // Another server (or an earlier call) compacted this far already: nothing to do.
-            Some(StoreError::Compacted { .. }) => Ok(()),
+            Some(StoreError::Compacted { compacted: at, .. }) => {
+                compacted(at.unwrap_or(revision));
+                Ok(())
+            }
             Some(err) => Err(err),
             None => Err(err),
         }
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision> {
+        Ok(self
+            .shared
+            .compacted
+            .load(std::sync::atomic::Ordering::Acquire))
     }
 
     fn describe(&self) -> String {

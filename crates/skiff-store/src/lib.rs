@@ -76,6 +76,12 @@ pub trait Store: Send + Sync + 'static {
     /// Discards history older than `revision`: reads and watches at or after it keep working.
     async fn compact(&self, revision: Revision) -> Result<()>;
 
+    /// The revision history was last compacted to, as far as this store knows (0: never):
+    /// reads and watches older than it fail with [`StoreError::Compacted`]. The embedded
+    /// store knows exactly; etcd's answer covers compactions made through this client, which
+    /// with skiff's own compactor is all of them.
+    async fn compacted_revision(&self) -> Result<Revision>;
+
     /// A short human description ("embedded redb at /var/lib/skiff/…", "etcd at …").
     fn describe(&self) -> String;
 }

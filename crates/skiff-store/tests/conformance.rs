@@ -427,7 +427,9 @@ async fn compaction_refuses_older_revisions_and_keeps_newer(kind: Kind) {
         .await
         .unwrap();
     let after_keep = store.update("/c/a", b("a-last"), rev).await.unwrap();
+    assert!(store.compacted_revision().await.unwrap() < keep);
     store.compact(keep).await.unwrap();
+    assert_eq!(store.compacted_revision().await.unwrap(), keep);
 
     match store
         .range(RangeRequest {

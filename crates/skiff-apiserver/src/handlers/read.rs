@@ -14,9 +14,10 @@ use skiff_store::Revision;
 use super::Call;
 use super::scale::scale_of;
 use crate::continue_token;
+use crate::list_snapshots::ListQuery;
 use crate::negotiate::{self, Conversions, Output, respond};
 use crate::query::{Query, selected, selectors};
-use crate::watch_cache::{Freshness, Snapshot};
+use crate::watch_cache::{Cached, Freshness};
 
 /// One object as the client asked for it: the object, or a one-row Table.
 pub(super) fn render_one(
@@ -73,33 +74,55 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
     let output = negotiate::output(headers, Conversions::List)?;
     let (labels, field_sel) = selectors(rr.rt, query)?;
     let limit: usize = query.number("limit")?.unwrap_or(0);
-    let continuing = query.get("continue").is_some_and(|c| !c.is_empty());
-    // Whole lists come from the watch cache; pages and exact revisions from the datastore.
-    if limit == 0 && !continuing && query.get("resourceVersionMatch") != Some("Exact") {
-        let freshness = match query.number::<Revision>("resourceVersion")? {
-            None => Freshness::Newest,
-            Some(0) => Freshness::Any,
-            Some(n) => Freshness::AtLeast(n),
+    let token = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => Some(continue_token::decode(token)?),
+        None => None,
+    };
+    let exact = query.get("resourceVersionMatch") == Some("Exact");
+    let freshness = match query.number::<Revision>("resourceVersion")? {
+        None => Freshness::Newest,
+        Some(0) => Freshness::Any,
+        Some(n) => Freshness::AtLeast(n),
+    };
+    // Lists come from the watch cache: whole ones from its current state, pages from a
+    // snapshot the first page took (upstream's ListFromCacheSnapshot). Exact revisions,
+    // and pages whose snapshot is gone, come from the datastore.
+    if !exact {
+        let caches = &state.caches;
+        let ns = rr.namespace.as_deref();
+        let list_query = || ListQuery {
+            resource: rr.rt.group_resource(),
+            namespace: rr.namespace.clone(),
+            labels: query.get("labelSelector").unwrap_or_default().to_string(),
+            fields: query.get("fieldSelector").unwrap_or_default().to_string(),
         };
-        if let Some(snapshot) = state
-            .caches
-            .list(
-                rr.rt,
-                rr.namespace.as_deref(),
-                freshness,
-                &labels,
-                &field_sel,
-            )
-            .await?
-        {
-            return render_cached_list(rr.rt, snapshot, output);
+        let cached = match (&token, limit) {
+            (None, 0) => caches
+                .list(rr.rt, ns, freshness, &labels, &field_sel)
+                .await?
+                .map(|s| (s.revision, s.items, None)),
+            (None, limit) => caches
+                .first_page(rr.rt, list_query(), freshness, (&labels, &field_sel), limit)
+                .await?
+                .map(|p| (p.revision, p.items, p.last_key)),
+            // A continue without a limit asks for the rest.
+            (Some(token), limit) => caches
+                .next_page(
+                    rr.rt,
+                    &list_query(),
+                    token,
+                    if limit == 0 { usize::MAX } else { limit },
+                )
+                .await?
+                .map(|p| (p.revision, p.items, p.last_key)),
+        };
+        if let Some((revision, items, last_key)) = cached {
+            let cont = last_key.map(|k| continue_token::encode(revision, &k));
+            return render_cached_list(rr.rt, revision, items, cont, output);
         }
     }
-    let (after, at_revision) = match query.get("continue").filter(|c| !c.is_empty()) {
-        Some(token) => {
-            let t = continue_token::decode(token)?;
-            (Some(t.start_after), Some(t.revision))
-        }
+    let (after, at_revision) = match token {
+        Some(t) => (Some(t.start_after), Some(t.revision)),
         None => (None, exact_revision(query)?),
     };
     let page = state
@@ -140,26 +163,33 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
 /// other representations from the decoded objects.
 pub(super) fn render_cached_list(
     rt: &ResourceType,
-    snapshot: Snapshot,
+    revision: Revision,
+    items: Vec<Arc<Cached>>,
+    cont: Option<String>,
     output: Output,
 ) -> Result<Response, ApiError> {
-    let rv = snapshot.revision.to_string();
+    let rv = revision.to_string();
+    let mut metadata = json!({"resourceVersion": rv});
+    if let Some(c) = &cont {
+        metadata["continue"] = c.as_str().into();
+    }
     if output == Output::Json {
         let head = format!(
-            r#"{{"kind":"{}","apiVersion":"{}","metadata":{{"resourceVersion":"{rv}"}},"items":["#,
+            r#"{{"kind":"{}","apiVersion":"{}","metadata":{metadata},"items":["#,
             rt.list_kind(),
             rt.api_version()
         );
         return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
-            Body::from_stream(json_list_chunks(head, snapshot.items)),
+            Body::from_stream(json_list_chunks(head, items)),
         )
             .into_response());
     }
     if let Output::Table { .. } = output {
-        let rows = snapshot.items.iter().map(|c| &c.row);
-        let mut body = table::table_json_from_rows(rt, rows, &rv, time::OffsetDateTime::now_utc());
+        let rows = items.iter().map(|c| &c.row);
+        let now = time::OffsetDateTime::now_utc();
+        let mut body = table::table_json_from_rows(rt, rows, &rv, cont.as_deref(), now);
         body.push(b'\n');
         return Ok((
             StatusCode::OK,
@@ -168,13 +198,12 @@ pub(super) fn render_cached_list(
         )
             .into_response());
     }
-    let items = snapshot
-        .items
+    let items = items
         .iter()
         .map(|c| serde_json::from_slice::<Value>(&c.bytes))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::internal(format!("watch cache entry is not JSON: {e}")))?;
-    let body = list_body(rt, output, json!({"resourceVersion": rv}), items);
+    let body = list_body(rt, output, metadata, items);
     Ok(respond(StatusCode::OK, &body, output))
 }
 
@@ -206,7 +235,7 @@ fn list_body(rt: &ResourceType, output: Output, metadata: Value, items: Vec<Valu
 /// which the allocator keeps), and a chunk per object would be slow.
 fn json_list_chunks(
     head: String,
-    items: Vec<Arc<crate::watch_cache::Cached>>,
+    items: Vec<Arc<Cached>>,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     const CHUNK: usize = 64 * 1024;
     let state = (Some(head), items.into_iter().peekable());

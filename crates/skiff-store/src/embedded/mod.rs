@@ -525,6 +525,10 @@ impl Store for EmbeddedStore {
         self.ask(|reply| Request::Compact { revision, reply }).await
     }
 
+    async fn compacted_revision(&self) -> Result<Revision> {
+        Ok(self.inner.hub.compacted())
+    }
+
     fn describe(&self) -> String {
         format!("embedded datastore at {}", self.inner.path.display())
     }
