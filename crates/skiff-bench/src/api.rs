@@ -66,34 +66,15 @@ impl ServerProcess {
     }
 }
 
-/// The CPU time (user and system) a process has used, in seconds. CPU per operation is the
-/// figure that holds still on a noisy machine, where throughput swings with the neighbours.
+/// The CPU time a process has used, in seconds. CPU per operation is the figure that holds
+/// still on a noisy machine, where throughput swings with the neighbours.
 pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| -> Result<f64> {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .with_context(|| format!("/proc/{pid}/stat has no field {}", i + 3))
-    };
-    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    Ok(skiff_runtime::procfs::cpu_seconds(pid)?)
 }
 
 /// A process's resident memory (VmRSS) in KiB.
 pub(crate) fn rss_kib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS missing from /proc/<pid>/status")
+    Ok(skiff_runtime::procfs::rss_kib(pid)? as f64)
 }
 
 /// A process's resident memory split as (anonymous, file-backed) KiB — heap and stacks

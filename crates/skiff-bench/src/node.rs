@@ -261,16 +261,11 @@ async fn measure(
 /// The container monitors serving this benchmark's node.
 fn monitor_pids(data: &Path) -> Vec<u32> {
     let needle = data.display().to_string();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    skiff_runtime::procfs::pids()
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let c = String::from_utf8_lossy(&c);
-                c.contains("container-monitor") && c.contains(&needle)
-            })
+            let args = skiff_runtime::procfs::cmdline(*pid);
+            args.iter().any(|a| a == "container-monitor")
+                && args.iter().any(|a| a.contains(&needle))
         })
         .collect()
 }

@@ -288,14 +288,9 @@ pub fn assert_root() {
     );
 }
 
-/// The mounts (lines of /proc/self/mountinfo) under `dir`: what a node test must not leave.
-pub fn mounts_under(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&dir.display().to_string()))
-        .map(str::to_string)
-        .collect()
+/// The mount points under `dir`: what a node test must not leave.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    skiff_runtime::procfs::mounts_under(dir)
 }
 
 /// The path of `kubectl.1.<minor>`; panics with what to install when it is missing.

@@ -240,6 +240,9 @@ fn containers_run_in_a_pod_sandbox_with_logs_exit_codes_limits_and_defaults() {
     assert!(pod.runtime.list().unwrap().is_empty());
     assert!(!pod.sandbox.exists());
     assert!(!skiff_runtime::cgroups::exists(&pod.cgroup_root()));
-    assert_eq!(skiff_e2e::mounts_under(&dir), Vec::<String>::new());
+    assert_eq!(
+        skiff_e2e::mounts_under(&dir),
+        Vec::<std::path::PathBuf>::new()
+    );
     let _ = (c1, c2, c4);
 }

@@ -10,6 +10,7 @@
 //! - [`pod_init`]: the PID 1 that holds a pod's shared PID namespace.
 //! - [`cri_log`]: the CRI log format, with size-based rotation.
 //! - [`cgroups`]: pod cgroup clean-up and OOM detection, cgroup v1 and v2.
+//! - [`procfs`]: processes, their command lines and resource use, and mounts, from `/proc`.
 
 pub mod cgroups;
 pub mod console;
@@ -17,6 +18,7 @@ pub mod cri_log;
 pub mod monitor;
 pub mod oci;
 pub mod pod_init;
+pub mod procfs;
 pub mod rootfs;
 pub mod sandbox;
 pub mod spec;

@@ -74,10 +74,9 @@ pub fn alive(pid_file: &Path) -> Option<i32> {
         .trim()
         .parse()
         .ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let holder = cmdline
-        .split(|b| *b == 0)
-        .any(|arg| arg == SUBCOMMAND.as_bytes());
+    let holder = crate::procfs::cmdline(pid.try_into().ok()?)
+        .iter()
+        .any(|arg| arg == SUBCOMMAND);
     holder.then_some(pid)
 }
 

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use skiff_net::Netns;
+use skiff_runtime::procfs;
 
 use super::{POD_BRIDGE, runtime_root, wipe};
 
@@ -129,27 +130,10 @@ fn remove_dir(dir: &Path, failures: &mut Vec<String>) {
     }
 }
 
-/// A process's command line, split at its NULs.
-fn cmdline(pid: u32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| {
-            raw.split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Every process id on this machine but this one.
 fn processes() -> impl Iterator<Item = u32> {
     let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(move |pid| *pid != me)
+    procfs::pids().filter(move |pid| *pid != me)
 }
 
 /// The agent directory a `skiff server` or `skiff agent` command line works in, if it is
@@ -178,7 +162,7 @@ fn agent_dir_of(args: &[String]) -> Option<PathBuf> {
 fn running_on(agent: &Path) -> Option<(String, u32)> {
     let agent = agent.canonicalize().unwrap_or_else(|_| agent.to_path_buf());
     processes().find_map(|pid| {
-        let args = cmdline(pid);
+        let args = procfs::cmdline(pid);
         let dir = agent_dir_of(&args)?;
         (dir.canonicalize().unwrap_or(dir) == agent).then(|| (args[1].clone(), pid))
     })
@@ -190,7 +174,7 @@ fn kill_helpers(agent: &Path) -> usize {
     let agent = agent.to_string_lossy().into_owned();
     let mut killed = 0;
     for pid in processes() {
-        let args = cmdline(pid);
+        let args = procfs::cmdline(pid);
         if args.get(1).map(String::as_str) == Some("internal")
             && args.iter().any(|a| a.starts_with(&agent))
         {
@@ -205,17 +189,11 @@ fn kill_helpers(agent: &Path) -> usize {
 
 /// Detaches every mount under `dir` (deepest first); answers how many there were.
 fn unmount_under(dir: &Path) -> usize {
-    let prefix = dir.to_string_lossy().into_owned();
-    let mut points: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut points = procfs::mounts_under(dir);
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     points.dedup();
     for p in &points {
-        let _ = skiff_runtime::sandbox::unmount(Path::new(p));
+        let _ = skiff_runtime::sandbox::unmount(p);
     }
     points.len()
 }
