@@ -79,8 +79,19 @@ async fn admit_service_account(state: &ApiState, pod: &mut Value) -> Result<(), 
     let account_name = admission::pod_service_account(pod);
     let ns = meta_str(pod, "namespace").unwrap_or("default").to_string();
     let rt = lookup("", "v1", "serviceaccounts").expect("serviceaccounts are registered");
-    let account = match state.objects.get(rt, Some(&ns), &account_name).await {
-        Ok(found) => found.object,
+    // The account from the watch cache when it holds it (a moment's staleness is harmless
+    // here); one it does not hold yet is looked up in the datastore.
+    let cached = state.caches.lookup(rt, Some(&ns), &account_name).await;
+    let found = match cached {
+        Some(account) => Ok(account),
+        None => state
+            .objects
+            .get(rt, Some(&ns), &account_name)
+            .await
+            .map(|f| f.object),
+    };
+    let account = match found {
+        Ok(account) => account,
         Err(e) if e.code == 404 && account_name == admission::DEFAULT_SERVICE_ACCOUNT => {
             let mut fresh = json!({"metadata": {"name": account_name}});
             strategy::prepare_create(rt, &mut fresh, Some(&ns))?;
@@ -243,8 +254,10 @@ pub(super) async fn check_namespace_open(
         return Ok(());
     };
     let ns_rt = lookup("", "v1", "namespaces").expect("namespaces are registered");
-    let stored = state.objects.get(ns_rt, None, ns).await?;
-    if meta_str(&stored.object, "deletionTimestamp").is_some() {
+    // From the datastore, not the watch cache: a namespace whose deletion just began must
+    // refuse new content at once (the cache may be a moment behind).
+    let namespace = state.objects.get(ns_rt, None, ns).await?.object;
+    if meta_str(&namespace, "deletionTimestamp").is_some() {
         return Err(ApiError::new(
             403,
             "Forbidden",
