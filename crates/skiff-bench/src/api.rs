@@ -61,15 +61,11 @@ impl ServerProcess {
         Ok(rss_kib(self.child.id())? / 1024.0)
     }
 
+    /// The server's CPU time so far, in seconds: CPU per operation is the figure that holds
+    /// still on a noisy machine, where throughput swings with the neighbours.
     pub(crate) fn cpu_seconds(&self) -> Result<f64> {
-        cpu_seconds(self.child.id())
+        Ok(skiff_runtime::procfs::cpu_seconds(self.child.id())?)
     }
-}
-
-/// The CPU time a process has used, in seconds. CPU per operation is the figure that holds
-/// still on a noisy machine, where throughput swings with the neighbours.
-pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
-    Ok(skiff_runtime::procfs::cpu_seconds(pid)?)
 }
 
 /// A process's resident memory (VmRSS) in KiB.
@@ -77,22 +73,10 @@ pub(crate) fn rss_kib(pid: u32) -> Result<f64> {
     Ok(skiff_runtime::procfs::rss_kib(pid)? as f64)
 }
 
-/// A process's resident memory split as (anonymous, file-backed) KiB — heap and stacks
-/// versus the program's own mapped pages (`/proc/<pid>/smaps_rollup`).
+/// A process's resident memory split as (anonymous, file-backed) KiB.
 pub(crate) fn rss_split_kib(pid: u32) -> Result<(f64, f64)> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
-    let field = |name: &str| -> Option<f64> {
-        rollup
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-    };
-    let (rss, anon) = (field("Rss:"), field("Anonymous:"));
-    match (rss, anon) {
-        (Some(rss), Some(anon)) => Ok((anon, rss - anon)),
-        _ => bail!("Rss or Anonymous missing from /proc/{pid}/smaps_rollup"),
-    }
+    let (anon, file) = skiff_runtime::procfs::rss_split_kib(pid)?;
+    Ok((anon as f64, file as f64))
 }
 
 /// The `skiff` binary next to this one (build it with `cargo build --release -p skiff`).

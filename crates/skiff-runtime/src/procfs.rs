@@ -31,12 +31,7 @@ fn split_cmdline(raw: &[u8]) -> Vec<String> {
 /// The CPU time (user and system) a process has used, in seconds.
 pub fn cpu_seconds(pid: u32) -> std::io::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    stat_cpu_seconds(&stat).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("/proc/{pid}/stat has no utime and stime"),
-        )
-    })
+    stat_cpu_seconds(&stat).ok_or_else(|| missing(pid, "stat", "utime and stime"))
 }
 
 /// utime + stime of a `stat` line, in seconds. The command name may hold spaces and
@@ -52,16 +47,31 @@ fn stat_cpu_seconds(stat: &str) -> Option<f64> {
 /// A process's resident memory (`VmRSS`), in KiB.
 pub fn rss_kib(pid: u32) -> std::io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+    kib_field(&status, "VmRSS:").ok_or_else(|| missing(pid, "status", "VmRSS"))
+}
+
+/// A process's resident memory split as (anonymous, file-backed) KiB: its heap and stacks
+/// versus the program's own mapped pages (`smaps_rollup`).
+pub fn rss_split_kib(pid: u32) -> std::io::Result<(u64, u64)> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    match (kib_field(&rollup, "Rss:"), kib_field(&rollup, "Anonymous:")) {
+        (Some(rss), Some(anon)) => Ok((anon, rss.saturating_sub(anon))),
+        _ => Err(missing(pid, "smaps_rollup", "Rss or Anonymous")),
+    }
+}
+
+/// The number after `name` on its line (`VmRSS:   1234 kB`).
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("/proc/{pid}/status has no VmRSS"),
-            )
-        })
+}
+
+fn missing(pid: u32, file: &str, what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("/proc/{pid}/{file} has no {what}"),
+    )
 }
 
 /// The mount points of this mount namespace at or under `dir`.
@@ -124,6 +134,12 @@ mod tests {
         assert_eq!(stat_cpu_seconds("42 (short"), None);
         assert!(cpu_seconds(std::process::id()).is_ok());
         assert!(rss_kib(std::process::id()).unwrap() > 0);
+        let (anon, file) = rss_split_kib(std::process::id()).unwrap();
+        assert!(anon > 0 && file > 0);
+        assert_eq!(
+            kib_field("Name: x\nVmRSS:\t  2048 kB\n", "VmRSS:"),
+            Some(2048)
+        );
     }
 
     #[test]
