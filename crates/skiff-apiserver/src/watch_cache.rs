@@ -197,12 +197,6 @@ pub struct Subscription {
     pub rx: broadcast::Receiver<Arc<CacheEvent>>,
 }
 
-/// A snapshot of matching objects at a revision.
-pub struct Snapshot {
-    pub revision: Revision,
-    pub items: Vec<Arc<Cached>>,
-}
-
 impl WatchCache {
     /// Loads every object of the type and starts following the datastore from there.
     async fn start(
@@ -513,8 +507,8 @@ impl Caches {
         }
     }
 
-    /// The matching objects, if the cache can answer with the freshness asked for; `None`
-    /// sends the caller to the datastore.
+    /// The matching objects (one page holding them all), if the cache can answer with the
+    /// freshness asked for; `None` sends the caller to the datastore.
     pub async fn list(
         &self,
         rt: &'static ResourceType,
@@ -522,12 +516,16 @@ impl Caches {
         freshness: Freshness,
         labels: &Selector,
         field_sel: &Selector,
-    ) -> Result<Option<Snapshot>, ApiError> {
+    ) -> Result<Option<Page>, ApiError> {
         let Some(cache) = self.fresh(rt, freshness).await? else {
             return Ok(None);
         };
         let (revision, items) = cache.select(ns, labels, field_sel, |_, c| c.clone());
-        Ok(Some(Snapshot { revision, items }))
+        Ok(Some(Page {
+            revision,
+            items,
+            last_key: None,
+        }))
     }
 
     /// The first page of a paginated list, if the cache can answer with the freshness
@@ -543,10 +541,9 @@ impl Caches {
         let Some(cache) = self.fresh(rt, freshness).await? else {
             return Ok(None);
         };
-        let ns = query.namespace.clone();
-        let (revision, entries) = cache.select(ns.as_deref(), labels, field_sel, |k, c| {
-            (k.clone(), c.clone())
-        });
+        let ns = query.namespace.as_deref();
+        let (revision, entries) =
+            cache.select(ns, labels, field_sel, |k, c| (k.clone(), c.clone()));
         Ok(Some(
             self.snapshots.first_page(query, revision, entries, limit),
         ))

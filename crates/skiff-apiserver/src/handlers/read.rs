@@ -14,7 +14,7 @@ use skiff_store::Revision;
 use super::Call;
 use super::scale::scale_of;
 use crate::continue_token;
-use crate::list_snapshots::ListQuery;
+use crate::list_snapshots::{ListQuery, Page};
 use crate::negotiate::{self, Conversions, Output, respond};
 use crate::query::{Query, selected, selectors};
 use crate::watch_cache::{Cached, Freshness};
@@ -97,28 +97,24 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
             fields: query.get("fieldSelector").unwrap_or_default().to_string(),
         };
         let cached = match (&token, limit) {
-            (None, 0) => caches
-                .list(rr.rt, ns, freshness, &labels, &field_sel)
-                .await?
-                .map(|s| (s.revision, s.items, None)),
-            (None, limit) => caches
-                .first_page(rr.rt, list_query(), freshness, (&labels, &field_sel), limit)
-                .await?
-                .map(|p| (p.revision, p.items, p.last_key)),
+            (None, 0) => {
+                caches
+                    .list(rr.rt, ns, freshness, &labels, &field_sel)
+                    .await?
+            }
+            (None, limit) => {
+                caches
+                    .first_page(rr.rt, list_query(), freshness, (&labels, &field_sel), limit)
+                    .await?
+            }
             // A continue without a limit asks for the rest.
-            (Some(token), limit) => caches
-                .next_page(
-                    rr.rt,
-                    &list_query(),
-                    token,
-                    if limit == 0 { usize::MAX } else { limit },
-                )
-                .await?
-                .map(|p| (p.revision, p.items, p.last_key)),
+            (Some(token), limit) => {
+                let limit = if limit == 0 { usize::MAX } else { limit };
+                caches.next_page(rr.rt, &list_query(), token, limit).await?
+            }
         };
-        if let Some((revision, items, last_key)) = cached {
-            let cont = last_key.map(|k| continue_token::encode(revision, &k));
-            return render_cached_list(rr.rt, revision, items, cont, output);
+        if let Some(page) = cached {
+            return render_cached_list(rr.rt, page, output);
         }
     }
     let (after, at_revision) = match token {
@@ -163,11 +159,15 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
 /// other representations from the decoded objects.
 pub(super) fn render_cached_list(
     rt: &ResourceType,
-    revision: Revision,
-    items: Vec<Arc<Cached>>,
-    cont: Option<String>,
+    page: Page,
     output: Output,
 ) -> Result<Response, ApiError> {
+    let Page {
+        revision,
+        items,
+        last_key,
+    } = page;
+    let cont = last_key.map(|k| continue_token::encode(revision, &k));
     let rv = revision.to_string();
     let mut metadata = json!({"resourceVersion": rv});
     if let Some(c) = &cont {
