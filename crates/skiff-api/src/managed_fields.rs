@@ -246,8 +246,8 @@ fn collect(
                                 continue;
                             };
                             let before = previous.and_then(|p| {
-                                p.iter()
-                                    .find(|old| old.get(k).is_some() && old.get(k) == item.get(k))
+                                // `item` has the key (it has an element name).
+                                p.iter().find(|old| old.get(k) == item.get(k))
                             });
                             if before == Some(item) {
                                 continue;
@@ -284,10 +284,16 @@ fn collect(
 
 /// The fields an object of `apiVersion`/`kind` sets, within a scope.
 pub fn fields_of(api_version: &str, kind: &str, obj: &Value, scope: Scope) -> FieldSet {
+    walk(api_version, kind, obj, None, scope)
+}
+
+/// [`collect`] from the top of an object (and of its previous version, if given).
+fn walk(api_version: &str, kind: &str, obj: &Value, old: Option<&Value>, scope: Scope) -> FieldSet {
     let mut out = FieldSet::default();
     if let Value::Object(m) = obj {
         let message = message_name(api_version, kind);
-        collect(&message, m, None, scope, &mut Vec::new(), &mut out);
+        let old = old.and_then(Value::as_object);
+        collect(&message, m, old, scope, &mut Vec::new(), &mut out);
     }
     out
 }
@@ -363,19 +369,7 @@ pub fn changed_fields(
     new: &Value,
     scope: Scope,
 ) -> FieldSet {
-    let mut out = FieldSet::default();
-    if let Value::Object(m) = new {
-        let message = message_name(api_version, kind);
-        collect(
-            &message,
-            m,
-            old.as_object(),
-            scope,
-            &mut Vec::new(),
-            &mut out,
-        );
-    }
-    out
+    walk(api_version, kind, new, Some(old), scope)
 }
 
 /// One `managedFields` entry.
