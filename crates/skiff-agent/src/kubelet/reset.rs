@@ -187,11 +187,12 @@ fn kill_helpers(agent: &Path) -> usize {
     killed
 }
 
-/// Detaches every mount under `dir` (deepest first); answers how many there were.
+/// Detaches every mount under `dir` (deepest first); answers how many there were. A point
+/// mounted over more than once is listed (and detached) once per mount: dropping repeats
+/// would leave the lower mounts, and a sort by length does not put repeats side by side.
 fn unmount_under(dir: &Path) -> usize {
     let mut points = procfs::mounts_under(dir);
     points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    points.dedup();
     for p in &points {
         let _ = skiff_runtime::sandbox::unmount(p);
     }
