@@ -40,7 +40,6 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    #[allow(clippy::type_complexity)]
     fn parts(
         self,
     ) -> (

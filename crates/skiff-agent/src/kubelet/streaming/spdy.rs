@@ -482,9 +482,9 @@ pub(crate) mod tests {
         assert_eq!(&second[5..8], &[0, 0, 10]);
     }
 
-    /// The frame parser's fuzzing in the ordinary test run (the fuzz/ targets need a nightly
-    /// toolchain): valid connections, mutated byte by byte, truncated and extended, must read
-    /// as frames or as an error — never a panic or a hang.
+    /// The frame parser's fuzzing in the ordinary test run (the parser is private to the
+    /// agent, out of reach of the fuzz/ targets): valid connections, mutated byte by byte,
+    /// truncated and extended, must read as frames or as an error — never a panic or a hang.
     #[tokio::test]
     async fn mutated_connections_never_panic() {
         let mut deflate = client_deflate();
