@@ -667,9 +667,10 @@ impl Store for EtcdStore {
             return Ok(());
         };
         match self.revision_error(&err, revision).await {
-            // Another server (or an earlier call) compacted this far already: nothing to do.
-            Some(StoreError::Compacted { compacted: at, .. }) => {
-                compacted(at.unwrap_or(revision));
+            // Another server (or an earlier call) compacted this far already: nothing to do
+            // but remember it (etcd does not say how far; at least this far).
+            Some(StoreError::Compacted { .. }) => {
+                compacted(revision);
                 Ok(())
             }
             Some(err) => Err(err),
