@@ -331,10 +331,7 @@ pub fn table(
     continue_token: Option<&str>,
     now: OffsetDateTime,
 ) -> Value {
-    let mut metadata = json!({"resourceVersion": resource_version});
-    if let Some(c) = continue_token {
-        metadata["continue"] = c.into();
-    }
+    let metadata = list_meta(resource_version, continue_token);
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -349,6 +346,15 @@ pub fn table(
 enum Timed {
     Age(Option<OffsetDateTime>),
     Restarts(i64, Option<OffsetDateTime>),
+}
+
+/// A list's `ListMeta`: its revision, and where the next page starts when there is one.
+pub fn list_meta(resource_version: &str, continue_token: Option<&str>) -> Value {
+    let mut meta = json!({"resourceVersion": resource_version});
+    if let Some(c) = continue_token {
+        meta["continue"] = c.into();
+    }
+    meta
 }
 
 const OBJECT_META: &str = ".apimachinery.pkg.apis.meta.v1.ObjectMeta";
@@ -421,10 +427,7 @@ pub fn table_json_from_rows<'a>(
     now: OffsetDateTime,
 ) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut head = json!({"resourceVersion": resource_version});
-    if let Some(c) = continue_token {
-        head["continue"] = c.into();
-    }
+    let head = list_meta(resource_version, continue_token);
     out.extend_from_slice(
         format!(
             r#"{{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{head},"columnDefinitions":{},"rows":["#,

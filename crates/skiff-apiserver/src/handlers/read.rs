@@ -144,13 +144,12 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
             cont.as_deref(),
             time::OffsetDateTime::now_utc(),
         ),
-        _ => {
-            let mut metadata = json!({"resourceVersion": rv});
-            if let Some(c) = cont {
-                metadata["continue"] = c.into();
-            }
-            list_body(rr.rt, output, metadata, page.items)
-        }
+        _ => list_body(
+            rr.rt,
+            output,
+            table::list_meta(&rv, cont.as_deref()),
+            page.items,
+        ),
     };
     Ok(respond(StatusCode::OK, &body, output))
 }
@@ -169,10 +168,7 @@ pub(super) fn render_cached_list(
     } = page;
     let cont = last_key.map(|k| continue_token::encode(revision, &k));
     let rv = revision.to_string();
-    let mut metadata = json!({"resourceVersion": rv});
-    if let Some(c) = &cont {
-        metadata["continue"] = c.as_str().into();
-    }
+    let metadata = table::list_meta(&rv, cont.as_deref());
     if output == Output::Json {
         let head = format!(
             r#"{{"kind":"{}","apiVersion":"{}","metadata":{metadata},"items":["#,
