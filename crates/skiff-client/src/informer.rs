@@ -147,6 +147,28 @@ impl<K: Resource> Store<K> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A store no informer feeds, holding `objects`: for code that reads a store, in
+    /// tests (see [`Store::put`]).
+    pub fn of(objects: impl IntoIterator<Item = K>) -> Self {
+        let store = Store::new();
+        for obj in objects {
+            store.put(obj);
+        }
+        store
+    }
+
+    /// Sets an object as its informer would on seeing it. Only for stores made with
+    /// [`Store::of`]: an informer's store follows its watch, and nothing else writes it.
+    pub fn put(&self, obj: K) {
+        self.write().insert(key_of(&obj), Arc::new(obj));
+    }
+
+    /// Drops an object as its informer would on seeing it deleted; the same caveat as
+    /// [`Store::put`].
+    pub fn remove(&self, key: &str) {
+        self.write().remove(key);
+    }
+
     /// Whether two handles read the same informer's objects.
     pub fn same_as(&self, other: &Store<K>) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

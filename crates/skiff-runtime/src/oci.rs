@@ -77,6 +77,24 @@ pub trait Runtime: Send + Sync {
     /// Removes a stopped container (`force`: a running one too, killing it).
     fn delete(&self, id: &str, force: bool) -> Result<()>;
     fn list(&self) -> Result<Vec<ContainerState>>;
+    /// The runtime's name (`runc`, `crun`), as container ids show it (`runc://…`).
+    fn name(&self) -> String;
+    /// `runc exec` of `command` in a running container, as its main process runs: the
+    /// process spec is the container's own (`bundle/config.json`: user and groups,
+    /// environment, working directory, capabilities, limits) with `command` as its
+    /// arguments, passed with `--process` so that runc and crun alike take all of it.
+    /// `tty` gives it a terminal, which the runtime bridges to the command's own stdin and
+    /// stdout (so those should be a terminal too). The caller sets stdio and spawns; the
+    /// exit status is the command's. `pid_file` receives the command's process id (in the
+    /// host's PID namespace).
+    fn exec_command(
+        &self,
+        id: &str,
+        bundle: &Path,
+        command: &[String],
+        tty: bool,
+        pid_file: Option<&Path>,
+    ) -> Result<ExecCommand>;
 }
 
 #[derive(Debug, Clone)]
@@ -104,65 +122,8 @@ impl OciRuntime {
         &self.binary
     }
 
-    /// The runtime's name (`runc`, `crun`): its binary's file name.
-    pub fn name(&self) -> String {
-        runtime_name(&self.binary)
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// `runc exec` of `command` in a running container, as its main process runs: the
-    /// process spec is the container's own (`bundle/config.json`: user and groups,
-    /// environment, working directory, capabilities, limits) with `command` as its
-    /// arguments, passed with `--process` so that runc and crun alike take all of it.
-    /// `tty` gives it a terminal, which the runtime bridges to the command's own stdin and
-    /// stdout (so those should be a terminal too). The caller sets stdio and spawns; the
-    /// exit status is the command's. `pid_file` receives the command's process id (in the
-    /// host's PID namespace).
-    pub fn exec_command(
-        &self,
-        id: &str,
-        bundle: &Path,
-        command: &[String],
-        tty: bool,
-        pid_file: Option<&Path>,
-    ) -> Result<ExecCommand> {
-        let unreadable = |message: String| RuntimeError::Bundle {
-            path: bundle.display().to_string(),
-            message,
-        };
-        let config = std::fs::read(bundle.join("config.json"))
-            .map_err(|e| unreadable(format!("config.json: {e}")))?;
-        let mut spec: serde_json::Value =
-            serde_json::from_slice(&config).map_err(|e| unreadable(format!("config.json: {e}")))?;
-        let mut process = spec["process"].take();
-        if !process.is_object() {
-            return Err(unreadable("config.json has no process".into()));
-        }
-        process["args"] = command.into();
-        process["terminal"] = tty.into();
-        let file = ProcessFile(bundle.join(format!(
-            "exec-{}-{}.json",
-            std::process::id(),
-            EXEC_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        )));
-        std::fs::write(&file.0, process.to_string())
-            .map_err(|e| unreadable(format!("{}: {e}", file.0.display())))?;
-        let mut cmd = self.command();
-        cmd.arg("exec").arg("--process").arg(&file.0);
-        if tty {
-            cmd.arg("--tty");
-        }
-        if let Some(path) = pid_file {
-            cmd.arg("--pid-file").arg(path);
-        }
-        cmd.arg(id);
-        Ok(ExecCommand {
-            command: cmd,
-            process_file: file,
-        })
     }
 
     fn command(&self) -> Command {
@@ -212,6 +173,54 @@ fn runtime_message(stderr: &[u8]) -> String {
 }
 
 impl Runtime for OciRuntime {
+    fn name(&self) -> String {
+        runtime_name(&self.binary)
+    }
+
+    fn exec_command(
+        &self,
+        id: &str,
+        bundle: &Path,
+        command: &[String],
+        tty: bool,
+        pid_file: Option<&Path>,
+    ) -> Result<ExecCommand> {
+        let unreadable = |message: String| RuntimeError::Bundle {
+            path: bundle.display().to_string(),
+            message,
+        };
+        let config = std::fs::read(bundle.join("config.json"))
+            .map_err(|e| unreadable(format!("config.json: {e}")))?;
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&config).map_err(|e| unreadable(format!("config.json: {e}")))?;
+        let mut process = spec["process"].take();
+        if !process.is_object() {
+            return Err(unreadable("config.json has no process".into()));
+        }
+        process["args"] = command.into();
+        process["terminal"] = tty.into();
+        let file = ProcessFile(bundle.join(format!(
+            "exec-{}-{}.json",
+            std::process::id(),
+            EXEC_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )));
+        std::fs::write(&file.0, process.to_string())
+            .map_err(|e| unreadable(format!("{}: {e}", file.0.display())))?;
+        let mut cmd = self.command();
+        cmd.arg("exec").arg("--process").arg(&file.0);
+        if tty {
+            cmd.arg("--tty");
+        }
+        if let Some(path) = pid_file {
+            cmd.arg("--pid-file").arg(path);
+        }
+        cmd.arg(id);
+        Ok(ExecCommand {
+            command: cmd,
+            process_file: file,
+        })
+    }
+
     fn run_detached(
         &self,
         id: &str,

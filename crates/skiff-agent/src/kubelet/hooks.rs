@@ -6,11 +6,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
-use skiff_runtime::Runtime;
 
 use super::pod_dir::PodDir;
 use super::probe::{self, Target};
-use super::sync::{Kubelet, blocking, now_rfc3339, since};
+use super::sync::{Kubelet, now_rfc3339, since};
 
 /// The longest a postStart hook may take (upstream sets none; a stuck hook would hold the
 /// container's start forever).
@@ -92,7 +91,7 @@ impl Kubelet {
         let target = Target {
             netns: self.pod_netns(pod, dir),
             pod_ip,
-            runtime: self.runtime.clone(),
+            machine: self.machine.clone(),
             container_id: dir.container_id(&c.name, number),
             bundle: dir.attempt_dir(&c.name, number),
         };
@@ -130,8 +129,7 @@ impl Kubelet {
                 .await;
         }
         let signal = if grace == 0 { 9 } else { 15 };
-        let (runtime, id) = (self.runtime.clone(), run.id.clone());
-        let _ = blocking(move || runtime.kill(&id, signal).map_err(|e| e.to_string())).await;
+        let _ = self.signal(&run.id, signal).await;
     }
 
     /// A run being stopped (`term` recorded): SIGKILL once the grace period has passed —
@@ -157,14 +155,8 @@ impl Kubelet {
             return (grace - sent).min(Duration::from_secs(1));
         }
         let marker = run.bundle.join("kill");
-        if !marker.exists() {
-            let (runtime, id) = (self.runtime.clone(), run.id.clone());
-            if blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string()))
-                .await
-                .is_ok()
-            {
-                let _ = std::fs::write(marker, now_rfc3339());
-            }
+        if !marker.exists() && self.signal(&run.id, 9).await.is_ok() {
+            let _ = std::fs::write(marker, now_rfc3339());
         }
         Duration::from_millis(200)
     }
@@ -185,7 +177,6 @@ impl Kubelet {
             format!("FailedPostStartHook: stopping container {}", c.name),
         );
         let _ = std::fs::write(dir.attempt_dir(&c.name, number).join("term"), now_rfc3339());
-        let (runtime, id) = (self.runtime.clone(), dir.container_id(&c.name, number));
-        let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
+        let _ = self.signal(&dir.container_id(&c.name, number), 9).await;
     }
 }

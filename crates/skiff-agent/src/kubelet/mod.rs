@@ -12,10 +12,13 @@
 
 mod container;
 mod env;
+#[cfg(test)]
+mod fake;
 mod hooks;
 pub mod host;
 mod images;
 mod logs;
+mod machine;
 mod pod_dir;
 mod probe;
 pub mod reset;
@@ -24,6 +27,8 @@ mod sources;
 mod status;
 mod streaming;
 mod sync;
+#[cfg(test)]
+mod sync_tests;
 mod teardown;
 mod tokens;
 mod volumes;
@@ -62,16 +67,8 @@ impl streaming::Containers for Kubelet {
         self.pod_netns(pod, &self.dir(pod))
     }
 
-    fn exec_command(
-        &self,
-        id: &str,
-        bundle: &std::path::Path,
-        command: &[String],
-        tty: bool,
-        pid_file: &std::path::Path,
-    ) -> Result<skiff_runtime::oci::ExecCommand, skiff_runtime::RuntimeError> {
-        self.runtime
-            .exec_command(id, bundle, command, tty, Some(pid_file))
+    fn runtime(&self) -> &dyn skiff_runtime::Runtime {
+        self.machine.runtime()
     }
 }
 
@@ -210,14 +207,17 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
     services_synced.wait().await;
     let kubelet = Arc::new(Kubelet {
         events: EventRecorder::new(client.clone(), "kubelet", Some(&config.node_name)),
-        runtime: OciRuntime::new(
-            &config.runtime_binary,
-            runtime_root(&config.data_dir, &config.runtime_binary),
-        ),
+        machine: Arc::new(machine::Host {
+            runtime: OciRuntime::new(
+                &config.runtime_binary,
+                runtime_root(&config.data_dir, &config.runtime_binary),
+            ),
+            skiff_binary: config.skiff_binary.clone(),
+        }),
         client,
         pods: store,
         services: service_store,
-        network,
+        network: Arc::new(network),
         images,
         config,
         pull_failures: Default::default(),

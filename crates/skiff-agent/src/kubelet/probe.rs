@@ -34,7 +34,7 @@ impl Kind {
 pub struct Target {
     pub netns: PathBuf,
     pub pod_ip: IpAddr,
-    pub runtime: skiff_runtime::OciRuntime,
+    pub machine: std::sync::Arc<dyn super::machine::Machine>,
     pub container_id: String,
     /// The container run's bundle, whose process spec exec probes run as.
     pub bundle: PathBuf,
@@ -121,10 +121,10 @@ pub async fn run(probe: &Probe, c: &Container, target: &Target) -> Result<(), St
     }
     if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();
-        let runtime = target.runtime.clone();
+        let machine = target.machine.clone();
         let (id, bundle) = (target.container_id.clone(), target.bundle.clone());
         return tokio::task::spawn_blocking(move || {
-            exec_in(&runtime, &id, &bundle, &command, timeout)
+            exec_in(machine.runtime(), &id, &bundle, &command, timeout)
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -170,7 +170,7 @@ fn http_get(
 }
 
 fn exec_in(
-    runtime: &skiff_runtime::OciRuntime,
+    runtime: &dyn skiff_runtime::Runtime,
     id: &str,
     bundle: &std::path::Path,
     command: &[String],

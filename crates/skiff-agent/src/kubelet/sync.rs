@@ -3,7 +3,7 @@
 //! container: it starts what is due and looks again later.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -13,13 +13,11 @@ use serde_json::{Value, json};
 use skiff_client::objects::is_deleting;
 use skiff_client::{EventRecorder, Store};
 use skiff_image::ImageStore;
-use skiff_net::PodNetwork;
-use skiff_runtime::OciRuntime;
-use skiff_runtime::monitor::MonitorConfig;
 use skiff_runtime::rootfs::Rootfs;
 
 use super::KubeletConfig;
 use super::container::container_spec;
+use super::machine::{Machine, PodNetworking, Run};
 use super::pod_dir::{Attempt, PodDir};
 use super::status::{ContainerView, Failure, Waiting, pod_status};
 use super::teardown::Logs;
@@ -40,8 +38,6 @@ const PROBE_START: Duration = Duration::from_millis(100);
 fn has_probes(c: &Container) -> bool {
     c.startup_probe.is_some() || c.liveness_probe.is_some() || c.readiness_probe.is_some()
 }
-const LOG_MAX_SIZE: u64 = 10 << 20;
-const LOG_MAX_FILES: usize = 5;
 
 pub struct Kubelet {
     pub(super) client: Client,
@@ -49,8 +45,9 @@ pub struct Kubelet {
     pub(super) pods: Store<Pod>,
     /// Every service of the cluster (service-link variables).
     pub(super) services: Store<k8s_openapi::api::core::v1::Service>,
-    pub(super) runtime: OciRuntime,
-    pub(super) network: PodNetwork,
+    /// Namespaces, mounts, container processes: the machine (a fake in tests).
+    pub(super) machine: Arc<dyn Machine>,
+    pub(super) network: Arc<dyn PodNetworking>,
     pub(super) images: ImageStore,
     pub(super) events: EventRecorder,
     /// Image pull failures per pod uid and container: (failures, next attempt).
@@ -97,6 +94,18 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 impl Kubelet {
+    /// Sends `signal` to a container run through the runtime.
+    pub(super) async fn signal(&self, id: &str, signal: i32) -> Result<(), String> {
+        let (machine, id) = (self.machine.clone(), id.to_string());
+        blocking(move || {
+            machine
+                .runtime()
+                .kill(&id, signal)
+                .map_err(|e| e.to_string())
+        })
+        .await
+    }
+
     pub(super) fn dir(&self, pod: &Pod) -> PodDir {
         PodDir::new(
             &self.config.data_dir,
@@ -316,7 +325,9 @@ impl Kubelet {
             namespaces.pid = Some(agent_namespace("pid"));
         }
         if shares_process_namespace(pod) {
-            let pid = skiff_runtime::pod_init::alive(&dir.root.join(PID_HOLDER))
+            let pid = self
+                .machine
+                .pid_holder(&dir.root.join(PID_HOLDER))
                 .ok_or("the pod's PID namespace is gone")?;
             namespaces.pid = Some(skiff_runtime::pod_init::namespace(pid));
             return Ok(());
@@ -364,7 +375,7 @@ impl Kubelet {
             ready: running,
             started: running,
             name: c.name.clone(),
-            runtime: self.runtime.name(),
+            runtime: self.machine.runtime().name(),
             image: c.image.clone().unwrap_or_default(),
             image_id: self
                 .images
@@ -441,10 +452,10 @@ impl Kubelet {
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
         std::fs::create_dir_all(dir.etc()).map_err(|e| e.to_string())?;
         std::fs::write(dir.root.join("pod"), &key).map_err(|e| e.to_string())?;
-        let fresh = !sandbox.exists();
+        let fresh = !self.machine.sandbox_exists(&sandbox);
         if fresh {
-            let (s, h) = (sandbox.clone(), hostname.clone());
-            blocking(move || s.create(&h).map_err(|e| e.to_string())).await?;
+            let (machine, s, h) = (self.machine.clone(), sandbox.clone(), hostname.clone());
+            blocking(move || machine.create_sandbox(&s, &h).map_err(|e| e.to_string())).await?;
         }
         // A sandbox that was there already was wired when it was made: every later sync of
         // the pod skips the netlink requests. A host-network pod has the node's address.
@@ -488,11 +499,11 @@ impl Kubelet {
         }
         if shares_process_namespace(pod) {
             let holder = dir.root.join(PID_HOLDER);
-            if skiff_runtime::pod_init::alive(&holder).is_none() {
+            if self.machine.pid_holder(&holder).is_none() {
                 // New, or gone (and every process in its namespace with it): the
                 // containers start again in a fresh one.
-                let skiff = self.config.skiff_binary.clone();
-                blocking(move || skiff_runtime::pod_init::spawn(&skiff, &holder).map(|_| ()))
+                let machine = self.machine.clone();
+                blocking(move || machine.start_pid_holder(&holder).map_err(|e| e.to_string()))
                     .await?;
             }
         }
@@ -646,7 +657,7 @@ impl Kubelet {
         let target = Target {
             netns: self.pod_netns(pod, dir),
             pod_ip: ip,
-            runtime: self.runtime.clone(),
+            machine: self.machine.clone(),
             container_id: a.id.clone(),
             bundle: a.bundle.clone(),
         };
@@ -753,24 +764,29 @@ impl Kubelet {
                 }
             })?;
         let bundle = dir.attempt_dir(&c.name, number);
-        let rootfs = Rootfs::at(&bundle);
-        let layers = image.layers.clone();
-        let r = Rootfs::at(&bundle);
-        blocking(move || r.mount(&layers).map_err(|e| e.to_string()))
-            .await
-            .map_err(failed)?;
-        let mut spec = match container_spec(pod, c, &image.config, dir, number, rootfs.path(), &env)
-        {
-            Ok(s) => s,
+        let id = dir.container_id(&c.name, number);
+        let (machine, layers, at) = (self.machine.clone(), image.layers.clone(), bundle.clone());
+        blocking(move || {
+            machine
+                .mount_rootfs(&at, &layers)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(failed)?;
+        let rootfs = Rootfs::at(&bundle).path();
+        let spec = container_spec(pod, c, &image.config, dir, number, rootfs, &env).and_then(
+            |mut spec| {
+                self.join_namespaces(pod, dir, c, &mut spec.namespaces)?;
+                Ok(spec)
+            },
+        );
+        let spec = match spec {
+            Ok(spec) => spec,
             Err(e) => {
-                let _ = rootfs.remove();
+                let _ = self.machine.remove_run(&id, &bundle);
                 return Err(failed(e));
             }
         };
-        if let Err(e) = self.join_namespaces(pod, dir, c, &mut spec.namespaces) {
-            let _ = rootfs.remove();
-            return Err(failed(e));
-        }
         std::fs::write(
             bundle.join("config.json"),
             serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec)).unwrap_or_default(),
@@ -791,16 +807,12 @@ impl Kubelet {
             c.image.as_deref().unwrap_or_default(),
         )
         .map_err(|e| failed(e.to_string()))?;
-        let monitor = MonitorConfig {
-            runtime_binary: self.runtime.binary().to_path_buf(),
-            runtime_root: self.runtime.root().to_path_buf(),
-            id: dir.container_id(&c.name, number),
+        let run = Run {
+            id,
             bundle: bundle.clone(),
             log: dir.log_path(&c.name, number),
             cgroups_path: spec.cgroups_path.clone(),
-            log_max_size: LOG_MAX_SIZE,
-            log_max_files: LOG_MAX_FILES,
-            exit_notice: Some(dir.exit_notice.clone()),
+            exit_notice: dir.exit_notice.clone(),
         };
         let t_prepared = t0.elapsed();
         if c.stdin == Some(true) {
@@ -815,8 +827,8 @@ impl Kubelet {
             make_fifo(&bundle.join(skiff_runtime::monitor::RESIZE_FIFO))
                 .map_err(|e| failed(format!("the container's terminal: {e}")))?;
         }
-        let skiff = self.config.skiff_binary.clone();
-        blocking(move || skiff_runtime::monitor::spawn(&skiff, &monitor))
+        let machine = self.machine.clone();
+        blocking(move || machine.start(&run).map_err(|e| e.to_string()))
             .await
             .map_err(failed)?;
         let t_running = t0.elapsed();

@@ -86,7 +86,7 @@ impl Kubelet {
     /// Every trace of the pod on the node: containers, root filesystems, network,
     /// namespaces, cgroups, files.
     pub(super) async fn teardown(&self, dir: &PodDir, logs: Logs) {
-        let (runtime, dir2) = (self.runtime.clone(), dir.clone());
+        let (machine, dir2) = (self.machine.clone(), dir.clone());
         let result = blocking(move || {
             let containers = dir2.root.join("containers");
             for c in std::fs::read_dir(&containers)
@@ -96,8 +96,9 @@ impl Kubelet {
             {
                 let name = c.file_name().to_string_lossy().into_owned();
                 for a in dir2.attempts(&name) {
-                    runtime.delete(&a.id, true).map_err(|e| e.to_string())?;
-                    Rootfs::at(&a.bundle).remove().map_err(|e| e.to_string())?;
+                    machine
+                        .remove_run(&a.id, &a.bundle)
+                        .map_err(|e| e.to_string())?;
                 }
             }
             Ok(())
@@ -108,16 +109,11 @@ impl Kubelet {
             return;
         }
         self.network.detach(&dir.uid);
-        let sandbox = dir.sandbox();
-        let cgroup = dir.cgroup();
+        let (machine, pod) = (self.machine.clone(), dir.clone());
         let root = dir.root.clone();
         let log_dir = (logs == Logs::Remove).then(|| dir.logs.clone());
-        let volumes_of = dir.clone();
         let result = blocking(move || {
-            super::volumes::unmount_all(&volumes_of);
-            skiff_runtime::pod_init::stop(&volumes_of.root.join(super::sync::PID_HOLDER));
-            sandbox.remove().map_err(|e| e.to_string())?;
-            skiff_runtime::cgroups::remove(&cgroup).map_err(|e| format!("cgroup {cgroup}: {e}"))?;
+            machine.remove_sandbox(&pod).map_err(|e| e.to_string())?;
             if let Some(logs) = log_dir {
                 let _ = std::fs::remove_dir_all(&logs);
             }
@@ -174,8 +170,7 @@ impl Kubelet {
             let (ns, name) = split_key(&key);
             let dir = PodDir::new(&self.config.data_dir, ns, name, &uid);
             for a in dir.running() {
-                let (runtime, id) = (self.runtime.clone(), a.id.clone());
-                let _ = blocking(move || runtime.kill(&id, 9).map_err(|e| e.to_string())).await;
+                let _ = self.signal(&a.id, 9).await;
             }
             if dir.running().is_empty() {
                 tracing::info!(pod = %key, %uid, "removing a pod the API no longer has");

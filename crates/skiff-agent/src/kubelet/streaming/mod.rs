@@ -16,11 +16,10 @@ mod server;
 mod spdy;
 mod websocket;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use skiff_runtime::oci::ExecCommand;
 
 use super::pod_dir::PodDir;
 
@@ -34,14 +33,6 @@ pub trait Containers: Send + Sync + 'static {
     fn pod_dir(&self, pod: &Pod) -> PodDir;
     /// The pod's network namespace (it may not exist yet, or any more).
     fn pod_netns(&self, pod: &Pod) -> PathBuf;
-    /// A command that runs `command` in the running container `id` (bundle `bundle`),
-    /// writing its process id to `pid_file`.
-    fn exec_command(
-        &self,
-        id: &str,
-        bundle: &Path,
-        command: &[String],
-        tty: bool,
-        pid_file: &Path,
-    ) -> Result<ExecCommand, skiff_runtime::RuntimeError>;
+    /// The OCI runtime the containers run with (for `exec`).
+    fn runtime(&self) -> &dyn skiff_runtime::Runtime;
 }

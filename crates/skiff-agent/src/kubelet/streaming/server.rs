@@ -304,7 +304,14 @@ async fn container_exec(
         "exec-{}.pid",
         EXEC_SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let exec = match node.exec_command(&id, &run.bundle, &options.command, options.tty, &pid_file) {
+    let exec = node.runtime().exec_command(
+        &id,
+        &run.bundle,
+        &options.command,
+        options.tty,
+        Some(&pid_file),
+    );
+    let exec = match exec {
         Ok(exec) => exec,
         Err(e) => return status(&ApiError::internal(e.to_string())),
     };
