@@ -20,6 +20,8 @@ use skiff_client::objects::{is_deleting, now, pod_node};
 use skiff_client::{EventRecorder, Informer, WorkQueue};
 
 use crate::AgentError;
+use crate::kubelet::pod_dir::Attempt;
+use crate::kubelet::status::{ContainerView, pod_status};
 use crate::node::{
     LEASE_DURATION_SECONDS, NodeDescription, lease_renew_interval, node_conditions, renew_lease,
 };
@@ -450,79 +452,62 @@ impl Kubelet {
     }
 }
 
-/// A Running pod status, as kubelet reports one whose containers all started, ready unless
-/// [`simulated_ready`] says otherwise. What the pod already shows of that — conditions
-/// already at their status, start times — is kept, so writing it again changes only what
-/// was wrong.
+/// A Running pod status, as kubelet reports one whose containers all started (built by the
+/// real node's `kubelet::status`), ready unless [`simulated_ready`] says otherwise. What
+/// the pod already shows of that — conditions already at their status, start times — is
+/// kept, so writing it again changes only what was wrong.
 fn running_status(pod: &Pod, pod_ip: &str, host_ip: &str) -> Value {
-    let now = now();
-    let ready = simulated_ready(pod);
-    let status = pod.status.as_ref();
-    let shown = |type_: &str| {
-        status
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+    let text = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| {
+        json!(t).as_str().unwrap_or_default().to_string()
     };
-    let mut conditions: Vec<Value> = shown("PodScheduled")
-        .map(|c| serde_json::to_value(c).unwrap_or_default())
-        .into_iter()
-        .collect();
-    for (type_, on) in [
-        ("PodReadyToStartContainers", true),
-        ("Initialized", true),
-        ("Ready", ready),
-        ("ContainersReady", ready),
-    ] {
-        let status = if on { "True" } else { "False" };
-        let since = shown(type_)
-            .filter(|c| c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        let mut condition = json!({
-            "type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": since,
-        });
-        if !on {
-            condition["reason"] = "ContainersNotReady".into();
-            condition["message"] = "containers with unready status: [simulated]".into();
-        }
-        conditions.push(condition);
-    }
+    let now = text(&now());
+    let status = pod.status.as_ref();
     let started_at = |name: &str| {
         status
             .and_then(|s| s.container_statuses.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.name == name))
             .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.clone())
-            .unwrap_or_else(|| now.clone())
+            .map_or_else(|| now.clone(), |t| text(&t))
     };
-    let containers: Vec<Value> = pod
+    let uid = pod.uid().unwrap_or_default();
+    let containers: Vec<ContainerView> = pod
         .spec
         .iter()
         .flat_map(|s| &s.containers)
         .map(|c| {
             let image = c.image.clone().unwrap_or_default();
-            json!({
-                "name": c.name,
-                "image": image,
-                "imageID": format!("simulated://{image}"),
-                "containerID": format!("simulated://{}-{}", pod.uid().unwrap_or_default(), c.name),
-                "ready": ready,
-                "started": true,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": started_at(&c.name)}},
-                "lastState": {},
-            })
+            ContainerView {
+                name: c.name.clone(),
+                runtime: "simulated".into(),
+                image_id: Some(format!("simulated://{image}")),
+                image,
+                attempts: vec![Attempt {
+                    number: 0,
+                    bundle: Default::default(),
+                    id: format!("{uid}-{}", c.name),
+                    started_at: Some(started_at(&c.name)),
+                    exit: None,
+                    term_sent: None,
+                    termination_message: None,
+                }],
+                waiting: None,
+                ready: simulated_ready(pod),
+                started: true,
+            }
         })
         .collect();
-    json!({
-        "phase": "Running",
-        "conditions": conditions,
-        "hostIP": host_ip,
-        "hostIPs": [{"ip": host_ip}],
-        "podIP": pod_ip,
-        "podIPs": [{"ip": pod_ip}],
-        "startTime": status.and_then(|s| s.start_time.clone()).unwrap_or_else(|| now.clone()),
-        "containerStatuses": containers,
-    })
+    let start_time = status
+        .and_then(|s| s.start_time.as_ref())
+        .map_or(now.clone(), text);
+    pod_status(
+        pod,
+        &[],
+        &containers,
+        Some(pod_ip),
+        host_ip,
+        &start_time,
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -548,6 +533,63 @@ mod tests {
         assert_eq!(a.assign("ns/b", "n"), Some(3));
         a.release("ns/a");
         assert_eq!(a.assign("ns/c", "n"), Some(2));
+    }
+
+    #[test]
+    fn running_statuses_are_the_kubelets_and_keep_what_the_pod_shows() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1",
+                         "annotations": {SIMULATED_READY_ANNOTATION: "false"}},
+            "spec": {"containers": [{"name": "a", "image": "app:v1"}, {"name": "b", "image": "side:v1"}]},
+        }))
+        .unwrap();
+        let first = running_status(&pod, "10.128.0.2", "127.1.0.1");
+        assert_eq!(first["phase"], "Running");
+        assert_eq!(first["podIP"], "10.128.0.2");
+        assert_eq!(first["hostIP"], "127.1.0.1");
+        let a = &first["containerStatuses"][0];
+        assert_eq!(a["containerID"], "simulated://u1-a");
+        assert_eq!(a["imageID"], "simulated://app:v1");
+        assert_eq!(
+            (
+                a["ready"].clone(),
+                a["started"].clone(),
+                a["restartCount"].clone()
+            ),
+            (json!(false), json!(true), json!(0))
+        );
+        let ready = first["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "ContainersNotReady");
+        assert_eq!(ready["message"], "containers with unready status: [a b]");
+
+        // Written back later (the seconds moved on): the start times and transitions stay.
+        let mut shown = first.clone();
+        shown["startTime"] = "2026-01-01T00:00:00Z".into();
+        shown["containerStatuses"][0]["state"]["running"]["startedAt"] =
+            "2026-01-01T00:00:01Z".into();
+        for c in shown["conditions"].as_array_mut().unwrap() {
+            c["lastTransitionTime"] = "2026-01-01T00:00:02Z".into();
+        }
+        pod.status = serde_json::from_value(shown).unwrap();
+        let again = running_status(&pod, "10.128.0.2", "127.1.0.1");
+        assert_eq!(again["startTime"], "2026-01-01T00:00:00Z");
+        assert_eq!(
+            again["containerStatuses"][0]["state"]["running"]["startedAt"],
+            "2026-01-01T00:00:01Z"
+        );
+        assert!(
+            again["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["lastTransitionTime"] == "2026-01-01T00:00:02Z")
+        );
     }
 
     #[test]

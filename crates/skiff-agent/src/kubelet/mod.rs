@@ -19,12 +19,12 @@ pub mod host;
 mod images;
 mod logs;
 mod machine;
-mod pod_dir;
+pub(crate) mod pod_dir;
 mod probe;
 pub mod reset;
 mod service_env;
 mod sources;
-mod status;
+pub(crate) mod status;
 mod streaming;
 mod sync;
 #[cfg(test)]

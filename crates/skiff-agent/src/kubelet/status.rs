@@ -242,7 +242,25 @@ pub fn pod_status(
             "ContainersNotReady"
         })
     };
+    // Upstream's message on both conditions while containers hold the pod back.
+    let unready: Vec<&str> = apps
+        .iter()
+        .filter(|c| !c.ready)
+        .map(|c| c.name.as_str())
+        .collect();
+    let unready_message = (!completed && !unready.is_empty())
+        .then(|| format!("containers with unready status: [{}]", unready.join(" ")));
     let mut ready_condition = condition(pod, "Ready", ready, not_ready_reason(ready));
+    let mut containers_ready_condition = condition(
+        pod,
+        "ContainersReady",
+        containers_ready,
+        not_ready_reason(containers_ready),
+    );
+    if let Some(message) = &unready_message {
+        ready_condition["message"] = message.clone().into();
+        containers_ready_condition["message"] = message.clone().into();
+    }
     if containers_ready && let Some(message) = gates {
         ready_condition["reason"] = "ReadinessGatesNotReady".into();
         ready_condition["message"] = message.into();
@@ -263,12 +281,7 @@ pub fn pod_status(
             (!initialized).then_some("ContainersNotInitialized"),
         ),
         ready_condition,
-        condition(
-            pod,
-            "ContainersReady",
-            containers_ready,
-            not_ready_reason(containers_ready),
-        ),
+        containers_ready_condition,
         scheduled,
     ];
     // Conditions others own stay, as they were.
