@@ -76,6 +76,9 @@ impl Reset {
             "stopping the containers and pods of {}",
             agent.display()
         ));
+        // The monitors go first: one still draining its container's output would record
+        // the exit that deleting the container causes while its directory is removed.
+        let helpers = kill_helpers(&agent);
         // Every runtime that kept state here, and once regardless for the pod directories.
         let used: Vec<&str> = RUNTIMES
             .iter()
@@ -87,7 +90,6 @@ impl Reset {
                 failures.push(e);
             }
         }
-        let helpers = kill_helpers(&agent);
         if helpers > 0 {
             progress(&format!("stopped {helpers} container monitor(s)"));
         }
