@@ -6,7 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::{Value, json};
 use skiff_client::{EventRecorder, Store};
 use skiff_image::build::{BuiltImage, Compression, LayerBuilder};
@@ -35,16 +37,21 @@ struct Harness {
     machine: Arc<FakeMachine>,
     network: Arc<FakeNetwork>,
     pods: Store<Pod>,
+    services: Store<Service>,
     written: Arc<Mutex<Vec<Written>>>,
+    /// What the fake API answers reads with, by path.
+    objects: Objects,
     _data: tempfile::TempDir,
     _registry: (tempfile::TempDir, tokio::task::JoinHandle<()>),
 }
 
+type Objects = Arc<Mutex<HashMap<String, Value>>>;
+
 /// An API server that answers every write with its body (a Pod for a status patch) and
-/// every read with 404.
-fn fake_api(written: Arc<Mutex<Vec<Written>>>) -> kube::Client {
+/// every read with the object at its path, else 404.
+fn fake_api(written: Arc<Mutex<Vec<Written>>>, objects: Objects) -> kube::Client {
     let service = tower::service_fn(move |request: hyper::Request<kube::client::Body>| {
-        let written = written.clone();
+        let (written, objects) = (written.clone(), objects.clone());
         async move {
             let (parts, body) = request.into_parts();
             let bytes = body.collect_bytes().await?;
@@ -56,7 +63,9 @@ fn fake_api(written: Arc<Mutex<Vec<Written>>>) -> kube::Client {
                 path: path.clone(),
                 body: body.clone(),
             });
+            let served = objects.lock().unwrap().get(&path).cloned();
             let (code, answer) = match method.as_str() {
+                "GET" if served.is_some() => (200, served.unwrap_or_default()),
                 "GET" => (
                     404,
                     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -160,7 +169,8 @@ impl Harness {
         let data = tempfile::tempdir().unwrap();
         let (registry, registry_dir, registry_task) = registry().await;
         let written = Arc::new(Mutex::new(Vec::new()));
-        let client = fake_api(written.clone());
+        let objects = Objects::default();
+        let client = fake_api(written.clone(), objects.clone());
         let machine = Arc::new(FakeMachine::default());
         let network = Arc::new(FakeNetwork::default());
         let config = KubeletConfig {
@@ -185,12 +195,13 @@ impl Harness {
         )
         .unwrap();
         let pods = Store::of(pods);
+        let services = Store::of([]);
         let kubelet = Arc::new(Kubelet {
             events: EventRecorder::new(client.clone(), "kubelet", Some(NODE)),
             client,
             config,
             pods: pods.clone(),
-            services: Store::of([]),
+            services: services.clone(),
             machine: machine.clone(),
             network: network.clone(),
             images,
@@ -205,7 +216,9 @@ impl Harness {
             machine,
             network,
             pods,
+            services,
             written,
+            objects,
             _data: data,
             _registry: (registry_dir, registry_task),
         }
@@ -494,4 +507,150 @@ async fn a_pod_the_api_forgot_is_killed_and_torn_down() {
     assert_eq!(*h.machine.removed_sandboxes.lock().unwrap(), ["uid-p"]);
     assert_eq!(h.network.address_of("uid-p"), None);
     assert!(!h.kubelet.config.data_dir.join("pods/uid-p").exists());
+}
+
+/// An image whose config sets `env`.
+fn image_with_env(env: &[&str]) -> skiff_image::Image {
+    skiff_image::Image {
+        name: "docker.io/library/app:v1".into(),
+        digest: "sha256:0".into(),
+        config: serde_json::from_value(json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Env": env},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }))
+        .unwrap(),
+        layers: Vec::new(),
+        size: 0,
+    }
+}
+
+impl Harness {
+    fn serve(&self, path: &str, object: Value) {
+        self.objects.lock().unwrap().insert(path.into(), object);
+    }
+
+    async fn environment(
+        &self,
+        pod: &Pod,
+        image: &skiff_image::Image,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let fields = self.kubelet.field_env(pod, "10.244.0.9");
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        self.kubelet.environment(pod, c, image, &fields).await
+    }
+}
+
+#[tokio::test]
+async fn the_environment_is_the_images_then_service_links_then_env_from_then_env() {
+    let spec = json!({"containers": [{
+        "name": "web", "image": "app:v1",
+        "resources": {"limits": {"memory": "64Mi"}},
+        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CM_"}],
+        "env": [
+            {"name": "A", "value": "$(CM_B)-and-$(PATH)"},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+            {"name": "GONE", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k", "optional": true}}},
+        ],
+    }]});
+    let p = pod("p", spec);
+    let h = Harness::new(vec![p.clone()]).await;
+    h.serve(
+        "/api/v1/namespaces/default/configmaps/settings",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+               "data": {"A": "from-the-map", "B": "b"}}),
+    );
+    h.serve(
+        "/api/v1/namespaces/default/secrets/creds",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+               "data": {"token": "czNjcjN0"}}),
+    );
+    h.services.put(
+        serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"clusterIP": "10.43.0.20", "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]},
+        }))
+        .unwrap(),
+    );
+    let env = h
+        .environment(&p, &image_with_env(&["PATH=/bin", "A=from-the-image"]))
+        .await
+        .unwrap();
+    let expected = [
+        ("PATH", "/bin"),
+        ("A", "b-and-/bin"),
+        ("CM_A", "from-the-map"),
+        ("CM_B", "b"),
+        ("POD", "p"),
+        ("IP", "10.244.0.9"),
+        ("NODE", NODE),
+        ("MEM", "64"),
+        ("TOKEN", "s3cr3t"),
+        ("DB_SERVICE_HOST", "10.43.0.20"),
+        ("DB_SERVICE_PORT", "5432"),
+        ("DB_PORT_5432_TCP_ADDR", "10.43.0.20"),
+    ];
+    for (k, v) in expected {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{k} in {env:#?}");
+    }
+    assert!(
+        !env.contains_key("GONE"),
+        "an optional key that is missing is left out"
+    );
+
+    // Without service links, no service's variables.
+    let mut quiet = p.clone();
+    quiet.spec.as_mut().unwrap().enable_service_links = Some(false);
+    let env = h.environment(&quiet, &image_with_env(&[])).await.unwrap();
+    assert!(!env.keys().any(|k| k.starts_with("DB_")), "{env:#?}");
+}
+
+#[tokio::test]
+async fn a_missing_source_or_key_fails_the_container_with_upstreams_message() {
+    let env = |from: Value| {
+        pod(
+            "p",
+            json!({"containers": [{"name": "web", "image": "app:v1",
+                                        "env": [{"name": "X", "valueFrom": from}]}]}),
+        )
+    };
+    let h = Harness::new(Vec::new()).await;
+    h.serve(
+        "/api/v1/namespaces/default/configmaps/settings",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}}),
+    );
+    let image = image_with_env(&[]);
+    let missing_map = env(json!({"configMapKeyRef": {"name": "absent", "key": "a"}}));
+    let e = h.environment(&missing_map, &image).await.unwrap_err();
+    assert_eq!(e, "configmap \"absent\" not found");
+    let missing_key = env(json!({"configMapKeyRef": {"name": "settings", "key": "b"}}));
+    let e = h.environment(&missing_key, &image).await.unwrap_err();
+    assert_eq!(e, "couldn't find key b in ConfigMap default/settings");
+    let bad_field = env(json!({"fieldRef": {"fieldPath": "status.phase"}}));
+    let e = h.environment(&bad_field, &image).await.unwrap_err();
+    assert!(e.contains("unsupported fieldRef \"status.phase\""), "{e}");
+
+    // A container that cannot get its environment waits with the reason, and says why.
+    let p = pod(
+        "q",
+        json!({"containers": [{"name": "web", "image": "app:v1",
+        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "b"}}}]}]}),
+    );
+    h.pods.put(p);
+    h.sync("q").await;
+    let status = h.status("q");
+    let web = container_status(&status, "containerStatuses", "web");
+    assert_eq!(
+        web["state"]["waiting"]["reason"],
+        "CreateContainerConfigError"
+    );
+    assert_eq!(
+        web["state"]["waiting"]["message"],
+        "couldn't find key b in ConfigMap default/settings"
+    );
+    assert!(h.machine.started().is_empty());
 }
