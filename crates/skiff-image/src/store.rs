@@ -618,15 +618,9 @@ pub struct GcReport {
 
 /// (used, capacity) of the filesystem holding `path`.
 pub fn disk_usage(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid path and a zeroed statvfs to fill.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    let total = st.f_blocks as u64 * st.f_frsize as u64;
-    let free = st.f_bfree as u64 * st.f_frsize as u64;
+    let st = rustix::fs::statvfs(path).ok()?;
+    let total = st.f_blocks * st.f_frsize;
+    let free = st.f_bfree * st.f_frsize;
     Some((total - free, total))
 }
 

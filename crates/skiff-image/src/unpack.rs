@@ -136,7 +136,7 @@ fn unpack_entries<R: Read>(
     dest: &Path,
     limits: &Limits,
 ) -> Result<u64> {
-    let running_as_root = unsafe { libc::geteuid() } == 0;
+    let running_as_root = rustix::process::geteuid().is_root();
     let mut count = 0u64;
     for entry in archive.entries().map_err(read_error)? {
         let mut entry = entry.map_err(read_error)?;

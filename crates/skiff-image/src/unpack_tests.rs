@@ -157,7 +157,7 @@ fn whiteouts_become_overlayfs_whiteouts() {
         .finish();
     s.unpack(&tar).unwrap();
     let whiteout = fs::symlink_metadata(s.layer.join("etc/motd")).unwrap();
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         assert!(whiteout.file_type().is_char_device());
         assert_eq!(whiteout.rdev(), 0);
         let mut value = [0u8; 4];

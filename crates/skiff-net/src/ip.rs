@@ -18,18 +18,12 @@ pub enum Netns {
 /// Moves the calling thread, and only it, into the network namespace pinned at `path`.
 /// The thread should end with the work that needed it.
 pub fn enter_netns(path: &Path) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
+    use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+    use std::os::fd::AsFd;
     let file = std::fs::File::open(path)
         .map_err(|e| format!("the network namespace {}: {e}", path.display()))?;
-    // SAFETY: a valid namespace file descriptor; setns changes only the calling thread.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!(
-            "joining the network namespace {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
+        .map_err(|e| format!("joining the network namespace {}: {e}", path.display()))
 }
 
 impl Netns {

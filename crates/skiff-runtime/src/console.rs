@@ -88,14 +88,13 @@ fn receive_fd(socket: i32) -> io::Result<OwnedFd> {
 
 /// Sets a terminal's size.
 pub fn resize(terminal: &File, width: u16, height: u16) {
-    let size = libc::winsize {
+    let size = rustix::termios::Winsize {
         ws_row: height,
         ws_col: width,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: TIOCSWINSZ reads a winsize; the descriptor is a terminal.
-    unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    let _ = rustix::termios::tcsetwinsize(terminal, size);
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 //! runtime process per container (`start`) was a tenth of a pod's startup CPU.
 
 use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -232,13 +232,7 @@ pub fn now_rfc3339() -> String {
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: a two-element array for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 returned two fresh descriptors we now own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
 /// The monitor's whole life. Call it before any thread exists (it forks): it returns in
@@ -377,26 +371,22 @@ fn oom_recorded(cgroups_path: &str) -> bool {
 /// Reaps children until the container process ends: (exit code, signal). A signal is
 /// reported as 128 + its number, as shells and the kubelet do.
 fn wait_for(pid: i32) -> (i32, Option<i32>) {
+    use rustix::process::{WaitOptions, wait};
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid status pointer.
-        let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if reaped == -1 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
+        // Any child (`waitpid(-1)`): rustix's `waitpid(None)` is 0, this process group only.
+        let (reaped, status) = match wait(WaitOptions::empty()) {
+            Ok(Some(reaped)) => reaped,
+            Err(rustix::io::Errno::INTR) => continue,
             // No children left: the container's process was not ours to reap.
-            return (255, None);
-        }
-        if reaped != pid {
+            Ok(None) | Err(_) => return (255, None),
+        };
+        if reaped.as_raw_nonzero().get() != pid {
             continue; // an orphan of the container, reparented to us
         }
-        if libc::WIFEXITED(status) {
-            return (libc::WEXITSTATUS(status), None);
+        if let Some(code) = status.exit_status() {
+            return (code, None);
         }
-        if libc::WIFSIGNALED(status) {
-            let sig = libc::WTERMSIG(status);
+        if let Some(sig) = status.terminating_signal() {
             return (128 + sig, Some(sig));
         }
     }

@@ -88,9 +88,9 @@ pub fn namespace(pid: i32) -> std::path::PathBuf {
 /// Stops the holder, if one runs (every process left in its namespace goes with it), and
 /// forgets it.
 pub fn stop(pid_file: &Path) {
-    if let Some(pid) = alive(pid_file) {
-        // SAFETY: a process we started, identified by its command line.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+    // A process we started, identified by its command line.
+    if let Some(pid) = alive(pid_file).and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
     let _ = std::fs::remove_file(pid_file);
 }

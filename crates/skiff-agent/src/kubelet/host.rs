@@ -74,12 +74,8 @@ pub fn pressure(data_dir: &Path) -> crate::node::Pressure {
     Readings::of_this_machine(data_dir).pressure()
 }
 
-fn statvfs(path: &Path) -> Option<libc::statvfs> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a valid path and a zeroed statvfs for the call to fill.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then_some(st)
+fn statvfs(path: &Path) -> Option<rustix::fs::StatVfs> {
+    rustix::fs::statvfs(path).ok()
 }
 
 /// Bytes of the filesystem holding `path` (the image store's statvfs reading).

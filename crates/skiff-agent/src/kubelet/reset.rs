@@ -180,8 +180,10 @@ fn kill_helpers(agent: &Path) -> usize {
         if args.get(1).map(String::as_str) == Some("internal")
             && args.iter().any(|a| a.starts_with(&agent))
         {
-            // SAFETY: kill(2) with a pid read from /proc; at worst it names a gone process.
-            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+            let pid = rustix::process::Pid::from_raw(pid as i32);
+            if pid.is_some_and(|pid| {
+                rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok()
+            }) {
                 killed += 1;
             }
         }

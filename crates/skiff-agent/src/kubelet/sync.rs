@@ -966,16 +966,11 @@ fn definition_changed(run: &super::pod_dir::Attempt, c: &Container) -> bool {
 
 /// A FIFO at `path` (mode 0600).
 fn make_fifo(path: &std::path::Path) -> std::io::Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::AlreadyExists {
-            return Err(e);
-        }
+    let mode = rustix::fs::Mode::from_raw_mode(0o600);
+    match rustix::fs::mkfifoat(rustix::fs::CWD, path, mode) {
+        Err(rustix::io::Errno::EXIST) => Ok(()),
+        other => Ok(other?),
     }
-    Ok(())
 }
 
 /// The grace period for stopping a container: `override_seconds` (a probe's own), else

@@ -119,13 +119,13 @@ impl Drop for KillOnDrop {
         let pid = std::fs::read_to_string(&self.pid_file)
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok())
-            .filter(|p| *p > 1);
+            .filter(|p| *p > 1)
+            .and_then(rustix::process::Pid::from_raw);
         if self.armed
             && let Some(pid) = pid
         {
-            // SAFETY: a plain kill(2); the pid is the exec'd process, still running (the
-            // session ended before its command did).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // The exec'd process, still running: the session ended before its command did.
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
         let _ = std::fs::remove_file(&self.pid_file);
     }
