@@ -3,186 +3,78 @@
 //! route, a link removal. On the pod startup path they replace running iproute2's `ip`
 //! (two processes a pod, each loading a dozen libraries) with a handful of messages.
 //!
+//! The messages are `netlink-packet-route`'s, sent over `netlink-sys`'s socket: the wire
+//! format (headers, attributes, nests, alignment) is theirs to get right; this module says
+//! only what each request holds. New requests (routes to other nodes, VXLAN links) are a
+//! message built the same way.
+//!
 //! A netlink socket acts in the network namespace it was opened in, so a [`Netlink`] for
 //! another namespace is opened on a thread that joined it (see `Netns::within`).
 //! Each request asks for an acknowledgement and waits for it: errors come back as the
 //! kernel's errno.
 
 use std::io;
-use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::RawFd;
 
-// Message types and flags (linux/rtnetlink.h, linux/netlink.h).
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_NEWADDR: u16 = 20;
-const RTM_NEWROUTE: u16 = 24;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-// Attributes (linux/if_link.h, linux/veth.h, linux/if_addr.h, linux/rtnetlink.h).
-const IFLA_IFNAME: u16 = 3;
-const IFLA_MASTER: u16 = 10;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_NET_NS_FD: u16 = 28;
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
-const VETH_INFO_PEER: u16 = 1;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-
-const IFF_UP: u32 = 0x1;
-const RT_TABLE_MAIN: u8 = 254;
-const RTPROT_BOOT: u8 = 3;
-const RT_SCOPE_UNIVERSE: u8 = 0;
-const RTN_UNICAST: u8 = 1;
-
-/// Bytes of a `struct nlmsghdr`.
-const HEADER_LEN: usize = 16;
-
-/// One request being built: the header (its length filled in at the end), a fixed body,
-/// then attributes, each 4-byte aligned; nests are attributes holding attributes.
-struct Message {
-    buf: Vec<u8>,
-}
-
-impl Message {
-    fn new(kind: u16, flags: u16) -> Message {
-        let mut buf = Vec::with_capacity(256);
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by `finish`
-        buf.extend_from_slice(&kind.to_ne_bytes());
-        buf.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // sequence, set by `finish`
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // port: the kernel's
-        Message { buf }
-    }
-
-    /// A `struct ifinfomsg`.
-    fn link_info(&mut self, index: u32, flags: u32, change: u32) {
-        self.buf.extend_from_slice(&[libc::AF_UNSPEC as u8, 0]);
-        self.buf.extend_from_slice(&0u16.to_ne_bytes()); // device type
-        self.buf.extend_from_slice(&(index as i32).to_ne_bytes());
-        self.buf.extend_from_slice(&flags.to_ne_bytes());
-        self.buf.extend_from_slice(&change.to_ne_bytes());
-    }
-
-    fn attr(&mut self, kind: u16, payload: &[u8]) {
-        let len = 4 + payload.len();
-        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(payload);
-        self.align();
-    }
-
-    /// A NUL-terminated string attribute.
-    fn attr_str(&mut self, kind: u16, value: &str) {
-        let mut bytes = value.as_bytes().to_vec();
-        bytes.push(0);
-        self.attr(kind, &bytes);
-    }
-
-    fn attr_u32(&mut self, kind: u16, value: u32) {
-        self.attr(kind, &value.to_ne_bytes());
-    }
-
-    /// Starts a nested attribute; `end_nest` with the answer closes it.
-    fn start_nest(&mut self, kind: u16) -> usize {
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        at
-    }
-
-    fn end_nest(&mut self, at: usize) {
-        let len = (self.buf.len() - at) as u16;
-        self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
-        self.align();
-    }
-
-    fn align(&mut self) {
-        while !self.buf.len().is_multiple_of(4) {
-            self.buf.push(0);
-        }
-    }
-
-    fn finish(mut self, seq: u32) -> Vec<u8> {
-        let len = self.buf.len() as u32;
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
-        self.buf
-    }
-}
-
-/// An rtnetlink socket in the network namespace of the thread that opened it.
 pub struct Netlink {
-    fd: OwnedFd,
+    socket: Socket,
     seq: u32,
+}
+
+/// A link message naming link `index` (0: none), with `up` set in its flags and mask.
+fn link(index: u32, up: bool) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message.header.index = index;
+    if up {
+        message.header.flags = LinkFlags::Up;
+        message.header.change_mask = LinkFlags::Up;
+    }
+    message
 }
 
 impl Netlink {
     pub fn open() -> io::Result<Netlink> {
-        // SAFETY: plain socket(2); the descriptor is owned from here on.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Netlink { fd, seq: 0 })
+        let socket = Socket::new(NETLINK_ROUTE)?;
+        // Port 0: the kernel.
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Netlink { socket, seq: 0 })
     }
 
-    /// Sends `message` and waits for the kernel's acknowledgement.
-    fn request(&mut self, message: Message) -> io::Result<()> {
+    /// Sends `message` (with `flags` beyond request and acknowledgement) and waits for the
+    /// kernel's acknowledgement.
+    fn request(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let bytes = message.finish(seq);
-        // SAFETY: the address is a zeroed sockaddr_nl aimed at the kernel (port 0).
-        let sent = unsafe {
-            let mut to: libc::sockaddr_nl = std::mem::zeroed();
-            to.nl_family = libc::AF_NETLINK as u16;
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                0,
-                (&to as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut reply = [0u8; 4096];
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+        packet.finalize();
+        let mut bytes = vec![0; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        self.socket.send(&bytes, 0)?;
+        let mut reply = Vec::with_capacity(8192);
         loop {
-            // SAFETY: reading into a buffer we own, within its length.
-            let got = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    reply.as_mut_ptr().cast(),
-                    reply.len(),
-                    0,
-                )
+            reply.clear();
+            match self.socket.recv(&mut reply, 0) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => other?,
             };
-            if got < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if let Some(result) = acknowledgement(&reply[..got as usize], seq) {
+            if let Some(result) = acknowledgement(&reply, self.seq) {
                 return result;
             }
         }
@@ -197,88 +89,97 @@ impl Netlink {
         peer_netns: RawFd,
         master: u32,
     ) -> io::Result<()> {
-        let mut m = Message::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        m.link_info(0, IFF_UP, IFF_UP);
-        m.attr_str(IFLA_IFNAME, name);
-        m.attr_u32(IFLA_MASTER, master);
-        let info = m.start_nest(IFLA_LINKINFO);
-        m.attr_str(IFLA_INFO_KIND, "veth");
-        let data = m.start_nest(IFLA_INFO_DATA);
-        let peer_at = m.start_nest(VETH_INFO_PEER);
-        m.link_info(0, 0, 0);
-        m.attr_str(IFLA_IFNAME, peer);
-        m.attr_u32(IFLA_NET_NS_FD, peer_netns as u32);
-        m.end_nest(peer_at);
-        m.end_nest(data);
-        m.end_nest(info);
-        self.request(m)
+        let mut far = link(0, false);
+        far.attributes = vec![
+            LinkAttribute::IfName(peer.into()),
+            LinkAttribute::NetNsFd(peer_netns),
+        ];
+        let mut near = link(0, true);
+        near.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::Controller(master),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(far))),
+            ]),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewLink(near),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
     }
 
     /// Puts link `index` up, on the bridge with index `master` if one is given.
     pub fn set_up(&mut self, index: u32, master: Option<u32>) -> io::Result<()> {
-        let mut m = Message::new(RTM_NEWLINK, 0);
-        m.link_info(index, IFF_UP, IFF_UP);
-        if let Some(master) = master {
-            m.attr_u32(IFLA_MASTER, master);
-        }
-        self.request(m)
+        let mut message = link(index, true);
+        message
+            .attributes
+            .extend(master.map(LinkAttribute::Controller));
+        self.request(RouteNetlinkMessage::NewLink(message), 0)
     }
 
     /// Gives link `index` the address `ip/prefix` (kept as it is if it has it).
     pub fn replace_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
-        let mut m = Message::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);
-        m.buf
-            .extend_from_slice(&[libc::AF_INET as u8, prefix, 0, RT_SCOPE_UNIVERSE]);
-        m.buf.extend_from_slice(&index.to_ne_bytes());
-        m.attr(IFA_LOCAL, &ip.octets());
-        m.attr(IFA_ADDRESS, &ip.octets());
-        self.request(m)
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.prefix_len = prefix;
+        message.header.scope = AddressScope::Universe;
+        message.header.index = index;
+        message.attributes = vec![
+            AddressAttribute::Local(IpAddr::V4(ip)),
+            AddressAttribute::Address(IpAddr::V4(ip)),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewAddress(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
     }
 
     /// Sets the default IPv4 route: through `gateway` on link `index`.
     pub fn replace_default_route(&mut self, gateway: Ipv4Addr, index: u32) -> io::Result<()> {
-        let mut m = Message::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
-        m.buf.extend_from_slice(&[
-            libc::AF_INET as u8,
-            0, // destination prefix: the default route
-            0,
-            0,
-            RT_TABLE_MAIN,
-            RTPROT_BOOT,
-            RT_SCOPE_UNIVERSE,
-            RTN_UNICAST,
-        ]);
-        m.buf.extend_from_slice(&0u32.to_ne_bytes());
-        m.attr(RTA_GATEWAY, &gateway.octets());
-        m.attr_u32(RTA_OIF, index);
-        self.request(m)
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.destination_prefix_length = 0; // the default route
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::Boot;
+        message.header.scope = RouteScope::Universe;
+        message.header.kind = RouteType::Unicast;
+        message.attributes = vec![
+            RouteAttribute::Gateway(RouteAddress::Inet(gateway)),
+            RouteAttribute::Oif(index),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
     }
 
     /// Removes the link named `name` (a veth takes its peer with it).
     pub fn delete_link(&mut self, name: &str) -> io::Result<()> {
-        let mut m = Message::new(RTM_DELLINK, 0);
-        m.link_info(0, 0, 0);
-        m.attr_str(IFLA_IFNAME, name);
-        self.request(m)
+        let mut message = link(0, false);
+        message.attributes = vec![LinkAttribute::IfName(name.into())];
+        self.request(RouteNetlinkMessage::DelLink(message), 0)
     }
 }
 
 /// The outcome of request `seq` if `reply` holds its acknowledgement: Ok, or the errno
-/// the kernel answered. Other messages (none are asked for) are passed over.
+/// the kernel answered. Other messages (none are asked for) and what does not parse are
+/// passed over.
 fn acknowledgement(mut reply: &[u8], seq: u32) -> Option<io::Result<()>> {
-    let u32_at = |b: &[u8], at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
-    while reply.len() >= HEADER_LEN {
-        let len = (u32_at(reply, 0) as usize).clamp(HEADER_LEN, reply.len());
-        let kind = u16::from_ne_bytes([reply[4], reply[5]]);
-        if kind == NLMSG_ERROR && u32_at(reply, 8) == seq && len >= HEADER_LEN + 4 {
-            let errno = u32_at(reply, HEADER_LEN) as i32;
-            return Some(if errno == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(-errno))
+    while let Ok(message) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(reply) {
+        if message.header.sequence_number == seq
+            && let NetlinkPayload::Error(error) = &message.payload
+        {
+            return Some(match error.code {
+                None => Ok(()),
+                Some(_) => Err(error.to_io()),
             });
         }
-        reply = &reply[len.next_multiple_of(4).min(reply.len())..];
+        let len = (message.header.length as usize).next_multiple_of(4);
+        if len == 0 || len >= reply.len() {
+            return None;
+        }
+        reply = &reply[len..];
     }
     None
 }
@@ -295,32 +196,10 @@ pub fn index_of(name: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn attributes_are_aligned_and_nests_measure_their_contents() {
-        let mut m = Message::new(RTM_NEWLINK, NLM_F_CREATE);
-        m.link_info(0, IFF_UP, IFF_UP);
-        m.attr_str(IFLA_IFNAME, "veth0"); // 4 + 6 bytes, padded to 12
-        let nest = m.start_nest(IFLA_LINKINFO);
-        m.attr_str(IFLA_INFO_KIND, "veth"); // 4 + 5, padded to 12
-        m.end_nest(nest);
-        let bytes = m.finish(7);
-        assert_eq!(bytes.len(), HEADER_LEN + 16 + 12 + 4 + 12);
-        assert_eq!(
-            u32::from_ne_bytes(bytes[0..4].try_into().unwrap()) as usize,
-            bytes.len()
-        );
-        assert_eq!(u32::from_ne_bytes(bytes[8..12].try_into().unwrap()), 7);
-        let name_at = HEADER_LEN + 16;
-        assert_eq!(u16::from_ne_bytes([bytes[name_at], bytes[name_at + 1]]), 10);
-        assert_eq!(&bytes[name_at + 4..name_at + 10], b"veth0\0");
-        let nest_at = name_at + 12;
-        assert_eq!(
-            u16::from_ne_bytes([bytes[nest_at], bytes[nest_at + 1]]),
-            4 + 12
-        );
-    }
-
+    /// A kernel's answer to request `seq`: NLMSG_ERROR with `errno` (0 acknowledges), then
+    /// the request's header echoed.
     fn error_reply(seq: u32, errno: i32) -> Vec<u8> {
+        const NLMSG_ERROR: u16 = 2;
         let mut b = Vec::new();
         b.extend_from_slice(&36u32.to_ne_bytes());
         b.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
@@ -344,6 +223,43 @@ mod tests {
             acknowledgement(&error_reply(2, 0), 3).is_none(),
             "another request's"
         );
+        let mut two = error_reply(2, 0);
+        two.extend(error_reply(3, -libc::ENODEV));
+        let second = acknowledgement(&two, 3).unwrap();
+        assert_eq!(second.unwrap_err().raw_os_error(), Some(libc::ENODEV));
         assert!(acknowledgement(&[0u8; 8], 3).is_none(), "too short");
+    }
+
+    #[test]
+    fn a_veth_request_nests_its_peer_in_the_link_info() {
+        // What the kernel receives, read back: the peer's name and namespace inside
+        // IFLA_LINKINFO → IFLA_INFO_DATA → VETH_INFO_PEER.
+        let mut far = link(0, false);
+        far.attributes = vec![
+            LinkAttribute::IfName("eth0".into()),
+            LinkAttribute::NetNsFd(7),
+        ];
+        let mut near = link(0, true);
+        near.attributes = vec![
+            LinkAttribute::IfName("veth1".into()),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(far))),
+            ]),
+        ];
+        let mut packet = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(near)),
+        );
+        packet.finalize();
+        let mut bytes = vec![0; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        let at = |needle: &[u8]| bytes.windows(needle.len()).position(|w| w == needle);
+        let (outer, inner) = (at(b"veth1\0").unwrap(), at(b"eth0\0").unwrap());
+        assert!(at(b"veth\0").is_some_and(|kind| outer < kind && kind < inner));
+        assert_eq!(
+            u32::from_ne_bytes(bytes[0..4].try_into().unwrap()) as usize,
+            bytes.len()
+        );
     }
 }
