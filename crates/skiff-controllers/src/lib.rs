@@ -66,7 +66,7 @@ pub struct Controllers {
     deployments: Arc<deployment::DeploymentController>,
     endpoints: Arc<endpoints::EndpointsController>,
     nodes: Arc<node_lifecycle::NodeLifecycle>,
-    root_ca_pem: Option<String>,
+    namespaces: Arc<namespace::NamespaceController>,
 }
 
 impl Controllers {
@@ -81,7 +81,11 @@ impl Controllers {
                 config.node_monitor_grace_period,
                 informers,
             ),
-            root_ca_pem: config.root_ca_pem,
+            namespaces: namespace::NamespaceController::new(
+                client.clone(),
+                config.root_ca_pem,
+                informers,
+            ),
             client,
         }
     }
@@ -99,7 +103,7 @@ impl Controllers {
         };
         tokio::join!(
             gc.run(),
-            namespace::run(self.client.clone(), self.root_ca_pem.clone()),
+            self.namespaces.run(),
             self.replicasets.run(),
             self.deployments.run(),
             self.endpoints.run(),

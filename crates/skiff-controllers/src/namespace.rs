@@ -8,14 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams};
 use kube::discovery::{Discovery, Scope, verbs};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use skiff_api::admission::ROOT_CA_CONFIGMAP;
+use skiff_client::{Informer, InformerFactory, Store, WorkQueue};
 
 use crate::{Error, RETRY_AFTER};
 
@@ -25,73 +24,110 @@ pub const NAMESPACE_FINALIZER: &str = "kubernetes";
 /// How often an active namespace is looked at again without any change (the default
 /// ServiceAccount is recreated if someone deleted it).
 const RESYNC: Duration = Duration::from_secs(300);
+const WORKERS: usize = 2;
 
-struct Context {
+pub struct NamespaceController {
     client: Client,
+    namespaces: Store<Namespace>,
+    accounts: Store<ServiceAccount>,
+    /// Every namespace's copy of the cluster CA, from an informer of its own (it watches
+    /// one name in every namespace, not every ConfigMap), which `run` starts.
+    root_cas: Store<ConfigMap>,
+    root_ca_informer: std::sync::Mutex<Option<Informer<ConfigMap>>>,
     root_ca_pem: Option<String>,
+    queue: WorkQueue,
 }
 
-pub async fn run(client: Client, root_ca_pem: Option<String>) {
-    let namespaces = Api::<Namespace>::all(client.clone());
-    let accounts = Api::<ServiceAccount>::all(client.clone());
-    Controller::new(namespaces, watcher::Config::default())
-        // A ServiceAccount change re-examines its namespace (its `default` may be gone).
-        .watches(accounts, watcher::Config::default(), |sa| {
-            sa.metadata
-                .namespace
-                .map(|ns| ObjectRef::<Namespace>::new(&ns))
-        })
-        // So does a change to its copy of the cluster CA.
-        .watches(
-            Api::<ConfigMap>::all(client.clone()),
-            watcher::Config::default().fields(&format!(
-                "metadata.name={}",
-                skiff_api::admission::ROOT_CA_CONFIGMAP
-            )),
-            |cm| {
-                cm.metadata
-                    .namespace
-                    .map(|ns| ObjectRef::<Namespace>::new(&ns))
-            },
-        )
-        .run(
-            reconcile,
-            error_policy,
-            Arc::new(Context {
-                client,
-                root_ca_pem,
-            }),
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "namespace reconcile");
+impl NamespaceController {
+    pub fn new(
+        client: Client,
+        root_ca_pem: Option<String>,
+        informers: &mut InformerFactory,
+    ) -> Arc<Self> {
+        let queue = WorkQueue::new();
+        let by_namespace = |queue: &WorkQueue| {
+            let queue = queue.clone();
+            move |ns: Option<String>| {
+                if let Some(ns) = ns {
+                    queue.add(ns);
+                }
             }
+        };
+        let namespaces = informers.all::<Namespace>();
+        let changed = by_namespace(&queue);
+        namespaces.on_change(move |c| changed(Some(c.object().name_any())));
+        let namespaces = namespaces.store();
+        // A ServiceAccount change re-examines its namespace (its `default` may be gone).
+        let accounts = informers.all::<ServiceAccount>();
+        let changed = by_namespace(&queue);
+        accounts.on_change(move |c| changed(c.object().namespace()));
+        let accounts = accounts.store();
+        // So does a change to its copy of the cluster CA.
+        let mut root_cas = Informer::new(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIGMAP}")),
+        );
+        let changed = by_namespace(&queue);
+        root_cas.on_change(move |c| changed(c.object().namespace()));
+        Arc::new(NamespaceController {
+            client,
+            namespaces,
+            accounts,
+            root_cas: root_cas.store(),
+            root_ca_informer: std::sync::Mutex::new(Some(root_cas)),
+            root_ca_pem,
+            queue,
         })
-        .await;
-}
-
-fn error_policy(_: Arc<Namespace>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(%error, "namespace controller: retrying");
-    Action::requeue(RETRY_AFTER)
-}
-
-async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let name = ns.metadata.name.clone().unwrap_or_default();
-    if ns.metadata.deletion_timestamp.is_some() {
-        return finish_deletion(&ctx.client, &ns, &name).await;
     }
-    ensure_default_service_account(&ctx.client, &name).await?;
-    if let Some(ca) = &ctx.root_ca_pem {
-        crate::root_ca::ensure(&ctx.client, &name, ca).await?;
+
+    /// Runs the workers (the shared informers must have started).
+    pub async fn run(self: Arc<Self>) {
+        let informer = skiff_client::lock(&self.root_ca_informer).take();
+        let _root_cas = match informer {
+            Some(informer) => {
+                let synced = informer.synced();
+                let task = informer.start();
+                synced.wait().await;
+                Some(task)
+            }
+            None => None,
+        };
+        self.queue.run_reconciler(WORKERS, self.clone()).await;
     }
-    Ok(Action::requeue(RESYNC))
+
+    async fn sync(&self, name: &str) -> Result<Option<Duration>, Error> {
+        let Some(ns) = self.namespaces.get(name) else {
+            return Ok(None);
+        };
+        if ns.metadata.deletion_timestamp.is_some() {
+            return finish_deletion(&self.client, &ns, name).await;
+        }
+        if self.accounts.get(&format!("{name}/default")).is_none() {
+            create_default_service_account(&self.client, name).await?;
+        }
+        if let Some(ca) = &self.root_ca_pem {
+            let current = self.root_cas.get(&format!("{name}/{ROOT_CA_CONFIGMAP}"));
+            crate::root_ca::ensure(&self.client, name, ca, current.as_deref()).await?;
+        }
+        Ok(Some(RESYNC))
+    }
 }
 
-async fn ensure_default_service_account(client: &Client, ns: &str) -> Result<(), Error> {
+impl skiff_client::Reconcile for NamespaceController {
+    type Error = Error;
+
+    fn reconcile(
+        &self,
+        key: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Duration>, Error>> + Send {
+        self.sync(key)
+    }
+}
+
+/// Creates the namespace's `default` ServiceAccount (its absence from the informer's store
+/// is the cue; one made meanwhile is as good).
+async fn create_default_service_account(client: &Client, ns: &str) -> Result<(), Error> {
     let accounts = Api::<ServiceAccount>::namespaced(client.clone(), ns);
-    if accounts.get_opt("default").await?.is_some() {
-        return Ok(());
-    }
     let sa = ServiceAccount {
         metadata: ObjectMeta {
             name: Some("default".into()),
@@ -112,7 +148,11 @@ async fn ensure_default_service_account(client: &Client, ns: &str) -> Result<(),
 
 /// Deletes everything in a terminating namespace, then finalizes it. Requeues while
 /// objects remain (pods stopping, finalizers pending).
-async fn finish_deletion(client: &Client, ns: &Namespace, name: &str) -> Result<Action, Error> {
+async fn finish_deletion(
+    client: &Client,
+    ns: &Namespace,
+    name: &str,
+) -> Result<Option<Duration>, Error> {
     let finalizers = ns
         .spec
         .as_ref()
@@ -120,7 +160,7 @@ async fn finish_deletion(client: &Client, ns: &Namespace, name: &str) -> Result<
         .unwrap_or_default();
     if !finalizers.iter().any(|f| f == NAMESPACE_FINALIZER) {
         // Not ours to finish (or already finished).
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let discovery = Discovery::new(client.clone())
         .run()
@@ -142,7 +182,7 @@ async fn finish_deletion(client: &Client, ns: &Namespace, name: &str) -> Result<
         }
     }
     if remaining > 0 {
-        return Ok(Action::requeue(RETRY_AFTER));
+        return Ok(Some(RETRY_AFTER));
     }
     let mut finalized = ns.clone();
     if let Some(spec) = finalized.spec.as_mut() {
@@ -158,9 +198,9 @@ async fn finish_deletion(client: &Client, ns: &Namespace, name: &str) -> Result<
         .replace_subresource("finalize", name, &PostParams::default(), &finalized)
         .await
     {
-        Ok(_) => Ok(Action::await_change()),
+        Ok(_) => Ok(None),
         // Gone already, or changed meanwhile: the next event decides.
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(Action::await_change()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -17,15 +17,21 @@ const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the k
     when using internal endpoints such as the internal service IP or kubernetes.default.svc. \
     No other usage is guaranteed across distributions of Kubernetes clusters.";
 
-/// Makes `ns`'s copy of the CA hold `ca_pem`.
-pub async fn ensure(client: &Client, ns: &str, ca_pem: &str) -> Result<(), Error> {
+/// Makes `ns`'s copy of the CA hold `ca_pem`; `current` is the copy as the namespace
+/// controller's informer last saw it.
+pub async fn ensure(
+    client: &Client,
+    ns: &str,
+    ca_pem: &str,
+    current: Option<&ConfigMap>,
+) -> Result<(), Error> {
     let maps = Api::<ConfigMap>::namespaced(client.clone(), ns);
     let data = BTreeMap::from([("ca.crt".to_string(), ca_pem.to_string())]);
     let annotations = BTreeMap::from([(
         "kubernetes.io/description".to_string(),
         DESCRIPTION.to_string(),
     )]);
-    match maps.get_opt(ROOT_CA_CONFIGMAP).await? {
+    match current.cloned() {
         Some(current) if current.data.as_ref() == Some(&data) => Ok(()),
         Some(mut current) => {
             current.data = Some(data);
