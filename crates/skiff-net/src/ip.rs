@@ -15,15 +15,38 @@ pub enum Netns {
     Path(PathBuf),
 }
 
+/// Why a thread could not join a network namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("the network namespace {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("joining the network namespace {}: {source}", path.display())]
+    Join {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Moves the calling thread, and only it, into the network namespace pinned at `path`.
 /// The thread should end with the work that needed it.
-pub fn enter_netns(path: &Path) -> Result<(), String> {
+pub fn enter_netns(path: &Path) -> Result<(), NetnsError> {
     use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
     use std::os::fd::AsFd;
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("the network namespace {}: {e}", path.display()))?;
-    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
-        .map_err(|e| format!("joining the network namespace {}: {e}", path.display()))
+    let file = std::fs::File::open(path).map_err(|source| NetnsError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network)).map_err(|e| {
+        NetnsError::Join {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }
+    })
 }
 
 impl Netns {
@@ -37,7 +60,7 @@ impl Netns {
             Netns::Path(path) => std::thread::scope(|scope| {
                 scope
                     .spawn(|| {
-                        enter_netns(path)?;
+                        enter_netns(path).map_err(|e| e.to_string())?;
                         f()
                     })
                     .join()

@@ -416,14 +416,38 @@ fn copy_to_log(mut pipe: std::fs::File, stream: Stream, log: &Mutex<CriLog>) {
     }
 }
 
-/// Starts a monitor for the container whose `config.json` is in `config.bundle`, through
+/// Why a helper process — a container monitor, a pod's PID namespace holder — did not
+/// start, or its container did not.
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error("cannot run {binary}: {source}")]
+    Spawn {
+        binary: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the container monitor could not start ({0})")]
+    MonitorFailed(std::process::ExitStatus),
+    #[error("the pod's PID namespace holder did not start ({0})")]
+    HolderFailed(std::process::ExitStatus),
+    #[error("the pod's PID namespace holder ended at once")]
+    HolderEnded,
+    /// The runtime could not create the container: its error, as the monitor recorded it.
+    #[error("{0}")]
+    NotStarted(String),
+    #[error("the container ended at once")]
+    EndedAtOnce,
+    #[error("the container was not created within 30 s")]
+    NotCreated,
+}
+
 /// Runs `skiff_binary internal SUBCOMMAND ARGS` — a helper that detaches itself and
 /// returns — with the lean allocator and no stdio; answers how the foreground part ended.
 pub(crate) fn run_internal<S: AsRef<std::ffi::OsStr>>(
     skiff_binary: &Path,
     subcommand: &str,
     args: &[S],
-) -> Result<std::process::ExitStatus, String> {
+) -> Result<std::process::ExitStatus, HelperError> {
     let mut command = Command::new(skiff_binary);
     for (name, value) in LEAN_ALLOCATOR {
         command.env(name, value);
@@ -435,15 +459,18 @@ pub(crate) fn run_internal<S: AsRef<std::ffi::OsStr>>(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .map_err(|e| format!("cannot run {}: {e}", skiff_binary.display()))
+        .map_err(|source| HelperError::Spawn {
+            binary: skiff_binary.display().to_string(),
+            source,
+        })
 }
 
 /// `skiff_binary internal container-monitor …`, and waits until the container runs (or
 /// failed to start).
-pub fn spawn(skiff_binary: &Path, config: &MonitorConfig) -> Result<(), String> {
+pub fn spawn(skiff_binary: &Path, config: &MonitorConfig) -> Result<(), HelperError> {
     let status = run_internal(skiff_binary, "container-monitor", &config.to_args())?;
     if !status.success() {
-        return Err(format!("the container monitor could not start ({status})"));
+        return Err(HelperError::MonitorFailed(status));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -453,10 +480,10 @@ pub fn spawn(skiff_binary: &Path, config: &MonitorConfig) -> Result<(), String> 
         if let Some(exit) = Exit::read(&config.bundle) {
             return Err(exit
                 .error
-                .unwrap_or_else(|| "the container ended at once".into()));
+                .map_or(HelperError::EndedAtOnce, HelperError::NotStarted));
         }
         if Instant::now() > deadline {
-            return Err("the container was not created within 30 s".into());
+            return Err(HelperError::NotCreated);
         }
         std::thread::sleep(Duration::from_millis(2));
     }

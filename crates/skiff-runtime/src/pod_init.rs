@@ -57,14 +57,13 @@ fn reap_forever() -> ! {
 }
 
 /// Starts a holder recording itself in `pid_file`; answers its PID.
-pub fn spawn(skiff_binary: &Path, pid_file: &Path) -> Result<i32, String> {
+pub fn spawn(skiff_binary: &Path, pid_file: &Path) -> Result<i32, crate::monitor::HelperError> {
+    use crate::monitor::HelperError;
     let status = crate::monitor::run_internal(skiff_binary, SUBCOMMAND, &[pid_file])?;
     if !status.success() {
-        return Err(format!(
-            "the pod's PID namespace holder did not start ({status})"
-        ));
+        return Err(HelperError::HolderFailed(status));
     }
-    alive(pid_file).ok_or_else(|| "the pod's PID namespace holder ended at once".to_string())
+    alive(pid_file).ok_or(HelperError::HolderEnded)
 }
 
 /// The holder's PID, if `pid_file` names a running holder.

@@ -29,9 +29,9 @@ pub enum MachineError {
     Sandbox(#[from] skiff_runtime::sandbox::SandboxError),
     #[error(transparent)]
     Rootfs(#[from] skiff_runtime::rootfs::RootfsError),
-    /// The container monitor or the PID namespace holder did not start.
-    #[error("{0}")]
-    Process(String),
+    /// The container monitor or the PID namespace holder did not start, or the container.
+    #[error(transparent)]
+    Helper(#[from] skiff_runtime::monitor::HelperError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -124,9 +124,7 @@ impl Machine for Host {
     }
 
     fn start_pid_holder(&self, pid_file: &Path) -> Result<(), MachineError> {
-        skiff_runtime::pod_init::spawn(&self.skiff_binary, pid_file)
-            .map(drop)
-            .map_err(MachineError::Process)
+        Ok(skiff_runtime::pod_init::spawn(&self.skiff_binary, pid_file).map(drop)?)
     }
 
     fn mount_rootfs(&self, bundle: &Path, layers: &[PathBuf]) -> Result<(), MachineError> {
@@ -145,7 +143,7 @@ impl Machine for Host {
             log_max_files: LOG_MAX_FILES,
             exit_notice: Some(run.exit_notice.clone()),
         };
-        skiff_runtime::monitor::spawn(&self.skiff_binary, &monitor).map_err(MachineError::Process)
+        Ok(skiff_runtime::monitor::spawn(&self.skiff_binary, &monitor)?)
     }
 
     fn remove_run(&self, id: &str, bundle: &Path) -> Result<(), MachineError> {

@@ -75,7 +75,9 @@ pub(super) async fn in_netns<T: Send + 'static>(
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         // The thread ends with the probe, and its namespace with it.
-        let result = skiff_net::enter_netns(&netns).and_then(|()| f());
+        let result = skiff_net::enter_netns(&netns)
+            .map_err(|e| e.to_string())
+            .and_then(|()| f());
         let _ = tx.send(result);
     });
     rx.await
