@@ -1,7 +1,7 @@
 //! Work in a given network namespace, done on a thread that joined it: setns(2) is per
 //! thread, and a netlink socket acts in, and a child process starts in, the namespace of
-//! the thread that made it. Netlink requests (`netlink.rs`) carry the pod startup path;
-//! iproute2's `ip` remains for the node's bridge. Unlike `ip netns exec` this leaves /sys
+//! the thread that made it. Netlink requests (`netlink.rs`) do all the wiring;
+//! [`Netns::ip`] runs iproute2 there to look (tests, and people debugging). Unlike `ip netns exec` this leaves /sys
 //! alone, and unlike setns in a child before exec it keeps std's posix_spawn, which does
 //! not copy the agent's page tables.
 

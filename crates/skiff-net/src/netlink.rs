@@ -1,6 +1,6 @@
-//! The few rtnetlink requests a pod's network needs, made from this process: a veth pair
-//! straight into the pod's namespace and onto the bridge, an address, a link up, a default
-//! route, a link removal. On the pod startup path they replace running iproute2's `ip`
+//! The few rtnetlink requests a node's pod network needs, made from this process: the
+//! bridge, a veth pair straight into the pod's namespace and onto the bridge, an address,
+//! a link up, a default route, a link removal. On the pod startup path they replace running iproute2's `ip`
 //! (two processes a pod, each loading a dozen libraries) with a handful of messages.
 //!
 //! The messages are `netlink-packet-route`'s, sent over `netlink-sys`'s socket: the wire
@@ -78,6 +78,19 @@ impl Netlink {
                 return result;
             }
         }
+    }
+
+    /// Creates the bridge `name`, down (nothing if a link has that name: the caller looked).
+    pub fn add_bridge(&mut self, name: &str) -> io::Result<()> {
+        let mut message = link(0, false);
+        message.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewLink(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
     }
 
     /// Creates the veth pair `name` ↔ `peer`, the peer inside the namespace open as

@@ -44,15 +44,20 @@ fn host_veth(key: &str) -> String {
 /// Removes a node's pod bridge (its pods' veths went with their namespaces); answers
 /// whether there was one. Idempotent.
 pub fn remove_bridge(node: &Netns, bridge: &str) -> Result<bool, NetError> {
-    if node.ip(&["link", "show", "dev", bridge]).is_err() {
-        return Ok(false);
-    }
-    node.ip(&["link", "del", bridge])
-        .map(|_| true)
-        .map_err(|message| NetError::Bridge {
-            bridge: bridge.to_string(),
-            message,
-        })
+    node.within(|| {
+        if index_of(bridge).is_none() {
+            return Ok(false);
+        }
+        let mut netlink = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+        netlink
+            .delete_link(bridge)
+            .map(|()| true)
+            .map_err(|e| format!("removing it: {e}"))
+    })
+    .map_err(|message| NetError::Bridge {
+        bridge: bridge.to_string(),
+        message,
+    })
 }
 
 impl PodNetwork {
@@ -76,23 +81,24 @@ impl PodNetwork {
             bridge: self.bridge.clone(),
             message,
         };
-        if self
-            .node
-            .ip(&["link", "show", "dev", &self.bridge])
-            .is_err()
-        {
-            self.node
-                .ip(&["link", "add", &self.bridge, "type", "bridge"])
-                .map_err(err)?;
-        }
-        let gateway = format!("{}/{}", self.cidr.gateway(), self.cidr.prefix);
+        let (gateway, prefix) = (self.cidr.gateway(), self.cidr.prefix);
         self.node
-            .ip(&["addr", "replace", &gateway, "dev", &self.bridge])
-            .map_err(err)?;
-        self.node
-            .ip(&["link", "set", &self.bridge, "up"])
-            .map_err(err)?;
-        Ok(())
+            .within(|| {
+                let mut netlink = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+                if index_of(&self.bridge).is_none() {
+                    netlink
+                        .add_bridge(&self.bridge)
+                        .map_err(|e| format!("adding it: {e}"))?;
+                }
+                let index = index_of(&self.bridge).ok_or("it is gone again")?;
+                netlink
+                    .replace_address(index, gateway, prefix)
+                    .map_err(|e| format!("giving it {gateway}/{prefix}: {e}"))?;
+                netlink
+                    .set_up(index, None)
+                    .map_err(|e| format!("putting it up: {e}"))
+            })
+            .map_err(err)
     }
 
     /// Connects the pod's network namespace (idempotent per `key`); answers its address.
