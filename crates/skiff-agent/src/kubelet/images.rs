@@ -1,13 +1,15 @@
 //! A container's image as its pull policy says (with the pod's pull secrets and back-off),
 //! which images this node's pods use (kept by image GC), and the images the Node reports.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Secret};
-use kube::ResourceExt;
 use kube::api::Api;
-use skiff_image::{Image, Keyring};
+use kube::{Client, ResourceExt};
+use skiff_client::EventRecorder;
+use skiff_image::{Image, ImageStore, Keyring};
 
 use super::status::Waiting;
 
@@ -45,35 +47,57 @@ pub fn node_images(images: &[Image]) -> serde_json::Value {
         .map(|(_, names, size)| serde_json::json!({"names": names, "sizeBytes": size}))
         .collect()
 }
-use super::sync::{Kubelet, backoff};
+use super::sync::backoff;
 
-impl Kubelet {
-    /// Credentials from the pod's imagePullSecrets.
-    pub(super) async fn keyring(&self, pod: &Pod) -> Keyring {
-        let mut keyring = Keyring::default();
-        let ns = pod.namespace().unwrap_or_default();
-        let api = Api::<Secret>::namespaced(self.client.clone(), &ns);
-        for r in pod
-            .spec
-            .iter()
-            .flat_map(|s| s.image_pull_secrets.iter().flatten())
-        {
-            if let Ok(Some(secret)) = api.get_opt(&r.name).await {
-                let data = secret.data.unwrap_or_default();
-                for key in [".dockerconfigjson", ".dockercfg"] {
-                    if let Some(bytes) = data.get(key)
-                        && let Err(e) = keyring.add_docker_config(&bytes.0)
-                    {
-                        tracing::warn!(secret = %r.name, error = %e, "ignoring an image pull secret");
-                    }
+/// The node's images for its pods: the store, and each container's pull back-off. The sync
+/// loop asks it for a container's image; housekeeping for what is in use.
+pub struct Images {
+    pub store: ImageStore,
+    /// Pull failures per pod uid and container: (failures, next attempt).
+    failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
+}
+
+/// Credentials from the pod's imagePullSecrets.
+async fn keyring(client: &Client, pod: &Pod) -> Keyring {
+    let mut keyring = Keyring::default();
+    let ns = pod.namespace().unwrap_or_default();
+    let api = Api::<Secret>::namespaced(client.clone(), &ns);
+    for r in pod
+        .spec
+        .iter()
+        .flat_map(|s| s.image_pull_secrets.iter().flatten())
+    {
+        if let Ok(Some(secret)) = api.get_opt(&r.name).await {
+            let data = secret.data.unwrap_or_default();
+            for key in [".dockerconfigjson", ".dockercfg"] {
+                if let Some(bytes) = data.get(key)
+                    && let Err(e) = keyring.add_docker_config(&bytes.0)
+                {
+                    tracing::warn!(secret = %r.name, error = %e, "ignoring an image pull secret");
                 }
             }
         }
-        keyring
+    }
+    keyring
+}
+
+impl Images {
+    pub fn new(store: ImageStore) -> Images {
+        Images {
+            store,
+            failures: Mutex::default(),
+        }
     }
 
-    /// The container's image, pulled as its policy says; a waiting state when it cannot be.
-    pub(super) async fn image(&self, pod: &Pod, c: &Container) -> Result<Image, Waiting> {
+    /// The container's image, pulled as its policy says (the pod's pull secrets read
+    /// through `client`, events to `events`); a waiting state when it cannot be.
+    pub async fn ensure(
+        &self,
+        client: &Client,
+        events: &EventRecorder,
+        pod: &Pod,
+        c: &Container,
+    ) -> Result<Image, Waiting> {
         let reference = c.image.clone().unwrap_or_default();
         let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
             let tagless = !reference.rsplit('/').next().unwrap_or("").contains(':');
@@ -83,18 +107,17 @@ impl Kubelet {
                 "IfNotPresent".into()
             }
         });
-        let present = self.images.image(&reference);
+        let present = self.store.image(&reference);
         match (policy.as_str(), present) {
             ("Never", Some(image)) | ("IfNotPresent", Some(image)) => {
-                self.images.touch(&reference);
+                self.store.touch(&reference);
                 return Ok(image);
             }
             ("Never", None) => {
                 let message = format!(
                     "Container image \"{reference}\" is not present with pull policy of Never"
                 );
-                self.events
-                    .warning(pod, "ErrImageNeverPull", message.clone());
+                events.warning(pod, "ErrImageNeverPull", message.clone());
                 return Err(Waiting {
                     reason: "ErrImageNeverPull",
                     message,
@@ -103,26 +126,25 @@ impl Kubelet {
             _ => {}
         }
         let key = (pod.uid().unwrap_or_default(), c.name.clone());
-        let backing_off = skiff_client::lock(&self.pull_failures)
+        let backing_off = skiff_client::lock(&self.failures)
             .get(&key)
             .is_some_and(|(_, next)| Instant::now() < *next);
         if backing_off {
             let message = format!("Back-off pulling image \"{reference}\"");
-            self.events.normal(pod, "BackOff", message.clone());
+            events.normal(pod, "BackOff", message.clone());
             return Err(Waiting {
                 reason: "ImagePullBackOff",
                 message,
             });
         }
-        self.events
-            .normal(pod, "Pulling", format!("Pulling image \"{reference}\""));
+        events.normal(pod, "Pulling", format!("Pulling image \"{reference}\""));
         let started = Instant::now();
-        let keyring = self.keyring(pod).await;
-        match self.images.pull(&reference, &keyring, None).await {
+        let keyring = keyring(client, pod).await;
+        match self.store.pull(&reference, &keyring, None).await {
             Ok(image) => {
-                skiff_client::lock(&self.pull_failures).remove(&key);
+                skiff_client::lock(&self.failures).remove(&key);
                 let secs = started.elapsed().as_secs_f64();
-                self.events.normal(
+                events.normal(
                     pod,
                     "Pulled",
                     format!(
@@ -133,15 +155,14 @@ impl Kubelet {
                 Ok(image)
             }
             Err(e) => {
-                let mut failures = skiff_client::lock(&self.pull_failures);
+                let mut failures = skiff_client::lock(&self.failures);
                 let entry = failures.entry(key).or_insert((0, Instant::now()));
                 entry.0 += 1;
                 let delay = backoff(entry.0);
                 entry.1 = Instant::now() + delay;
                 let message = format!("Failed to pull image \"{reference}\": {e}");
-                self.events.warning(pod, "Failed", message.clone());
-                self.events
-                    .warning(pod, "Failed", "Error: ErrImagePull".into());
+                events.warning(pod, "Failed", message.clone());
+                events.warning(pod, "Failed", "Error: ErrImagePull".into());
                 Err(Waiting {
                     reason: "ErrImagePull",
                     message,
@@ -150,11 +171,16 @@ impl Kubelet {
         }
     }
 
-    /// The manifest digests of the images the pods bound here use.
-    pub(super) fn images_in_use(&self) -> HashSet<String> {
-        self.pods
-            .list()
-            .iter()
+    /// The `imageID` of the image a container names, if it is here (`repo@digest`).
+    pub fn id_of(&self, reference: &str) -> Option<String> {
+        let image = self.store.image(reference)?;
+        let name = skiff_oci::Reference::parse(&image.name).ok()?.name();
+        Some(format!("{name}@{}", image.digest))
+    }
+
+    /// The manifest digests of the images `pods` use.
+    pub fn in_use(&self, pods: &[Arc<Pod>]) -> HashSet<String> {
+        pods.iter()
             .flat_map(|p| {
                 let ephemeral = super::sync::ephemeral_containers(p);
                 let spec = p.spec.clone().unwrap_or_default();
@@ -165,8 +191,13 @@ impl Kubelet {
                     .filter_map(|c| c.image)
                     .collect::<Vec<_>>()
             })
-            .filter_map(|image| self.images.image(&image).map(|i| i.digest))
+            .filter_map(|image| self.store.image(&image).map(|i| i.digest))
             .collect()
+    }
+
+    /// Forgets the pull back-off of pods other than `known` (by uid).
+    pub fn retain_pods(&self, known: &HashSet<String>) {
+        skiff_client::lock(&self.failures).retain(|k, _| known.contains(&k.0));
     }
 }
 

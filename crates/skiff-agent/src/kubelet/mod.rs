@@ -218,9 +218,8 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         pods: store,
         services: service_store,
         network: Arc::new(network),
-        images,
+        images: images::Images::new(images),
         config,
-        pull_failures: Default::default(),
         probes: Default::default(),
         orphans: Default::default(),
         sources: Default::default(),
@@ -248,8 +247,8 @@ async fn housekeeping(kubelet: Arc<Kubelet>) {
         kubelet.remove_orphans().await;
         if last_gc.elapsed() >= Duration::from_secs(60) {
             last_gc = tokio::time::Instant::now();
-            let in_use = kubelet.images_in_use();
-            let images = kubelet.images.clone();
+            let in_use = kubelet.images.in_use(&kubelet.pods.list());
+            let images = kubelet.images.store.clone();
             let report = tokio::task::spawn_blocking(move || {
                 images.collect_garbage(&in_use, skiff_image::GcPolicy::default())
             })

@@ -2,7 +2,7 @@
 //! and the runtime), one step at a time, then the status. A sync never waits for a
 //! container: it starts what is due and looks again later.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,6 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_client::objects::is_deleting;
 use skiff_client::{EventRecorder, Store};
-use skiff_image::ImageStore;
 use skiff_runtime::rootfs::Rootfs;
 
 use super::KubeletConfig;
@@ -48,10 +47,8 @@ pub struct Kubelet {
     /// Namespaces, mounts, container processes: the machine (a fake in tests).
     pub(super) machine: Arc<dyn Machine>,
     pub(super) network: Arc<dyn PodNetworking>,
-    pub(super) images: ImageStore,
+    pub(super) images: super::images::Images,
     pub(super) events: EventRecorder,
-    /// Image pull failures per pod uid and container: (failures, next attempt).
-    pub(super) pull_failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
     pub(super) probes: Mutex<super::probe::Tallies>,
     /// One pass over orphaned pods at a time; asks made meanwhile are run by that pass.
     pub(super) orphans: super::teardown::OrphanPasses,
@@ -377,13 +374,7 @@ impl Kubelet {
             name: c.name.clone(),
             runtime: self.machine.runtime().name(),
             image: c.image.clone().unwrap_or_default(),
-            image_id: self
-                .images
-                .image(c.image.as_deref().unwrap_or_default())
-                .and_then(|i| {
-                    let name = skiff_oci::Reference::parse(&i.name).ok()?.name();
-                    Some(format!("{name}@{}", i.digest))
-                }),
+            image_id: self.images.id_of(c.image.as_deref().unwrap_or_default()),
             attempts,
             waiting,
         }
@@ -743,7 +734,10 @@ impl Kubelet {
         fields: &BTreeMap<String, String>,
     ) -> Result<(), Waiting> {
         let t0 = Instant::now();
-        let image = self.image(pod, c).await?;
+        let image = self
+            .images
+            .ensure(&self.client, &self.events, pod, c)
+            .await?;
         let t_image = t0.elapsed();
         let failed = |message: String| {
             self.events

@@ -154,7 +154,7 @@ impl Kubelet {
     async fn remove_orphans_once(&self) -> bool {
         let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
         skiff_client::lock(&self.probes).retain(|k, _| known.contains(&k.0));
-        skiff_client::lock(&self.pull_failures).retain(|k, _| known.contains(&k.0));
+        self.images.retain_pods(&known);
         self.tokens.retain_pods(&known);
         let pods = self.config.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods) else {
