@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Probe};
@@ -50,8 +51,100 @@ pub struct Tally {
     pub next: Option<Instant>,
 }
 
-/// Probe tallies by (pod uid, container, run) and kind.
-pub type Tallies = HashMap<(String, String, u32, Kind), Tally>;
+/// A container run: (pod uid, container, run number).
+pub type RunKey = (String, String, u32);
+
+/// The probes of the node's container runs, with their tallies by run and kind: the sync
+/// loop asks it what a run's due probes say, and decides what follows.
+#[derive(Default)]
+pub struct Prober {
+    tallies: Mutex<HashMap<(RunKey, Kind), Tally>>,
+}
+
+/// What one look at a run's probes found.
+pub struct Verdict<'a> {
+    /// When the next of its probes is due.
+    pub next: Option<Duration>,
+    /// Past its startup probe (or it has none).
+    pub started: bool,
+    /// Its readiness probe passes (or it has none, or it was not reached).
+    pub ready: bool,
+    /// A liveness or startup probe that failed for good: the run is to be stopped.
+    pub failed: Option<(Kind, &'a Probe)>,
+}
+
+impl Prober {
+    /// Runs the probes of run `run` (of container `c`, started at `started`) that are due,
+    /// in upstream's order — nothing after the startup probe until it passes — telling
+    /// `on_failure` of each failed attempt.
+    pub async fn check<'a>(
+        &self,
+        run: &RunKey,
+        c: &'a Container,
+        target: &Target,
+        started: Instant,
+        on_failure: impl Fn(Kind, &str),
+    ) -> Verdict<'a> {
+        let mut verdict = Verdict {
+            next: None,
+            started: true,
+            ready: true,
+            failed: None,
+        };
+        let probes = [
+            (Kind::Startup, c.startup_probe.as_ref()),
+            (Kind::Liveness, c.liveness_probe.as_ref()),
+            (Kind::Readiness, c.readiness_probe.as_ref()),
+        ];
+        for (kind, probe) in probes {
+            let Some(probe) = probe else { continue };
+            if kind != Kind::Startup && !verdict.started {
+                break; // nothing else runs until the container has started
+            }
+            let key = (run.clone(), kind);
+            let now = Instant::now();
+            let mut tally = skiff_client::lock(&self.tallies)
+                .get(&key)
+                .cloned()
+                .unwrap_or_default();
+            if tally.due(probe, started, now) {
+                let result = self::run(probe, c, target).await;
+                if let Err(why) = &result {
+                    on_failure(kind, why);
+                }
+                tally.record(probe, result.is_ok());
+                tally.schedule(probe, now);
+            }
+            let due_in = tally
+                .next
+                .map(|n| n.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(100));
+            verdict.next = Some(verdict.next.map_or(due_in, |d| d.min(due_in)));
+            let passing = tally.passing;
+            skiff_client::lock(&self.tallies).insert(key, tally);
+            match kind {
+                Kind::Startup => verdict.started = passing == Some(true),
+                Kind::Readiness => verdict.ready = passing == Some(true),
+                Kind::Liveness => {}
+            }
+            if kind != Kind::Readiness && passing == Some(false) {
+                verdict.failed = Some((kind, probe));
+                return verdict;
+            }
+        }
+        verdict
+    }
+
+    /// Forgets a run's tallies (it is being replaced).
+    pub fn forget_run(&self, run: &RunKey) {
+        skiff_client::lock(&self.tallies).retain(|(r, _), _| r != run);
+    }
+
+    /// Forgets the tallies of pods other than `known` (by uid).
+    pub fn retain_pods(&self, known: &std::collections::HashSet<String>) {
+        skiff_client::lock(&self.tallies).retain(|((uid, ..), _), _| known.contains(uid));
+    }
+}
 
 fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
     match port {

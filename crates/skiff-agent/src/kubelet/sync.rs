@@ -3,7 +3,7 @@
 //! container: it starts what is due and looks again later.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -49,7 +49,7 @@ pub struct Kubelet {
     pub(super) network: Arc<dyn PodNetworking>,
     pub(super) images: super::images::Images,
     pub(super) events: EventRecorder,
-    pub(super) probes: Mutex<super::probe::Tallies>,
+    pub(super) probes: super::probe::Prober,
     /// One pass over orphaned pods at a time; asks made meanwhile are run by that pass.
     pub(super) orphans: super::teardown::OrphanPasses,
     /// Recent reads of ConfigMaps and Secrets.
@@ -643,7 +643,7 @@ impl Kubelet {
         fields: &BTreeMap<String, String>,
         view: &mut ContainerView,
     ) -> Option<Duration> {
-        use super::probe::{Kind, Target, run};
+        use super::probe::{Kind, Target};
         let ip = fields.get("status.podIP").and_then(|ip| ip.parse().ok())?;
         let target = Target {
             netns: self.pod_netns(pod, dir),
@@ -653,75 +653,42 @@ impl Kubelet {
             bundle: a.bundle.clone(),
         };
         let started = Instant::now() - a.started_at.as_deref().map(since).unwrap_or_default();
-        let key = |kind| (dir.uid.clone(), c.name.clone(), a.number, kind);
-        let mut next: Option<Duration> = None;
-        let probes = [
-            (Kind::Startup, c.startup_probe.as_ref()),
-            (Kind::Liveness, c.liveness_probe.as_ref()),
-            (Kind::Readiness, c.readiness_probe.as_ref()),
-        ];
-        let mut startup_passed = true;
-        for (kind, probe) in probes {
-            let Some(probe) = probe else { continue };
-            if kind != Kind::Startup && !startup_passed {
-                break; // nothing else runs until the container has started
-            }
-            let now = Instant::now();
-            let mut tally = skiff_client::lock(&self.probes)
-                .get(&key(kind))
-                .cloned()
-                .unwrap_or_default();
-            if tally.due(probe, started, now) {
-                let result = run(probe, c, &target).await;
-                if let Err(why) = &result {
-                    self.events.warning(
-                        pod,
-                        "Unhealthy",
-                        format!("{} probe failed: {why}", kind.name()),
-                    );
-                }
-                tally.record(probe, result.is_ok());
-                tally.schedule(probe, now);
-            }
-            let due_in = tally
-                .next
-                .map(|n| n.saturating_duration_since(Instant::now()))
-                .unwrap_or(Duration::from_millis(100));
-            next = Some(next.map_or(due_in, |d| d.min(due_in)));
-            let passing = tally.passing;
-            skiff_client::lock(&self.probes).insert(key(kind), tally);
-            match kind {
-                Kind::Startup => startup_passed = passing == Some(true),
-                Kind::Readiness => view.ready = view.ready && passing == Some(true),
-                Kind::Liveness => {}
-            }
-            if kind != Kind::Readiness && passing == Some(false) {
-                let what = if kind == Kind::Liveness {
-                    "liveness"
-                } else {
-                    "startup"
-                };
-                self.events.normal(
+        let run = (dir.uid.clone(), c.name.clone(), a.number);
+        let verdict = self
+            .probes
+            .check(&run, c, &target, started, |kind: Kind, why: &str| {
+                self.events.warning(
                     pod,
-                    "Killing",
-                    format!(
-                        "Container {} failed {what} probe, will be restarted",
-                        c.name
-                    ),
-                );
-                // As the kubelet: preStop, then SIGTERM; SIGKILL when the grace period (the
-                // probe's own, else the pod's) is over.
-                let grace = termination_grace(pod, probe.termination_grace_period_seconds);
-                self.stop_run(pod, dir, Some(c), a, grace).await;
-                skiff_client::lock(&self.probes)
-                    .retain(|k, _| !(k.0 == dir.uid && k.1 == c.name && k.2 == a.number));
-                view.ready = false;
-                return Some(Duration::from_millis(100));
-            }
+                    "Unhealthy",
+                    format!("{} probe failed: {why}", kind.name()),
+                )
+            })
+            .await;
+        if let Some((kind, probe)) = verdict.failed {
+            let what = if kind == Kind::Liveness {
+                "liveness"
+            } else {
+                "startup"
+            };
+            self.events.normal(
+                pod,
+                "Killing",
+                format!(
+                    "Container {} failed {what} probe, will be restarted",
+                    c.name
+                ),
+            );
+            // As the kubelet: preStop, then SIGTERM; SIGKILL when the grace period (the
+            // probe's own, else the pod's) is over.
+            let grace = termination_grace(pod, probe.termination_grace_period_seconds);
+            self.stop_run(pod, dir, Some(c), a, grace).await;
+            self.probes.forget_run(&run);
+            view.ready = false;
+            return Some(Duration::from_millis(100));
         }
-        view.started = view.started && startup_passed;
-        view.ready = view.ready && startup_passed;
-        next
+        view.started = view.started && verdict.started;
+        view.ready = view.ready && verdict.ready && verdict.started;
+        verdict.next
     }
 
     /// A new run: image, root filesystem, spec, then the monitor, which starts it.

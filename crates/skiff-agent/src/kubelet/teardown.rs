@@ -153,7 +153,7 @@ impl Kubelet {
 
     async fn remove_orphans_once(&self) -> bool {
         let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
-        skiff_client::lock(&self.probes).retain(|k, _| known.contains(&k.0));
+        self.probes.retain_pods(&known);
         self.images.retain_pods(&known);
         self.tokens.retain_pods(&known);
         let pods = self.config.data_dir.join("pods");
