@@ -31,24 +31,9 @@ impl PatchKind {
     }
 }
 
-/// RFC 7386: objects merge recursively, `null` deletes, anything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch_map) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(serde_json::Map::new());
-    }
-    let target_map = target.as_object_mut().expect("made an object above");
-    for (k, v) in patch_map {
-        if v.is_null() {
-            target_map.remove(k);
-        } else {
-            merge_patch(target_map.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    }
-}
+/// RFC 7386: objects merge recursively, `null` deletes, anything else replaces
+/// (`json_patch::merge`, under the name the handlers and the strategic merge use).
+pub use json_patch::merge as merge_patch;
 
 /// RFC 6902. The error names the failing operation, as a 422 message (upstream answers a
 /// failing test or a missing path with 422 Invalid... and a malformed document with 400).
