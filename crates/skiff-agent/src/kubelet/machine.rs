@@ -157,13 +157,29 @@ impl Machine for Host {
     }
 
     fn remove_sandbox(&self, dir: &PodDir) -> Result<(), MachineError> {
-        super::volumes::unmount_all(dir);
-        skiff_runtime::pod_init::stop(&dir.root.join(super::sync::PID_HOLDER));
-        dir.sandbox().remove()?;
-        let cgroup = dir.cgroup();
-        skiff_runtime::cgroups::remove(&cgroup).map_err(|source| MachineError::Io {
+        let mut first = None;
+        release_sandbox(dir, |e| {
+            first.get_or_insert(e);
+        });
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Takes back what a pod's sandbox holds on this machine — its volumes' mounts, its PID
+/// namespace holder, its namespaces, its cgroup — going on past a step that fails, which
+/// `failed` hears of. The pod's files stay to the caller. (`Host::remove_sandbox`, and
+/// `teardown::wipe` with no agent.)
+pub fn release_sandbox(dir: &PodDir, mut failed: impl FnMut(MachineError)) {
+    super::volumes::unmount_all(dir);
+    skiff_runtime::pod_init::stop(&dir.root.join(super::sync::PID_HOLDER));
+    if let Err(e) = dir.sandbox().remove() {
+        failed(e.into());
+    }
+    let cgroup = dir.cgroup();
+    if let Err(source) = skiff_runtime::cgroups::remove(&cgroup) {
+        failed(MachineError::Io {
             what: format!("cgroup {cgroup}"),
             source,
-        })
+        });
     }
 }

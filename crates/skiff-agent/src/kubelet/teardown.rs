@@ -226,16 +226,9 @@ pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Res
                 );
             }
         }
-        skiff_runtime::pod_init::stop(&dir.root.join(super::sync::PID_HOLDER));
-        note(
-            format!("the sandbox of pod {uid}"),
-            dir.sandbox().remove().map_err(|e| e.to_string()),
-        );
-        note(
-            format!("the cgroup of pod {uid}"),
-            skiff_runtime::cgroups::remove(&dir.cgroup()).map_err(|e| e.to_string()),
-        );
-        super::volumes::unmount_all(&dir);
+        super::machine::release_sandbox(&dir, |e| {
+            note(format!("pod {uid}"), Err(e.to_string()));
+        });
         note(
             format!("{}", entry.path().display()),
             remove_dir_settled(&entry.path()).map_err(|e| e.to_string()),
