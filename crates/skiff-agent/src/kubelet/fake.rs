@@ -192,8 +192,8 @@ impl Machine for FakeMachine {
         Ok(())
     }
 
-    fn remove_run(&self, id: &str, _bundle: &Path) -> Result<(), MachineError> {
-        Ok(self.delete(id, true)?)
+    fn remove_rootfs(&self, _bundle: &Path) -> Result<(), MachineError> {
+        Ok(())
     }
 
     fn remove_sandbox(&self, dir: &PodDir) -> Result<(), MachineError> {

@@ -68,8 +68,13 @@ pub trait Machine: Send + Sync + 'static {
     fn mount_rootfs(&self, bundle: &Path, layers: &[PathBuf]) -> Result<(), MachineError>;
     /// Starts a run under its monitor; returns once it is created (or failed to be).
     fn start(&self, run: &Run) -> Result<(), MachineError>;
+    /// Unmounts and removes a run's root filesystem (`bundle/rootfs`).
+    fn remove_rootfs(&self, bundle: &Path) -> Result<(), MachineError>;
     /// Removes a run: its container (killed if it still runs) and its root filesystem.
-    fn remove_run(&self, id: &str, bundle: &Path) -> Result<(), MachineError>;
+    fn remove_run(&self, id: &str, bundle: &Path) -> Result<(), MachineError> {
+        self.runtime().delete(id, true)?;
+        self.remove_rootfs(bundle)
+    }
     /// Removes what the pod's sandbox holds on the machine: its volumes' mounts, its PID
     /// namespace holder, its namespaces and its cgroup (its files stay to the caller).
     fn remove_sandbox(&self, dir: &PodDir) -> Result<(), MachineError>;
@@ -146,12 +151,11 @@ impl Machine for Host {
         Ok(skiff_runtime::monitor::spawn(&self.skiff_binary, &monitor)?)
     }
 
-    fn remove_run(&self, id: &str, bundle: &Path) -> Result<(), MachineError> {
-        self.runtime.delete(id, true)?;
+    fn remove_rootfs(&self, bundle: &Path) -> Result<(), MachineError> {
         Rootfs::at(bundle)
             .remove()
             .map_err(|source| MachineError::Io {
-                what: format!("the root filesystem of {id}"),
+                what: format!("the root filesystem in {}", bundle.display()),
                 source,
             })
     }

@@ -744,7 +744,8 @@ impl Kubelet {
         let spec = match spec {
             Ok(spec) => spec,
             Err(e) => {
-                let _ = self.machine.remove_run(&id, &bundle);
+                // Nothing was created yet: only the mount goes.
+                let _ = self.machine.remove_rootfs(&bundle);
                 return Err(failed(e));
             }
         };
