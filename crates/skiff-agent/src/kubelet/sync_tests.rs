@@ -148,22 +148,6 @@ fn web(image: &str) -> Value {
     json!({"name": "web", "image": image})
 }
 
-/// RFC 7386, as the API server applies the agent's status patches.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
-}
-
 impl Harness {
     async fn new(pods: Vec<Pod>) -> Harness {
         let data = tempfile::tempdir().unwrap();
@@ -241,7 +225,8 @@ impl Harness {
         {
             let mut status = serde_json::to_value(pod.status.take().unwrap_or_default()).unwrap();
             for patch in &patches {
-                merge(&mut status, patch);
+                // As the API server applies the agent's merge patches.
+                skiff_api::patch::merge_patch(&mut status, patch);
             }
             pod.status = serde_json::from_value(status).unwrap();
             self.pods.put(pod);
