@@ -14,7 +14,7 @@ use kube::discovery::{Discovery, Scope, verbs};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use skiff_api::admission::ROOT_CA_CONFIGMAP;
-use skiff_client::{Informer, InformerFactory, Store, WorkQueue};
+use skiff_client::{Change, Informer, InformerFactory, Store, WorkQueue};
 
 use crate::{Error, RETRY_AFTER};
 
@@ -45,30 +45,20 @@ impl NamespaceController {
         informers: &mut InformerFactory,
     ) -> Arc<Self> {
         let queue = WorkQueue::new();
-        let by_namespace = |queue: &WorkQueue| {
-            let queue = queue.clone();
-            move |ns: Option<String>| {
-                if let Some(ns) = ns {
-                    queue.add(ns);
-                }
-            }
-        };
         let namespaces = informers.all::<Namespace>();
-        let changed = by_namespace(&queue);
-        namespaces.on_change(move |c| changed(Some(c.object().name_any())));
+        let q = queue.clone();
+        namespaces.on_change(move |c| q.add(c.object().name_any()));
         let namespaces = namespaces.store();
         // A ServiceAccount change re-examines its namespace (its `default` may be gone).
         let accounts = informers.all::<ServiceAccount>();
-        let changed = by_namespace(&queue);
-        accounts.on_change(move |c| changed(c.object().namespace()));
+        accounts.on_change(queue_its_namespace(&queue));
         let accounts = accounts.store();
         // So does a change to its copy of the cluster CA.
         let mut root_cas = Informer::new(
             Api::<ConfigMap>::all(client.clone()),
             watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIGMAP}")),
         );
-        let changed = by_namespace(&queue);
-        root_cas.on_change(move |c| changed(c.object().namespace()));
+        root_cas.on_change(queue_its_namespace(&queue));
         Arc::new(NamespaceController {
             client,
             namespaces,
@@ -110,6 +100,18 @@ impl NamespaceController {
             crate::root_ca::ensure(&self.client, name, ca, current.as_deref()).await?;
         }
         Ok(Some(RESYNC))
+    }
+}
+
+/// A handler queueing the namespace its object is in.
+fn queue_its_namespace<K: kube::Resource>(
+    queue: &WorkQueue,
+) -> impl Fn(&Change<K>) + Send + Sync + 'static {
+    let queue = queue.clone();
+    move |change| {
+        if let Some(ns) = change.object().namespace() {
+            queue.add(ns);
+        }
     }
 }
 
