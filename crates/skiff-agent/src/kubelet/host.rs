@@ -36,7 +36,9 @@ impl Readings {
     pub fn of_this_machine(data_dir: &Path) -> Readings {
         Readings {
             memory_available_kib: meminfo_kib("MemAvailable"),
-            disk: statvfs(data_dir).map(|st| (st.f_blocks, st.f_bavail, st.f_files, st.f_favail)),
+            disk: rustix::fs::statvfs(data_dir)
+                .ok()
+                .map(|st| (st.f_blocks, st.f_bavail, st.f_files, st.f_favail)),
             pid_max: std::fs::read_to_string("/proc/sys/kernel/pid_max")
                 .ok()
                 .and_then(|s| s.trim().parse().ok()),
@@ -72,10 +74,6 @@ impl Readings {
 /// This machine's pressure conditions now, for the node whose data lives in `data_dir`.
 pub fn pressure(data_dir: &Path) -> crate::node::Pressure {
     Readings::of_this_machine(data_dir).pressure()
-}
-
-fn statvfs(path: &Path) -> Option<rustix::fs::StatVfs> {
-    rustix::fs::statvfs(path).ok()
 }
 
 /// Bytes of the filesystem holding `path` (the image store's statvfs reading).
