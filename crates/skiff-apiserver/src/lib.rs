@@ -171,6 +171,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             unreachable_seconds: config.unreachable_toleration_seconds,
         },
         tokens: tokens.clone(),
+        namespace_deletions: Default::default(),
         nodes: node_stream::NodeDialer::new(
             &creds.kubelet_client_cert_pem,
             &creds.kubelet_client_key_pem,

@@ -1,7 +1,9 @@
 //! What every request handler shares: the datastore, the watch caches, the allocators and
 //! the issuers the API server was started with.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::allocators::ServiceAllocator;
 use crate::objects::Objects;
@@ -15,10 +17,53 @@ pub struct ApiState {
     pub tolerations: DefaultTolerations,
     pub tokens: Arc<crate::sa_token::TokenIssuer>,
     pub nodes: crate::node_stream::NodeDialer,
+    pub namespace_deletions: RecentNamespaceDeletions,
+}
+
+/// Namespaces whose deletion began through this server lately. Admission reads these from
+/// the datastore, not the watch cache, which may be a moment behind: content created right
+/// after a namespace's delete answered must be refused (upstream's lifecycle admission
+/// keeps the same list, `forceLiveLookupCache`, for the same time).
+#[derive(Default)]
+pub struct RecentNamespaceDeletions {
+    began: Mutex<HashMap<String, Instant>>,
+}
+
+impl RecentNamespaceDeletions {
+    /// Upstream's `forceLiveLookupTTL`.
+    const FOR: Duration = Duration::from_secs(30);
+
+    pub fn note(&self, namespace: &str) {
+        let now = Instant::now();
+        let mut began = self.began.lock().expect("namespace deletions lock");
+        began.retain(|_, at| now.duration_since(*at) < Self::FOR);
+        began.insert(namespace.to_string(), now);
+    }
+
+    pub fn recent(&self, namespace: &str) -> bool {
+        let began = self.began.lock().expect("namespace deletions lock");
+        began
+            .get(namespace)
+            .is_some_and(|at| at.elapsed() < Self::FOR)
+    }
 }
 
 /// What the DefaultTolerationSeconds admission gives new pods.
 pub struct DefaultTolerations {
     pub not_ready_seconds: i64,
     pub unreachable_seconds: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_deletion_is_recent_for_its_namespace_only() {
+        let deletions = RecentNamespaceDeletions::default();
+        assert!(!deletions.recent("doomed"));
+        deletions.note("doomed");
+        assert!(deletions.recent("doomed"));
+        assert!(!deletions.recent("kept"));
+    }
 }

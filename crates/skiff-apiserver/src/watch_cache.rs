@@ -72,9 +72,15 @@ impl Cached {
 
     /// Whether the object has this name.
     pub fn named(&self, name: &str) -> bool {
+        self.field("metadata.name") == Some(name)
+    }
+
+    /// A selectable field's value (see `fields::selectable_fields`).
+    pub fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
-            .any(|(f, v)| *f == "metadata.name" && v == name)
+            .find(|(f, _)| *f == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the object passes a label and a (checked) field selector.
@@ -480,16 +486,21 @@ impl Caches {
         ns: Option<&str>,
         name: &str,
     ) -> Option<Value> {
+        let cached = self.cached(rt, ns, name).await?;
+        serde_json::from_slice(&cached.bytes).ok()
+    }
+
+    /// As [`Caches::lookup`], without decoding: for what the selectable fields answer.
+    pub async fn cached(
+        &self,
+        rt: &'static ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<Cached>> {
         let cache = self.cache(rt).await.ok()?;
         let key = rt.storage_key(ns, name);
-        let cached = cache
-            .state
-            .read()
-            .expect("cache lock")
-            .objects
-            .get(&key)
-            .cloned()?;
-        serde_json::from_slice(&cached.bytes).ok()
+        let state = cache.state.read().expect("cache lock");
+        state.objects.get(&key).cloned()
     }
 
     /// Starts the cache of every stored resource type, as upstream's API server starts its

@@ -149,6 +149,7 @@ pub(super) async fn delete_one(
             }
         }
         if (rt.group, rt.kind) == ("", "Namespace") {
+            state.namespace_deletions.note(name);
             skiff_api::object::set_field(&mut marked, &["status", "phase"], "Terminating".into());
         }
         match state.objects.update(rt, marked, old.mod_revision).await {

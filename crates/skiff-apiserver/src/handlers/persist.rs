@@ -243,7 +243,10 @@ pub(super) async fn update_object(
     }
 }
 
-/// Refuses new objects in a namespace that does not exist or is being deleted.
+/// Refuses new objects in a namespace that does not exist or is being deleted (upstream's
+/// NamespaceLifecycle admission). The namespace is read from the watch cache, as upstream
+/// reads its informer; from the datastore when the cache does not hold it (yet) or its
+/// deletion began here lately.
 pub(super) async fn check_namespace_open(
     state: &ApiState,
     rt: &ResourceType,
@@ -254,10 +257,18 @@ pub(super) async fn check_namespace_open(
         return Ok(());
     };
     let ns_rt = lookup("", "v1", "namespaces").expect("namespaces are registered");
-    // From the datastore, not the watch cache: a namespace whose deletion just began must
-    // refuse new content at once (the cache may be a moment behind).
-    let namespace = state.objects.get(ns_rt, None, ns).await?.object;
-    if meta_str(&namespace, "deletionTimestamp").is_some() {
+    let cached = match state.namespace_deletions.recent(ns) {
+        true => None,
+        false => state.caches.cached(ns_rt, None, ns).await,
+    };
+    let phase = match cached {
+        Some(c) => c.field("status.phase").unwrap_or_default().to_string(),
+        None => {
+            let namespace = state.objects.get(ns_rt, None, ns).await?.object;
+            skiff_api::fields::field_value(&namespace, "status.phase")
+        }
+    };
+    if phase == "Terminating" {
         return Err(ApiError::new(
             403,
             "Forbidden",
