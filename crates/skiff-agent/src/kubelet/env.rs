@@ -9,8 +9,10 @@ use kube::ResourceExt;
 use skiff_image::Image;
 
 use super::container::expand;
+use super::errors::EnvError;
 use super::sources::Source;
 use super::sync::Kubelet;
+use super::volumes::resource_field_on_node;
 
 impl Kubelet {
     /// Environment from the pod's own fields (the downward API's env).
@@ -49,7 +51,7 @@ impl Kubelet {
         c: &Container,
         image: &Image,
         fields: &BTreeMap<String, String>,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, String>, EnvError> {
         let namespace = pod.namespace().unwrap_or_default();
         let mut env: BTreeMap<String, String> = image
             .config
@@ -76,7 +78,7 @@ impl Kubelet {
         for from in c.env_from.iter().flatten() {
             let prefix = from.prefix.clone().unwrap_or_default();
             let data = if let Some(cm) = &from.config_map_ref {
-                self.source_data(
+                self.sources.text(
                     Source::ConfigMap,
                     &namespace,
                     &cm.name,
@@ -84,7 +86,7 @@ impl Kubelet {
                 )
                 .await?
             } else if let Some(s) = &from.secret_ref {
-                self.source_data(
+                self.sources.text(
                     Source::Secret,
                     &namespace,
                     &s.name,
@@ -104,10 +106,10 @@ impl Kubelet {
             } else if let Some(from) = &e.value_from {
                 if let Some(field) = &from.field_ref {
                     fields.get(&field.field_path).cloned().ok_or_else(|| {
-                        format!(
-                            "unsupported fieldRef {:?} in env {:?}",
-                            field.field_path, e.name
-                        )
+                        EnvError::FieldRef {
+                            path: field.field_path.clone(),
+                            env: e.name.clone(),
+                        }
                     })?
                 } else if let Some((source, name, key, optional)) = from
                     .config_map_key_ref
@@ -126,22 +128,24 @@ impl Kubelet {
                             .map(|r| (Source::Secret, &r.name, &r.key, r.optional.unwrap_or(false)))
                     })
                 {
-                    let data = self.source_data(source, &namespace, name, optional).await?;
+                    let data = self.sources.text(source, &namespace, name, optional).await?;
                     match data.get(key) {
                         Some(v) => v.clone(),
                         None if optional => continue,
                         None => {
-                            return Err(format!(
-                                "couldn't find key {key} in {} {namespace}/{name}",
-                                source.kind()
-                            ));
+                            return Err(EnvError::MissingKey {
+                                key: key.clone(),
+                                of: source,
+                                namespace: namespace.clone(),
+                                name: name.clone(),
+                            });
                         }
                     }
                 } else if let Some(r) = &from.resource_field_ref {
                     let container = r.container_name.as_deref().unwrap_or(&c.name);
-                    self.resource_field_value(pod, container, r)?
+                    resource_field_on_node(pod, container, r)?
                 } else {
-                    return Err(format!("env {:?}: valueFrom names no source", e.name));
+                    return Err(EnvError::NoSource(e.name.clone()));
                 }
             } else {
                 String::new()
@@ -149,21 +153,5 @@ impl Kubelet {
             env.insert(e.name.clone(), value);
         }
         Ok(env)
-    }
-
-    /// A ConfigMap's or Secret's data as text (Secret values decoded).
-    async fn source_data(
-        &self,
-        source: Source,
-        ns: &str,
-        name: &str,
-        optional: bool,
-    ) -> Result<BTreeMap<String, String>, String> {
-        Ok(self
-            .source_bytes(source, ns, name, optional)
-            .await?
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-            .collect())
     }
 }

@@ -192,6 +192,13 @@ impl Machine for FakeMachine {
         Ok(())
     }
 
+    fn mount_memory(&self, path: &Path, _size: Option<i64>) -> Result<(), MachineError> {
+        std::fs::create_dir_all(path).map_err(|source| MachineError::Io {
+            what: format!("{}", path.display()),
+            source,
+        })
+    }
+
     fn remove_rootfs(&self, _bundle: &Path) -> Result<(), MachineError> {
         Ok(())
     }

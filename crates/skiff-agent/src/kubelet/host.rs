@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use super::errors::RuntimeCheckError;
+
 /// Logical CPUs.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -107,21 +109,20 @@ pub fn hostname() -> String {
 
 /// Whether `binary` can run this machine's containers: it answers `--version`, and for
 /// crun, the cgroup layout is one it takes. The error names the cause and the way out.
-pub fn check_runtime(binary: &Path) -> Result<(), String> {
-    let shown = binary.display();
+pub fn check_runtime(binary: &Path) -> Result<(), RuntimeCheckError> {
     match std::process::Command::new(binary).arg("--version").output() {
         Ok(out) if out.status.success() => {}
         Ok(out) => {
-            return Err(format!(
-                "the OCI runtime {shown} fails `--version`: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(RuntimeCheckError::Fails {
+                binary: binary.to_path_buf(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
-        Err(e) => {
-            return Err(format!(
-                "cannot run the OCI runtime {shown}: {e} (install runc, or name another with \
-                 --runtime)"
-            ));
+        Err(source) => {
+            return Err(RuntimeCheckError::Missing {
+                binary: binary.to_path_buf(),
+                source,
+            });
         }
     }
     let controllers = skiff_runtime::cgroups::hybrid_v2_controllers();
@@ -134,12 +135,10 @@ pub fn check_runtime(binary: &Path) -> Result<(), String> {
                 )
             })
             .collect();
-        return Err(format!(
-            "crun does not run containers on a hybrid cgroup layout whose v2 tree holds \
-             controllers ({}): use --runtime runc, or give them v1 hierarchies ({})",
-            controllers.join(", "),
-            mounts.join("; ")
-        ));
+        return Err(RuntimeCheckError::HybridCgroups {
+            controllers: controllers.join(", "),
+            mounts: mounts.join("; "),
+        });
     }
     Ok(())
 }

@@ -15,30 +15,12 @@ use skiff_runtime::rootfs::Rootfs;
 use skiff_runtime::sandbox::Sandbox;
 use skiff_runtime::{OciRuntime, Runtime};
 
+pub use super::errors::MachineError;
 use super::pod_dir::PodDir;
 
 /// A container run's log is rotated at this size, keeping this many files.
 const LOG_MAX_SIZE: u64 = 10 << 20;
 const LOG_MAX_FILES: usize = 5;
-
-#[derive(Debug, thiserror::Error)]
-pub enum MachineError {
-    #[error(transparent)]
-    Runtime(#[from] skiff_runtime::RuntimeError),
-    #[error(transparent)]
-    Sandbox(#[from] skiff_runtime::sandbox::SandboxError),
-    #[error(transparent)]
-    Rootfs(#[from] skiff_runtime::rootfs::RootfsError),
-    /// The container monitor or the PID namespace holder did not start, or the container.
-    #[error(transparent)]
-    Helper(#[from] skiff_runtime::monitor::HelperError),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// One container run, as the sync loop asks for it to be started.
 #[derive(Debug, Clone)]
@@ -68,6 +50,9 @@ pub trait Machine: Send + Sync + 'static {
     fn mount_rootfs(&self, bundle: &Path, layers: &[PathBuf]) -> Result<(), MachineError>;
     /// Starts a run under its monitor; returns once it is created (or failed to be).
     fn start(&self, run: &Run) -> Result<(), MachineError>;
+    /// A memory-backed emptyDir: a tmpfs at `path` (of at most `size` bytes), unless one is
+    /// there already.
+    fn mount_memory(&self, path: &Path, size: Option<i64>) -> Result<(), MachineError>;
     /// Unmounts and removes a run's root filesystem (`bundle/rootfs`).
     fn remove_rootfs(&self, bundle: &Path) -> Result<(), MachineError>;
     /// Removes a run: its container (killed if it still runs) and its root filesystem.
@@ -151,6 +136,31 @@ impl Machine for Host {
         Ok(skiff_runtime::monitor::spawn(&self.skiff_binary, &monitor)?)
     }
 
+    fn mount_memory(&self, path: &Path, size: Option<i64>) -> Result<(), MachineError> {
+        let failed = |source| MachineError::Io {
+            what: format!("a tmpfs at {}", path.display()),
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(failed)?;
+        if skiff_runtime::rootfs::is_mountpoint(path) {
+            return Ok(());
+        }
+        let mut options = "mode=0777".to_string();
+        if let Some(bytes) = size.filter(|b| *b > 0) {
+            options.push_str(&format!(",size={bytes}"));
+        }
+        let options = std::ffi::CString::new(options).expect("no NUL in numbers");
+        use rustix::mount::{MountFlags, mount};
+        mount(
+            "tmpfs",
+            path,
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            options.as_c_str(),
+        )
+        .map_err(|e| failed(e.into()))
+    }
+
     fn remove_rootfs(&self, bundle: &Path) -> Result<(), MachineError> {
         Rootfs::at(bundle)
             .remove()
@@ -174,7 +184,7 @@ impl Machine for Host {
 /// `failed` hears of. The pod's files stay to the caller. (`Host::remove_sandbox`, and
 /// `teardown::wipe` with no agent.)
 pub fn release_sandbox(dir: &PodDir, mut failed: impl FnMut(MachineError)) {
-    super::volumes::unmount_all(dir);
+    unmount_volumes(dir);
     skiff_runtime::pod_init::stop(&dir.root.join(super::sync::PID_HOLDER));
     if let Err(e) = dir.sandbox().remove() {
         failed(e.into());
@@ -185,5 +195,20 @@ pub fn release_sandbox(dir: &PodDir, mut failed: impl FnMut(MachineError)) {
             what: format!("cgroup {cgroup}"),
             source,
         });
+    }
+}
+
+/// Unmounts whatever was mounted over the pod's volume directories (memory-backed
+/// emptyDirs), so they can be removed.
+fn unmount_volumes(dir: &PodDir) {
+    for entry in std::fs::read_dir(dir.root.join("volumes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        if skiff_runtime::rootfs::is_mountpoint(&path) {
+            let _ = skiff_runtime::sandbox::unmount(&path);
+        }
     }
 }

@@ -12,6 +12,7 @@
 
 mod container;
 mod env;
+mod errors;
 #[cfg(test)]
 mod fake;
 mod hooks;
@@ -43,7 +44,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use skiff_client::{EventRecorder, Informer, WorkQueue};
+use skiff_client::{Informer, WorkQueue};
 use skiff_image::{Endpoint, ImageStore, RegistriesConfig, RegistryClient};
 use skiff_net::{Cidr, Netns, PodNetwork};
 use skiff_runtime::OciRuntime;
@@ -51,6 +52,7 @@ use skiff_runtime::OciRuntime;
 use crate::AgentError;
 use crate::node::{NodeDescription, node_conditions, renew_lease};
 
+pub use errors::{KubeletError, RuntimeCheckError};
 pub use sync::Kubelet;
 pub use teardown::wipe;
 
@@ -112,19 +114,6 @@ pub struct KubeletConfig {
 /// Upstream's `--sync-frequency`.
 pub const DEFAULT_SYNC_FREQUENCY: Duration = Duration::from_secs(60);
 
-#[derive(Debug, thiserror::Error)]
-pub enum KubeletError {
-    #[error("the node's pod network: {0}")]
-    Network(#[from] skiff_net::NetError),
-    #[error("the image store: {0}")]
-    Images(String),
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    #[error(transparent)]
-    Streaming(#[from] streaming::ServerError),
-    #[error("{0}")]
-    Runtime(String),
-}
 
 fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
     NodeDescription {
@@ -151,9 +140,11 @@ fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
 pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), KubeletError> {
     let client = Client::try_from(api.clone()).map_err(AgentError::from)?;
     let heartbeat_client = Client::try_from(api).map_err(AgentError::from)?;
-    host::check_runtime(&config.runtime_binary).map_err(KubeletError::Runtime)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| KubeletError::Images(format!("{}: {e}", config.data_dir.display())))?;
+    host::check_runtime(&config.runtime_binary)?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| KubeletError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let network = PodNetwork::new(
         config.node_netns.clone(),
         POD_BRIDGE,
@@ -161,14 +152,12 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         config.data_dir.join("ipam"),
     );
     network.ensure_bridge()?;
-    let registries = RegistriesConfig::load(&config.data_dir.join("registries.yaml"))
-        .map_err(|e| KubeletError::Images(e.to_string()))?;
+    let registries = RegistriesConfig::load(&config.data_dir.join("registries.yaml"))?;
     let images = ImageStore::open(
         config.data_dir.join("images"),
         RegistryClient::new(registries),
         config.registry.clone(),
-    )
-    .map_err(|e| KubeletError::Images(e.to_string()))?;
+    )?;
     let streams = streaming::StreamListener::bind(
         config.streaming_address,
         &[config.node_name.clone(), config.node_ip.clone()],
@@ -205,26 +194,21 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
     let _services = services.start();
     synced.wait().await;
     services_synced.wait().await;
-    let kubelet = Arc::new(Kubelet {
-        events: EventRecorder::new(client.clone(), "kubelet", Some(&config.node_name)),
-        machine: Arc::new(machine::Host {
-            runtime: OciRuntime::new(
-                &config.runtime_binary,
-                runtime_root(&config.data_dir, &config.runtime_binary),
-            ),
-            skiff_binary: config.skiff_binary.clone(),
-        }),
+    let machine = machine::Host {
+        runtime: OciRuntime::new(
+            &config.runtime_binary,
+            runtime_root(&config.data_dir, &config.runtime_binary),
+        ),
+        skiff_binary: config.skiff_binary.clone(),
+    };
+    let kubelet = Arc::new(Kubelet::new(
         client,
-        pods: store,
-        services: service_store,
-        network: Arc::new(network),
-        images: images::Images::new(images),
         config,
-        probes: Default::default(),
-        orphans: Default::default(),
-        sources: Default::default(),
-        tokens: Default::default(),
-    });
+        (store, service_store),
+        Arc::new(machine),
+        Arc::new(network),
+        images,
+    ));
     tokio::spawn(streams.serve(kubelet.clone()));
     tokio::spawn(housekeeping(kubelet.clone()));
     tokio::spawn(watch_exits(kubelet.config.data_dir.clone(), queue.clone()));

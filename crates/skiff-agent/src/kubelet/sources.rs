@@ -10,9 +10,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Client;
 use kube::api::Api;
 
-use super::sync::Kubelet;
+use super::errors::SourceError;
 
 /// How long a read ConfigMap or Secret (or its absence) is taken as current.
 const FRESH_FOR: Duration = Duration::from_secs(2);
@@ -32,74 +33,84 @@ impl Source {
     }
 }
 
-type Keys = BTreeMap<String, Vec<u8>>;
+pub type Keys = BTreeMap<String, Vec<u8>>;
 
 /// Which object: its kind, namespace and name.
 type SourceKey = (Source, String, String);
 
-/// Recent reads: (kind, namespace, name) → when, and the keys (None: not found).
-#[derive(Default)]
-pub struct SourceCache {
+/// The ConfigMaps and Secrets pods read, through the API, with recent reads kept:
+/// (kind, namespace, name) → when, and the keys (None: not found).
+pub struct Sources {
+    client: Client,
     read: Mutex<HashMap<SourceKey, (Instant, Option<Keys>)>>,
 }
 
-impl SourceCache {
-    fn get(&self, key: &SourceKey) -> Option<Option<Keys>> {
-        let mut read = skiff_client::lock(&self.read);
-        read.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
-        read.get(key).map(|(_, keys)| keys.clone())
+impl Sources {
+    pub fn new(client: Client) -> Sources {
+        Sources {
+            client,
+            read: Mutex::default(),
+        }
     }
 
-    fn put(&self, key: SourceKey, keys: Option<Keys>) {
-        skiff_client::lock(&self.read).insert(key, (Instant::now(), keys));
-    }
-}
-
-impl Kubelet {
     /// The keys of a ConfigMap or Secret; empty when it is missing and `optional`, else
-    /// upstream's "not found" message.
-    pub(super) async fn source_bytes(
+    /// upstream's "not found".
+    pub async fn keys(
         &self,
         source: Source,
         ns: &str,
         name: &str,
         optional: bool,
-    ) -> Result<Keys, String> {
+    ) -> Result<Keys, SourceError> {
         let key = (source, ns.to_string(), name.to_string());
-        let found = match self.sources.get(&key) {
-            Some(keys) => Ok(keys),
+        let found = match self.recent(&key) {
+            Some(keys) => keys,
             None => {
-                let read = self.read_source(source, ns, name).await;
-                if let Ok(keys) = &read {
-                    self.sources.put(key, keys.clone());
-                }
-                read
+                let keys = self.read(source, ns, name).await?;
+                skiff_client::lock(&self.read).insert(key, (Instant::now(), keys.clone()));
+                keys
             }
         };
         match found {
-            Ok(Some(data)) => Ok(data),
-            Ok(None) if optional => Ok(BTreeMap::new()),
-            Ok(None) => Err(format!(
-                "{} \"{name}\" not found",
-                source.kind().to_lowercase()
-            )),
-            Err(e) => Err(e.to_string()),
+            Some(data) => Ok(data),
+            None if optional => Ok(BTreeMap::new()),
+            None => Err(SourceError::NotFound {
+                of: source,
+                name: name.to_string(),
+            }),
         }
     }
 
-    async fn read_source(
+    /// As [`Sources::keys`], the values as text (Secret values decoded).
+    pub async fn text(
         &self,
         source: Source,
         ns: &str,
         name: &str,
-    ) -> Result<Option<Keys>, kube::Error> {
+        optional: bool,
+    ) -> Result<BTreeMap<String, String>, SourceError> {
+        Ok(self
+            .keys(source, ns, name, optional)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect())
+    }
+
+    fn recent(&self, key: &SourceKey) -> Option<Option<Keys>> {
+        let mut read = skiff_client::lock(&self.read);
+        read.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+        read.get(key).map(|(_, keys)| keys.clone())
+    }
+
+    async fn read(&self, source: Source, ns: &str, name: &str) -> Result<Option<Keys>, kube::Error> {
         match source {
             Source::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), ns)
                 .get_opt(name)
                 .await
                 .map(|cm| {
                     cm.map(|cm| {
-                        let mut data: BTreeMap<String, Vec<u8>> = cm
+                        let mut data: Keys = cm
                             .data
                             .unwrap_or_default()
                             .into_iter()

@@ -16,10 +16,14 @@ use skiff_runtime::rootfs::Rootfs;
 
 use super::KubeletConfig;
 use super::container::container_spec;
+pub use super::errors::SyncError;
 use super::machine::{Machine, PodNetworking, Run};
 use super::pod_dir::{Attempt, PodDir};
 use super::status::{ContainerView, Failure, Waiting, pod_status};
+use super::sources::Sources;
 use super::teardown::Logs;
+use super::tokens::Tokens;
+use super::volumes::Volumes;
 
 /// Back-off after a container exits (or an image pull fails): 10 s doubling to 5 min
 /// (upstream's); a container's is forgotten once a run lasted 10 minutes.
@@ -52,18 +56,38 @@ pub struct Kubelet {
     pub(super) probes: super::probe::Prober,
     /// One pass over orphaned pods at a time; asks made meanwhile are run by that pass.
     pub(super) orphans: super::teardown::OrphanPasses,
-    /// Recent reads of ConfigMaps and Secrets.
-    pub(super) sources: super::sources::SourceCache,
-    /// ServiceAccount tokens of projected volumes.
-    pub(super) tokens: super::tokens::TokenCache,
+    /// The ConfigMaps and Secrets pods read (env and volumes).
+    pub(super) sources: Arc<Sources>,
+    pub(super) volumes: Volumes,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("{0}")]
-    Api(#[from] kube::Error),
-    #[error("{0}")]
-    Node(String),
+impl Kubelet {
+    /// The agent with its managers, over this machine and pod network.
+    pub(super) fn new(
+        client: Client,
+        config: KubeletConfig,
+        stores: (Store<Pod>, Store<k8s_openapi::api::core::v1::Service>),
+        machine: Arc<dyn Machine>,
+        network: Arc<dyn PodNetworking>,
+        images: skiff_image::ImageStore,
+    ) -> Kubelet {
+        let sources = Arc::new(Sources::new(client.clone()));
+        let tokens = Tokens::new(client.clone());
+        Kubelet {
+            events: EventRecorder::new(client.clone(), "kubelet", Some(&config.node_name)),
+            volumes: Volumes::new(sources.clone(), tokens, machine.clone()),
+            sources,
+            client,
+            config,
+            pods: stores.0,
+            services: stores.1,
+            machine,
+            network,
+            images: super::images::Images::new(images),
+            probes: Default::default(),
+            orphans: Default::default(),
+        }
+    }
 }
 
 /// Now, to the nanosecond, as the monitors record times: for the node's own records
@@ -171,8 +195,8 @@ impl Kubelet {
                 .await;
         }
         let env_base = self.field_env(pod, &pod_ip.to_string());
-        if let Err(message) = self.ensure_volumes(pod, dir, &env_base).await {
-            self.events.warning(pod, "FailedMount", message);
+        if let Err(e) = self.volumes.ensure(pod, dir, &env_base).await {
+            self.events.warning(pod, "FailedMount", e.to_string());
             return Ok(Some(Duration::from_secs(5)));
         }
         let mut again: Option<Duration> = deadline;
@@ -721,7 +745,7 @@ impl Kubelet {
                 self.events.warning(pod, "Failed", format!("Error: {e}"));
                 Waiting {
                     reason: "CreateContainerConfigError",
-                    message: e,
+                    message: e.to_string(),
                 }
             })?;
         let bundle = dir.attempt_dir(&c.name, number);

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::{Value, json};
-use skiff_client::{EventRecorder, Store};
+use skiff_client::Store;
 use skiff_image::build::{BuiltImage, Compression, LayerBuilder};
 use skiff_image::{Endpoint, ImageStore, RegistriesConfig, RegistryClient};
 use skiff_oci::Platform;
@@ -180,20 +180,14 @@ impl Harness {
         .unwrap();
         let pods = Store::of(pods);
         let services = Store::of([]);
-        let kubelet = Arc::new(Kubelet {
-            events: EventRecorder::new(client.clone(), "kubelet", Some(NODE)),
+        let kubelet = Arc::new(Kubelet::new(
             client,
             config,
-            pods: pods.clone(),
-            services: services.clone(),
-            machine: machine.clone(),
-            network: network.clone(),
-            images: super::images::Images::new(images),
-            probes: Default::default(),
-            orphans: Default::default(),
-            sources: Default::default(),
-            tokens: Default::default(),
-        });
+            (pods.clone(), services.clone()),
+            machine.clone(),
+            network.clone(),
+            images,
+        ));
         Harness {
             kubelet,
             machine,
@@ -521,7 +515,8 @@ impl Harness {
     ) -> Result<BTreeMap<String, String>, String> {
         let fields = self.kubelet.field_env(pod, "10.244.0.9");
         let c = &pod.spec.as_ref().unwrap().containers[0];
-        self.kubelet.environment(pod, c, image, &fields).await
+        let env = self.kubelet.environment(pod, c, image, &fields).await;
+        env.map_err(|e| e.to_string())
     }
 }
 

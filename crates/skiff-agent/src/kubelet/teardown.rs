@@ -13,7 +13,8 @@ use skiff_runtime::Runtime;
 use skiff_runtime::rootfs::Rootfs;
 
 use super::pod_dir::PodDir;
-use super::sync::{Kubelet, SyncError, blocking};
+use super::errors::SyncError;
+use super::sync::{Kubelet, blocking};
 
 /// Coalesces asks for a pass over orphaned pods (see `Kubelet::remove_orphans`).
 #[derive(Default)]
@@ -155,7 +156,7 @@ impl Kubelet {
         let known: HashSet<String> = self.pods.list().iter().filter_map(|p| p.uid()).collect();
         self.probes.retain_pods(&known);
         self.images.retain_pods(&known);
-        self.tokens.retain_pods(&known);
+        self.volumes.retain_pods(&known);
         let pods = self.config.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods) else {
             return false;

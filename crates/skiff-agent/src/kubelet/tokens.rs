@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount, ServiceAccountTokenProject
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 
+use super::errors::TokenError;
+
 /// Upstream's lifetime of a projected token when the source names none.
 const DEFAULT_SECONDS: i64 = 3600;
 
@@ -26,19 +28,26 @@ struct Held {
     renew_at: Instant,
 }
 
-#[derive(Default)]
-pub struct TokenCache {
+/// The tokens of projected volumes, requested through the API and held while fresh.
+pub struct Tokens {
+    client: Client,
     held: Mutex<HashMap<Key, Held>>,
 }
 
-impl TokenCache {
+impl Tokens {
+    pub fn new(client: Client) -> Tokens {
+        Tokens {
+            client,
+            held: Mutex::default(),
+        }
+    }
+
     /// The token `source` of `pod` projects: a held one while it is fresh, else a new one.
     pub async fn token(
         &self,
-        client: &Client,
         pod: &Pod,
         source: &ServiceAccountTokenProjection,
-    ) -> Result<String, String> {
+    ) -> Result<String, TokenError> {
         let ns = pod.namespace().unwrap_or_default();
         let account = pod
             .spec
@@ -74,15 +83,14 @@ impl TokenCache {
             },
             ..TokenRequest::default()
         };
-        let answer = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        let answer = Api::<ServiceAccount>::namespaced(self.client.clone(), &ns)
             .create_token_request(&account, &PostParams::default(), &request)
-            .await
-            .map_err(|e| format!("failed to fetch token: {e}"))?;
+            .await?;
         let token = answer
             .status
             .map(|s| s.token)
             .filter(|t| !t.is_empty())
-            .ok_or("failed to fetch token: the TokenRequest was answered without one")?;
+            .ok_or(TokenError::Empty)?;
         let life = Duration::from_secs(seconds.max(0) as u64);
         skiff_client::lock(&self.held).insert(
             key,

@@ -6,18 +6,21 @@
 //! name a symlink through `..data`. A container sees a whole old or a whole new set, never
 //! a mix; the payload is only rewritten when it changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     DownwardAPIVolumeFile, KeyToPath, Pod, ResourceFieldSelector, Volume,
 };
 use kube::ResourceExt;
 
+use super::errors::{FieldError, MountError, VolumeError};
+use super::machine::Machine;
 use super::pod_dir::PodDir;
-use super::sources::Source;
-use super::sync::Kubelet;
+use super::sources::{Source, Sources};
+use super::tokens::Tokens;
 
 /// Upstream's default mode for files of these volumes.
 const DEFAULT_MODE: u32 = 0o644;
@@ -38,7 +41,7 @@ fn mode_of(mode: Option<i32>, default: u32) -> u32 {
 }
 
 /// Checks a path inside a volume as upstream validates it: relative, no `..`.
-fn checked_path(path: &str) -> Result<String, String> {
+fn checked_path(path: &str) -> Result<String, VolumeError> {
     let p = Path::new(path);
     let fine = !path.is_empty()
         && p.components().all(|c| matches!(c, Component::Normal(_)))
@@ -46,9 +49,7 @@ fn checked_path(path: &str) -> Result<String, String> {
     if fine {
         Ok(path.to_string())
     } else {
-        Err(format!(
-            "invalid path {path:?}: must be relative and may not contain '..'"
-        ))
+        Err(VolumeError::Path(path.to_string()))
     }
 }
 
@@ -60,7 +61,7 @@ fn key_files(
     what: &str,
     optional: bool,
     out: &mut Payload,
-) -> Result<(), String> {
+) -> Result<(), VolumeError> {
     match items {
         None => {
             for (k, v) in data {
@@ -78,10 +79,10 @@ fn key_files(
                     }
                     None if optional => {}
                     None => {
-                        return Err(format!(
-                            "configured to use key {:?} of {what}, which does not have it",
-                            item.key
-                        ));
+                        return Err(VolumeError::MissingKey {
+                            key: item.key.clone(),
+                            what: what.to_string(),
+                        });
                     }
                 }
             }
@@ -131,7 +132,7 @@ pub fn resource_field(
     field: &ResourceFieldSelector,
     node_cpus: i64,
     node_memory_bytes: i64,
-) -> Result<String, String> {
+) -> Result<String, FieldError> {
     let c = pod
         .spec
         .iter()
@@ -141,16 +142,14 @@ pub fn resource_field(
                 .chain(s.init_containers.iter().flatten())
         })
         .find(|c| c.name == container)
-        .ok_or_else(|| format!("resourceFieldRef: no container {container:?} in the pod"))?;
+        .ok_or_else(|| FieldError::NoContainer(container.to_string()))?;
     let resources = c.resources.as_ref();
-    let (kind, resource) = field
-        .resource
-        .split_once('.')
-        .ok_or_else(|| format!("unsupported resource {:?}", field.resource))?;
+    let unsupported = || FieldError::Resource(field.resource.clone());
+    let (kind, resource) = field.resource.split_once('.').ok_or_else(unsupported)?;
     let set = match kind {
         "limits" => resources.and_then(|r| r.limits.as_ref()),
         "requests" => resources.and_then(|r| r.requests.as_ref()),
-        _ => return Err(format!("unsupported resource {:?}", field.resource)),
+        _ => return Err(unsupported()),
     };
     let given = set.and_then(|m| m.get(resource)).map(|q| q.0.clone());
     let divisor = field.divisor.as_ref().map(|q| q.0.as_str()).unwrap_or("1");
@@ -183,71 +182,90 @@ pub fn resource_field(
                 .unwrap_or(1);
             Ok(((bytes + per - 1) / per).to_string())
         }
-        _ => Err(format!("unsupported resource {:?}", field.resource)),
+        _ => Err(unsupported()),
     }
 }
 
-impl Kubelet {
-    fn downward_files(
+/// [`resource_field`] with this node's CPUs and memory as the defaults.
+pub fn resource_field_on_node(
+    pod: &Pod,
+    container: &str,
+    field: &ResourceFieldSelector,
+) -> Result<String, FieldError> {
+    resource_field(
+        pod,
+        container,
+        field,
+        super::host::cpus() as i64,
+        (super::host::memory_kib() * 1024) as i64,
+    )
+}
+
+/// The volumes manager: makes the files of every configMap, secret, downwardAPI and
+/// projected volume a pod has (from the sources and tokens it holds), and mounts its
+/// memory-backed emptyDirs on the machine.
+pub struct Volumes {
+    sources: Arc<Sources>,
+    tokens: Tokens,
+    machine: Arc<dyn Machine>,
+}
+
+impl Volumes {
+    pub fn new(sources: Arc<Sources>, tokens: Tokens, machine: Arc<dyn Machine>) -> Volumes {
+        Volumes {
+            sources,
+            tokens,
+            machine,
+        }
+    }
+
+    /// Sets up every volume of the pod that needs it. An error names the volume, as the
+    /// kubelet's FailedMount events do.
+    pub async fn ensure(
         &self,
         pod: &Pod,
-        items: &[DownwardAPIVolumeFile],
-        default_mode: u32,
+        dir: &PodDir,
         fields: &BTreeMap<String, String>,
-        out: &mut Payload,
-    ) -> Result<(), String> {
-        for item in items {
-            let value = if let Some(f) = &item.field_ref {
-                match f.field_path.as_str() {
-                    "metadata.labels" => map_file(pod.labels()),
-                    "metadata.annotations" => map_file(pod.annotations()),
-                    path => fields
-                        .get(path)
-                        .cloned()
-                        .ok_or_else(|| format!("unsupported fieldRef {path:?}"))?,
-                }
-            } else if let Some(r) = &item.resource_field_ref {
-                let container = r.container_name.clone().unwrap_or_default();
-                self.resource_field_value(pod, &container, r)?
-            } else {
-                return Err(format!("downwardAPI item {:?} names no field", item.path));
-            };
-            out.insert(
-                checked_path(&item.path)?,
-                (value.into_bytes(), mode_of(item.mode, default_mode)),
-            );
+    ) -> Result<(), MountError> {
+        for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            self.set_up(pod, v, &dir.volume(&v.name), fields)
+                .await
+                .map_err(|cause| MountError {
+                    volume: v.name.clone(),
+                    cause,
+                })?;
         }
         Ok(())
     }
 
-    pub(super) fn resource_field_value(
-        &self,
-        pod: &Pod,
-        container: &str,
-        field: &ResourceFieldSelector,
-    ) -> Result<String, String> {
-        resource_field(
-            pod,
-            container,
-            field,
-            super::host::cpus() as i64,
-            (super::host::memory_kib() * 1024) as i64,
-        )
+    /// Forgets what it holds for pods no longer on the node.
+    pub fn retain_pods(&self, live: &HashSet<String>) {
+        self.tokens.retain_pods(live);
     }
 
-    /// A ConfigMap's or Secret's keys as files of a volume (see [`key_files`]).
-    async fn keys_into(
+    async fn set_up(
         &self,
-        ns: &str,
-        from: Keys<'_>,
-        mode: u32,
-        out: &mut Payload,
-    ) -> Result<(), String> {
-        let data = self
-            .source_bytes(from.source, ns, from.name, from.optional)
-            .await?;
-        let what = format!("{} {:?}", from.source.kind().to_lowercase(), from.name);
-        key_files(&data, from.items, mode, &what, from.optional, out)
+        pod: &Pod,
+        v: &Volume,
+        path: &Path,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<(), VolumeError> {
+        if is_written(v) {
+            let payload = self.payload(pod, v, fields).await?;
+            let target = path.to_path_buf();
+            tokio::task::spawn_blocking(move || write_atomic(&target, &payload))
+                .await
+                .map_err(std::io::Error::other)??;
+        } else if let Some(empty) = &v.empty_dir
+            && empty.medium.as_deref() == Some("Memory")
+        {
+            let size = empty
+                .size_limit
+                .as_ref()
+                .and_then(|q| skiff_api::quantity::units(&q.0));
+            self.machine.mount_memory(path, size)?;
+        }
+        Ok(())
     }
 
     /// The files of one written volume.
@@ -256,7 +274,7 @@ impl Kubelet {
         pod: &Pod,
         v: &Volume,
         fields: &BTreeMap<String, String>,
-    ) -> Result<Payload, String> {
+    ) -> Result<Payload, VolumeError> {
         let ns = pod.namespace().unwrap_or_default();
         let mut out = Payload::new();
         if let Some(cm) = &v.config_map {
@@ -271,7 +289,7 @@ impl Kubelet {
         } else if let Some(d) = &v.downward_api {
             let mode = mode_of(d.default_mode, DEFAULT_MODE);
             let items = d.items.as_deref().unwrap_or(&[]);
-            self.downward_files(pod, items, mode, fields, &mut out)?;
+            downward_files(pod, items, mode, fields, &mut out)?;
         } else if let Some(p) = &v.projected {
             let mode = mode_of(p.default_mode, DEFAULT_MODE);
             for source in p.sources.iter().flatten() {
@@ -285,96 +303,67 @@ impl Kubelet {
                 }
                 if let Some(d) = &source.downward_api {
                     let items = d.items.as_deref().unwrap_or(&[]);
-                    self.downward_files(pod, items, mode, fields, &mut out)?;
+                    downward_files(pod, items, mode, fields, &mut out)?;
                 }
                 if let Some(t) = &source.service_account_token {
-                    let token = self.tokens.token(&self.client, pod, t).await?;
+                    let token = self.tokens.token(pod, t).await?;
                     out.insert(checked_path(&t.path)?, (token.into_bytes(), mode));
                 }
                 if source.cluster_trust_bundle.is_some() {
-                    return Err("projected clusterTrustBundle sources are not supported".into());
+                    return Err(VolumeError::ClusterTrustBundle);
                 }
             }
         }
         Ok(out)
     }
 
-    /// Writes every configMap, secret, downwardAPI and projected volume of the pod, and
-    /// mounts its memory-backed emptyDirs. An error names the volume, as the kubelet's
-    /// FailedMount events do.
-    pub(super) async fn ensure_volumes(
+    /// A ConfigMap's or Secret's keys as files of a volume (see [`key_files`]).
+    async fn keys_into(
         &self,
-        pod: &Pod,
-        dir: &PodDir,
-        fields: &BTreeMap<String, String>,
-    ) -> Result<(), String> {
-        for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-            let path = dir.volume(&v.name);
-            let failed =
-                |e: String| format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name);
-            if is_written(v) {
-                let payload = self.payload(pod, v, fields).await.map_err(failed)?;
-                let target = path.clone();
-                tokio::task::spawn_blocking(move || write_atomic(&target, &payload))
-                    .await
-                    .map_err(|e| failed(e.to_string()))?
-                    .map_err(|e| failed(e.to_string()))?;
-            } else if let Some(empty) = &v.empty_dir
-                && empty.medium.as_deref() == Some("Memory")
-            {
-                let size = empty
-                    .size_limit
-                    .as_ref()
-                    .and_then(|q| skiff_api::quantity::units(&q.0));
-                mount_tmpfs(&path, size).map_err(|e| failed(e.to_string()))?;
-            }
-        }
-        Ok(())
+        ns: &str,
+        from: Keys<'_>,
+        mode: u32,
+        out: &mut Payload,
+    ) -> Result<(), VolumeError> {
+        let data = self
+            .sources
+            .keys(from.source, ns, from.name, from.optional)
+            .await?;
+        let what = format!("{} {:?}", from.source.kind().to_lowercase(), from.name);
+        key_files(&data, from.items, mode, &what, from.optional, out)
     }
 }
 
-/// Mounts a tmpfs at `path` unless one is there already.
-fn mount_tmpfs(path: &Path, size: Option<i64>) -> std::io::Result<()> {
-    std::fs::create_dir_all(path)?;
-    if skiff_runtime::rootfs::is_mountpoint(path) {
-        return Ok(());
-    }
-    let mut options = "mode=0777".to_string();
-    if let Some(bytes) = size.filter(|b| *b > 0) {
-        options.push_str(&format!(",size={bytes}"));
-    }
-    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
-    let target = c(&path.to_string_lossy());
-    let (fs, opts) = (c("tmpfs"), c(&options));
-    // SAFETY: valid NUL-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::mount(
-            fs.as_ptr(),
-            target.as_ptr(),
-            fs.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            opts.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
+/// The downward API's files: fields, labels, annotations, resources.
+fn downward_files(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: u32,
+    fields: &BTreeMap<String, String>,
+    out: &mut Payload,
+) -> Result<(), VolumeError> {
+    for item in items {
+        let value = if let Some(f) = &item.field_ref {
+            match f.field_path.as_str() {
+                "metadata.labels" => map_file(pod.labels()),
+                "metadata.annotations" => map_file(pod.annotations()),
+                path => fields
+                    .get(path)
+                    .cloned()
+                    .ok_or_else(|| FieldError::FieldRef(path.to_string()))?,
+            }
+        } else if let Some(r) = &item.resource_field_ref {
+            let container = r.container_name.clone().unwrap_or_default();
+            resource_field_on_node(pod, &container, r)?
+        } else {
+            return Err(VolumeError::NoField(item.path.clone()));
+        };
+        out.insert(
+            checked_path(&item.path)?,
+            (value.into_bytes(), mode_of(item.mode, default_mode)),
+        );
     }
     Ok(())
-}
-
-/// Unmounts whatever was mounted over the pod's volume directories (memory-backed
-/// emptyDirs), so they can be removed.
-pub fn unmount_all(dir: &PodDir) {
-    for entry in std::fs::read_dir(dir.root.join("volumes"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let path = entry.path();
-        if skiff_runtime::rootfs::is_mountpoint(&path) {
-            let _ = skiff_runtime::sandbox::unmount(&path);
-        }
-    }
 }
 
 /// Writes `payload` into `dir` with the atomic writer's layout; nothing changes when the
