@@ -11,6 +11,7 @@ use skiff_runtime::spec::{
     ContainerSpec, Mount, MountKind, Resources, Seccomp, Security, SharedNamespaces,
 };
 
+use super::errors::ContainerError;
 use super::pod_dir::PodDir;
 
 /// The command line: `command` replaces the image's entrypoint (and drops its cmd);
@@ -64,7 +65,7 @@ pub fn expand(s: &str, env: &BTreeMap<String, String>) -> String {
 
 /// A user spec (`1000`, `1000:1000`, `app`, `app:staff`) as ids, names read from the
 /// container's own /etc/passwd and /etc/group.
-pub fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32), String> {
+pub fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32), ContainerError> {
     let (u, g) = user.split_once(':').unwrap_or((user, ""));
     let lookup = |file: &str, name: &str, field: usize| -> Option<(u32, u32)> {
         let text = std::fs::read_to_string(rootfs.join(file)).ok()?;
@@ -80,16 +81,14 @@ pub fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32), String> {
     let (uid, mut gid) = match u.parse::<u32>() {
         Ok(uid) => (uid, lookup_gid_of_uid(uid, rootfs).unwrap_or(0)),
         Err(_) if u.is_empty() => (0, 0),
-        Err(_) => lookup("etc/passwd", u, 3).ok_or_else(|| {
-            format!("unable to find user {u}: no matching entries in passwd file")
-        })?,
+        Err(_) => lookup("etc/passwd", u, 3).ok_or_else(|| ContainerError::NoUser(u.into()))?,
     };
     if !g.is_empty() {
         gid = match g.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => lookup("etc/group", g, 2).map(|(id, _)| id).ok_or_else(|| {
-                format!("unable to find group {g}: no matching entries in group file")
-            })?,
+            Err(_) => lookup("etc/group", g, 2)
+                .map(|(id, _)| id)
+                .ok_or_else(|| ContainerError::NoGroup(g.into()))?,
         };
     }
     Ok((uid, gid))
@@ -131,8 +130,8 @@ pub fn container_spec(
     attempt: u32,
     rootfs: PathBuf,
     env: &BTreeMap<String, String>,
-) -> Result<ContainerSpec, String> {
-    let spec = pod.spec.as_ref().ok_or("the pod has no spec")?;
+) -> Result<ContainerSpec, ContainerError> {
+    let spec = pod.spec.as_ref().ok_or(ContainerError::NoSpec)?;
     let pod_sc = spec.security_context.as_ref();
     let sc = c.security_context.as_ref();
     let image_user = image.config.user.clone().unwrap_or_default();
@@ -185,24 +184,19 @@ pub fn container_spec(
             .iter()
             .flatten()
             .find(|v| v.name == vm.name)
-            .ok_or_else(|| format!("volume {:?} is not defined in the pod", vm.name))?;
+            .ok_or_else(|| ContainerError::UndefinedVolume(vm.name.clone()))?;
         let written = super::volumes::is_written(volume);
         let source = if let Some(host) = &volume.host_path {
             PathBuf::from(&host.path)
         } else if volume.empty_dir.is_some() || written {
             dir.volume(&volume.name)
         } else {
-            return Err(format!(
-                "volume {:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported so far",
-                vm.name
-            ));
+            return Err(ContainerError::UnsupportedVolume(vm.name.clone()));
         };
         let source = match &vm.sub_path {
             Some(sub) if !sub.is_empty() => {
                 if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {
-                    return Err(format!(
-                        "subPath {sub:?} must be a relative path inside the volume"
-                    ));
+                    return Err(ContainerError::SubPath(sub.clone()));
                 }
                 source.join(sub)
             }
@@ -328,14 +322,15 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        assert_eq!(resolve_user("", dir.path()), Ok((0, 0)));
-        assert_eq!(resolve_user("app", dir.path()), Ok((1000, 1001)));
-        assert_eq!(resolve_user("1000", dir.path()), Ok((1000, 1001)));
-        assert_eq!(resolve_user("app:staff", dir.path()), Ok((1000, 50)));
-        assert_eq!(resolve_user("42:43", dir.path()), Ok((42, 43)));
+        assert_eq!(resolve_user("", dir.path()).unwrap(), (0, 0));
+        assert_eq!(resolve_user("app", dir.path()).unwrap(), (1000, 1001));
+        assert_eq!(resolve_user("1000", dir.path()).unwrap(), (1000, 1001));
+        assert_eq!(resolve_user("app:staff", dir.path()).unwrap(), (1000, 50));
+        assert_eq!(resolve_user("42:43", dir.path()).unwrap(), (42, 43));
         assert!(
             resolve_user("nobody", dir.path())
                 .unwrap_err()
+                .to_string()
                 .contains("unable to find user nobody")
         );
     }

@@ -77,24 +77,19 @@ impl Kubelet {
         ));
         for from in c.env_from.iter().flatten() {
             let prefix = from.prefix.clone().unwrap_or_default();
-            let data = if let Some(cm) = &from.config_map_ref {
-                self.sources.text(
-                    Source::ConfigMap,
-                    &namespace,
-                    &cm.name,
-                    cm.optional.unwrap_or(false),
-                )
-                .await?
-            } else if let Some(s) = &from.secret_ref {
-                self.sources.text(
-                    Source::Secret,
-                    &namespace,
-                    &s.name,
-                    s.optional.unwrap_or(false),
-                )
-                .await?
-            } else {
-                BTreeMap::new()
+            let source = match (&from.config_map_ref, &from.secret_ref) {
+                (Some(cm), _) => Some((Source::ConfigMap, &cm.name, cm.optional)),
+                (None, Some(s)) => Some((Source::Secret, &s.name, s.optional)),
+                (None, None) => None,
+            };
+            let data = match source {
+                Some((source, name, optional)) => {
+                    let optional = optional.unwrap_or(false);
+                    self.sources
+                        .text(source, &namespace, name, optional)
+                        .await?
+                }
+                None => BTreeMap::new(),
             };
             for (k, v) in data {
                 env.insert(format!("{prefix}{k}"), v);
@@ -105,12 +100,13 @@ impl Kubelet {
                 expand(v, &env)
             } else if let Some(from) = &e.value_from {
                 if let Some(field) = &from.field_ref {
-                    fields.get(&field.field_path).cloned().ok_or_else(|| {
-                        EnvError::FieldRef {
+                    fields
+                        .get(&field.field_path)
+                        .cloned()
+                        .ok_or_else(|| EnvError::FieldRef {
                             path: field.field_path.clone(),
                             env: e.name.clone(),
-                        }
-                    })?
+                        })?
                 } else if let Some((source, name, key, optional)) = from
                     .config_map_key_ref
                     .as_ref()
@@ -128,7 +124,10 @@ impl Kubelet {
                             .map(|r| (Source::Secret, &r.name, &r.key, r.optional.unwrap_or(false)))
                     })
                 {
-                    let data = self.sources.text(source, &namespace, name, optional).await?;
+                    let data = self
+                        .sources
+                        .text(source, &namespace, name, optional)
+                        .await?;
                     match data.get(key) {
                         Some(v) => v.clone(),
                         None if optional => continue,

@@ -158,3 +158,109 @@ pub enum EnvError {
     #[error("env {0:?}: valueFrom names no source")]
     NoSource(String),
 }
+
+/// Work on a thread inside a pod's network namespace did not get to run.
+#[derive(Debug, thiserror::Error)]
+pub enum InNetnsError {
+    #[error(transparent)]
+    Enter(#[from] skiff_net::NetnsError),
+    #[error("the thread working in the pod's network namespace ended early")]
+    Thread,
+}
+
+/// Port forwards still answer in words (the stream's error channel carries them).
+impl From<InNetnsError> for String {
+    fn from(e: InNetnsError) -> String {
+        e.to_string()
+    }
+}
+
+/// Why a probe (or a lifecycle hook, run as one) failed, in upstream's words.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("invalid port {0}")]
+    Port(i32),
+    #[error("no port named {0:?} in the container")]
+    NoNamedPort(String),
+    #[error(transparent)]
+    InNetns(#[from] InNetnsError),
+    #[error("dial tcp {addr}: {source}")]
+    Dial {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Get \"{url}\": dial tcp {addr}: {source}")]
+    HttpDial {
+        url: String,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Get \"{url}\": {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Get \"{url}\": malformed HTTP response")]
+    HttpMalformed { url: String },
+    #[error("HTTP probe failed with statuscode: {0}")]
+    HttpStatus(u16),
+    #[error(transparent)]
+    Runtime(#[from] skiff_runtime::RuntimeError),
+    #[error("{0}")]
+    Exec(#[from] std::io::Error),
+    #[error("command {command:?} exited with {code}{}", if .detail.is_empty() { String::new() } else { format!(": {}", .detail) })]
+    Exited {
+        command: Vec<String>,
+        code: i32,
+        detail: String,
+    },
+    #[error("command {0:?} was killed")]
+    Killed(Vec<String>),
+    #[error("command {0:?} timed out")]
+    TimedOut(Vec<String>),
+    #[error("the probe has no handler skiff supports yet (grpc)")]
+    NoHandler,
+    #[error("the handler names no action")]
+    NoAction,
+}
+
+/// A pod's sandbox (namespaces, files, address) could not be made:
+/// `FailedCreatePodSandBox`.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxSetupError {
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    #[error(transparent)]
+    Network(#[from] skiff_net::NetError),
+    #[error("hostNetwork needs the node's IPv4 address, not {0:?}")]
+    HostAddress(String),
+}
+
+/// A container's run could not be made from its spec (`CreateContainerError`).
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    NoUser(String),
+    #[error("unable to find group {0}: no matching entries in group file")]
+    NoGroup(String),
+    #[error("the pod has no spec")]
+    NoSpec,
+    #[error("volume {0:?} is not defined in the pod")]
+    UndefinedVolume(String),
+    #[error(
+        "volume {0:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected \
+         volumes are supported so far"
+    )]
+    UnsupportedVolume(String),
+    #[error("subPath {0:?} must be a relative path inside the volume")]
+    SubPath(String),
+    #[error("the pod's PID namespace is gone")]
+    PidNamespaceGone,
+    #[error("the target container {0:?} is not running")]
+    TargetNotRunning(String),
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+}

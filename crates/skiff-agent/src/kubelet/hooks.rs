@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 
+use super::errors::ProbeError;
 use super::pod_dir::PodDir;
 use super::probe::{self, Target};
 use super::sync::{Kubelet, now_rfc3339, since};
@@ -44,7 +45,7 @@ async fn run(
     c: &Container,
     target: &Target,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     if let Some(sleep) = &handler.sleep {
         let wanted = Duration::from_secs(sleep.seconds.max(0) as u64);
         tokio::time::sleep(wanted.min(timeout)).await;
@@ -58,7 +59,7 @@ async fn run(
         ..Default::default()
     };
     if as_probe.exec.is_none() && as_probe.http_get.is_none() && as_probe.tcp_socket.is_none() {
-        return Err("the handler names no action".into());
+        return Err(ProbeError::NoAction);
     }
     probe::run(&as_probe, c, target).await
 }
@@ -77,7 +78,7 @@ impl Kubelet {
         c: &Container,
         number: u32,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProbeError> {
         let Some(handler) = hook.handler(c) else {
             return Ok(());
         };

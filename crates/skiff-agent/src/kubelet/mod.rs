@@ -114,7 +114,6 @@ pub struct KubeletConfig {
 /// Upstream's `--sync-frequency`.
 pub const DEFAULT_SYNC_FREQUENCY: Duration = Duration::from_secs(60);
 
-
 fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
     NodeDescription {
         name: config.node_name.clone(),

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::errors::{InNetnsError, ProbeError};
+
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -110,7 +112,7 @@ impl Prober {
             if tally.due(probe, started, now) {
                 let result = self::run(probe, c, target).await;
                 if let Err(why) = &result {
-                    on_failure(kind, why);
+                    on_failure(kind, &why.to_string());
                 }
                 tally.record(probe, result.is_ok());
                 tally.schedule(probe, now);
@@ -146,35 +148,36 @@ impl Prober {
     }
 }
 
-fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
+fn port_of(port: &IntOrString, c: &Container) -> Result<u16, ProbeError> {
     match port {
-        IntOrString::Int(p) => u16::try_from(*p).map_err(|_| format!("invalid port {p}")),
+        IntOrString::Int(p) => u16::try_from(*p).map_err(|_| ProbeError::Port(*p)),
         IntOrString::String(name) => c
             .ports
             .iter()
             .flatten()
             .find(|p| p.name.as_deref() == Some(name.as_str()))
             .and_then(|p| u16::try_from(p.container_port).ok())
-            .ok_or_else(|| format!("no port named {name:?} in the container")),
+            .ok_or_else(|| ProbeError::NoNamedPort(name.clone())),
     }
 }
 
 /// Runs `f` on a thread of its own inside the network namespace at `netns` (setns would
 /// otherwise leak into a shared thread) and awaits its answer.
-pub(super) async fn in_netns<T: Send + 'static>(
+pub(super) async fn in_netns<T: Send + 'static, E: From<InNetnsError> + Send + 'static>(
     netns: PathBuf,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        // The thread ends with the probe, and its namespace with it.
-        let result = skiff_net::enter_netns(&netns)
-            .map_err(|e| e.to_string())
-            .and_then(|()| f());
+        // The thread ends with the work, and its namespace with it.
+        let result = match skiff_net::enter_netns(&netns) {
+            Ok(()) => f(),
+            Err(e) => Err(InNetnsError::from(e).into()),
+        };
         let _ = tx.send(result);
     });
     rx.await
-        .unwrap_or_else(|_| Err("the probe thread failed".into()))
+        .unwrap_or_else(|_| Err(InNetnsError::Thread.into()))
 }
 
 /// Where an httpGet or tcpSocket probe connects: its `host` if it names an address, else
@@ -185,7 +188,7 @@ fn address(host: Option<&str>, port: u16, pod_ip: IpAddr) -> SocketAddr {
 }
 
 /// One probe attempt: Ok(()) on success, else why it failed (upstream's wording).
-pub async fn run(probe: &Probe, c: &Container, target: &Target) -> Result<(), String> {
+pub async fn run(probe: &Probe, c: &Container, target: &Target) -> Result<(), ProbeError> {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     if let Some(http) = &probe.http_get {
         let addr = address(http.host.as_deref(), port_of(&http.port, c)?, target.pod_ip);
@@ -210,7 +213,7 @@ pub async fn run(probe: &Probe, c: &Container, target: &Target) -> Result<(), St
         return in_netns(target.netns.clone(), move || {
             TcpStream::connect_timeout(&addr, timeout)
                 .map(drop)
-                .map_err(|e| format!("dial tcp {addr}: {e}"))
+                .map_err(|source| ProbeError::Dial { addr, source })
         })
         .await;
     }
@@ -222,9 +225,9 @@ pub async fn run(probe: &Probe, c: &Container, target: &Target) -> Result<(), St
             exec_in(machine.runtime(), &id, &bundle, &command, timeout)
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(std::io::Error::other)?;
     }
-    Err("the probe has no handler skiff supports yet (grpc)".into())
+    Err(ProbeError::NoHandler)
 }
 
 fn http_get(
@@ -232,9 +235,14 @@ fn http_get(
     path: &str,
     headers: &[(String, String)],
     timeout: Duration,
-) -> Result<(), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("Get \"http://{addr}{path}\": dial tcp {addr}: {e}"))?;
+) -> Result<(), ProbeError> {
+    let url = format!("http://{addr}{path}");
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|source| ProbeError::HttpDial {
+            url: url.clone(),
+            addr,
+            source,
+        })?;
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
     let mut request = format!(
@@ -244,23 +252,24 @@ fn http_get(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("Get \"http://{addr}{path}\": {e}"))?;
     let mut head = [0u8; 64];
-    let n = stream
-        .read(&mut head)
-        .map_err(|e| format!("Get \"http://{addr}{path}\": {e}"))?;
+    let read = stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.read(&mut head));
+    let n = read.map_err(|source| ProbeError::Http {
+        url: url.clone(),
+        source,
+    })?;
     let line = String::from_utf8_lossy(&head[..n]);
     let code: u16 = line
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Get \"http://{addr}{path}\": malformed HTTP response"))?;
+        .ok_or(ProbeError::HttpMalformed { url })?;
     if (200..400).contains(&code) {
         Ok(())
     } else {
-        Err(format!("HTTP probe failed with statuscode: {code}"))
+        Err(ProbeError::HttpStatus(code))
     }
 }
 
@@ -270,42 +279,38 @@ fn exec_in(
     bundle: &std::path::Path,
     command: &[String],
     timeout: Duration,
-) -> Result<(), String> {
-    let mut exec = runtime
-        .exec_command(id, bundle, command, false, None)
-        .map_err(|e| e.to_string())?;
+) -> Result<(), ProbeError> {
+    let mut exec = runtime.exec_command(id, bundle, command, false, None)?;
     let mut child = exec
         .command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+        .spawn()?;
     let deadline = Instant::now() + timeout;
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
+        match child.try_wait()? {
+            Some(status) if status.success() => return Ok(()),
+            Some(status) => {
                 let mut err = String::new();
                 if let Some(mut e) = child.stderr.take() {
                     let _ = e.read_to_string(&mut err);
                 }
-                let detail = err.trim();
                 return Err(match status.code() {
-                    Some(code) if detail.is_empty() => {
-                        format!("command {command:?} exited with {code}")
-                    }
-                    Some(code) => format!("command {command:?} exited with {code}: {detail}"),
-                    None => format!("command {command:?} was killed"),
+                    Some(code) => ProbeError::Exited {
+                        command: command.to_vec(),
+                        code,
+                        detail: err.trim().to_string(),
+                    },
+                    None => ProbeError::Killed(command.to_vec()),
                 });
             }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("command {command:?} timed out"));
+                return Err(ProbeError::TimedOut(command.to_vec()));
             }
-            Err(e) => return Err(e.to_string()),
         }
     }
 }
@@ -378,9 +383,22 @@ mod tests {
             }]),
             ..Default::default()
         };
-        assert_eq!(port_of(&IntOrString::String("http".into()), &c), Ok(8080));
-        assert_eq!(port_of(&IntOrString::Int(81), &c), Ok(81));
-        assert!(port_of(&IntOrString::String("grpc".into()), &c).is_err());
+        assert_eq!(
+            port_of(&IntOrString::String("http".into()), &c).unwrap(),
+            8080
+        );
+        assert_eq!(port_of(&IntOrString::Int(81), &c).unwrap(), 81);
+        let missing = port_of(&IntOrString::String("grpc".into()), &c).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "no port named \"grpc\" in the container"
+        );
+        let exited = ProbeError::Exited {
+            command: vec!["cat".into()],
+            code: 1,
+            detail: String::new(),
+        };
+        assert_eq!(exited.to_string(), "command [\"cat\"] exited with 1");
     }
 
     #[test]

@@ -103,7 +103,12 @@ impl Sources {
         read.get(key).map(|(_, keys)| keys.clone())
     }
 
-    async fn read(&self, source: Source, ns: &str, name: &str) -> Result<Option<Keys>, kube::Error> {
+    async fn read(
+        &self,
+        source: Source,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Keys>, kube::Error> {
         match source {
             Source::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), ns)
                 .get_opt(name)

@@ -17,10 +17,11 @@ use skiff_runtime::rootfs::Rootfs;
 use super::KubeletConfig;
 use super::container::container_spec;
 pub use super::errors::SyncError;
+use super::errors::{ContainerError, MachineError, SandboxSetupError};
 use super::machine::{Machine, PodNetworking, Run};
 use super::pod_dir::{Attempt, PodDir};
-use super::status::{ContainerView, Failure, Waiting, pod_status};
 use super::sources::Sources;
+use super::status::{ContainerView, Failure, Waiting, pod_status};
 use super::teardown::Logs;
 use super::tokens::Tokens;
 use super::volumes::Volumes;
@@ -106,25 +107,23 @@ pub(super) fn since(t: &str) -> Duration {
 }
 
 /// Runs blocking node work (runc, mounts, files) off the async threads.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| format!("node task failed: {e}"))?
+pub(super) async fn blocking<T: Send + 'static, E: From<MachineError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(MachineError::Io {
+            what: "a node task".into(),
+            source: std::io::Error::other(e),
+        }
+        .into())
+    })
 }
 
 impl Kubelet {
     /// Sends `signal` to a container run through the runtime.
-    pub(super) async fn signal(&self, id: &str, signal: i32) -> Result<(), String> {
+    pub(super) async fn signal(&self, id: &str, signal: i32) -> Result<(), MachineError> {
         let (machine, id) = (self.machine.clone(), id.to_string());
-        blocking(move || {
-            machine
-                .runtime()
-                .kill(&id, signal)
-                .map_err(|e| e.to_string())
-        })
-        .await
+        blocking(move || Ok(machine.runtime().kill(&id, signal)?)).await
     }
 
     pub(super) fn dir(&self, pod: &Pod) -> PodDir {
@@ -333,7 +332,7 @@ impl Kubelet {
         dir: &PodDir,
         c: &Container,
         namespaces: &mut skiff_runtime::spec::SharedNamespaces,
-    ) -> Result<(), String> {
+    ) -> Result<(), ContainerError> {
         let pod_spec = pod.spec.as_ref();
         if uses_host_network(pod) {
             namespaces.network = Some(self.pod_netns(pod, dir));
@@ -349,7 +348,7 @@ impl Kubelet {
             let pid = self
                 .machine
                 .pid_holder(&dir.root.join(PID_HOLDER))
-                .ok_or("the pod's PID namespace is gone")?;
+                .ok_or(ContainerError::PidNamespaceGone)?;
             namespaces.pid = Some(skiff_runtime::pod_init::namespace(pid));
             return Ok(());
         }
@@ -365,7 +364,7 @@ impl Kubelet {
                 .find(Attempt::is_running);
             let pid = running
                 .and_then(|run| std::fs::read_to_string(run.bundle.join("pid")).ok())
-                .ok_or_else(|| format!("the target container {target:?} is not running"))?;
+                .ok_or_else(|| ContainerError::TargetNotRunning(target.to_string()))?;
             namespaces.pid = Some(format!("/proc/{}/ns/pid", pid.trim()).into());
         }
         Ok(())
@@ -450,7 +449,11 @@ impl Kubelet {
     }
 
     /// The pod's namespaces, files and address; answers the address.
-    async fn ensure_sandbox(&self, pod: &Pod, dir: &PodDir) -> Result<std::net::Ipv4Addr, String> {
+    async fn ensure_sandbox(
+        &self,
+        pod: &Pod,
+        dir: &PodDir,
+    ) -> Result<std::net::Ipv4Addr, SandboxSetupError> {
         let hostname: String = if uses_host_network(pod) {
             // It shares the node's UTS namespace too, so the node's name.
             super::host::hostname()
@@ -465,29 +468,25 @@ impl Kubelet {
         .collect();
         let sandbox = dir.sandbox();
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
-        std::fs::create_dir_all(dir.etc()).map_err(|e| e.to_string())?;
-        std::fs::write(dir.root.join("pod"), &key).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir.etc())
+            .and_then(|()| std::fs::write(dir.root.join("pod"), &key))
+            .map_err(|source| pod_file(dir, source))?;
         let fresh = !self.machine.sandbox_exists(&sandbox);
         if fresh {
             let (machine, s, h) = (self.machine.clone(), sandbox.clone(), hostname.clone());
-            blocking(move || machine.create_sandbox(&s, &h).map_err(|e| e.to_string())).await?;
+            blocking(move || machine.create_sandbox(&s, &h)).await?;
         }
         // A sandbox that was there already was wired when it was made: every later sync of
         // the pod skips the netlink requests. A host-network pod has the node's address.
         let ip = if uses_host_network(pod) {
-            self.config.node_ip.parse().map_err(|_| {
-                format!(
-                    "hostNetwork needs the node's IPv4 address, not {:?}",
-                    self.config.node_ip
-                )
-            })?
+            self.config
+                .node_ip
+                .parse()
+                .map_err(|_| SandboxSetupError::HostAddress(self.config.node_ip.clone()))?
         } else {
             match self.network.address_of(&dir.uid).filter(|_| !fresh) {
                 Some(ip) => ip,
-                None => self
-                    .network
-                    .attach(&dir.uid, &sandbox.net())
-                    .map_err(|e| e.to_string())?,
+                None => self.network.attach(&dir.uid, &sandbox.net())?,
             }
         };
         let namespace = pod.namespace().unwrap_or_default();
@@ -509,7 +508,7 @@ impl Kubelet {
         for (name, content) in files {
             let path = dir.etc().join(name);
             if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
-                std::fs::write(&path, content).map_err(|e| e.to_string())?;
+                std::fs::write(&path, content).map_err(|source| pod_file(dir, source))?;
             }
         }
         if shares_process_namespace(pod) {
@@ -518,13 +517,13 @@ impl Kubelet {
                 // New, or gone (and every process in its namespace with it): the
                 // containers start again in a fresh one.
                 let machine = self.machine.clone();
-                blocking(move || machine.start_pid_holder(&holder).map_err(|e| e.to_string()))
-                    .await?;
+                blocking(move || machine.start_pid_holder(&holder)).await?;
             }
         }
         for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
             if v.empty_dir.is_some() {
-                std::fs::create_dir_all(dir.volume(&v.name)).map_err(|e| e.to_string())?;
+                std::fs::create_dir_all(dir.volume(&v.name))
+                    .map_err(|source| pod_file(dir, source))?;
             }
         }
         Ok(ip)
@@ -751,13 +750,9 @@ impl Kubelet {
         let bundle = dir.attempt_dir(&c.name, number);
         let id = dir.container_id(&c.name, number);
         let (machine, layers, at) = (self.machine.clone(), image.layers.clone(), bundle.clone());
-        blocking(move || {
-            machine
-                .mount_rootfs(&at, &layers)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(failed)?;
+        blocking(move || machine.mount_rootfs(&at, &layers))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let rootfs = Rootfs::at(&bundle).path();
         let spec = container_spec(pod, c, &image.config, dir, number, rootfs, &env).and_then(
             |mut spec| {
@@ -770,7 +765,7 @@ impl Kubelet {
             Err(e) => {
                 // Nothing was created yet: only the mount goes.
                 let _ = self.machine.remove_rootfs(&bundle);
-                return Err(failed(e));
+                return Err(failed(e.to_string()));
             }
         };
         std::fs::write(
@@ -814,9 +809,9 @@ impl Kubelet {
                 .map_err(|e| failed(format!("the container's terminal: {e}")))?;
         }
         let machine = self.machine.clone();
-        blocking(move || machine.start(&run).map_err(|e| e.to_string()))
+        blocking(move || machine.start(&run))
             .await
-            .map_err(failed)?;
+            .map_err(|e| failed(e.to_string()))?;
         let t_running = t0.elapsed();
         // The monitor created and started it in one runtime call.
         self.events
@@ -973,3 +968,12 @@ pub(super) fn termination_grace(pod: &Pod, override_seconds: Option<i64>) -> u64
 
 /// Upstream's `terminationGracePeriodSeconds` default.
 pub(super) const DEFAULT_GRACE_SECONDS: u64 = 30;
+
+/// A file of the pod's directory could not be written.
+fn pod_file(dir: &PodDir, source: std::io::Error) -> SandboxSetupError {
+    MachineError::Io {
+        what: format!("the pod's files in {}", dir.root.display()),
+        source,
+    }
+    .into()
+}

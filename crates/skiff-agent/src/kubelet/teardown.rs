@@ -12,8 +12,8 @@ use skiff_client::informer::split_key;
 use skiff_runtime::Runtime;
 use skiff_runtime::rootfs::Rootfs;
 
+use super::errors::{MachineError, SyncError};
 use super::pod_dir::PodDir;
-use super::errors::SyncError;
 use super::sync::{Kubelet, blocking};
 
 /// Coalesces asks for a pass over orphaned pods (see `Kubelet::remove_orphans`).
@@ -97,12 +97,10 @@ impl Kubelet {
             {
                 let name = c.file_name().to_string_lossy().into_owned();
                 for a in dir2.attempts(&name) {
-                    machine
-                        .remove_run(&a.id, &a.bundle)
-                        .map_err(|e| e.to_string())?;
+                    machine.remove_run(&a.id, &a.bundle)?;
                 }
             }
-            Ok(())
+            Ok::<_, MachineError>(())
         })
         .await;
         if let Err(e) = result {
@@ -114,12 +112,17 @@ impl Kubelet {
         let root = dir.root.clone();
         let log_dir = (logs == Logs::Remove).then(|| dir.logs.clone());
         let result = blocking(move || {
-            machine.remove_sandbox(&pod).map_err(|e| e.to_string())?;
+            machine.remove_sandbox(&pod)?;
             if let Some(logs) = log_dir {
                 let _ = std::fs::remove_dir_all(&logs);
             }
             match std::fs::remove_dir_all(&root) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                    Err(MachineError::Io {
+                        what: format!("the pod directory {}", root.display()),
+                        source,
+                    })
+                }
                 _ => Ok(()),
             }
         })
