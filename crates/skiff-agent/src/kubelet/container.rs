@@ -174,7 +174,7 @@ pub fn container_spec(
         destination: message_path,
         source: dir
             .attempt_dir(&c.name, attempt)
-            .join(super::sync::TERMINATION_LOG),
+            .join(super::pod_dir::TERMINATION_LOG),
         kind: MountKind::Bind,
         readonly: false,
     });
@@ -265,6 +265,19 @@ pub fn container_spec(
         security,
         oom_score_adj: None,
     })
+}
+
+/// The pod's ephemeral containers as containers (the same fields, less the target).
+pub fn ephemeral_containers(pod: &Pod) -> Vec<Container> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .filter_map(|e| {
+            let mut v = serde_json::to_value(e).ok()?;
+            v.as_object_mut()?.remove("targetContainerName");
+            serde_json::from_value(v).ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]

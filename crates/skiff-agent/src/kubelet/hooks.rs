@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 
 use super::errors::ProbeError;
-use super::pod_dir::PodDir;
+use super::pod_dir::{GRACE, PodDir};
 use super::probe::{self, Target};
 use super::sync::{Kubelet, now_rfc3339, since};
 
@@ -63,9 +63,6 @@ async fn run(
     }
     probe::run(&as_probe, c, target).await
 }
-
-/// The file in a run's bundle with the grace period (seconds) it was stopped with.
-const GRACE: &str = "grace";
 
 impl Kubelet {
     /// Runs `hook` of container `c` (its run `number` in the pod's `dir`) if it has one;

@@ -47,7 +47,7 @@ pub fn node_images(images: &[Image]) -> serde_json::Value {
         .map(|(_, names, size)| serde_json::json!({"names": names, "sizeBytes": size}))
         .collect()
 }
-use super::sync::backoff;
+use super::backoff::backoff;
 
 /// The node's images for its pods: the store, and each container's pull back-off. The sync
 /// loop asks it for a container's image; housekeeping for what is in use.
@@ -182,7 +182,7 @@ impl Images {
     pub fn in_use(&self, pods: &[Arc<Pod>]) -> HashSet<String> {
         pods.iter()
             .flat_map(|p| {
-                let ephemeral = super::sync::ephemeral_containers(p);
+                let ephemeral = super::container::ephemeral_containers(p);
                 let spec = p.spec.clone().unwrap_or_default();
                 spec.containers
                     .into_iter()

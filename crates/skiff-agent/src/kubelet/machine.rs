@@ -185,7 +185,7 @@ impl Machine for Host {
 /// `teardown::wipe` with no agent.)
 pub fn release_sandbox(dir: &PodDir, mut failed: impl FnMut(MachineError)) {
     unmount_volumes(dir);
-    skiff_runtime::pod_init::stop(&dir.root.join(super::sync::PID_HOLDER));
+    skiff_runtime::pod_init::stop(&dir.root.join(super::pod_dir::PID_HOLDER));
     if let Err(e) = dir.sandbox().remove() {
         failed(e.into());
     }

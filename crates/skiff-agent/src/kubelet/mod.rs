@@ -10,6 +10,7 @@
 //! It also serves the node's streaming endpoints (`streaming/`, kubelet's port 10250), which
 //! the API server relays `kubectl logs`, `exec`, `attach` and `port-forward` to.
 
+mod backoff;
 mod container;
 mod env;
 mod errors;

@@ -15,6 +15,23 @@ use std::path::{Path, PathBuf};
 
 use skiff_runtime::monitor::Exit;
 
+// Files the agent keeps beside the monitor's: in a pod's directory…
+/// Where a pod's PID namespace holder records itself (`skiff_runtime::pod_init`).
+pub const PID_HOLDER: &str = "pid-holder";
+/// Marks a pod ended for its active deadline (so an agent restart ends it too).
+pub const DEADLINE_FILE: &str = "deadline-exceeded";
+// …and in a run's bundle:
+/// The run's `terminationMessagePath` file on the node (bind-mounted in).
+pub const TERMINATION_LOG: &str = "termination-log";
+/// An ended run's termination message, kept once taken (empty: it has none).
+pub const TERMINATION_MESSAGE: &str = "termination-message";
+/// The image (as the spec named it) the run was made from.
+pub const IMAGE_FILE: &str = "image";
+/// Marks a run stopped because its container's spec changed: it is replaced at once.
+pub const CHANGED_FILE: &str = "changed";
+/// The grace period (seconds) the run was stopped with.
+pub const GRACE: &str = "grace";
+
 #[derive(Debug, Clone)]
 pub struct PodDir {
     pub root: PathBuf,

@@ -15,27 +15,22 @@ use skiff_client::{EventRecorder, Store};
 use skiff_runtime::rootfs::Rootfs;
 
 use super::KubeletConfig;
+use super::backoff::{BACKOFF_RESET, backoff};
 use super::container::container_spec;
+use super::container::ephemeral_containers;
 pub use super::errors::SyncError;
 use super::errors::{ContainerError, MachineError, SandboxSetupError};
 use super::machine::{Machine, PodNetworking, Run};
-use super::pod_dir::{Attempt, PodDir};
+use super::pod_dir::{
+    Attempt, CHANGED_FILE, DEADLINE_FILE, IMAGE_FILE, PID_HOLDER, PodDir, TERMINATION_LOG,
+    TERMINATION_MESSAGE,
+};
 use super::sources::Sources;
 use super::status::{ContainerView, Failure, Waiting, pod_status};
 use super::teardown::Logs;
 use super::tokens::Tokens;
 use super::volumes::Volumes;
 
-/// Back-off after a container exits (or an image pull fails): 10 s doubling to 5 min
-/// (upstream's); a container's is forgotten once a run lasted 10 minutes.
-const BACKOFF_START: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
-const BACKOFF_RESET: Duration = Duration::from_secs(600);
-
-/// The wait after `failures` failures in a row (at least one).
-pub(super) fn backoff(failures: u32) -> Duration {
-    (BACKOFF_START * 2u32.saturating_pow(failures.saturating_sub(1))).min(BACKOFF_MAX)
-}
 /// How soon a container just started is looked at again for its probes.
 const PROBE_START: Duration = Duration::from_millis(100);
 
@@ -830,22 +825,6 @@ impl Kubelet {
     }
 }
 
-/// The pod's ephemeral containers as containers (the same fields, less the target).
-pub(super) fn ephemeral_containers(pod: &Pod) -> Vec<Container> {
-    pod.spec
-        .iter()
-        .flat_map(|s| s.ephemeral_containers.iter().flatten())
-        .filter_map(|e| {
-            let mut v = serde_json::to_value(e).ok()?;
-            v.as_object_mut()?.remove("targetContainerName");
-            serde_json::from_value(v).ok()
-        })
-        .collect()
-}
-
-/// Where a pod's PID namespace holder records itself (`skiff_runtime::pod_init`).
-pub(super) const PID_HOLDER: &str = "pid-holder";
-
 /// Whether the pod's containers share one PID namespace (`shareProcessNamespace`).
 fn shares_process_namespace(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true)
@@ -861,8 +840,6 @@ pub(super) fn uses_host_network(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
 }
 
-/// Marks a pod ended for its active deadline (so an agent restart ends it too).
-const DEADLINE_FILE: &str = "deadline-exceeded";
 const DEADLINE_REASON: &str = "DeadlineExceeded";
 const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
 
@@ -874,16 +851,11 @@ fn deadline_left(pod: &Pod, start_time: &str) -> Option<Duration> {
     Some(limit.saturating_sub(since(start_time)))
 }
 
-/// Where a run's `terminationMessagePath` file lives on the node (bind-mounted in).
-pub(super) const TERMINATION_LOG: &str = "termination-log";
 /// Upstream's bounds: the file is read up to 4 KiB; a message from the log is its last 80
 /// lines, at most 2 KiB.
 const TERMINATION_MESSAGE_MAX: u64 = 4096;
 const FALLBACK_LINES: usize = 80;
 const FALLBACK_BYTES: usize = 2048;
-
-/// Where an ended run's termination message is kept once taken (empty: it has none).
-const TERMINATION_MESSAGE: &str = "termination-message";
 
 /// The termination message of an ended run, taken once (every later sync of the pod reads
 /// what was kept rather than the run's files and log again).
@@ -931,11 +903,6 @@ fn take_termination_message(run: &Attempt, c: &Container, log: &std::path::Path)
     let start = text.len().saturating_sub(FALLBACK_BYTES);
     Some(String::from_utf8_lossy(&text[start..]).into_owned())
 }
-
-/// The image (as the spec named it) a run was made from.
-const IMAGE_FILE: &str = "image";
-/// Marks a run stopped because its container's spec changed: it is replaced at once.
-const CHANGED_FILE: &str = "changed";
 
 /// Whether the spec now names another image than the run was made from (runs from before
 /// the record count as unchanged).
