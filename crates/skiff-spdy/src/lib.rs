@@ -374,11 +374,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// A client's SYN_STREAM, as kubectl's framer writes it: its own zlib stream.
-    pub(crate) fn syn_stream(deflate: &mut Compress, id: u32, headers: &[(&str, &str)]) -> Vec<u8> {
+    fn syn_stream(deflate: &mut Compress, id: u32, headers: &[(&str, &str)]) -> Vec<u8> {
         let mut raw = (headers.len() as u32).to_be_bytes().to_vec();
         for (k, v) in headers {
             raw.extend_from_slice(&(k.len() as u32).to_be_bytes());
@@ -396,7 +396,7 @@ pub(crate) mod tests {
         control(SYN_STREAM, 0, &body)
     }
 
-    pub(crate) fn client_deflate() -> Compress {
+    fn client_deflate() -> Compress {
         let mut d = Compress::new(Compression::default(), true);
         d.set_dictionary(&dictionary()).unwrap();
         d

@@ -13,7 +13,6 @@ mod exec;
 mod portforward;
 mod remotecommand;
 mod server;
-mod spdy;
 mod websocket;
 
 use std::path::PathBuf;

@@ -13,8 +13,8 @@ use axum::extract::ws::{Message, WebSocket};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::spdy::{self, Frame, FrameReader, FrameWriter};
 use crate::kubelet::probe::in_netns;
+use skiff_spdy::{self as spdy, Frame, FrameReader, FrameWriter};
 
 pub const PROTOCOL: &str = "portforward.k8s.io";
 /// The WebSocket subprotocol that carries the SPDY connection.

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::exec::{self, ExecOptions, Input, Output, Session};
-use super::spdy::{self, Frame, FrameReader, FrameWriter};
+use skiff_spdy::{self as spdy, Frame, FrameReader, FrameWriter};
 
 /// The one version spoken: JSON status on the error stream, and resizes.
 pub const PROTOCOL: &str = "v4.channel.k8s.io";
