@@ -32,6 +32,33 @@ pub enum NetnsError {
     },
 }
 
+/// A step of work in a network namespace that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("the thread working in the network namespace panicked")]
+    Thread,
+    #[error("{what}: {source}")]
+    Step {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Missing(String),
+    #[error("ip {args}: {stderr}")]
+    Ip { args: String, stderr: String },
+}
+
+impl WiringError {
+    /// An error of the step `what`, for `map_err`.
+    pub(crate) fn step(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> WiringError {
+        let what = what.into();
+        move |source| WiringError::Step { what, source }
+    }
+}
+
 /// Moves the calling thread, and only it, into the network namespace pinned at `path`.
 /// The thread should end with the work that needed it.
 pub fn enter_netns(path: &Path) -> Result<(), NetnsError> {
@@ -53,44 +80,40 @@ impl Netns {
     /// Runs `f` in this namespace: here, or on a scoped thread that joined it.
     pub(crate) fn within<T: Send>(
         &self,
-        f: impl FnOnce() -> Result<T, String> + Send,
-    ) -> Result<T, String> {
+        f: impl FnOnce() -> Result<T, WiringError> + Send,
+    ) -> Result<T, WiringError> {
         match self {
             Netns::Current => f(),
             Netns::Path(path) => std::thread::scope(|scope| {
                 scope
                     .spawn(|| {
-                        enter_netns(path).map_err(|e| e.to_string())?;
+                        enter_netns(path)?;
                         f()
                     })
                     .join()
-                    .unwrap_or_else(|_| Err("the thread running ip panicked".into()))
+                    .unwrap_or(Err(WiringError::Thread))
             }),
         }
     }
 
-    /// `ip` with `args` in this namespace.
-    fn run(&self, args: &[&str]) -> Result<Output, String> {
-        self.within(|| {
+    /// `ip ARGS` in this namespace: its standard output, or the error it printed.
+    pub fn ip(&self, args: &[&str]) -> Result<String, WiringError> {
+        let out: Output = self.within(|| {
             Command::new("ip")
                 .args(args)
                 .stdin(Stdio::null())
                 .output()
-                .map_err(|e| format!("cannot run ip: {e} (apt-get install iproute2)"))
-        })
-    }
-
-    /// `ip ARGS` in this namespace: its standard output, or the error it printed.
-    pub fn ip(&self, args: &[&str]) -> Result<String, String> {
-        let out = self.run(args)?;
+                .map_err(WiringError::step(
+                    "cannot run ip (apt-get install iproute2)",
+                ))
+        })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(format!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            Err(WiringError::Ip {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
         }
     }
 }

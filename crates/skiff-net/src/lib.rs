@@ -13,5 +13,5 @@ mod netlink;
 pub mod pod_network;
 
 pub use cidr::Cidr;
-pub use ip::{Netns, NetnsError, enter_netns};
+pub use ip::{Netns, NetnsError, WiringError, enter_netns};
 pub use pod_network::{NetError, PodNetwork, remove_bridge};

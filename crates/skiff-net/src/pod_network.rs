@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::cidr::Cidr;
-use crate::ip::Netns;
+use crate::ip::{Netns, WiringError};
 use crate::ipam::{Ipam, IpamError};
 use crate::netlink::{Netlink, index_of};
 
@@ -16,10 +16,18 @@ const POD_LINK: &str = "eth0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("setting up the pod bridge {bridge}: {message}")]
-    Bridge { bridge: String, message: String },
-    #[error("connecting pod {pod}: {message}")]
-    Attach { pod: String, message: String },
+    #[error("setting up the pod bridge {bridge}: {cause}")]
+    Bridge {
+        bridge: String,
+        #[source]
+        cause: WiringError,
+    },
+    #[error("connecting pod {pod}: {cause}")]
+    Attach {
+        pod: String,
+        #[source]
+        cause: WiringError,
+    },
     #[error(transparent)]
     Ipam(#[from] IpamError),
 }
@@ -48,15 +56,15 @@ pub fn remove_bridge(node: &Netns, bridge: &str) -> Result<bool, NetError> {
         if index_of(bridge).is_none() {
             return Ok(false);
         }
-        let mut netlink = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+        let mut netlink = Netlink::open().map_err(WiringError::step("netlink"))?;
         netlink
             .delete_link(bridge)
             .map(|()| true)
-            .map_err(|e| format!("removing it: {e}"))
+            .map_err(WiringError::step("removing it"))
     })
-    .map_err(|message| NetError::Bridge {
+    .map_err(|cause| NetError::Bridge {
         bridge: bridge.to_string(),
-        message,
+        cause,
     })
 }
 
@@ -77,26 +85,27 @@ impl PodNetwork {
 
     /// Creates the bridge (idempotent): up, with the gateway address.
     pub fn ensure_bridge(&self) -> Result<(), NetError> {
-        let err = |message| NetError::Bridge {
+        let err = |cause| NetError::Bridge {
             bridge: self.bridge.clone(),
-            message,
+            cause,
         };
         let (gateway, prefix) = (self.cidr.gateway(), self.cidr.prefix);
         self.node
             .within(|| {
-                let mut netlink = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+                let mut netlink = Netlink::open().map_err(WiringError::step("netlink"))?;
                 if index_of(&self.bridge).is_none() {
                     netlink
                         .add_bridge(&self.bridge)
-                        .map_err(|e| format!("adding it: {e}"))?;
+                        .map_err(WiringError::step("adding it"))?;
                 }
-                let index = index_of(&self.bridge).ok_or("it is gone again")?;
+                let index = index_of(&self.bridge)
+                    .ok_or_else(|| WiringError::Missing("it is gone again".into()))?;
                 netlink
                     .replace_address(index, gateway, prefix)
-                    .map_err(|e| format!("giving it {gateway}/{prefix}: {e}"))?;
+                    .map_err(WiringError::step(format!("giving it {gateway}/{prefix}")))?;
                 netlink
                     .set_up(index, None)
-                    .map_err(|e| format!("putting it up: {e}"))
+                    .map_err(WiringError::step("putting it up"))
             })
             .map_err(err)
     }
@@ -109,9 +118,9 @@ impl PodNetwork {
     pub fn attach(&self, key: &str, pod_netns: &Path) -> Result<Ipv4Addr, NetError> {
         let known = self.ipam.address_of(key).is_some();
         let ip = self.ipam.allocate(key)?;
-        let err = |message| NetError::Attach {
+        let err = |cause| NetError::Attach {
             pod: key.to_string(),
-            message,
+            cause,
         };
         let veth = host_veth(key);
         let pod = Netns::Path(pod_netns.to_path_buf());
@@ -122,38 +131,48 @@ impl PodNetwork {
                 .unwrap_or(false);
         self.node
             .within(|| {
-                let mut netlink = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+                let mut netlink = Netlink::open().map_err(WiringError::step("netlink"))?;
                 let bridge = index_of(&self.bridge).ok_or_else(|| {
-                    format!("the bridge {} is gone (restart the agent)", self.bridge)
+                    WiringError::Missing(format!(
+                        "the bridge {} is gone (restart the agent)",
+                        self.bridge
+                    ))
                 })?;
                 if wired && let Some(index) = index_of(&veth) {
                     return netlink
                         .set_up(index, Some(bridge))
-                        .map_err(|e| format!("putting {veth} up on {}: {e}", self.bridge));
+                        .map_err(WiringError::step(format!(
+                            "putting {veth} up on {}",
+                            self.bridge
+                        )));
                 }
                 // A half-wired pod from before: its veth starts afresh.
                 let _ = netlink.delete_link(&veth);
-                let target = std::fs::File::open(pod_netns).map_err(|e| {
-                    format!("the pod's network namespace {}: {e}", pod_netns.display())
-                })?;
+                let target = std::fs::File::open(pod_netns).map_err(WiringError::step(format!(
+                    "the pod's network namespace {}",
+                    pod_netns.display()
+                )))?;
                 netlink
                     .add_veth(&veth, POD_LINK, target.as_raw_fd(), bridge)
-                    .map_err(|e| format!("adding the veth pair {veth}/{POD_LINK}: {e}"))
+                    .map_err(WiringError::step(format!(
+                        "adding the veth pair {veth}/{POD_LINK}"
+                    )))
             })
             .map_err(err)?;
         let (gateway, prefix) = (self.cidr.gateway(), self.cidr.prefix);
         pod.within(|| {
-            let mut netlink = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
-            let eth0 = index_of(POD_LINK).ok_or("the pod has no eth0")?;
+            let mut netlink = Netlink::open().map_err(WiringError::step("netlink"))?;
+            let eth0 = index_of(POD_LINK)
+                .ok_or_else(|| WiringError::Missing("the pod has no eth0".into()))?;
             netlink
                 .replace_address(eth0, ip, prefix)
-                .map_err(|e| format!("giving eth0 {ip}/{prefix}: {e}"))?;
+                .map_err(WiringError::step(format!("giving eth0 {ip}/{prefix}")))?;
             netlink
                 .set_up(eth0, None)
-                .map_err(|e| format!("putting eth0 up: {e}"))?;
+                .map_err(WiringError::step("putting eth0 up"))?;
             netlink
                 .replace_default_route(gateway, eth0)
-                .map_err(|e| format!("routing through {gateway}: {e}"))
+                .map_err(WiringError::step(format!("routing through {gateway}")))
         })
         .map_err(err)?;
         Ok(ip)
@@ -165,7 +184,7 @@ impl PodNetwork {
         let _ = self.node.within(|| {
             Netlink::open()
                 .and_then(|mut n| n.delete_link(&veth))
-                .map_err(|e| e.to_string())
+                .map_err(WiringError::step("removing the veth"))
         });
         self.ipam.release(key);
     }
