@@ -44,6 +44,25 @@ impl Requirement {
     }
 }
 
+/// Why a label selector does not parse (the query's 400 message carries it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("expected '(' at {0:?}")]
+    OpenParen(String),
+    #[error("expected ',' or ')' at {0:?}")]
+    CloseParen(String),
+    #[error("key is required after '!'")]
+    KeyAfterBang,
+    #[error("expected a key at {0:?}")]
+    Key(String),
+    #[error("{0:?} is not an integer")]
+    Integer(String),
+    #[error("found {0:?}, expected ','")]
+    Comma(String),
+    #[error("{0:?} is not a valid label selector operator")]
+    Operator(Option<String>),
+}
+
 /// A conjunction of requirements; the empty selector matches everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
@@ -99,7 +118,7 @@ impl Selector {
     }
 
     /// A structured `metav1.LabelSelector` (`{matchLabels, matchExpressions}`).
-    pub fn from_label_selector(selector: &Value) -> Result<Selector, String> {
+    pub fn from_label_selector(selector: &Value) -> Result<Selector, SelectorError> {
         let mut requirements = Vec::new();
         if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in labels {
@@ -128,7 +147,7 @@ impl Selector {
                     Some("Exists") => Op::Exists,
                     Some("DoesNotExist") => Op::DoesNotExist,
                     other => {
-                        return Err(format!("{other:?} is not a valid label selector operator"));
+                        return Err(SelectorError::Operator(other.map(str::to_string)));
                     }
                 };
                 requirements.push(Requirement {
@@ -256,9 +275,9 @@ impl<'a> LabelParser<'a> {
         }
     }
 
-    fn set(&mut self) -> Result<Vec<String>, String> {
+    fn set(&mut self) -> Result<Vec<String>, SelectorError> {
         if !self.eat("(") {
-            return Err(format!("expected '(' at {:?}", self.rest()));
+            return Err(SelectorError::OpenParen(self.rest().into()));
         }
         let mut values = Vec::new();
         loop {
@@ -273,15 +292,15 @@ impl<'a> LabelParser<'a> {
             if self.eat(")") {
                 return Ok(values);
             }
-            return Err(format!("expected ',' or ')' at {:?}", self.rest()));
+            return Err(SelectorError::CloseParen(self.rest().into()));
         }
     }
 
-    fn requirement(&mut self) -> Result<Requirement, String> {
+    fn requirement(&mut self) -> Result<Requirement, SelectorError> {
         if self.eat("!") {
             let key = self.word();
             if key.is_empty() {
-                return Err("key is required after '!'".into());
+                return Err(SelectorError::KeyAfterBang);
             }
             return Ok(Requirement {
                 key: key.into(),
@@ -291,7 +310,7 @@ impl<'a> LabelParser<'a> {
         }
         let key = self.word().to_string();
         if key.is_empty() {
-            return Err(format!("expected a key at {:?}", self.rest()));
+            return Err(SelectorError::Key(self.rest().into()));
         }
         let (op, value) = if self.eat("==") || self.eat("=") {
             (Op::Equals, self.word().to_string())
@@ -304,13 +323,13 @@ impl<'a> LabelParser<'a> {
         } else if self.eat(">") {
             let n = self.word();
             (
-                Op::GreaterThan(n.parse().map_err(|_| format!("{n:?} is not an integer"))?),
+                Op::GreaterThan(n.parse().map_err(|_| SelectorError::Integer(n.into()))?),
                 String::new(),
             )
         } else if self.eat("<") {
             let n = self.word();
             (
-                Op::LessThan(n.parse().map_err(|_| format!("{n:?} is not an integer"))?),
+                Op::LessThan(n.parse().map_err(|_| SelectorError::Integer(n.into()))?),
                 String::new(),
             )
         } else {
@@ -319,7 +338,7 @@ impl<'a> LabelParser<'a> {
         Ok(Requirement { key, op, value })
     }
 
-    fn parse(mut self) -> Result<Selector, String> {
+    fn parse(mut self) -> Result<Selector, SelectorError> {
         let mut requirements = Vec::new();
         self.skip_ws();
         if self.rest().is_empty() {
@@ -332,7 +351,7 @@ impl<'a> LabelParser<'a> {
                 return Ok(Selector { requirements });
             }
             if !self.eat(",") {
-                return Err(format!("found {:?}, expected ','", self.rest()));
+                return Err(SelectorError::Comma(self.rest().into()));
             }
         }
     }

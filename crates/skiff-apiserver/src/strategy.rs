@@ -363,7 +363,7 @@ fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) 
                     ));
                 }
             }
-            Err(e) => causes.push(Cause::invalid("spec.selector", sel, &e)),
+            Err(e) => causes.push(Cause::invalid("spec.selector", sel, &e.to_string())),
         }
         if let Some(old) = old
             && field(old, &["spec", "selector"]) != Some(sel)
