@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
 use skiff_image::Image;
 
+use super::Kubelet;
 use super::container::expand;
 use super::errors::EnvError;
 use super::sources::Source;
-use super::sync::Kubelet;
 use super::volumes::resource_field_on_node;
 
 impl Kubelet {
@@ -134,7 +134,7 @@ impl Kubelet {
                         None => {
                             return Err(EnvError::MissingKey {
                                 key: key.clone(),
-                                of: source,
+                                kind: source.kind(),
                                 namespace: namespace.clone(),
                                 name: name.clone(),
                             });

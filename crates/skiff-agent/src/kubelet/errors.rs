@@ -2,9 +2,9 @@
 //! a pod's `waiting.message`, an event (`FailedMount`, `Failed`), the agent's exit line — so
 //! each variant's text is upstream's where upstream has one.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::sources::Source;
 use crate::AgentError;
 
 /// The agent could not start.
@@ -25,7 +25,7 @@ pub enum KubeletError {
     #[error(transparent)]
     Agent(#[from] AgentError),
     #[error(transparent)]
-    Streaming(#[from] super::streaming::ServerError),
+    Streaming(#[from] ServerError),
     #[error(transparent)]
     Runtime(#[from] RuntimeCheckError),
 }
@@ -81,8 +81,8 @@ pub enum MachineError {
 /// A ConfigMap or Secret a pod reads could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{} \"{name}\" not found", .of.kind().to_lowercase())]
-    NotFound { of: Source, name: String },
+    #[error("{} \"{name}\" not found", .kind.to_lowercase())]
+    NotFound { kind: &'static str, name: String },
     #[error("{0}")]
     Api(#[from] kube::Error),
 }
@@ -146,10 +146,10 @@ pub enum EnvError {
     Source(#[from] SourceError),
     #[error("unsupported fieldRef {path:?} in env {env:?}")]
     FieldRef { path: String, env: String },
-    #[error("couldn't find key {key} in {} {namespace}/{name}", .of.kind())]
+    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
     MissingKey {
         key: String,
-        of: Source,
+        kind: &'static str,
         namespace: String,
         name: String,
     },
@@ -263,4 +263,19 @@ pub enum ContainerError {
     TargetNotRunning(String),
     #[error(transparent)]
     Machine(#[from] MachineError),
+}
+
+/// The node's streaming endpoints could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "cannot listen on {addr} for the node's streaming endpoints: {source} (is another agent using the port? choose another with --kubelet-port)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the node's streaming endpoints: {0}")]
+    Tls(#[from] skiff_tls::TlsError),
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 
+use super::Kubelet;
 use super::errors::ProbeError;
 use super::pod_dir::{GRACE, PodDir};
 use super::probe::{self, Target};
-use super::sync::{Kubelet, now_rfc3339, since};
+use super::sync::{now_rfc3339, since};
 
 /// The longest a postStart hook may take (upstream sets none; a stuck hook would hold the
 /// container's start forever).

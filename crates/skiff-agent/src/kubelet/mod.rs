@@ -45,16 +45,19 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use skiff_client::{Informer, WorkQueue};
+use skiff_client::{EventRecorder, Informer, Store, WorkQueue};
 use skiff_image::{Endpoint, ImageStore, RegistriesConfig, RegistryClient};
 use skiff_net::{Cidr, Netns, PodNetwork};
 use skiff_runtime::OciRuntime;
 
 use crate::AgentError;
 use crate::node::{NodeDescription, node_conditions, renew_lease};
+use machine::{Machine, PodNetworking};
+use sources::Sources;
+use tokens::Tokens;
+use volumes::Volumes;
 
 pub use errors::{KubeletError, RuntimeCheckError};
-pub use sync::Kubelet;
 pub use teardown::wipe;
 
 impl streaming::Containers for Kubelet {
@@ -110,6 +113,56 @@ pub struct KubeletConfig {
     /// How often a running pod is synced with nothing happening to it (`--sync-frequency`):
     /// its volumes' files follow their sources and its tokens are renewed.
     pub sync_frequency: Duration,
+}
+
+/// The node agent: its configuration, the API's view of its pods, the machine, and the
+/// managers the pod loop (`sync.rs`) calls.
+pub struct Kubelet {
+    client: Client,
+    config: KubeletConfig,
+    pods: Store<Pod>,
+    /// Every service of the cluster (service-link variables).
+    services: Store<k8s_openapi::api::core::v1::Service>,
+    /// Namespaces, mounts, container processes: the machine (a fake in tests).
+    machine: Arc<dyn Machine>,
+    network: Arc<dyn PodNetworking>,
+    images: images::Images,
+    events: EventRecorder,
+    probes: probe::Prober,
+    /// One pass over orphaned pods at a time; asks made meanwhile are run by that pass.
+    orphans: teardown::OrphanPasses,
+    /// The ConfigMaps and Secrets pods read (env and volumes).
+    sources: Arc<Sources>,
+    volumes: Volumes,
+}
+
+impl Kubelet {
+    /// The agent with its managers, over this machine and pod network.
+    fn new(
+        client: Client,
+        config: KubeletConfig,
+        stores: (Store<Pod>, Store<k8s_openapi::api::core::v1::Service>),
+        machine: Arc<dyn Machine>,
+        network: Arc<dyn PodNetworking>,
+        images: skiff_image::ImageStore,
+    ) -> Kubelet {
+        let sources = Arc::new(Sources::new(client.clone()));
+        let tokens = Tokens::new(client.clone());
+        Kubelet {
+            events: EventRecorder::new(client.clone(), "kubelet", Some(&config.node_name)),
+            volumes: Volumes::new(sources.clone(), tokens, machine.clone()),
+            sources,
+            client,
+            config,
+            pods: stores.0,
+            services: stores.1,
+            machine,
+            network,
+            images: images::Images::new(images),
+            probes: Default::default(),
+            orphans: Default::default(),
+        }
+    }
 }
 
 /// Upstream's `--sync-frequency`.

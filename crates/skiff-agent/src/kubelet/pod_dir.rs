@@ -171,3 +171,11 @@ impl PodDir {
             .collect()
     }
 }
+
+/// Whether a teardown removes the pod's logs (a finished pod keeps them until it is
+/// deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logs {
+    Keep,
+    Remove,
+}

@@ -75,7 +75,7 @@ impl Sources {
             Some(data) => Ok(data),
             None if optional => Ok(BTreeMap::new()),
             None => Err(SourceError::NotFound {
-                of: source,
+                kind: source.kind(),
                 name: name.to_string(),
             }),
         }

@@ -3,87 +3,32 @@
 //! container: it starts what is due and looks again later.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_client::objects::is_deleting;
-use skiff_client::{EventRecorder, Store};
 use skiff_runtime::rootfs::Rootfs;
 
-use super::KubeletConfig;
+use super::Kubelet;
 use super::backoff::{BACKOFF_RESET, backoff};
-use super::container::container_spec;
-use super::container::ephemeral_containers;
+use super::container::{container_spec, ephemeral_containers};
 pub use super::errors::SyncError;
 use super::errors::{ContainerError, MachineError, SandboxSetupError};
-use super::machine::{Machine, PodNetworking, Run};
+use super::machine::Run;
 use super::pod_dir::{
-    Attempt, CHANGED_FILE, DEADLINE_FILE, IMAGE_FILE, PID_HOLDER, PodDir, TERMINATION_LOG,
+    Attempt, CHANGED_FILE, DEADLINE_FILE, IMAGE_FILE, Logs, PID_HOLDER, PodDir, TERMINATION_LOG,
     TERMINATION_MESSAGE,
 };
-use super::sources::Sources;
 use super::status::{ContainerView, Failure, Waiting, pod_status};
-use super::teardown::Logs;
-use super::tokens::Tokens;
-use super::volumes::Volumes;
 
 /// How soon a container just started is looked at again for its probes.
 const PROBE_START: Duration = Duration::from_millis(100);
 
 fn has_probes(c: &Container) -> bool {
     c.startup_probe.is_some() || c.liveness_probe.is_some() || c.readiness_probe.is_some()
-}
-
-pub struct Kubelet {
-    pub(super) client: Client,
-    pub(super) config: KubeletConfig,
-    pub(super) pods: Store<Pod>,
-    /// Every service of the cluster (service-link variables).
-    pub(super) services: Store<k8s_openapi::api::core::v1::Service>,
-    /// Namespaces, mounts, container processes: the machine (a fake in tests).
-    pub(super) machine: Arc<dyn Machine>,
-    pub(super) network: Arc<dyn PodNetworking>,
-    pub(super) images: super::images::Images,
-    pub(super) events: EventRecorder,
-    pub(super) probes: super::probe::Prober,
-    /// One pass over orphaned pods at a time; asks made meanwhile are run by that pass.
-    pub(super) orphans: super::teardown::OrphanPasses,
-    /// The ConfigMaps and Secrets pods read (env and volumes).
-    pub(super) sources: Arc<Sources>,
-    pub(super) volumes: Volumes,
-}
-
-impl Kubelet {
-    /// The agent with its managers, over this machine and pod network.
-    pub(super) fn new(
-        client: Client,
-        config: KubeletConfig,
-        stores: (Store<Pod>, Store<k8s_openapi::api::core::v1::Service>),
-        machine: Arc<dyn Machine>,
-        network: Arc<dyn PodNetworking>,
-        images: skiff_image::ImageStore,
-    ) -> Kubelet {
-        let sources = Arc::new(Sources::new(client.clone()));
-        let tokens = Tokens::new(client.clone());
-        Kubelet {
-            events: EventRecorder::new(client.clone(), "kubelet", Some(&config.node_name)),
-            volumes: Volumes::new(sources.clone(), tokens, machine.clone()),
-            sources,
-            client,
-            config,
-            pods: stores.0,
-            services: stores.1,
-            machine,
-            network,
-            images: super::images::Images::new(images),
-            probes: Default::default(),
-            orphans: Default::default(),
-        }
-    }
 }
 
 /// Now, to the nanosecond, as the monitors record times: for the node's own records

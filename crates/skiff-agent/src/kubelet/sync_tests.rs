@@ -16,10 +16,10 @@ use skiff_image::{Endpoint, ImageStore, RegistriesConfig, RegistryClient};
 use skiff_oci::Platform;
 use skiff_oci::manifest::RunConfig;
 
+use super::Kubelet;
 use super::KubeletConfig;
 use super::fake::{FakeMachine, FakeNetwork};
 use super::machine::PodNetworking;
-use super::sync::Kubelet;
 
 const NODE: &str = "node-a";
 const REGISTRY_TOKEN: &str = "registry-admin";

@@ -12,23 +12,16 @@ use skiff_client::informer::split_key;
 use skiff_runtime::Runtime;
 use skiff_runtime::rootfs::Rootfs;
 
+use super::Kubelet;
 use super::errors::{MachineError, SyncError};
-use super::pod_dir::PodDir;
-use super::sync::{Kubelet, blocking};
+use super::pod_dir::{Logs, PodDir};
+use super::sync::blocking;
 
 /// Coalesces asks for a pass over orphaned pods (see `Kubelet::remove_orphans`).
 #[derive(Default)]
 pub(super) struct OrphanPasses {
     asked: std::sync::atomic::AtomicBool,
     running: tokio::sync::Mutex<()>,
-}
-
-/// Whether a teardown removes the pod's logs (a finished pod keeps them until it is
-/// deleted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Logs {
-    Keep,
-    Remove,
 }
 
 impl Kubelet {

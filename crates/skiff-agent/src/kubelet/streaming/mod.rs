@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::pod_dir::PodDir;
 
-pub use server::{ServerError, StreamListener};
+pub use server::StreamListener;
 
 /// The containers of this node, as the streaming endpoints see them.
 pub trait Containers: Send + Sync + 'static {

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 
 use super::exec::ExecOptions;
 use super::{Containers, portforward, remotecommand, websocket};
+use crate::kubelet::errors::ServerError;
 use crate::kubelet::logs::{self, LogOptions};
 use crate::kubelet::pod_dir::{Attempt, PodDir, run_is_over};
 
@@ -34,20 +35,6 @@ pub struct StreamListener {
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     pub port: u16,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error(
-        "cannot listen on {addr} for the node's streaming endpoints: {source} (is another agent using the port? choose another with --kubelet-port)"
-    )]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the node's streaming endpoints: {0}")]
-    Tls(#[from] skiff_tls::TlsError),
 }
 
 impl StreamListener {
