@@ -16,7 +16,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_client::informer::split_key;
-use skiff_client::objects::{is_deleting, now, pod_node};
+use skiff_client::objects::{is_deleting, now, pod_node, time_text};
 use skiff_client::{EventRecorder, Informer, WorkQueue};
 
 use crate::AgentError;
@@ -457,17 +457,14 @@ impl Kubelet {
 /// the pod already shows of that — conditions already at their status, start times — is
 /// kept, so writing it again changes only what was wrong.
 fn running_status(pod: &Pod, pod_ip: &str, host_ip: &str) -> Value {
-    let text = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| {
-        json!(t).as_str().unwrap_or_default().to_string()
-    };
-    let now = text(&now());
+    let now = time_text(&now());
     let status = pod.status.as_ref();
     let started_at = |name: &str| {
         status
             .and_then(|s| s.container_statuses.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.name == name))
             .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.clone())
-            .map_or_else(|| now.clone(), |t| text(&t))
+            .map_or_else(|| now.clone(), |t| time_text(&t))
     };
     let uid = pod.uid().unwrap_or_default();
     let containers: Vec<ContainerView> = pod
@@ -498,7 +495,7 @@ fn running_status(pod: &Pod, pod_ip: &str, host_ip: &str) -> Value {
         .collect();
     let start_time = status
         .and_then(|s| s.start_time.as_ref())
-        .map_or(now.clone(), text);
+        .map_or(now.clone(), time_text);
     pod_status(
         pod,
         &[],

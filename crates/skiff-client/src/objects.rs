@@ -10,6 +10,14 @@ pub fn now() -> Time {
     Time(Timestamp::now())
 }
 
+/// A time as the API writes it: RFC 3339 in UTC, whole seconds (`2026-12-07T08:00:00Z`).
+pub fn time_text(t: &Time) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// The owner reference that makes `owner` the controller of a dependent (and blocks the
 /// owner's foreground deletion until the dependent is gone), as upstream controllers set it.
 pub fn controller_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
@@ -196,6 +204,12 @@ pub fn tolerates(
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    #[test]
+    fn times_read_as_the_api_writes_them() {
+        let t = Time(Timestamp::from_second(1_796_601_600).unwrap());
+        assert_eq!(time_text(&t), "2026-12-07T00:00:00Z");
+    }
 
     #[test]
     fn selectors_match_labels_and_expressions() {

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
-use skiff_client::objects::is_deleting;
+use skiff_client::objects::{is_deleting, time_text};
 use skiff_runtime::rootfs::Rootfs;
 
 use super::Kubelet;
@@ -125,7 +125,7 @@ impl Kubelet {
             .status
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
-            .map(|t| json!(t).as_str().unwrap_or_default().to_string())
+            .map(time_text)
             .unwrap_or_else(skiff_api::object::now_rfc3339);
         let deadline = deadline_left(pod, &start_time);
         if deadline == Some(Duration::ZERO) || dir.root.join(DEADLINE_FILE).exists() {
