@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use skiff_api::resources::lookup;
 
 use crate::allocators::ServiceAllocator;
-use crate::objects::Objects;
+use crate::storage::Objects;
 use crate::strategy;
 
 /// The namespaces upstream creates.

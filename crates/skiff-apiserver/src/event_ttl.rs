@@ -8,7 +8,7 @@ use skiff_api::ApiError;
 use skiff_api::object::{meta_str, parse_time};
 use skiff_api::resources::lookup;
 
-use crate::objects::Objects;
+use crate::storage::Objects;
 
 /// Upstream's default `--event-ttl`.
 pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);

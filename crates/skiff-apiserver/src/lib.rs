@@ -14,7 +14,6 @@ mod kubeconfig;
 mod list_snapshots;
 mod negotiate;
 mod node_stream;
-mod objects;
 pub mod pki;
 mod query;
 mod request;
@@ -22,6 +21,7 @@ mod reviews;
 mod routes;
 pub mod sa_token;
 mod state;
+mod storage;
 mod strategy;
 mod watch;
 mod watch_cache;
@@ -140,7 +140,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .map_err(|e| ServerError::Tls(format!("credential task failed: {e}")))??
     };
 
-    let objects = objects::Objects::new(config.store.clone());
+    let objects = storage::Objects::new(config.store.clone());
     let services = allocators::ServiceAllocator::new(config.store.clone());
     bootstrap::run(&objects, &services, advertise)
         .await

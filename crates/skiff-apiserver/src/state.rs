@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::allocators::ServiceAllocator;
-use crate::objects::Objects;
+use crate::storage::Objects;
 use crate::watch_cache::Caches;
 
 /// What every handler shares.

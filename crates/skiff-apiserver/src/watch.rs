@@ -23,9 +23,9 @@ use skiff_store::{Event, EventKind, Revision, StoreError};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::negotiate::{self, Output};
-use crate::objects::{Objects, decode, store_error};
 use crate::query::{Query, selected, selectors};
 use crate::request::ResourceRequest;
+use crate::storage::{Objects, decode, store_error};
 use crate::watch_cache::{CacheEvent, Cached, Caches, Subscription};
 
 /// How long a watch lasts when the client names no `timeoutSeconds` (upstream picks 30–60

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use crate::continue_token::ContinueToken;
 use crate::list_snapshots::{ListQuery, ListSnapshots, Page};
-use crate::objects::{Objects, decode};
+use crate::storage::{Objects, decode};
 
 /// Objects read per datastore page while a cache is primed.
 const PRIME_PAGE: usize = 500;
@@ -211,7 +211,7 @@ impl WatchCache {
     ) -> Result<Arc<WatchCache>, ApiError> {
         // Page by page at one revision, so only one page of decoded objects is alive at a
         // time: decoding everything at once would peak at many times the cache's size.
-        let store_err = |e| crate::objects::store_error(rt, "", e);
+        let store_err = |e| crate::storage::store_error(rt, "", e);
         let mut map = BTreeMap::new();
         let mut request = RangeRequest {
             prefix: rt.storage_prefix(),
@@ -237,7 +237,7 @@ impl WatchCache {
             .store()
             .watch(&rt.storage_prefix(), revision)
             .await
-            .map_err(|e| crate::objects::store_error(rt, "", e))?;
+            .map_err(|e| crate::storage::store_error(rt, "", e))?;
         let tracks_progress = stream.progress().is_some();
         let (revision_tx, _) = watch::channel(revision);
         let cache = Arc::new(WatchCache {
@@ -574,7 +574,7 @@ impl Caches {
             .store()
             .compacted_revision()
             .await
-            .map_err(|e| crate::objects::store_error(rt, "", e))?;
+            .map_err(|e| crate::storage::store_error(rt, "", e))?;
         if token.revision < compacted {
             return Ok(None);
         }
@@ -599,7 +599,7 @@ impl Caches {
                 .store()
                 .current_revision()
                 .await
-                .map_err(|e| crate::objects::store_error(rt, "", e))?,
+                .map_err(|e| crate::storage::store_error(rt, "", e))?,
         };
         Ok(cache.wait_for(min).await.then_some(cache))
     }

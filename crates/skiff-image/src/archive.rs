@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use skiff_oci::{Descriptor, Index, Manifest, Platform, Reference, media_type, sha256_digest};
 
-use crate::registry::{EndpointError, Payload, Repository};
+use crate::registry_client::{EndpointError, Payload, Repository};
 use crate::unpack::{Limits, UnpackError, unpack_layer};
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use skiff_oci::manifest::RunConfig;
 use skiff_oci::{Descriptor, ImageConfig, Manifest, Platform, media_type, sha256_digest};
 
-use crate::registry::{EndpointError, Payload, Repository};
+use crate::registry_client::{EndpointError, Payload, Repository};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {

@@ -7,7 +7,7 @@ use std::path::Path;
 use skiff_oci::Descriptor;
 
 use crate::fetch::download;
-use crate::registry::{EndpointError, Payload, Repository};
+use crate::registry_client::{EndpointError, Payload, Repository};
 use crate::resolve::{PullError, Resolved};
 use crate::store::{Progress, PullEvent};
 

@@ -8,7 +8,7 @@ use http_body_util::BodyExt;
 use skiff_oci::Descriptor;
 use tokio::io::AsyncWriteExt;
 
-use crate::registry::{EndpointError, Repository};
+use crate::registry_client::{EndpointError, Repository};
 use crate::resolve::PullError;
 use crate::store::{Progress, PullEvent, store_error};
 

@@ -17,7 +17,7 @@ pub mod config;
 pub mod copy;
 mod decompress;
 pub mod fetch;
-pub mod registry;
+pub mod registry_client;
 pub mod resolve;
 pub mod store;
 
@@ -27,6 +27,6 @@ pub mod unpack;
 
 pub use auth::{Credentials, Keyring};
 pub use config::RegistriesConfig;
-pub use registry::{Endpoint, RegistryClient};
+pub use registry_client::{Endpoint, RegistryClient};
 pub use resolve::PullError;
 pub use store::{GcPolicy, Image, ImageStore, Progress, PullEvent};

@@ -5,7 +5,9 @@
 use skiff_oci::{Index, Manifest, Platform, Reference, media_type};
 
 use crate::auth::Keyring;
-use crate::registry::{Endpoint, EndpointError, FetchedManifest, RegistryClient, Repository};
+use crate::registry_client::{
+    Endpoint, EndpointError, FetchedManifest, RegistryClient, Repository,
+};
 
 /// Why a pull failed. Every message names the image and the cause.
 #[derive(Debug, thiserror::Error)]

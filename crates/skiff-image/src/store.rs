@@ -24,7 +24,7 @@ use skiff_oci::{Descriptor, ImageConfig, Platform, Reference, digest_hex};
 
 use crate::auth::Keyring;
 use crate::fetch::{download, fetch_small};
-use crate::registry::{Endpoint, RegistryClient, Repository};
+use crate::registry_client::{Endpoint, RegistryClient, Repository};
 use crate::resolve::{PullError, endpoints, resolve};
 use crate::unpack::{Limits, unpack_layer};
 

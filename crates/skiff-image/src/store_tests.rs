@@ -7,7 +7,7 @@ use skiff_oci::Platform;
 use skiff_oci::manifest::RunConfig;
 
 use crate::build::{BuiltImage, Compression, LayerBuilder};
-use crate::registry::{Endpoint, RegistryClient};
+use crate::registry_client::{Endpoint, RegistryClient};
 use crate::{GcPolicy, Keyring, PullError, PullEvent, RegistriesConfig};
 
 const ADMIN: &str = "admin-token";
@@ -38,7 +38,7 @@ async fn registry() -> Registry {
     }
 }
 
-fn pusher(client: &RegistryClient, r: &Registry, repo: &str) -> crate::registry::Repository {
+fn pusher(client: &RegistryClient, r: &Registry, repo: &str) -> crate::registry_client::Repository {
     let creds = crate::Credentials {
         username: "skiff".into(),
         password: ADMIN.into(),

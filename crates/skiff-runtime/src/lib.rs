@@ -16,11 +16,11 @@ pub mod cgroups;
 pub mod console;
 pub mod cri_log;
 pub mod monitor;
-pub mod oci;
 pub mod pod_init;
 pub mod procfs;
 pub mod rootfs;
+pub mod runc;
 pub mod sandbox;
 pub mod spec;
 
-pub use oci::{ContainerState, OciRuntime, Runtime, RuntimeError};
+pub use runc::{ContainerState, OciRuntime, Runtime, RuntimeError};

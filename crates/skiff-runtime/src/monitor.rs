@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cri_log::{CriLog, LineSplitter, Stream};
-use crate::oci::{OciRuntime, Runtime};
+use crate::runc::{OciRuntime, Runtime};
 
 /// The allocator settings of skiff's long-lived processes (the server, the agent, each
 /// container monitor, each pod's PID namespace holder): mimalloc returns freed memory at

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 
 use skiff_runtime::monitor::{Exit, now_rfc3339};
-use skiff_runtime::oci::ExecCommand;
+use skiff_runtime::runc::ExecCommand;
 use skiff_runtime::sandbox::Sandbox;
 use skiff_runtime::{ContainerState, Runtime, RuntimeError};
 

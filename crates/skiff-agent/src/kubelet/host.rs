@@ -126,7 +126,7 @@ pub fn check_runtime(binary: &Path) -> Result<(), RuntimeCheckError> {
         }
     }
     let controllers = skiff_runtime::cgroups::hybrid_v2_controllers();
-    if skiff_runtime::oci::runtime_name(binary) == "crun" && !controllers.is_empty() {
+    if skiff_runtime::runc::runtime_name(binary) == "crun" && !controllers.is_empty() {
         let mounts: Vec<String> = controllers
             .iter()
             .map(|c| {
@@ -156,7 +156,7 @@ pub fn runtime_version(binary: &Path) -> String {
                 .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
         })
         .unwrap_or_else(|| "unknown".into());
-    format!("{}://{version}", skiff_runtime::oci::runtime_name(binary))
+    format!("{}://{version}", skiff_runtime::runc::runtime_name(binary))
 }
 
 #[cfg(test)]

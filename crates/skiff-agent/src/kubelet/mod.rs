@@ -84,7 +84,7 @@ pub const POD_BRIDGE: &str = "skiff0";
 /// Where the OCI runtime keeps its containers' state: a directory named after the runtime
 /// binary (`runc`, `crun`), as each reads only its own state format.
 pub fn runtime_root(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> PathBuf {
-    data_dir.join(skiff_runtime::oci::runtime_name(runtime_binary))
+    data_dir.join(skiff_runtime::runc::runtime_name(runtime_binary))
 }
 
 /// How the agent runs this node.

@@ -12,10 +12,10 @@ use skiff_store::Revision;
 use super::scale::apply_scale;
 use crate::allocators::ServiceAllocator;
 use crate::field_validation::Directive;
-use crate::objects::Stored;
 use crate::query::Query;
 use crate::request::ResourceRequest;
 use crate::state::ApiState;
+use crate::storage::Stored;
 use crate::strategy;
 
 /// How many times a write is re-applied when the object changes under it.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use secrecy::ExposeSecret;
-use skiff_image::registry::Repository;
+use skiff_image::registry_client::Repository;
 use skiff_image::{Credentials, Endpoint, Keyring, RegistriesConfig, RegistryClient};
 use skiff_oci::Reference;
 

@@ -86,7 +86,7 @@ pub type Session = Box<
 /// `pid_file`) run as `options` say. If the session is dropped before the command ends
 /// (the client went away), the command is killed: runc's exec leaves it running otherwise.
 pub fn session(
-    exec: skiff_runtime::oci::ExecCommand,
+    exec: skiff_runtime::runc::ExecCommand,
     options: ExecOptions,
     pid_file: std::path::PathBuf,
 ) -> Session {
@@ -96,7 +96,7 @@ pub fn session(
                 pid_file,
                 armed: true,
             };
-            let skiff_runtime::oci::ExecCommand {
+            let skiff_runtime::runc::ExecCommand {
                 command,
                 process_file,
             } = exec;
