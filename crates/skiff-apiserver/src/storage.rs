@@ -43,6 +43,13 @@ pub fn decode(rt: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
+/// An object's name and its datastore key.
+fn name_and_key(rt: &ResourceType, obj: &Value) -> (String, String) {
+    let name = skiff_api::object::name(obj).unwrap_or_default().to_string();
+    let key = rt.storage_key(skiff_api::object::namespace(obj), &name);
+    (name, key)
+}
+
 /// Encodes an object of `rt` in its storage form, without its resourceVersion (or selfLink).
 fn encode(rt: &ResourceType, obj: &Value) -> Result<Bytes, ApiError> {
     let bytes = if skiff_api::conversion::stored_as_served(rt) {
@@ -219,10 +226,7 @@ impl Objects {
     }
 
     pub async fn create(&self, rt: &ResourceType, obj: Value) -> Result<Stored, ApiError> {
-        let name = skiff_api::object::name(&obj)
-            .unwrap_or_default()
-            .to_string();
-        let key = rt.storage_key(skiff_api::object::namespace(&obj), &name);
+        let (name, key) = name_and_key(rt, &obj);
         let kv = self
             .store
             .create(&key, encode(rt, &obj)?)
@@ -237,10 +241,7 @@ impl Objects {
         obj: Value,
         expected: Revision,
     ) -> Result<Stored, ApiError> {
-        let name = skiff_api::object::name(&obj)
-            .unwrap_or_default()
-            .to_string();
-        let key = rt.storage_key(skiff_api::object::namespace(&obj), &name);
+        let (name, key) = name_and_key(rt, &obj);
         let kv = self
             .store
             .update(&key, encode(rt, &obj)?, expected)
