@@ -46,8 +46,7 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 /// Where a pod's containers find their API credentials (token, ca.crt, namespace).
 pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// The ConfigMap every namespace holds with the cluster's CA (the root CA publisher's).
-pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+pub use skiff_apimachinery::names::ROOT_CA_CONFIGMAP;
 
 /// The prefix of the projected volume that carries a pod's API credentials.
 const API_ACCESS_VOLUME: &str = "kube-api-access-";

@@ -18,10 +18,8 @@ pub mod openapi;
 pub mod openapi_v2_protobuf;
 pub mod patch;
 pub mod protobuf;
-pub mod quantity;
 pub mod resources;
 pub mod schema;
-pub mod selectors;
 pub mod status;
 pub mod strategic;
 pub mod table;
@@ -29,6 +27,7 @@ pub mod validation;
 pub mod wire_json;
 
 pub use resources::{ResourceType, Subresource};
+pub use skiff_apimachinery::{labels as selectors, quantity};
 pub use status::{ApiError, Cause};
 
 /// The Kubernetes version whose API this server implements.

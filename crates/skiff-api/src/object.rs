@@ -4,7 +4,8 @@
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+
+pub use skiff_apimachinery::time::{format_micro_time, format_time, now_rfc3339, parse_time};
 
 /// `metadata.<field>` as a string.
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -65,39 +66,6 @@ pub fn set_field(obj: &mut Value, path: &[&str], value: Value) {
     cur.as_object_mut()
         .expect("made an object above")
         .insert((*last).to_string(), value);
-}
-
-/// The current time as the API writes timestamps: RFC 3339 in UTC, whole seconds.
-pub fn now_rfc3339() -> String {
-    format_time(OffsetDateTime::now_utc())
-}
-
-/// RFC 3339 in UTC with whole seconds (`metav1.Time`).
-pub fn format_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// RFC 3339 in UTC with microseconds (`metav1.MicroTime`, used by leases and new events).
-pub fn format_micro_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{}.{:06}Z",
-        format_time(t).trim_end_matches('Z'),
-        t.microsecond()
-    )
-}
-
-pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
 /// Upstream's `duration.HumanDuration`, the AGE column: `45s`, `3m12s`, `15m`, `5h3m`, `3d4h`,

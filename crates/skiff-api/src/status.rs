@@ -314,6 +314,13 @@ pub fn success_status() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
 }
 
+/// A selector that does not parse is the client's error.
+impl From<skiff_apimachinery::labels::SelectorError> for ApiError {
+    fn from(e: skiff_apimachinery::labels::SelectorError) -> ApiError {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

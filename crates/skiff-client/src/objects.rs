@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
+use skiff_apimachinery::labels::expression_matches;
 
 pub fn now() -> Time {
     Time(Timestamp::now())
@@ -106,14 +107,9 @@ pub fn selector_matches(
     by_label
         && selector.match_expressions.iter().flatten().all(|e| {
             let values = e.values.as_deref().unwrap_or_default();
-            let value = labels.get(&e.key);
-            match e.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
-                "NotIn" => !value.is_some_and(|v| values.contains(v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
+            let value = labels.get(&e.key).map(String::as_str);
+            // An operator upstream does not know matches nothing.
+            expression_matches(&e.operator, values, value).unwrap_or(false)
         })
 }
 

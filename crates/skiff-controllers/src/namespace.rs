@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostPa
 use kube::discovery::{Discovery, Scope, verbs};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use skiff_api::admission::ROOT_CA_CONFIGMAP;
+use skiff_apimachinery::names::ROOT_CA_CONFIGMAP;
 use skiff_client::{Change, Informer, InformerFactory, Store, WorkQueue};
 
 use crate::{Error, RETRY_AFTER};

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
-use skiff_api::admission::ROOT_CA_CONFIGMAP;
+use skiff_apimachinery::names::ROOT_CA_CONFIGMAP;
 
 use crate::Error;
 

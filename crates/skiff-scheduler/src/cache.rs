@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use skiff_api::quantity;
+use skiff_apimachinery::quantity;
 use skiff_client::objects::{controller_of, pod_node};
 
 /// Upstream's requests for a container that states none, used only for scoring, so that

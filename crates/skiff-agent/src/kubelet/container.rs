@@ -108,7 +108,7 @@ fn quantity_millis(
 ) -> Option<i64> {
     resources?
         .get(key)
-        .and_then(|q| skiff_api::quantity::millis(&q.0))
+        .and_then(|q| skiff_apimachinery::quantity::millis(&q.0))
 }
 
 fn quantity_bytes(
@@ -117,7 +117,7 @@ fn quantity_bytes(
 ) -> Option<i64> {
     resources?
         .get(key)
-        .and_then(|q| skiff_api::quantity::units(&q.0))
+        .and_then(|q| skiff_apimachinery::quantity::units(&q.0))
 }
 
 /// The runtime spec of one run of `c`. `env` is already resolved (image, then container).

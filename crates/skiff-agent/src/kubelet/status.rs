@@ -64,8 +64,8 @@ fn terminated(a: &Attempt, runtime: &str) -> Option<Value> {
 /// seconds (`metav1.Time`). The status as written must be what reads back, or every
 /// sync would find it changed.
 fn api_time(recorded: &str) -> String {
-    skiff_api::object::parse_time(recorded.trim())
-        .map(skiff_api::object::format_time)
+    skiff_apimachinery::time::parse_time(recorded.trim())
+        .map(skiff_apimachinery::time::format_time)
         .unwrap_or_else(|| recorded.to_string())
 }
 

@@ -33,11 +33,11 @@ fn has_probes(c: &Container) -> bool {
 
 /// Now, to the nanosecond, as the monitors record times: for the node's own records
 /// (termination marks, grace periods). What goes into the API takes whole seconds
-/// (`skiff_api::object::now_rfc3339`).
+/// (`skiff_apimachinery::time::now_rfc3339`).
 pub(super) use skiff_runtime::monitor::now_rfc3339;
 
 fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
-    skiff_api::object::parse_time(t.trim())
+    skiff_apimachinery::time::parse_time(t.trim())
 }
 
 pub(super) fn since(t: &str) -> Duration {
@@ -126,7 +126,7 @@ impl Kubelet {
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
             .map(time_text)
-            .unwrap_or_else(skiff_api::object::now_rfc3339);
+            .unwrap_or_else(skiff_apimachinery::time::now_rfc3339);
         let deadline = deadline_left(pod, &start_time);
         if deadline == Some(Duration::ZERO) || dir.root.join(DEADLINE_FILE).exists() {
             return self

@@ -157,13 +157,13 @@ pub fn resource_field(
         "cpu" => {
             let millis = given
                 .as_deref()
-                .and_then(skiff_api::quantity::millis)
+                .and_then(skiff_apimachinery::quantity::millis)
                 .unwrap_or(if kind == "limits" {
                     node_cpus * 1000
                 } else {
                     0
                 });
-            let per = skiff_api::quantity::millis(divisor)
+            let per = skiff_apimachinery::quantity::millis(divisor)
                 .filter(|d| *d > 0)
                 .unwrap_or(1000);
             Ok(((millis + per - 1) / per).to_string())
@@ -171,13 +171,13 @@ pub fn resource_field(
         "memory" | "ephemeral-storage" => {
             let bytes = given
                 .as_deref()
-                .and_then(skiff_api::quantity::units)
+                .and_then(skiff_apimachinery::quantity::units)
                 .unwrap_or(if kind == "limits" && resource == "memory" {
                     node_memory_bytes
                 } else {
                     0
                 });
-            let per = skiff_api::quantity::units(divisor)
+            let per = skiff_apimachinery::quantity::units(divisor)
                 .filter(|d| *d > 0)
                 .unwrap_or(1);
             Ok(((bytes + per - 1) / per).to_string())
@@ -262,7 +262,7 @@ impl Volumes {
             let size = empty
                 .size_limit
                 .as_ref()
-                .and_then(|q| skiff_api::quantity::units(&q.0));
+                .and_then(|q| skiff_apimachinery::quantity::units(&q.0));
             self.machine.mount_memory(path, size)?;
         }
         Ok(())

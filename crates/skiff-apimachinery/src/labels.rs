@@ -3,8 +3,6 @@
 
 use serde_json::Value;
 
-use crate::status::ApiError;
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     Equals,
@@ -26,15 +24,28 @@ pub struct Requirement {
     pub value: String,
 }
 
+/// Whether a `metav1.LabelSelectorRequirement` (`In`, `NotIn`, `Exists`, `DoesNotExist`)
+/// holds for a label's value; `None` for an operator that is none of those. Typed clients
+/// match their selectors with this, without building a [`Selector`].
+pub fn expression_matches(operator: &str, values: &[String], actual: Option<&str>) -> Option<bool> {
+    let listed = |v: &str| values.iter().any(|s| s == v);
+    Some(match operator {
+        "In" => actual.is_some_and(listed),
+        "NotIn" => !actual.is_some_and(listed),
+        "Exists" => actual.is_some(),
+        "DoesNotExist" => actual.is_none(),
+        _ => return None,
+    })
+}
+
 impl Requirement {
     fn matches(&self, actual: Option<&str>) -> bool {
         match (&self.op, actual) {
             (Op::Equals, Some(v)) => v == self.value,
             (Op::Equals, None) => false,
             (Op::NotEquals, v) => v != Some(self.value.as_str()),
-            (Op::In(set), Some(v)) => set.iter().any(|s| s == v),
-            (Op::In(_), None) => false,
-            (Op::NotIn(set), v) => v.is_none_or(|v| !set.iter().any(|s| s == v)),
+            (Op::In(set), v) => expression_matches("In", set, v) == Some(true),
+            (Op::NotIn(set), v) => expression_matches("NotIn", set, v) == Some(true),
             (Op::Exists, v) => v.is_some(),
             (Op::DoesNotExist, v) => v.is_none(),
             (Op::GreaterThan(n), Some(v)) => v.parse::<i64>().is_ok_and(|v| v > *n),
@@ -44,9 +55,20 @@ impl Requirement {
     }
 }
 
-/// Why a label selector does not parse (the query's 400 message carries it).
+/// Why a selector does not parse; the API answers 400 with this text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
+    #[error("unable to parse requirement: {cause} (in label selector {input:?})")]
+    Label { input: String, cause: LabelSyntax },
+    #[error("invalid selector: '{input}'; can't understand '{term}'")]
+    Field { input: String, term: String },
+    #[error("{0:?} is not a valid label selector operator")]
+    Operator(Option<String>),
+}
+
+/// Where a label selector query breaks upstream's grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelSyntax {
     #[error("expected '(' at {0:?}")]
     OpenParen(String),
     #[error("expected ',' or ')' at {0:?}")]
@@ -59,8 +81,6 @@ pub enum SelectorError {
     Integer(String),
     #[error("found {0:?}, expected ','")]
     Comma(String),
-    #[error("{0:?} is not a valid label selector operator")]
-    Operator(Option<String>),
 }
 
 /// A conjunction of requirements; the empty selector matches everything.
@@ -86,27 +106,27 @@ impl Selector {
     }
 
     /// Parses a label selector query (`labelSelector=`).
-    pub fn parse_labels(input: &str) -> Result<Selector, ApiError> {
-        LabelParser::new(input).parse().map_err(|why| {
-            ApiError::bad_request(format!(
-                "unable to parse requirement: {why} (in label selector {input:?})"
-            ))
-        })
+    pub fn parse_labels(input: &str) -> Result<Selector, SelectorError> {
+        LabelParser::new(input)
+            .parse()
+            .map_err(|cause| SelectorError::Label {
+                input: input.to_string(),
+                cause,
+            })
     }
 
     /// Parses a field selector query (`fieldSelector=`): only `=`, `==` and `!=`, with `\`
     /// escaping `,`, `=` and `!` inside values.
-    pub fn parse_fields(input: &str) -> Result<Selector, ApiError> {
+    pub fn parse_fields(input: &str) -> Result<Selector, SelectorError> {
         let mut requirements = Vec::new();
         for term in split_unescaped(input, ',') {
             let term = term.trim();
             if term.is_empty() {
                 continue;
             }
-            let (key, op, value) = split_field_term(term).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "invalid selector: '{input}'; can't understand '{term}'"
-                ))
+            let (key, op, value) = split_field_term(term).ok_or_else(|| SelectorError::Field {
+                input: input.to_string(),
+                term: term.to_string(),
             })?;
             requirements.push(Requirement {
                 key: key.trim().to_string(),
@@ -275,9 +295,9 @@ impl<'a> LabelParser<'a> {
         }
     }
 
-    fn set(&mut self) -> Result<Vec<String>, SelectorError> {
+    fn set(&mut self) -> Result<Vec<String>, LabelSyntax> {
         if !self.eat("(") {
-            return Err(SelectorError::OpenParen(self.rest().into()));
+            return Err(LabelSyntax::OpenParen(self.rest().into()));
         }
         let mut values = Vec::new();
         loop {
@@ -292,15 +312,15 @@ impl<'a> LabelParser<'a> {
             if self.eat(")") {
                 return Ok(values);
             }
-            return Err(SelectorError::CloseParen(self.rest().into()));
+            return Err(LabelSyntax::CloseParen(self.rest().into()));
         }
     }
 
-    fn requirement(&mut self) -> Result<Requirement, SelectorError> {
+    fn requirement(&mut self) -> Result<Requirement, LabelSyntax> {
         if self.eat("!") {
             let key = self.word();
             if key.is_empty() {
-                return Err(SelectorError::KeyAfterBang);
+                return Err(LabelSyntax::KeyAfterBang);
             }
             return Ok(Requirement {
                 key: key.into(),
@@ -310,7 +330,7 @@ impl<'a> LabelParser<'a> {
         }
         let key = self.word().to_string();
         if key.is_empty() {
-            return Err(SelectorError::Key(self.rest().into()));
+            return Err(LabelSyntax::Key(self.rest().into()));
         }
         let (op, value) = if self.eat("==") || self.eat("=") {
             (Op::Equals, self.word().to_string())
@@ -323,13 +343,13 @@ impl<'a> LabelParser<'a> {
         } else if self.eat(">") {
             let n = self.word();
             (
-                Op::GreaterThan(n.parse().map_err(|_| SelectorError::Integer(n.into()))?),
+                Op::GreaterThan(n.parse().map_err(|_| LabelSyntax::Integer(n.into()))?),
                 String::new(),
             )
         } else if self.eat("<") {
             let n = self.word();
             (
-                Op::LessThan(n.parse().map_err(|_| SelectorError::Integer(n.into()))?),
+                Op::LessThan(n.parse().map_err(|_| LabelSyntax::Integer(n.into()))?),
                 String::new(),
             )
         } else {
@@ -338,7 +358,7 @@ impl<'a> LabelParser<'a> {
         Ok(Requirement { key, op, value })
     }
 
-    fn parse(mut self) -> Result<Selector, SelectorError> {
+    fn parse(mut self) -> Result<Selector, LabelSyntax> {
         let mut requirements = Vec::new();
         self.skip_ws();
         if self.rest().is_empty() {
@@ -351,7 +371,7 @@ impl<'a> LabelParser<'a> {
                 return Ok(Selector { requirements });
             }
             if !self.eat(",") {
-                return Err(SelectorError::Comma(self.rest().into()));
+                return Err(LabelSyntax::Comma(self.rest().into()));
             }
         }
     }
@@ -407,11 +427,15 @@ mod tests {
     }
 
     #[test]
-    fn bad_label_selectors_are_400() {
+    fn bad_selectors_say_where_they_break() {
         for bad in ["app in prod", "=x", "a=b c=d", "x in (a b)"] {
             let e = Selector::parse_labels(bad).unwrap_err();
-            assert_eq!(e.code, 400, "{bad}");
+            assert!(matches!(e, SelectorError::Label { .. }), "{bad}");
         }
+        assert_eq!(
+            Selector::parse_labels("a=b c=d").unwrap_err().to_string(),
+            "unable to parse requirement: found \"c=d\", expected ',' (in label selector \"a=b c=d\")"
+        );
         assert!(Selector::parse_labels("").unwrap().is_empty());
     }
 
@@ -425,7 +449,10 @@ mod tests {
         assert_eq!(s.requirements[2].op, Op::NotEquals);
         let s = Selector::parse_fields(r"metadata.name=a\,b").unwrap();
         assert_eq!(s.requirements[0].value, "a,b");
-        assert_eq!(Selector::parse_fields("nonsense").unwrap_err().code, 400);
+        assert_eq!(
+            Selector::parse_fields("nonsense").unwrap_err().to_string(),
+            "invalid selector: 'nonsense'; can't understand 'nonsense'"
+        );
     }
 
     #[test]
