@@ -11,12 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::SystemRandom;
-use ring::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-    UnparsedPublicKey,
-};
-use serde_json::{Value, json};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
 
 use crate::pki::{PkiError, write_private};
 
@@ -26,11 +24,13 @@ pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 const KEY_FILE: &str = "tls/service-account.key";
 
+/// How far in the future a token's `nbf` may be (clock skew between servers).
+const NOT_BEFORE_LEEWAY: u64 = 60;
+
 pub struct TokenIssuer {
-    key: EcdsaKeyPair,
-    public: Vec<u8>,
+    signing: EncodingKey,
+    verifying: DecodingKey,
     key_id: String,
-    rng: SystemRandom,
 }
 
 /// The pod a token is bound to (TokenRequest's `boundObjectRef`), named in its claims.
@@ -46,6 +46,36 @@ pub struct ServiceAccountIdentity {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+}
+
+/// Upstream's claims of a ServiceAccount token.
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    #[serde(default)]
+    aud: Vec<String>,
+    iat: u64,
+    #[serde(default)]
+    nbf: u64,
+    exp: u64,
+    #[serde(rename = "kubernetes.io")]
+    kubernetes: KubernetesClaims,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KubernetesClaims {
+    namespace: String,
+    serviceaccount: NamedUid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pod: Option<NamedUid>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NamedUid {
+    name: String,
+    #[serde(default)]
+    uid: String,
 }
 
 fn now() -> u64 {
@@ -71,18 +101,18 @@ impl TokenIssuer {
                 doc.as_ref().to_vec()
             }
         };
+        // Checked here, so signing never meets a bad key.
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
             .map_err(|e| PkiError::Damaged {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        let public = key.public_key().as_ref().to_vec();
-        let key_id = URL_SAFE_NO_PAD.encode(&sha256(&public)[..16]);
+        let public = key.public_key().as_ref();
         Ok(TokenIssuer {
-            key,
-            public,
-            key_id,
-            rng,
+            signing: EncodingKey::from_ec_der(&pkcs8),
+            // The uncompressed point, as ring verifies with it.
+            verifying: DecodingKey::from_ec_der(public),
+            key_id: URL_SAFE_NO_PAD.encode(&sha256(public)[..16]),
         })
     }
 
@@ -96,70 +126,54 @@ impl TokenIssuer {
     ) -> (String, u64) {
         let iat = now();
         let exp = iat + seconds;
-        let header = json!({"alg": "ES256", "kid": self.key_id, "typ": "JWT"});
-        let mut claims = json!({
-            "iss": ISSUER,
-            "sub": format!("system:serviceaccount:{}:{}", who.namespace, who.name),
-            "aud": audiences,
-            "iat": iat,
-            "nbf": iat,
-            "exp": exp,
-            "kubernetes.io": {
-                "namespace": who.namespace,
-                "serviceaccount": {"name": who.name, "uid": who.uid},
-            },
-        });
-        if let Some(pod) = pod {
-            claims["kubernetes.io"]["pod"] = json!({"name": pod.name, "uid": pod.uid});
-        }
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = self
-            .key
-            .sign(&self.rng, signing_input.as_bytes())
-            .expect("ECDSA signing does not fail with a valid key");
-        (
-            format!(
-                "{signing_input}.{}",
-                URL_SAFE_NO_PAD.encode(signature.as_ref())
-            ),
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: format!("system:serviceaccount:{}:{}", who.namespace, who.name),
+            aud: audiences.to_vec(),
+            iat,
+            nbf: iat,
             exp,
-        )
+            kubernetes: KubernetesClaims {
+                namespace: who.namespace.clone(),
+                serviceaccount: NamedUid {
+                    name: who.name.clone(),
+                    uid: who.uid.clone(),
+                },
+                pod: pod.map(|p| NamedUid {
+                    name: p.name.clone(),
+                    uid: p.uid.clone(),
+                }),
+            },
+        };
+        let header = Header {
+            kid: Some(self.key_id.clone()),
+            ..Header::new(Algorithm::ES256)
+        };
+        let token = jsonwebtoken::encode(&header, &claims, &self.signing)
+            .expect("ES256 signing does not fail with the key checked at load");
+        (token, exp)
     }
 
     /// The account a token speaks for, if this server signed it and it is current.
     pub fn verify(&self, token: &str) -> Option<ServiceAccountIdentity> {
-        let mut parts = token.split('.');
-        let (header, claims, signature) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
-        }
-        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.public)
-            .verify(format!("{header}.{claims}").as_bytes(), &signature)
-            .ok()?;
-        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
-        if header.get("alg").and_then(Value::as_str) != Some("ES256") {
-            return None;
-        }
-        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[ISSUER]);
+        // Audiences are the caller's to check; times are checked below, exactly.
+        validation.validate_aud = false;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.verifying, &validation)
+            .ok()?
+            .claims;
         let t = now();
-        let number = |k: &str| claims.get(k).and_then(Value::as_u64);
-        if claims.get("iss").and_then(Value::as_str) != Some(ISSUER)
-            || number("exp")? <= t
-            || number("nbf").unwrap_or(0) > t + 60
-        {
+        if claims.exp <= t || claims.nbf > t + NOT_BEFORE_LEEWAY {
             return None;
         }
-        let k8s = claims.get("kubernetes.io")?;
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+        let k8s = claims.kubernetes;
         Some(ServiceAccountIdentity {
-            namespace: text(k8s.get("namespace"))?,
-            name: text(k8s.pointer("/serviceaccount/name"))?,
-            uid: text(k8s.pointer("/serviceaccount/uid")).unwrap_or_default(),
+            namespace: k8s.namespace,
+            name: k8s.serviceaccount.name,
+            uid: k8s.serviceaccount.uid,
         })
     }
 }
@@ -173,6 +187,7 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn who() -> ServiceAccountIdentity {
         ServiceAccountIdentity {
