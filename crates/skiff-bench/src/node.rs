@@ -299,7 +299,7 @@ fn floor(count: usize, concurrency: usize) -> Result<()> {
         };
         std::fs::write(
             bundle.join("config.json"),
-            serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec))?,
+            serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec)?)?,
         )?;
         let begin = Instant::now();
         let status = Command::new("runc")

@@ -58,7 +58,7 @@ impl Pod {
         };
         std::fs::write(
             bundle.join("config.json"),
-            serde_json::to_vec(&runtime_config(&spec)).unwrap(),
+            serde_json::to_vec(&runtime_config(&spec).unwrap()).unwrap(),
         )
         .unwrap();
         let config = MonitorConfig {

@@ -6,7 +6,17 @@
 
 use std::path::PathBuf;
 
-use serde_json::{Value, json};
+use std::str::FromStr;
+
+use oci_spec::OciSpecError;
+use oci_spec::runtime::Arch;
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxSeccomp,
+    LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
 
 /// The capabilities every container has unless it drops them (containerd's default set).
 pub const DEFAULT_CAPABILITIES: &[&str] = &[
@@ -253,171 +263,280 @@ pub struct ContainerSpec {
     pub oom_score_adj: Option<i32>,
 }
 
-fn cap_name(name: &str) -> String {
-    let upper = name.to_ascii_uppercase();
-    if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    }
+/// Why a container's `config.json` could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("unknown capability {0:?}")]
+    Capability(String),
+    #[error("the OCI runtime spec: {0}")]
+    Oci(#[from] OciSpecError),
 }
 
-fn capabilities(security: &Security) -> Vec<String> {
+/// A capability as Kubernetes writes it (`NET_ADMIN`, `net_admin`, `CAP_NET_ADMIN`).
+fn capability(name: &str) -> Result<Capability, SpecError> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    Capability::from_str(bare).map_err(|_| SpecError::Capability(name.to_string()))
+}
+
+fn all_capabilities() -> Result<Capabilities, SpecError> {
+    ALL_CAPABILITIES.iter().map(|c| capability(c)).collect()
+}
+
+fn capabilities(security: &Security) -> Result<Capabilities, SpecError> {
     if security.privileged {
-        return ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+        return all_capabilities();
     }
-    let drop: Vec<String> = security
+    let drop_all = security
         .drop_capabilities
         .iter()
-        .map(|c| cap_name(c))
-        .collect();
-    let drop_all = drop.iter().any(|c| c == "CAP_ALL");
-    let mut caps: Vec<String> = if drop_all {
-        Vec::new()
-    } else {
-        DEFAULT_CAPABILITIES
+        .any(|c| c.eq_ignore_ascii_case("ALL"));
+    let mut caps = Capabilities::new();
+    if !drop_all {
+        let drop: Capabilities = security
+            .drop_capabilities
             .iter()
-            .map(|c| c.to_string())
-            .filter(|c| !drop.contains(c))
-            .collect()
-    };
-    for add in &security.add_capabilities {
-        let add = cap_name(add);
-        if add == "CAP_ALL" {
-            return ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
-        }
-        if !caps.contains(&add) {
-            caps.push(add);
+            .map(|c| capability(c))
+            .collect::<Result<_, _>>()?;
+        for c in DEFAULT_CAPABILITIES {
+            let c = capability(c)?;
+            if !drop.contains(&c) {
+                caps.insert(c);
+            }
         }
     }
-    caps
+    for add in &security.add_capabilities {
+        if add.eq_ignore_ascii_case("ALL") {
+            return all_capabilities();
+        }
+        caps.insert(capability(add)?);
+    }
+    Ok(caps)
 }
 
-fn seccomp_profile() -> Value {
-    let arch = match std::env::consts::ARCH {
-        "aarch64" => vec!["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-        _ => vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+fn seccomp_profile() -> Result<LinuxSeccomp, SpecError> {
+    let architectures = match std::env::consts::ARCH {
+        "aarch64" => vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm],
+        _ => vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
     };
-    json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": arch,
-        "syscalls": [{"names": SECCOMP_DENIED, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM}],
-    })
+    let denied = LinuxSyscallBuilder::default()
+        .names(
+            SECCOMP_DENIED
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .action(LinuxSeccompAction::ScmpActErrno)
+        .errno_ret(libc::EPERM as u32)
+        .build()?;
+    Ok(LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .architectures(architectures)
+        .syscalls(vec![denied])
+        .build()?)
 }
 
-fn standard_mounts(privileged: bool) -> Vec<Value> {
+fn mount(
+    destination: &str,
+    typ: &str,
+    source: impl Into<PathBuf>,
+    options: &[&str],
+) -> Result<oci_spec::runtime::Mount, SpecError> {
+    Ok(MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source.into())
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+fn standard_mounts(privileged: bool) -> Result<Vec<oci_spec::runtime::Mount>, SpecError> {
     let ro = if privileged { "rw" } else { "ro" };
-    vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", ro]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", ro]}),
-    ]
+    Ok(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", ro])?,
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", ro],
+        )?,
+    ])
+}
+
+/// A new namespace of the kind, or the one at `path` joined.
+fn namespace(typ: LinuxNamespaceType, path: &Option<PathBuf>) -> Result<LinuxNamespace, SpecError> {
+    let mut builder = LinuxNamespaceBuilder::default().typ(typ);
+    if let Some(p) = path {
+        builder = builder.path(p.clone());
+    }
+    Ok(builder.build()?)
+}
+
+fn resources(spec: &ContainerSpec) -> Result<LinuxResources, SpecError> {
+    let devices = LinuxDeviceCgroupBuilder::default()
+        .allow(spec.security.privileged)
+        .access("rwm")
+        .build()?;
+    let mut cpu = LinuxCpuBuilder::default().period(CPU_PERIOD);
+    if let Some(q) = spec.resources.cpu_quota {
+        cpu = cpu.quota(q);
+    }
+    if let Some(s) = spec.resources.cpu_shares {
+        cpu = cpu.shares(s);
+    }
+    let mut resources = LinuxResourcesBuilder::default()
+        .devices(vec![devices])
+        .cpu(cpu.build()?);
+    if let Some(m) = spec.resources.memory_limit {
+        // Swap as much as memory: no swap beyond the limit.
+        resources = resources.memory(LinuxMemoryBuilder::default().limit(m).swap(m).build()?);
+    }
+    if let Some(p) = spec.resources.pids_limit {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(p).build()?);
+    }
+    Ok(resources.build()?)
 }
 
 /// The `config.json` for a container.
-pub fn runtime_config(spec: &ContainerSpec) -> Value {
+pub fn runtime_config(spec: &ContainerSpec) -> Result<Spec, SpecError> {
     let security = &spec.security;
-    let caps = capabilities(security);
-    let mut mounts = standard_mounts(security.privileged);
+    let caps = capabilities(security)?;
+    let mut mounts = standard_mounts(security.privileged)?;
     for m in &spec.mounts {
-        let mut options = vec!["rbind", "rprivate"];
-        options.push(if m.readonly { "ro" } else { "rw" });
         mounts.push(match m.kind {
-            MountKind::Bind => json!({
-                "destination": m.destination, "type": "bind",
-                "source": m.source, "options": options,
-            }),
-            MountKind::Tmpfs => json!({
-                "destination": m.destination, "type": "tmpfs", "source": "tmpfs",
-                "options": ["nosuid", "nodev", "mode=1777"],
-            }),
+            MountKind::Bind => {
+                let rw = if m.readonly { "ro" } else { "rw" };
+                mount(
+                    &m.destination,
+                    "bind",
+                    m.source.clone(),
+                    &["rbind", "rprivate", rw],
+                )?
+            }
+            MountKind::Tmpfs => mount(
+                &m.destination,
+                "tmpfs",
+                "tmpfs",
+                &["nosuid", "nodev", "mode=1777"],
+            )?,
         });
     }
-    // A new namespace of the kind, or the one at `path` joined.
-    let namespace = |kind: &str, path: &Option<PathBuf>| match path {
-        Some(p) => json!({"type": kind, "path": p}),
-        None => json!({"type": kind}),
-    };
-    let mut namespaces = vec![
-        namespace("pid", &spec.namespaces.pid),
-        json!({"type": "mount"}),
+    let shared = &spec.namespaces;
+    let namespaces = vec![
+        namespace(LinuxNamespaceType::Pid, &shared.pid)?,
+        namespace(LinuxNamespaceType::Mount, &None)?,
+        namespace(LinuxNamespaceType::Network, &shared.network)?,
+        namespace(LinuxNamespaceType::Ipc, &shared.ipc)?,
+        namespace(LinuxNamespaceType::Uts, &shared.uts)?,
     ];
-    for (kind, path) in [
-        ("network", &spec.namespaces.network),
-        ("ipc", &spec.namespaces.ipc),
-        ("uts", &spec.namespaces.uts),
-    ] {
-        namespaces.push(namespace(kind, path));
-    }
-    let mut resources = json!({
-        "devices": [{"allow": false, "access": "rwm"}],
-        "cpu": {"period": CPU_PERIOD},
-    });
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(&spec.cgroups_path))
+        .resources(resources(spec)?)
+        .build()?;
     if security.privileged {
-        resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
-    }
-    if let Some(q) = spec.resources.cpu_quota {
-        resources["cpu"]["quota"] = q.into();
-    }
-    if let Some(s) = spec.resources.cpu_shares {
-        resources["cpu"]["shares"] = s.into();
-    }
-    if let Some(m) = spec.resources.memory_limit {
-        // Swap as much as memory: no swap beyond the limit.
-        resources["memory"] = json!({"limit": m, "swap": m});
-    }
-    if let Some(p) = spec.resources.pids_limit {
-        resources["pids"] = json!({"limit": p});
-    }
-    let mut linux = json!({
-        "namespaces": namespaces,
-        "cgroupsPath": spec.cgroups_path,
-        "resources": resources,
-    });
-    if !security.privileged {
-        linux["maskedPaths"] = json!(MASKED_PATHS);
-        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        linux.set_masked_paths(None).set_readonly_paths(None);
+    } else {
+        let paths = |list: &[&str]| list.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        linux
+            .set_masked_paths(Some(paths(MASKED_PATHS)))
+            .set_readonly_paths(Some(paths(READONLY_PATHS)));
         if security.seccomp == Seccomp::RuntimeDefault {
-            linux["seccomp"] = seccomp_profile();
+            linux.set_seccomp(Some(seccomp_profile()?));
         }
     }
-    let mut process = json!({
-        "terminal": spec.tty,
-        "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.additional_gids},
-        "args": spec.args,
-        "env": spec.env,
-        "cwd": if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() },
-        "capabilities": {
-            "bounding": caps, "effective": caps, "permitted": caps,
-            // Ambient only for root-free processes that were granted the capability;
-            // upstream leaves it empty and so does skiff.
-            "inheritable": [], "ambient": [],
-        },
-        // No rlimits: the container inherits the node's, as under containerd.
-        "noNewPrivileges": !security.allow_privilege_escalation && !security.privileged,
-    });
-    if let Some(adj) = spec.oom_score_adj {
-        process["oomScoreAdj"] = adj.into();
-    }
-    json!({
-        "ociVersion": "1.0.2",
-        "process": process,
-        "root": {"path": spec.rootfs, "readonly": security.readonly_rootfs},
-        "mounts": mounts,
-        "linux": linux,
-    })
+    let user = UserBuilder::default()
+        .uid(spec.uid)
+        .gid(spec.gid)
+        .additional_gids(spec.additional_gids.clone())
+        .build()?;
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        // Ambient only for root-free processes that were granted the capability;
+        // upstream leaves it empty and so does skiff.
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
+        .build()?;
+    let mut process = ProcessBuilder::default()
+        .terminal(spec.tty)
+        .user(user)
+        .args(spec.args.clone())
+        .env(spec.env.clone())
+        .cwd(if spec.cwd.is_empty() {
+            "/"
+        } else {
+            spec.cwd.as_str()
+        })
+        .capabilities(capabilities)
+        .no_new_privileges(!security.allow_privilege_escalation && !security.privileged)
+        .build()?;
+    // No rlimits: the container inherits the node's, as under containerd.
+    process
+        .set_rlimits(None)
+        .set_oom_score_adj(spec.oom_score_adj);
+    let root = RootBuilder::default()
+        .path(spec.rootfs.clone())
+        .readonly(security.readonly_rootfs)
+        .build()?;
+    let mut config = SpecBuilder::default()
+        .version("1.0.2")
+        .process(process)
+        .root(root)
+        .mounts(mounts)
+        .linux(linux)
+        .build()?;
+    config.set_hostname(None).set_annotations(None);
+    Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    fn config(spec: &ContainerSpec) -> Value {
+        serde_json::to_value(runtime_config(spec).unwrap()).unwrap()
+    }
 
     fn caps(config: &Value) -> Vec<String> {
-        serde_json::from_value(config["process"]["capabilities"]["bounding"].clone()).unwrap()
+        let mut caps: Vec<String> =
+            serde_json::from_value(config["process"]["capabilities"]["bounding"].clone()).unwrap();
+        caps.sort();
+        caps
     }
 
     #[test]
@@ -432,8 +551,16 @@ mod tests {
             },
             ..Default::default()
         };
-        let c = runtime_config(&spec);
+        let c = config(&spec);
         assert_eq!(caps(&c).len(), 14);
+        // None of oci-spec's own defaults (youki's) slip in: no rlimits (the node's are
+        // inherited), no hostname (the UTS namespace has the pod's), no annotations.
+        assert!(c["process"].get("rlimits").is_none(), "{c}");
+        assert!(
+            c.get("hostname").is_none() && c.get("annotations").is_none(),
+            "{c}"
+        );
+        assert_eq!(c["ociVersion"], "1.0.2");
         assert_eq!(c["process"]["noNewPrivileges"], true);
         assert_eq!(c["process"]["cwd"], "/");
         assert!(
@@ -471,15 +598,21 @@ mod tests {
         let mut spec = ContainerSpec::default();
         spec.security.drop_capabilities = vec!["NET_RAW".into(), "chown".into()];
         spec.security.add_capabilities = vec!["NET_ADMIN".into()];
-        let c = caps(&runtime_config(&spec));
+        let c = caps(&config(&spec));
         assert!(!c.contains(&"CAP_NET_RAW".to_string()) && !c.contains(&"CAP_CHOWN".to_string()));
         assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
         spec.security.drop_capabilities = vec!["ALL".into()];
         spec.security.add_capabilities = vec!["NET_BIND_SERVICE".into()];
-        assert_eq!(caps(&runtime_config(&spec)), ["CAP_NET_BIND_SERVICE"]);
+        assert_eq!(caps(&config(&spec)), ["CAP_NET_BIND_SERVICE"]);
+        spec.security.add_capabilities = vec!["NOT_A_CAPABILITY".into()];
+        assert!(matches!(
+            runtime_config(&spec),
+            Err(SpecError::Capability(c)) if c == "NOT_A_CAPABILITY"
+        ));
+        spec.security.add_capabilities = vec!["NET_BIND_SERVICE".into()];
         spec.security.allow_privilege_escalation = true;
         spec.security.readonly_rootfs = true;
-        let c = runtime_config(&spec);
+        let c = config(&spec);
         assert_eq!(c["process"]["noNewPrivileges"], false);
         assert_eq!(c["root"]["readonly"], true);
 
@@ -490,7 +623,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let c = runtime_config(&privileged);
+        let c = config(&privileged);
         assert!(caps(&c).contains(&"CAP_SYS_ADMIN".to_string()));
         assert!(c["linux"].get("maskedPaths").is_none());
         assert!(c["linux"].get("seccomp").is_none());
@@ -502,7 +635,7 @@ mod tests {
         let r = Resources::from_kubernetes(Some(250), Some(500), Some(64 << 20), Some(100));
         assert_eq!(r.cpu_quota, Some(50_000));
         assert_eq!(r.cpu_shares, Some(256));
-        let c = runtime_config(&ContainerSpec {
+        let c = config(&ContainerSpec {
             resources: r,
             ..Default::default()
         });

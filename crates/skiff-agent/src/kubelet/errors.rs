@@ -262,6 +262,8 @@ pub enum ContainerError {
     #[error("the target container {0:?} is not running")]
     TargetNotRunning(String),
     #[error(transparent)]
+    Spec(#[from] skiff_runtime::spec::SpecError),
+    #[error(transparent)]
     Machine(#[from] MachineError),
 }
 

@@ -697,22 +697,22 @@ impl Kubelet {
         let spec = container_spec(pod, c, &image.config, dir, number, rootfs, &env).and_then(
             |mut spec| {
                 self.join_namespaces(pod, dir, c, &mut spec.namespaces)?;
-                Ok(spec)
+                let config = skiff_runtime::spec::runtime_config(&spec)?;
+                Ok((spec, config))
             },
         );
-        let spec = match spec {
-            Ok(spec) => spec,
+        let (spec, config) = match spec {
+            Ok(made) => made,
             Err(e) => {
                 // Nothing was created yet: only the mount goes.
                 let _ = self.machine.remove_rootfs(&bundle);
                 return Err(failed(e.to_string()));
             }
         };
-        std::fs::write(
-            bundle.join("config.json"),
-            serde_json::to_vec(&skiff_runtime::spec::runtime_config(&spec)).unwrap_or_default(),
-        )
-        .map_err(|e| failed(e.to_string()))?;
+        serde_json::to_vec(&config)
+            .map_err(std::io::Error::from)
+            .and_then(|json| std::fs::write(bundle.join("config.json"), json))
+            .map_err(|e| failed(e.to_string()))?;
         // The file the container may leave its termination message in.
         std::fs::write(bundle.join(TERMINATION_LOG), b"")
             .and_then(|()| {
