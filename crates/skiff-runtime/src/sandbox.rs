@@ -72,10 +72,13 @@ impl Sandbox {
         let (dir, name) = (self.dir.clone(), hostname.to_string());
         let result = std::thread::spawn(move || pin_new_namespaces(&dir, &name))
             .join()
-            .unwrap_or_else(|_| Err("the namespace thread failed".into()));
-        if let Err(message) = result {
+            .unwrap_or_else(|_| {
+                let panicked = std::io::Error::other("the thread panicked");
+                Err(("the namespace thread".to_string(), panicked))
+            });
+        if let Err((step, source)) = result {
             let _ = self.remove();
-            return Err(err(message));
+            return Err(err(format!("{step}: {source}")));
         }
         Ok(())
     }
@@ -97,34 +100,23 @@ impl Sandbox {
 }
 
 /// On the calling thread: new net, IPC and UTS namespaces with `hostname` and loopback up,
-/// each bind-mounted onto `dir/<kind>`.
-fn pin_new_namespaces(dir: &Path, hostname: &str) -> Result<(), String> {
-    let os = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
-    // SAFETY: plain syscalls on this thread; the buffers outlive the calls.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) != 0 {
-            return Err(os("unshare"));
-        }
-        if libc::sethostname(hostname.as_ptr().cast(), hostname.len()) != 0 {
-            return Err(os("sethostname"));
-        }
-        loopback_up().map_err(|e| format!("bringing loopback up: {e}"))?;
-        let tid = libc::gettid();
-        for kind in KINDS {
-            let source = CString::new(format!("/proc/self/task/{tid}/ns/{kind}")).expect("no NUL");
-            let target = CString::new(dir.join(kind).as_os_str().as_bytes())
-                .map_err(|_| "a NUL in the sandbox path".to_string())?;
-            if libc::mount(
-                source.as_ptr(),
-                target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            ) != 0
-            {
-                return Err(os(&format!("pinning the {kind} namespace")));
-            }
-        }
+/// each bind-mounted onto `dir/<kind>`. An error names the step.
+fn pin_new_namespaces(dir: &Path, hostname: &str) -> Result<(), (String, std::io::Error)> {
+    use rustix::thread::UnshareFlags;
+    let step = |what: &str| {
+        let what = what.to_string();
+        move |e: rustix::io::Errno| (what, std::io::Error::from(e))
+    };
+    let flags = UnshareFlags::NEWNET | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    // SAFETY: no file descriptor table is unshared (FILES is not among the flags).
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(step("unshare"))?;
+    rustix::system::sethostname(hostname.as_bytes()).map_err(step("sethostname"))?;
+    loopback_up().map_err(|e| ("bringing loopback up".to_string(), e))?;
+    let tid = rustix::thread::gettid().as_raw_nonzero();
+    for kind in KINDS {
+        let source = format!("/proc/self/task/{tid}/ns/{kind}");
+        rustix::mount::mount_bind(source.as_str(), dir.join(kind))
+            .map_err(step(&format!("pinning the {kind} namespace")))?;
     }
     Ok(())
 }
