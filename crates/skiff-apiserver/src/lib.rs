@@ -176,7 +176,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             &creds.kubelet_client_cert_pem,
             &creds.kubelet_client_key_pem,
         )
-        .map_err(ServerError::Tls)?,
+        .map_err(|e| ServerError::Tls(format!("the node agents' client certificate: {e}")))?,
     });
     let warm = state.clone();
     tokio::spawn(async move { warm.caches.start_all().await });

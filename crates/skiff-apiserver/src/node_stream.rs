@@ -42,9 +42,11 @@ pub struct NodeDialer {
 }
 
 impl NodeDialer {
-    pub fn new(client_cert_pem: &str, client_key_pem: &str) -> Result<NodeDialer, String> {
-        let config = skiff_tls::client_config_any_server(client_cert_pem, client_key_pem)
-            .map_err(|e| e.to_string())?;
+    pub fn new(
+        client_cert_pem: &str,
+        client_key_pem: &str,
+    ) -> Result<NodeDialer, skiff_tls::TlsError> {
+        let config = skiff_tls::client_config_any_server(client_cert_pem, client_key_pem)?;
         Ok(NodeDialer {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
         })

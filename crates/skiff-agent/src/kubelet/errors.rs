@@ -51,6 +51,11 @@ pub enum RuntimeCheckError {
     HybridCgroups { controllers: String, mounts: String },
 }
 
+/// What a wipe of a node's containers could not take back, each with why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct WipeError(pub Vec<String>);
+
 /// A pod sync that must be tried again.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {

@@ -57,7 +57,7 @@ use sources::Sources;
 use tokens::Tokens;
 use volumes::Volumes;
 
-pub use errors::{KubeletError, RuntimeCheckError};
+pub use errors::{KubeletError, RuntimeCheckError, WipeError};
 pub use teardown::wipe;
 
 impl streaming::Containers for Kubelet {

@@ -87,7 +87,7 @@ impl Reset {
             .collect();
         for runtime in if used.is_empty() { vec!["runc"] } else { used } {
             if let Err(e) = wipe(&agent, Path::new(runtime)) {
-                failures.push(e);
+                failures.extend(e.0);
             }
         }
         if helpers > 0 {

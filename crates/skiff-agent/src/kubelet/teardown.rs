@@ -13,7 +13,7 @@ use skiff_runtime::Runtime;
 use skiff_runtime::rootfs::Rootfs;
 
 use super::Kubelet;
-use super::errors::{MachineError, SyncError};
+use super::errors::{MachineError, SyncError, WipeError};
 use super::pod_dir::{Logs, PodDir};
 use super::sync::blocking;
 
@@ -184,7 +184,7 @@ impl Kubelet {
 /// and no API: the last resort after an agent is gone (test clean-up, node resets). It
 /// goes on past what fails, so one stuck piece leaves only itself behind; the answer
 /// lists every failure.
-pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Result<(), String> {
+pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Result<(), WipeError> {
     let runtime = skiff_runtime::OciRuntime::new(
         runtime_binary,
         super::runtime_root(data_dir, runtime_binary),
@@ -234,7 +234,7 @@ pub fn wipe(data_dir: &std::path::Path, runtime_binary: &std::path::Path) -> Res
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(failures.join("; "))
+        Err(WipeError(failures))
     }
 }
 
