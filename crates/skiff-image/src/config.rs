@@ -84,17 +84,21 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the registries config {path} is not valid: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("the registries config {path} is not valid: {source}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
 }
 
 impl RegistriesConfig {
     /// Reads the file; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<RegistriesConfig, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => RegistriesConfig::parse(&text).map_err(|message| ConfigError::Invalid {
+            Ok(text) => RegistriesConfig::parse(&text).map_err(|source| ConfigError::Invalid {
                 path: path.to_path_buf(),
-                message,
+                source,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RegistriesConfig::default()),
             Err(source) => Err(ConfigError::Read {
@@ -104,11 +108,12 @@ impl RegistriesConfig {
         }
     }
 
-    pub fn parse(text: &str) -> Result<RegistriesConfig, String> {
+    /// The config in `text` (YAML); its error is boxed, being large.
+    pub fn parse(text: &str) -> Result<RegistriesConfig, Box<serde_saphyr::Error>> {
         if text.trim().is_empty() {
             return Ok(RegistriesConfig::default());
         }
-        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+        serde_saphyr::from_str(text).map_err(Box::new)
     }
 
     /// Mirror endpoints for a registry host: its own list, then the `"*"` list.
