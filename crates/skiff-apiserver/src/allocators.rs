@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use skiff_api::{ApiError, Cause, ResourceType};
 use skiff_store::{Store, StoreError};
 
-const IP_PREFIX: &str = "/ranges/serviceips/";
-const PORT_PREFIX: &str = "/ranges/servicenodeports/";
+pub(crate) const IP_PREFIX: &str = "/ranges/serviceips/";
+pub(crate) const PORT_PREFIX: &str = "/ranges/servicenodeports/";
 
 /// The service network: k3s's default 10.43.0.0/16.
 pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 43, 0, 0), 16);
@@ -31,6 +31,15 @@ pub struct ServiceAllocator {
     store: Arc<dyn Store>,
     base: u32,
     size: u32,
+}
+
+/// The owner recorded on a service's address keys.
+pub(crate) fn owner_of(svc: &Value) -> String {
+    format!(
+        "services/{}/{}",
+        skiff_api::object::meta_str(svc, "namespace").unwrap_or_default(),
+        skiff_api::object::meta_str(svc, "name").unwrap_or_default()
+    )
 }
 
 fn random_u32() -> u32 {

@@ -4,6 +4,7 @@
 //! the admin kubeconfig and serves until the returned [`RunningServer`] is dropped. It is the
 //! only component that touches the datastore; everything else is an API client.
 
+mod address_repair;
 mod allocators;
 mod bootstrap;
 mod continue_token;
@@ -88,6 +89,7 @@ pub struct RunningServer {
     auth: Arc<routes::Auth>,
     accept_loop: tokio::task::JoinHandle<()>,
     event_expiry: tokio::task::JoinHandle<()>,
+    address_repair: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -108,6 +110,7 @@ impl Drop for RunningServer {
     fn drop(&mut self) {
         self.accept_loop.abort();
         self.event_expiry.abort();
+        self.address_repair.abort();
     }
 }
 
@@ -161,6 +164,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         )
     };
     let event_expiry = tokio::spawn(event_ttl::run(objects.clone(), config.event_ttl));
+    let address_repair = tokio::spawn(address_repair::run(
+        objects.clone(),
+        address_repair::REPAIR_EVERY,
+    ));
     let caches = watch_cache::Caches::new(objects.clone());
     let state = Arc::new(state::ApiState {
         objects,
@@ -202,5 +209,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         auth,
         accept_loop,
         event_expiry,
+        address_repair,
     })
 }

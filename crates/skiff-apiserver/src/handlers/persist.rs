@@ -10,7 +10,7 @@ use skiff_api::{ApiError, ResourceType, Subresource, managed_fields};
 use skiff_store::Revision;
 
 use super::scale::apply_scale;
-use crate::allocators::ServiceAllocator;
+use crate::allocators::{ServiceAllocator, owner_of};
 use crate::field_validation::Directive;
 use crate::query::Query;
 use crate::request::ResourceRequest;
@@ -23,15 +23,6 @@ pub(super) const PATCH_RETRIES: usize = 8;
 
 pub(super) fn is_service(rt: &ResourceType) -> bool {
     (rt.group, rt.kind) == ("", "Service")
-}
-
-/// The owner recorded on a service's address keys.
-pub(super) fn service_owner(obj: &Value) -> String {
-    format!(
-        "services/{}/{}",
-        meta_str(obj, "namespace").unwrap_or_default(),
-        meta_str(obj, "name").unwrap_or_default()
-    )
 }
 
 /// Creates an object; services get their cluster IP and node ports first (given back if
@@ -52,7 +43,7 @@ pub(super) async fn create_object(
     if !is_service(rt) {
         return state.objects.create(rt, obj).await;
     }
-    let owner = service_owner(&obj);
+    let owner = owner_of(&obj);
     let held = state.services.allocate(rt, &mut obj, &owner).await?;
     match state.objects.create(rt, obj).await {
         Ok(stored) => Ok(stored),
@@ -229,7 +220,7 @@ pub(super) async fn update_object(
     }
     let (taken, release) = state
         .services
-        .reallocate(rt, &old.object, &mut new, &service_owner(&old.object))
+        .reallocate(rt, &old.object, &mut new, &owner_of(&old.object))
         .await?;
     match state.objects.update(rt, new, old.mod_revision).await {
         Ok(stored) => {
