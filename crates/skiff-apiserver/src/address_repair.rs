@@ -9,14 +9,14 @@
 //! A pass lists the keys before the Services: a key taken between the two reads is either
 //! in neither list or held by a Service the second read sees, never a false leak.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use skiff_api::ApiError;
 use skiff_api::resources::lookup;
-use skiff_store::{RangeRequest, Store, StoreError};
+use skiff_store::{KeyValue, RangeRequest, Store, StoreError};
 
 use crate::allocators::{IP_PREFIX, PORT_PREFIX, ServiceAllocator, owner_of};
 use crate::storage::Objects;
@@ -64,7 +64,7 @@ impl AddressRepair {
                 .range(RangeRequest::prefix(prefix))
                 .await
                 .map_err(store_failure)?;
-            keys.extend(page.kvs.into_iter().map(|kv| (kv.key, kv.value)));
+            keys.extend(page.kvs.into_iter().map(|kv| (kv.key.clone(), kv)));
         }
         let services = lookup("", "v1", "services").expect("services are registered");
         let stored = self
@@ -83,29 +83,30 @@ impl AddressRepair {
         }
 
         let mut repaired = Repaired::default();
-        let leaked: HashSet<&String> = keys.keys().filter(|k| !held.contains_key(*k)).collect();
-        self.suspects.retain(|k, _| leaked.contains(k));
-        for key in leaked {
-            let passes = self.suspects.entry(key.clone()).or_insert(0);
+        let leaked: Vec<&KeyValue> = keys
+            .values()
+            .filter(|kv| !held.contains_key(&kv.key))
+            .collect();
+        // A suspect that is gone, or held again, is no longer one.
+        self.suspects
+            .retain(|k, _| keys.contains_key(k) && !held.contains_key(k));
+        for kv in leaked {
+            let passes = self.suspects.entry(kv.key.clone()).or_insert(0);
             *passes += 1;
             if *passes < LEAK_PASSES {
                 continue;
             }
             // Only the key as it was seen: one taken again meanwhile stays.
-            let seen = self.store().get(key).await.map_err(store_failure)?.kv;
-            let Some(kv) = seen.filter(|kv| Some(&kv.value) == keys.get(key)) else {
-                continue;
-            };
-            match self.store().delete(key, Some(kv.mod_revision)).await {
+            match self.store().delete(&kv.key, Some(kv.mod_revision)).await {
                 Ok(_) => {
-                    tracing::warn!(%key, owner = %String::from_utf8_lossy(&kv.value), "released a leaked service address");
-                    repaired.released.push(key.clone());
+                    tracing::warn!(key = %kv.key, owner = %String::from_utf8_lossy(&kv.value), "released a leaked service address");
+                    self.suspects.remove(&kv.key);
+                    repaired.released.push(kv.key.clone());
                 }
                 Err(StoreError::NotFound { .. } | StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(store_failure(e)),
             }
         }
-        self.suspects.retain(|k, _| !repaired.released.contains(k));
 
         for (key, owner) in held.iter().filter(|(k, _)| !keys.contains_key(*k)) {
             match self.store().create(key, Bytes::from(owner.clone())).await {
