@@ -73,11 +73,8 @@ impl AddressRepair {
             .await?;
         let mut held: HashMap<String, String> = HashMap::new();
         for svc in &stored.items {
-            let addresses = ServiceAllocator::held_by(svc);
             let owner = owner_of(svc);
-            let ips = addresses.ips.iter().map(|ip| format!("{IP_PREFIX}{ip}"));
-            let ports = addresses.ports.iter().map(|p| format!("{PORT_PREFIX}{p}"));
-            for key in ips.chain(ports) {
+            for key in ServiceAllocator::held_by(svc).keys() {
                 held.insert(key, owner.clone());
             }
         }

@@ -27,6 +27,14 @@ pub struct Held {
     pub ports: Vec<u16>,
 }
 
+impl Held {
+    /// The datastore keys that hold these addresses.
+    pub fn keys(&self) -> impl Iterator<Item = String> + '_ {
+        let ips = self.ips.iter().map(|ip| format!("{IP_PREFIX}{ip}"));
+        ips.chain(self.ports.iter().map(|p| format!("{PORT_PREFIX}{p}")))
+    }
+}
+
 pub struct ServiceAllocator {
     store: Arc<dyn Store>,
     base: u32,
@@ -93,11 +101,8 @@ impl ServiceAllocator {
     }
 
     pub async fn release(&self, held: &Held) {
-        for ip in &held.ips {
-            self.give_back(format!("{IP_PREFIX}{ip}")).await;
-        }
-        for port in &held.ports {
-            self.give_back(format!("{PORT_PREFIX}{port}")).await;
+        for key in held.keys() {
+            self.give_back(key).await;
         }
     }
 
