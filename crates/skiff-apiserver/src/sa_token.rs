@@ -30,6 +30,9 @@ const NOT_BEFORE_LEEWAY: u64 = 60;
 pub struct TokenIssuer {
     signing: EncodingKey,
     verifying: DecodingKey,
+    /// What `verify` checks through the crate: the algorithm and the issuer. Audiences are
+    /// the caller's to check; times are checked in `verify`, exactly.
+    validation: Validation,
     key_id: String,
 }
 
@@ -112,6 +115,14 @@ impl TokenIssuer {
             signing: EncodingKey::from_ec_der(&pkcs8),
             // The uncompressed point, as ring verifies with it.
             verifying: DecodingKey::from_ec_der(public),
+            validation: {
+                let mut validation = Validation::new(Algorithm::ES256);
+                validation.set_issuer(&[ISSUER]);
+                validation.validate_aud = false;
+                validation.validate_exp = false;
+                validation.validate_nbf = false;
+                validation
+            },
             key_id: URL_SAFE_NO_PAD.encode(&sha256(public)[..16]),
         })
     }
@@ -156,13 +167,7 @@ impl TokenIssuer {
 
     /// The account a token speaks for, if this server signed it and it is current.
     pub fn verify(&self, token: &str) -> Option<ServiceAccountIdentity> {
-        let mut validation = Validation::new(Algorithm::ES256);
-        validation.set_issuer(&[ISSUER]);
-        // Audiences are the caller's to check; times are checked below, exactly.
-        validation.validate_aud = false;
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.verifying, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.verifying, &self.validation)
             .ok()?
             .claims;
         let t = now();

@@ -248,9 +248,10 @@ pub(super) async fn check_namespace_open(
         return Ok(());
     };
     let ns_rt = lookup("", "v1", "namespaces").expect("namespaces are registered");
-    let cached = match state.namespace_deletions.recent(ns) {
-        true => None,
-        false => state.caches.cached(ns_rt, None, ns).await,
+    let cached = if state.namespace_deletions.recent(ns) {
+        None
+    } else {
+        state.caches.cached(ns_rt, None, ns).await
     };
     let phase = match cached {
         Some(c) => c.field("status.phase").unwrap_or_default().to_string(),
