@@ -669,24 +669,17 @@ impl Kubelet {
             .ensure(&self.client, &self.events, pod, c)
             .await?;
         let t_image = t0.elapsed();
-        let failed = |message: String| {
+        // A run that cannot be made: a Failed event, and the container waits with `reason`.
+        let not_made = |reason: &'static str, message: String| {
             self.events
                 .warning(pod, "Failed", format!("Error: {message}"));
-            Waiting {
-                reason: "CreateContainerError",
-                message,
-            }
+            Waiting { reason, message }
         };
+        let failed = |message: String| not_made("CreateContainerError", message);
         let env = self
             .environment(pod, c, &image, fields)
             .await
-            .map_err(|e| {
-                self.events.warning(pod, "Failed", format!("Error: {e}"));
-                Waiting {
-                    reason: "CreateContainerConfigError",
-                    message: e.to_string(),
-                }
-            })?;
+            .map_err(|e| not_made("CreateContainerConfigError", e.to_string()))?;
         let bundle = dir.attempt_dir(&c.name, number);
         let id = dir.container_id(&c.name, number);
         let (machine, layers, at) = (self.machine.clone(), image.layers.clone(), bundle.clone());
