@@ -13,6 +13,7 @@ packages=(
   runc               # the node agent runs containers with it
   crun               # …or with crun (--runtime crun), which its tests run too
   iproute2           # …and wires pod networks with ip
+  nftables           # …and programs Services into the kernel with nft
   unzip              # the tests' Helm and kubectl 1.35 come in a zip (install-test-clients.sh)
 )
 

@@ -177,6 +177,22 @@ impl Node {
         let tmp = tempfile::tempdir().unwrap();
         let netns = Sandbox::at(tmp.path().join("node-ns"));
         netns.create("node-1").unwrap();
+        // A default route, as a real node has, that leads nowhere: a veth pair inside the
+        // namespace, where no one answers for the gateway's address. With it, the node's own connections to cluster IPs are
+        // routed, and a Service without endpoints is refused by the proxy's rules rather
+        // than by a missing route.
+        let node_ns = skiff_net::Netns::Path(netns.net());
+        for args in [
+            &[
+                "link", "add", "uplink0", "type", "veth", "peer", "name", "nowhere0",
+            ][..],
+            &["addr", "add", "192.0.2.1/24", "dev", "uplink0"],
+            &["link", "set", "uplink0", "up"],
+            &["link", "set", "nowhere0", "up"],
+            &["route", "add", "default", "via", "192.0.2.254"],
+        ] {
+            node_ns.ip(args).unwrap();
+        }
         let data = tmp.path().join("agent");
         // Images come from the cluster's registry only: nothing is fetched off the machine,
         // even for a name that is not there.

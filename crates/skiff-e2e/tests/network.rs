@@ -74,6 +74,11 @@ fn pods_on_a_node_get_addresses_and_reach_each_other_over_the_bridge() {
         on_bridge.lines().all(|l| l.contains("state UP")),
         "{on_bridge}"
     );
+    // Hairpin mode: a pod's connection to a Service may be DNATed back to itself.
+    let ports = Netns::Path(node.net())
+        .ip(&["-d", "-o", "link", "show", "master", "skiff0"])
+        .unwrap();
+    assert_eq!(ports.matches("hairpin on").count(), 2, "{ports}");
     assert!(ping(&pod_a, b), "pod a reaches pod b");
     assert!(ping(&pod_b, a), "and back");
     assert!(ping(&pod_a, cidr.gateway()), "and the node's gateway");

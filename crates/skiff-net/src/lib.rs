@@ -1,7 +1,9 @@
-//! skiff's node networking. Today: pod networks on one node — a bridge with the first
-//! address of the node's pod CIDR, an address per pod from that CIDR, and a veth pair from
-//! the bridge into the pod's network namespace (`eth0`, default route via the bridge).
-//! Service load balancing (nftables) and DNS come with the networking issue.
+//! skiff's node networking, knowing nothing of Kubernetes objects: pod networks on one
+//! node — a bridge with the first address of the node's pod CIDR, an address per pod from
+//! that CIDR, and a veth pair from the bridge into the pod's network namespace (`eth0`,
+//! default route via the bridge); nftables tables as data and the transactions that apply
+//! them (`nftables`, which the service proxy builds on); a namespace's kernel settings
+//! (`sysctl`).
 //!
 //! Every operation names the network namespace it acts in, so tests run the node side in
 //! a namespace of their own and nothing touches the machine's real network.
@@ -10,7 +12,9 @@ pub mod cidr;
 mod ip;
 pub mod ipam;
 mod netlink;
+pub mod nftables;
 pub mod pod_network;
+pub mod sysctl;
 
 pub use cidr::Cidr;
 pub use ip::{Netns, NetnsError, WiringError, enter_netns};

@@ -23,7 +23,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -128,6 +129,20 @@ impl Netlink {
         message
             .attributes
             .extend(master.map(LinkAttribute::Controller));
+        self.request(RouteNetlinkMessage::NewLink(message), 0)
+    }
+
+    /// Lets the bridge send a frame back out of the port `index` it came in on (hairpin
+    /// mode): a pod whose connection to a Service is DNATed back to itself gets the frame
+    /// bridged straight back to it (`ip link set … type bridge_slave hairpin on`).
+    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut message = link(index, false);
+        message.attributes = vec![LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ])];
         self.request(RouteNetlinkMessage::NewLink(message), 0)
     }
 

@@ -138,25 +138,33 @@ impl PodNetwork {
                         self.bridge
                     ))
                 })?;
-                if wired && let Some(index) = index_of(&veth) {
-                    return netlink
-                        .set_up(index, Some(bridge))
-                        .map_err(WiringError::step(format!(
-                            "putting {veth} up on {}",
-                            self.bridge
-                        )));
+                match index_of(&veth) {
+                    Some(index) if wired => {
+                        netlink
+                            .set_up(index, Some(bridge))
+                            .map_err(WiringError::step(format!(
+                                "putting {veth} up on {}",
+                                self.bridge
+                            )))?
+                    }
+                    _ => {
+                        // A half-wired pod from before: its veth starts afresh.
+                        let _ = netlink.delete_link(&veth);
+                        let target = std::fs::File::open(pod_netns).map_err(WiringError::step(
+                            format!("the pod's network namespace {}", pod_netns.display()),
+                        ))?;
+                        netlink
+                            .add_veth(&veth, POD_LINK, target.as_raw_fd(), bridge)
+                            .map_err(WiringError::step(format!(
+                                "adding the veth pair {veth}/{POD_LINK}"
+                            )))?;
+                    }
                 }
-                // A half-wired pod from before: its veth starts afresh.
-                let _ = netlink.delete_link(&veth);
-                let target = std::fs::File::open(pod_netns).map_err(WiringError::step(format!(
-                    "the pod's network namespace {}",
-                    pod_netns.display()
-                )))?;
+                let index = index_of(&veth)
+                    .ok_or_else(|| WiringError::Missing(format!("the veth {veth} is gone")))?;
                 netlink
-                    .add_veth(&veth, POD_LINK, target.as_raw_fd(), bridge)
-                    .map_err(WiringError::step(format!(
-                        "adding the veth pair {veth}/{POD_LINK}"
-                    )))
+                    .set_hairpin(index)
+                    .map_err(WiringError::step(format!("hairpin mode on {veth}")))
             })
             .map_err(err)?;
         let (gateway, prefix) = (self.cidr.gateway(), self.cidr.prefix);

@@ -113,6 +113,9 @@ pub struct KubeletConfig {
     /// How often a running pod is synced with nothing happening to it (`--sync-frequency`):
     /// its volumes' files follow their sources and its tokens are renewed.
     pub sync_frequency: Duration,
+    /// The service proxy's settings, when this node programs Services into its network
+    /// namespace (`--proxy-mode nftables`); `None` leaves Services to another proxy.
+    pub proxy: Option<skiff_proxy::ProxyConfig>,
 }
 
 /// The node agent: its configuration, the API's view of its pods, the machine, and the
@@ -224,6 +227,16 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
     )
     .await?;
     tokio::spawn(heartbeat(heartbeat_client, config.clone(), images.clone()));
+    if let Some(proxy) = config.proxy.clone() {
+        let proxier =
+            skiff_proxy::Proxier::new(config.node_netns.clone(), &config.node_name, proxy);
+        let client = client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = skiff_proxy::run(client, proxier).await {
+                tracing::error!("the service proxy stopped: {e}");
+            }
+        });
+    }
 
     let selector = format!("spec.nodeName={}", config.node_name);
     let pods_api = Api::<Pod>::all(client.clone());

@@ -5,7 +5,7 @@
 //! Invariants: refused while a skiff server or agent runs on the same directory (it would
 //! make what is being removed again); idempotent (a second run finds nothing and succeeds);
 //! goes on past a failure and reports every one; touches only what lives under the agent's
-//! directory, the pod bridge, and the pods' cgroups.
+//! directory, the pod bridge, the service proxy's nftables table, and the pods' cgroups.
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,10 @@ impl Reset {
         }
         progress(&format!("removing the pod bridge {POD_BRIDGE}"));
         if let Err(e) = skiff_net::remove_bridge(&self.node_netns, POD_BRIDGE) {
+            failures.push(e.to_string());
+        }
+        progress(&format!("removing the service rules (nftables table ip {})", skiff_proxy::TABLE));
+        if let Err(e) = skiff_proxy::remove_rules(&self.node_netns) {
             failures.push(e.to_string());
         }
         let left = unmount_under(&agent);

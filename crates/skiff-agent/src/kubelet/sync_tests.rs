@@ -170,6 +170,7 @@ impl Harness {
             workers: 1,
             streaming_address: "127.0.0.1:0".parse().unwrap(),
             cluster_ca: Vec::new(),
+            proxy: None,
             sync_frequency: super::DEFAULT_SYNC_FREQUENCY,
         };
         let images = ImageStore::open(

@@ -58,6 +58,8 @@ pub struct AgentArgs {
     /// their ConfigMaps and Secrets, and its tokens are renewed, this often.
     #[arg(long, default_value = "1m", value_parser = super::parse_duration, value_name = "DURATION")]
     sync_frequency: std::time::Duration,
+    #[command(flatten)]
+    network: super::network::NetworkArgs,
 }
 
 /// The first global IPv4 address of this machine, else loopback.
@@ -144,6 +146,7 @@ impl AgentArgs {
             streaming_address: std::net::SocketAddr::new(self.kubelet_address, self.kubelet_port),
             cluster_ca,
             sync_frequency: self.sync_frequency,
+            proxy: self.network.proxy()?,
         };
         eprintln!(
             "node {node_name} joining (pods from {pod_cidr}, data in {})",

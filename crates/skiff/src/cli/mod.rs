@@ -3,6 +3,7 @@
 mod agent;
 mod datastore;
 mod image;
+mod network;
 mod node;
 mod progress;
 mod server;

@@ -63,6 +63,8 @@ pub struct ServerArgs {
     /// flags).
     #[arg(long, default_value = "runc", value_name = "BINARY")]
     runtime: PathBuf,
+    #[command(flatten)]
+    network: super::network::NetworkArgs,
 }
 
 impl ServerArgs {
@@ -147,6 +149,7 @@ impl ServerArgs {
                 streaming_address: std::net::SocketAddr::new(self.bind_address, self.kubelet_port),
                 cluster_ca: skiff_tls::certificates_from_pem(&server.ca_pem, "the cluster CA")?,
                 sync_frequency: skiff_agent::kubelet::DEFAULT_SYNC_FREQUENCY,
+                proxy: self.network.proxy()?,
             };
             let agent_api = skiff_client::config_from_kubeconfig(&server.kubeconfig).await?;
             tokio::spawn(async move {

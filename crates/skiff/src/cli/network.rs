@@ -1,0 +1,40 @@
+//! The network flags `skiff server` (for its own node) and `skiff agent` share.
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+
+/// How this node makes Services reachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyMode {
+    /// skiff's own proxy: one nftables table (`ip skiff`), as kube-proxy's nftables mode.
+    Nftables,
+    /// No service proxy here (bring your own).
+    None,
+}
+
+#[derive(Args, Debug)]
+pub struct NetworkArgs {
+    /// The service proxy this node runs.
+    #[arg(long, value_enum, default_value_t = ProxyMode::Nftables, value_name = "MODE")]
+    proxy_mode: ProxyMode,
+    /// The cluster's pod addresses (every node's pod CIDR lies inside): traffic from
+    /// outside them to a Service is masqueraded.
+    #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
+    cluster_cidr: String,
+}
+
+impl NetworkArgs {
+    pub fn cluster_cidr(&self) -> Result<skiff_net::Cidr> {
+        skiff_net::Cidr::parse(&self.cluster_cidr).context("--cluster-cidr")
+    }
+
+    /// The service proxy's settings, or `None` with `--proxy-mode none`.
+    pub fn proxy(&self) -> Result<Option<skiff_proxy::ProxyConfig>> {
+        Ok(match self.proxy_mode {
+            ProxyMode::None => None,
+            ProxyMode::Nftables => Some(skiff_proxy::ProxyConfig {
+                cluster_cidr: Some(self.cluster_cidr()?),
+            }),
+        })
+    }
+}
