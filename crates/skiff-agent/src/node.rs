@@ -29,6 +29,7 @@ pub fn lease_renew_interval(lease_duration_seconds: i32) -> std::time::Duration 
 pub struct NodeDescription {
     pub name: String,
     pub ip: String,
+    pub external_ip: Option<String>,
     /// Where the node's streaming endpoints listen (`daemonEndpoints.kubeletEndpoint`).
     pub kubelet_port: u16,
     pub pod_cidr: String,
@@ -82,10 +83,7 @@ pub fn node_object(node: &NodeDescription) -> Value {
             "capacity": resources,
             "allocatable": resources,
             "conditions": node_conditions(&now, node.pressure, None),
-            "addresses": [
-                {"type": "InternalIP", "address": node.ip},
-                {"type": "Hostname", "address": node.name},
-            ],
+            "addresses": addresses(node),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": node.kubelet_port}},
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
@@ -96,6 +94,16 @@ pub fn node_object(node: &NodeDescription) -> Value {
             },
         },
     })
+}
+
+/// InternalIP, ExternalIP if it has one, Hostname: the order kubelet reports them in.
+fn addresses(node: &NodeDescription) -> Value {
+    let mut addresses = vec![json!({"type": "InternalIP", "address": node.ip})];
+    if let Some(external) = &node.external_ip {
+        addresses.push(json!({"type": "ExternalIP", "address": external}));
+    }
+    addresses.push(json!({"type": "Hostname", "address": node.name}));
+    Value::Array(addresses)
 }
 
 /// The node's resource pressures, as the kubelet's eviction thresholds judge them.

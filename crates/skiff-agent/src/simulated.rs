@@ -135,6 +135,7 @@ fn description(config: &SimulatedConfig, node: &SimNode) -> NodeDescription {
     NodeDescription {
         name: node.name.clone(),
         ip: node.ip.clone(),
+        external_ip: None,
         // Nothing listens there: a simulated node has no streams to give.
         kubelet_port: 10250,
         pod_cidr: format!("{}.0/24", node.pod_net),

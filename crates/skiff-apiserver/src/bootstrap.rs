@@ -23,9 +23,18 @@ async fn create_if_missing(
     objects: &Objects,
     plural: &str,
     ns: Option<&str>,
-    mut obj: Value,
+    obj: Value,
 ) -> Result<(), skiff_api::ApiError> {
     let rt = lookup("", "v1", plural).expect("core types are registered");
+    create_in(objects, rt, ns, obj).await
+}
+
+async fn create_in(
+    objects: &Objects,
+    rt: &'static skiff_api::resources::ResourceType,
+    ns: Option<&str>,
+    mut obj: Value,
+) -> Result<(), skiff_api::ApiError> {
     strategy::prepare_create(rt, &mut obj, ns)?;
     match objects.create(rt, obj).await {
         Ok(_) => Ok(()),
@@ -65,12 +74,62 @@ pub async fn run(
         },
     });
     create_if_missing(objects, "services", Some("default"), service).await?;
+    let ip = advertise.ip().to_string();
     let endpoints = json!({
         "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{
-            "addresses": [{"ip": advertise.ip().to_string()}],
+            "addresses": [{"ip": ip}],
             "ports": [{"name": "https", "port": advertise.port(), "protocol": "TCP"}],
         }],
     });
-    create_if_missing(objects, "endpoints", Some("default"), endpoints).await
+    reconcile(objects, "", "endpoints", endpoints, &["subsets"]).await?;
+    // What service proxies read (upstream's API server writes both).
+    let slice = json!({
+        "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": advertise.port(), "protocol": "TCP"}],
+    });
+    reconcile(
+        objects,
+        "discovery.k8s.io",
+        "endpointslices",
+        slice,
+        &["endpoints", "ports"],
+    )
+    .await
+}
+
+/// Creates `obj` in `default`, or, if it exists with other `fields`, gives it `obj`'s: the
+/// API's address follows the server's flags across restarts.
+async fn reconcile(
+    objects: &Objects,
+    group: &str,
+    plural: &str,
+    obj: Value,
+    fields: &[&str],
+) -> Result<(), skiff_api::ApiError> {
+    let rt = lookup(group, "v1", plural).expect("built-in types are registered");
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let stored = match objects.get(rt, Some("default"), &name).await {
+        Ok(stored) => stored,
+        Err(e) if e.reason == "NotFound" => {
+            return create_in(objects, rt, Some("default"), obj).await;
+        }
+        Err(e) => return Err(e),
+    };
+    let mut current = stored.object;
+    if fields.iter().all(|f| current[*f] == obj[*f]) {
+        return Ok(());
+    }
+    for f in fields {
+        current[*f] = obj[*f].clone();
+    }
+    objects
+        .update(rt, current, stored.mod_revision)
+        .await
+        .map(|_| ())
 }

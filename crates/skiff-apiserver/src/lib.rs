@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub https_port: u16,
     /// Where to write the admin kubeconfig, if anywhere.
     pub write_kubeconfig: Option<PathBuf>,
+    /// The address the `kubernetes` Service's endpoints name, which pods reach the API at
+    /// (`--advertise-address`); `None`: the bind address, or loopback for a wildcard bind.
+    pub advertise_address: Option<IpAddr>,
     pub store: Arc<dyn Store>,
     /// How long events are kept after they were last seen (`--event-ttl`).
     pub event_ttl: std::time::Duration,
@@ -128,14 +131,26 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         source,
     })?;
     // Clients on this machine reach a wildcard bind through loopback.
-    let advertise_ip = if config.bind_address.is_unspecified() {
+    let local_ip = if config.bind_address.is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
         config.bind_address
     };
-    let advertise = SocketAddr::new(advertise_ip, local_addr.port());
+    let local = SocketAddr::new(local_ip, local_addr.port());
+    let advertise = SocketAddr::new(
+        config.advertise_address.unwrap_or(local_ip),
+        local_addr.port(),
+    );
 
-    let names = pki::serving_names(config.bind_address, &[]);
+    // Pods reach the API at the `kubernetes` Service's cluster IP and at the advertised
+    // address: both are names the certificate must hold.
+    let names = pki::serving_names(
+        config.bind_address,
+        &[
+            bootstrap::KUBERNETES_SERVICE_IP.to_string(),
+            advertise.ip().to_string(),
+        ],
+    );
     let creds = {
         let data_dir = config.data_dir.clone();
         tokio::task::spawn_blocking(move || pki::load_or_create(&data_dir, &names))
@@ -149,7 +164,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .await
         .map_err(ServerError::Bootstrap)?;
 
-    let url = format!("https://{advertise}");
+    let url = format!("https://{local}");
     let kubeconfig = kubeconfig::render(&url, &creds.ca_pem, &creds.admin_token);
     if let Some(path) = &config.write_kubeconfig {
         kubeconfig::write(path, &kubeconfig)?;

@@ -129,6 +129,7 @@ impl TestServer {
                 bind_address: "127.0.0.1".parse().unwrap(),
                 https_port: 0,
                 write_kubeconfig: Some(data_dir.join("kubeconfig")),
+                advertise_address: None,
                 store: store.clone(),
                 event_ttl: options.event_ttl,
                 not_ready_toleration_seconds: options.toleration_seconds,

@@ -115,8 +115,24 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
         String::from_utf8_lossy(&refused.stderr)
     );
 
+    // The API server publishes its own address for the `kubernetes` Service, as an
+    // EndpointSlice the proxy programs.
+    let slice = kubectl.json(&["get", "endpointslice", "kubernetes", "-o", "json"]);
+    assert_eq!(
+        slice["endpoints"][0]["addresses"][0], "127.0.0.1",
+        "{slice}"
+    );
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+
     // An agent restart rebuilds the same rules.
     let before = rule_names(&node);
+    assert!(
+        before.contains("service-default/kubernetes/tcp/https"),
+        "{before:?}"
+    );
     assert!(
         before
             .iter()
@@ -157,7 +173,9 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
     kubectl.ok(&["delete", "service", "web", "nothing"]);
     eventually("the rules are gone", Duration::from_secs(20), || {
         let names = rule_names(&node);
-        !names.iter().any(|n| n.contains("default/"))
+        !names
+            .iter()
+            .any(|n| n.contains("default/web/") || n.contains("default/nothing/"))
     });
     let listing = nftables::list(&Netns::Path(node.netns.net()), "ip", "skiff")
         .unwrap()

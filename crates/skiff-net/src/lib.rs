@@ -8,6 +8,7 @@
 //! Every operation names the network namespace it acts in, so tests run the node side in
 //! a namespace of their own and nothing touches the machine's real network.
 
+mod address;
 pub mod cidr;
 mod ip;
 pub mod ipam;
@@ -16,6 +17,7 @@ pub mod nftables;
 pub mod pod_network;
 pub mod sysctl;
 
+pub use address::host_address;
 pub use cidr::Cidr;
 pub use ip::{Netns, NetnsError, WiringError, enter_netns};
 pub use pod_network::{NetError, PodNetwork, remove_bridge};

@@ -159,7 +159,13 @@ pub(crate) mod tests {
     }
 
     /// 10.42.0.`last`:8080.
-    pub(crate) fn ep(last: u8, ready: bool, serving: bool, terminating: bool, local: bool) -> Endpoint {
+    pub(crate) fn ep(
+        last: u8,
+        ready: bool,
+        serving: bool,
+        terminating: bool,
+        local: bool,
+    ) -> Endpoint {
         Endpoint {
             ip: Ipv4Addr::new(10, 42, 0, last),
             port: 8080,

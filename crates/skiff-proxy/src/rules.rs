@@ -404,7 +404,10 @@ mod tests {
         );
         assert_eq!(
             rules(&t, "external-default/web/tcp/http"),
-            ["jump mark-for-masquerade", "goto service-default/web/tcp/http"]
+            [
+                "jump mark-for-masquerade",
+                "goto service-default/web/tcp/http"
+            ]
         );
     }
 

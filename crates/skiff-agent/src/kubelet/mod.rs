@@ -100,6 +100,8 @@ pub struct KubeletConfig {
     pub node_netns: Netns,
     pub pod_cidr: Cidr,
     pub node_ip: String,
+    /// An address the node is reached at from outside the cluster (`--node-external-ip`).
+    pub node_external_ip: Option<String>,
     pub lease_duration_seconds: i32,
     /// The cluster's embedded registry, tried first for every image.
     pub registry: Option<Endpoint>,
@@ -175,6 +177,7 @@ fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
     NodeDescription {
         name: config.node_name.clone(),
         ip: config.node_ip.clone(),
+        external_ip: config.node_external_ip.clone(),
         kubelet_port,
         pod_cidr: config.pod_cidr.to_string(),
         cpu: host::cpus().to_string(),

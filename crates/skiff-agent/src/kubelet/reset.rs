@@ -97,7 +97,10 @@ impl Reset {
         if let Err(e) = skiff_net::remove_bridge(&self.node_netns, POD_BRIDGE) {
             failures.push(e.to_string());
         }
-        progress(&format!("removing the service rules (nftables table ip {})", skiff_proxy::TABLE));
+        progress(&format!(
+            "removing the service rules (nftables table ip {})",
+            skiff_proxy::TABLE
+        ));
         if let Err(e) = skiff_proxy::remove_rules(&self.node_netns) {
             failures.push(e.to_string());
         }

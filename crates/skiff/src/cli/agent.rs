@@ -29,9 +29,6 @@ pub struct AgentArgs {
     /// The node's pod addresses (default: the Node's spec.podCIDR, else 10.42.0.0/24).
     #[arg(long, value_name = "CIDR")]
     pod_cidr: Option<String>,
-    /// The address the node reports (default: its first global IPv4 address).
-    #[arg(long, value_name = "IP")]
-    node_ip: Option<String>,
     /// The network namespace (a pinned file) that holds the pod bridge, instead of this
     /// process's own: how tests keep pod networks off the machine's network.
     #[arg(long, value_name = "FILE")]
@@ -60,22 +57,6 @@ pub struct AgentArgs {
     sync_frequency: std::time::Duration,
     #[command(flatten)]
     network: super::network::NetworkArgs,
-}
-
-/// The first global IPv4 address of this machine, else loopback.
-pub(super) fn detect_node_ip() -> String {
-    std::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "scope", "global"])
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
-                let mut words = l.split_whitespace();
-                words.find(|w| *w == "inet")?;
-                words.next()?.split('/').next().map(str::to_string)
-            })
-        })
-        .unwrap_or_else(|| "127.0.0.1".into())
 }
 
 impl AgentArgs {
@@ -139,7 +120,8 @@ impl AgentArgs {
                 None => skiff_net::Netns::Current,
             },
             pod_cidr,
-            node_ip: self.node_ip.clone().unwrap_or_else(detect_node_ip),
+            node_ip: self.network.node_ip().to_string(),
+            node_external_ip: self.network.node_external_ip(),
             lease_duration_seconds: self.node_lease_duration_seconds.max(1),
             registry: registry.map(|r| skiff_image::Endpoint::new(&format!("http://{r}"))),
             workers: 8,

@@ -14,6 +14,14 @@ pub enum ProxyMode {
 
 #[derive(Args, Debug)]
 pub struct NetworkArgs {
+    /// The address this node reports as its InternalIP (default: the address of the
+    /// interface that holds the default route, else the first global one, else loopback).
+    #[arg(long, value_name = "IP")]
+    node_ip: Option<std::net::Ipv4Addr>,
+    /// An address this node is reached at from outside the cluster, reported as its
+    /// ExternalIP (and given to LoadBalancer Services).
+    #[arg(long, value_name = "IP")]
+    node_external_ip: Option<std::net::Ipv4Addr>,
     /// The service proxy this node runs.
     #[arg(long, value_enum, default_value_t = ProxyMode::Nftables, value_name = "MODE")]
     proxy_mode: ProxyMode,
@@ -24,6 +32,16 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
+    pub fn node_ip(&self) -> std::net::IpAddr {
+        self.node_ip
+            .map(Into::into)
+            .unwrap_or_else(|| skiff_net::host_address().into())
+    }
+
+    pub fn node_external_ip(&self) -> Option<String> {
+        self.node_external_ip.map(|ip| ip.to_string())
+    }
+
     pub fn cluster_cidr(&self) -> Result<skiff_net::Cidr> {
         skiff_net::Cidr::parse(&self.cluster_cidr).context("--cluster-cidr")
     }

@@ -18,6 +18,10 @@ pub struct ServerArgs {
     /// Address to serve the Kubernetes API on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
+    /// The address pods reach the API at (the `kubernetes` Service's endpoint; default:
+    /// the bind address, or this node's address for a wildcard bind).
+    #[arg(long, value_name = "IP")]
+    advertise_address: Option<IpAddr>,
     /// Port of the Kubernetes API (HTTPS).
     #[arg(long, default_value_t = 6443)]
     https_port: u16,
@@ -94,6 +98,13 @@ impl ServerArgs {
             bind_address: self.bind_address,
             https_port: self.https_port,
             write_kubeconfig: Some(self.write_kubeconfig.clone()),
+            advertise_address: Some(self.advertise_address.unwrap_or(
+                if self.bind_address.is_unspecified() {
+                    self.network.node_ip()
+                } else {
+                    self.bind_address
+                },
+            )),
             store,
             event_ttl: std::time::Duration::from_secs(self.event_ttl),
             not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
@@ -139,7 +150,8 @@ impl ServerArgs {
                 skiff_binary: std::env::current_exe().context("finding this program's path")?,
                 node_netns: skiff_net::Netns::Current,
                 pod_cidr,
-                node_ip: super::agent::detect_node_ip(),
+                node_ip: self.network.node_ip().to_string(),
+                node_external_ip: self.network.node_external_ip(),
                 lease_duration_seconds: skiff_agent::node::LEASE_DURATION_SECONDS,
                 registry: Some(skiff_image::Endpoint::new(&format!(
                     "http://{registry_host}:{}",
