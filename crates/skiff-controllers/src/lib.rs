@@ -15,6 +15,7 @@ mod namespace;
 mod node_lifecycle;
 mod replicaset;
 mod root_ca;
+mod service_lb;
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use skiff_client::InformerFactory;
 
 pub use namespace::NAMESPACE_FINALIZER;
 pub use node_lifecycle::{DEFAULT_GRACE_PERIOD, GracePeriodTooShort, check_grace_period};
+pub use service_lb::{AddressPool, PoolError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -48,6 +50,9 @@ pub struct Config {
     /// The cluster CA (PEM) every namespace gets in its `kube-root-ca.crt` ConfigMap
     /// (`--root-ca-file` upstream); none publishes nothing.
     pub root_ca_pem: Option<String>,
+    /// Where LoadBalancer Services' addresses come from (`--lb-address-pool`); none: the
+    /// nodes' own addresses.
+    pub lb_address_pool: Option<AddressPool>,
 }
 
 impl Default for Config {
@@ -55,6 +60,7 @@ impl Default for Config {
         Config {
             node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
             root_ca_pem: None,
+            lb_address_pool: None,
         }
     }
 }
@@ -65,6 +71,7 @@ pub struct Controllers {
     replicasets: Arc<replicaset::ReplicaSetController>,
     deployments: Arc<deployment::DeploymentController>,
     endpoints: Arc<endpoints::EndpointsController>,
+    load_balancers: Arc<service_lb::LoadBalancerController>,
     nodes: Arc<node_lifecycle::NodeLifecycle>,
     namespaces: Arc<namespace::NamespaceController>,
 }
@@ -76,6 +83,11 @@ impl Controllers {
             replicasets: replicaset::ReplicaSetController::new(client.clone(), informers),
             deployments: deployment::DeploymentController::new(client.clone(), informers),
             endpoints: endpoints::EndpointsController::new(client.clone(), informers),
+            load_balancers: service_lb::LoadBalancerController::new(
+                client.clone(),
+                config.lb_address_pool,
+                informers,
+            ),
             nodes: node_lifecycle::NodeLifecycle::new(
                 client.clone(),
                 config.node_monitor_grace_period,
@@ -107,6 +119,7 @@ impl Controllers {
             self.replicasets.run(),
             self.deployments.run(),
             self.endpoints.run(),
+            self.load_balancers.run(),
             self.nodes.run()
         );
     }

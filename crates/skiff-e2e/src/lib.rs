@@ -44,6 +44,8 @@ pub struct Options {
     /// Both DefaultTolerationSeconds values.
     pub toleration_seconds: i64,
     pub node_monitor_grace_period: std::time::Duration,
+    /// `--lb-address-pool`.
+    pub lb_address_pool: Option<skiff_controllers::AddressPool>,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             toleration_seconds: skiff_apiserver::DEFAULT_TOLERATION_SECONDS,
             node_monitor_grace_period: skiff_controllers::Config::default()
                 .node_monitor_grace_period,
+            lb_address_pool: None,
         }
     }
 }
@@ -158,6 +161,7 @@ impl TestServer {
                 let config = skiff_controllers::Config {
                     node_monitor_grace_period: options.node_monitor_grace_period,
                     root_ca_pem: Some(server.ca_pem.clone()),
+                    lb_address_pool: options.lb_address_pool.clone(),
                 };
                 let mut informers = skiff_client::InformerFactory::new(client.clone());
                 let controllers =

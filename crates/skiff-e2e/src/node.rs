@@ -14,6 +14,8 @@ use skiff_runtime::sandbox::Sandbox;
 use crate::{TestServer, eventually};
 
 pub const NODE: &str = "node-1";
+/// The node's address inside its network namespace, reported as its ExternalIP.
+pub const NODE_EXTERNAL_IP: &str = "192.0.2.1";
 const APPLETS: &[&str] = &[
     "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill", "dd", "tty", "stty", "wc",
     "tar", "mkdir", "id", "touch",
@@ -65,6 +67,10 @@ fn start_agent(server: &TestServer, data: &Path, netns: &Path, runtime: &str) ->
             "10.244.1.0/24",
             "--node-ip",
             "127.0.0.1",
+            // The node namespace's own address (see `Node::start`): what LoadBalancer
+            // Services get as their external address.
+            "--node-external-ip",
+            NODE_EXTERNAL_IP,
             "--kubelet-address",
             "127.0.0.1",
             "--kubelet-port",
@@ -186,7 +192,13 @@ impl Node {
             &[
                 "link", "add", "uplink0", "type", "veth", "peer", "name", "nowhere0",
             ][..],
-            &["addr", "add", "192.0.2.1/24", "dev", "uplink0"],
+            &[
+                "addr",
+                "add",
+                &format!("{NODE_EXTERNAL_IP}/24"),
+                "dev",
+                "uplink0",
+            ],
             &["link", "set", "uplink0", "up"],
             &["link", "set", "nowhere0", "up"],
             &["route", "add", "default", "via", "192.0.2.254"],

@@ -1,13 +1,13 @@
 //! Services made reachable by the node's service proxy, end to end: real kubectl creates a
 //! Deployment and exposes it; the agent's proxy programs nftables in the node's network
 //! namespace (the test's own); pods reach the cluster IP, the node answers on the NodePort,
-//! a Service without endpoints refuses at once, and the rules follow scale-downs, deletes
-//! and agent restarts.
+//! a LoadBalancer gets the node's external address, a Service without endpoints refuses
+//! at once, and the rules follow scale-downs, type changes, deletes and agent restarts.
 
 use std::time::Duration;
 
 use skiff_e2e::eventually;
-use skiff_e2e::node::{Node, http_get, pods_of};
+use skiff_e2e::node::{NODE_EXTERNAL_IP, Node, http_get, pods_of};
 use skiff_net::{Netns, nftables};
 
 /// What `count` fetches of `url` from inside `pod` answered, one line each (a failed fetch
@@ -55,7 +55,7 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
         "--target-port",
         "8080",
         "--type",
-        "NodePort",
+        "LoadBalancer",
     ]);
     kubectl.ok(&["create", "service", "clusterip", "nothing", "--tcp", "80"]);
     let service = kubectl.json(&["get", "service", "web", "-o", "json"]);
@@ -86,11 +86,24 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
     }
     assert!(!answers.iter().any(|a| a == "failed"), "{answers:?}");
 
-    // The node answers on the NodePort, at any of its addresses, and reaches the cluster
-    // IP itself.
+    // The load balancer's address is the node's external one, as kubectl shows it.
+    eventually(
+        "the load balancer has an address",
+        Duration::from_secs(20),
+        || {
+            let row = kubectl.ok(&["get", "service", "web", "--no-headers"]);
+            row.split_whitespace().nth(3) == Some(NODE_EXTERNAL_IP)
+        },
+    );
+    let events = skiff_e2e::node::events_of(&kubectl, "web");
+    assert!(events.contains("EnsuredLoadBalancer"), "{events}");
+
+    // The node answers on the NodePort, at any of its addresses, and on the load balancer's
+    // address, and reaches the cluster IP itself.
     for url in [
+        format!("http://{NODE_EXTERNAL_IP}/hostname"),
         format!("http://10.244.1.1:{node_port}/hostname"),
-        format!("http://192.0.2.1:{node_port}/hostname"),
+        format!("http://{NODE_EXTERNAL_IP}:{node_port}/hostname"),
         url.clone(),
     ] {
         let answer = http_get(&node.netns.net(), &url).unwrap_or_else(|| panic!("{url} answers"));
@@ -166,6 +179,25 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
             };
             let answers = fetch_from_pod(&kubectl, &survivor, &url, 10);
             answers.iter().all(|a| *a == survivor)
+        },
+    );
+
+    // No longer a LoadBalancer: the address goes.
+    kubectl.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec": {"type": "NodePort"}}"#,
+    ]);
+    eventually(
+        "the load balancer's address is released",
+        Duration::from_secs(20),
+        || {
+            let status = kubectl.json(&["get", "service", "web", "-o", "json"]);
+            status["status"]["loadBalancer"]
+                .get("ingress")
+                .is_none_or(|i| i.as_array().is_none_or(Vec::is_empty))
         },
     );
 

@@ -44,6 +44,10 @@ pub struct ServerArgs {
     /// (e.g. 50s, 2m); at least two of the nodes' lease renewals (every 10 s).
     #[arg(long, default_value = "50s", value_parser = super::parse_duration, value_name = "DURATION")]
     node_monitor_grace_period: std::time::Duration,
+    /// Addresses for LoadBalancer Services, one each: a CIDR (192.0.2.0/28) or a range
+    /// (192.0.2.10-192.0.2.20). Default: the nodes' own addresses, as k3s's ServiceLB.
+    #[arg(long, value_name = "CIDR|RANGE")]
+    lb_address_pool: Option<String>,
     /// Run without the scheduler (another one, anywhere, can place the pods).
     #[arg(long)]
     disable_scheduler: bool,
@@ -130,6 +134,12 @@ impl ServerArgs {
         let config = skiff_controllers::Config {
             node_monitor_grace_period: self.node_monitor_grace_period,
             root_ca_pem: Some(server.ca_pem.clone()),
+            lb_address_pool: self
+                .lb_address_pool
+                .as_deref()
+                .map(skiff_controllers::AddressPool::parse)
+                .transpose()
+                .context("--lb-address-pool")?,
         };
         // One informer per resource for the controllers and the scheduler together.
         let mut informers = skiff_client::InformerFactory::new(client.clone());
