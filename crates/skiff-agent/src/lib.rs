@@ -15,4 +15,6 @@ pub enum AgentError {
     Register { node: String, source: kube::Error },
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
+    #[error("node {node}'s spec.podCIDR: {cause}")]
+    PodCidr { node: String, cause: String },
 }

@@ -32,7 +32,8 @@ pub struct NodeDescription {
     pub external_ip: Option<String>,
     /// Where the node's streaming endpoints listen (`daemonEndpoints.kubeletEndpoint`).
     pub kubelet_port: u16,
-    pub pod_cidr: String,
+    /// What the node brings (`--pod-cidr`); `None`: the cluster assigns one.
+    pub pod_cidr: Option<String>,
     pub cpu: String,
     pub memory: String,
     pub max_pods: u32,
@@ -75,9 +76,9 @@ pub fn node_object(node: &NodeDescription) -> Value {
             "labels": labels,
             "annotations": annotations,
         },
-        "spec": {
-            "podCIDR": node.pod_cidr,
-            "podCIDRs": [node.pod_cidr],
+        "spec": match &node.pod_cidr {
+            Some(cidr) => json!({"podCIDR": cidr, "podCIDRs": [cidr]}),
+            None => json!({}),
         },
         "status": {
             "capacity": resources,
@@ -220,6 +221,42 @@ pub async fn register(
     )
     .await
     .map_err(err)
+}
+
+/// The pod CIDR the cluster assigned this node (`spec.podCIDR`, from the server's node
+/// IPAM), waited for; after 5 s says every 30 s that it is still waiting, and why.
+pub async fn assigned_pod_cidr(client: &Client, node: &str) -> Result<skiff_net::Cidr, AgentError> {
+    let nodes = Api::<Node>::all(client.clone());
+    let started = std::time::Instant::now();
+    let mut said = None::<std::time::Instant>;
+    loop {
+        let assigned = nodes
+            .get_opt(node)
+            .await
+            .map_err(|source| AgentError::Register {
+                node: node.to_string(),
+                source,
+            })?
+            .and_then(|n| n.spec?.pod_cidr);
+        if let Some(cidr) = assigned {
+            return skiff_net::Cidr::parse(&cidr).map_err(|e| AgentError::PodCidr {
+                node: node.to_string(),
+                cause: e.to_string(),
+            });
+        }
+        let quiet = std::time::Duration::from_secs(5);
+        if started.elapsed() >= quiet
+            && said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30))
+        {
+            said = Some(std::time::Instant::now());
+            tracing::warn!(
+                "node {node} has no pod CIDR yet ({}s): the server assigns one from its --cluster-cidr; \
+                 or give this agent --pod-cidr",
+                started.elapsed().as_secs()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// Creates or renews a node's lease (owned by its Node, so it goes with it).

@@ -138,7 +138,7 @@ fn description(config: &SimulatedConfig, node: &SimNode) -> NodeDescription {
         external_ip: None,
         // Nothing listens there: a simulated node has no streams to give.
         kubelet_port: 10250,
-        pod_cidr: format!("{}.0/24", node.pod_net),
+        pod_cidr: Some(format!("{}.0/24", node.pod_net)),
         cpu: config.cpu.clone(),
         memory: config.memory.clone(),
         max_pods: config.max_pods,

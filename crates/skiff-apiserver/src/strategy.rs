@@ -325,9 +325,30 @@ fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
             }
         }
         ("", "Service") => validate_service(obj, &mut causes),
+        ("", "Node") => {
+            if let Some(old) = old {
+                validate_node_update(obj, old, &mut causes);
+            }
+        }
         _ => {}
     }
     causes
+}
+
+/// A node's pod CIDRs are set once (by the node IPAM, or by the node at registration) and
+/// never changed: its pods hold addresses from them. Upstream's rule and message.
+fn validate_node_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let was = field(old, &["spec", "podCIDRs"])
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty());
+    if let Some(was) = was
+        && field(new, &["spec", "podCIDRs"]).and_then(Value::as_array) != Some(was)
+    {
+        causes.push(Cause::forbidden(
+            "spec.podCIDRs",
+            "node updates may not change podCIDR except from \"\" to valid",
+        ));
+    }
 }
 
 fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {

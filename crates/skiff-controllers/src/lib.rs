@@ -12,6 +12,7 @@ mod endpoints;
 mod expectations;
 mod garbage_collector;
 mod namespace;
+mod node_ipam;
 mod node_lifecycle;
 mod replicaset;
 mod root_ca;
@@ -53,7 +54,14 @@ pub struct Config {
     /// Where LoadBalancer Services' addresses come from (`--lb-address-pool`); none: the
     /// nodes' own addresses.
     pub lb_address_pool: Option<AddressPool>,
+    /// The cluster's pod addresses, split into a subnet per Node (`--cluster-cidr`,
+    /// `--node-cidr-mask-size`); none: Nodes bring their own.
+    pub cluster_cidr: Option<skiff_net::Cidr>,
+    pub node_cidr_mask_size: u8,
 }
+
+/// Upstream's `--node-cidr-mask-size` for IPv4.
+pub const DEFAULT_NODE_CIDR_MASK_SIZE: u8 = 24;
 
 impl Default for Config {
     fn default() -> Self {
@@ -61,6 +69,8 @@ impl Default for Config {
             node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
             root_ca_pem: None,
             lb_address_pool: None,
+            cluster_cidr: None,
+            node_cidr_mask_size: DEFAULT_NODE_CIDR_MASK_SIZE,
         }
     }
 }
@@ -72,6 +82,7 @@ pub struct Controllers {
     deployments: Arc<deployment::DeploymentController>,
     endpoints: Arc<endpoints::EndpointsController>,
     load_balancers: Arc<service_lb::LoadBalancerController>,
+    node_ipam: Option<Arc<node_ipam::NodeIpamController>>,
     nodes: Arc<node_lifecycle::NodeLifecycle>,
     namespaces: Arc<namespace::NamespaceController>,
 }
@@ -83,6 +94,14 @@ impl Controllers {
             replicasets: replicaset::ReplicaSetController::new(client.clone(), informers),
             deployments: deployment::DeploymentController::new(client.clone(), informers),
             endpoints: endpoints::EndpointsController::new(client.clone(), informers),
+            node_ipam: config.cluster_cidr.map(|cidr| {
+                node_ipam::NodeIpamController::new(
+                    client.clone(),
+                    cidr,
+                    config.node_cidr_mask_size,
+                    informers,
+                )
+            }),
             load_balancers: service_lb::LoadBalancerController::new(
                 client.clone(),
                 config.lb_address_pool,
@@ -120,6 +139,11 @@ impl Controllers {
             self.deployments.run(),
             self.endpoints.run(),
             self.load_balancers.run(),
+            async {
+                if let Some(ipam) = self.node_ipam {
+                    ipam.run().await
+                }
+            },
             self.nodes.run()
         );
     }

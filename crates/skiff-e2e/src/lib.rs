@@ -162,6 +162,8 @@ impl TestServer {
                     node_monitor_grace_period: options.node_monitor_grace_period,
                     root_ca_pem: Some(server.ca_pem.clone()),
                     lb_address_pool: options.lb_address_pool.clone(),
+                    cluster_cidr: Some(skiff_net::Cidr::parse("10.42.0.0/16").unwrap()),
+                    node_cidr_mask_size: skiff_controllers::DEFAULT_NODE_CIDR_MASK_SIZE,
                 };
                 let mut informers = skiff_client::InformerFactory::new(client.clone());
                 let controllers =

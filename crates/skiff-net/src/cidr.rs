@@ -35,6 +35,31 @@ impl Cidr {
         (first..=last).map(Ipv4Addr::from)
     }
 
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - self.prefix);
+        u32::from(ip) & mask == u32::from(self.network)
+    }
+
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.contains(other.network) || other.contains(self.network)
+    }
+
+    /// Its subnets of `prefix` bits, in address order (none if `prefix` is shorter than
+    /// its own or longer than /30).
+    pub fn subnets(&self, prefix: u8) -> impl Iterator<Item = Cidr> {
+        let count = if (self.prefix..=30).contains(&prefix) {
+            1u64 << (prefix - self.prefix)
+        } else {
+            0
+        };
+        let base = u32::from(self.network) as u64;
+        (0..count).map(move |i| Cidr {
+            network: Ipv4Addr::from((base + (i << (32 - prefix))) as u32),
+            prefix,
+        })
+    }
+
     /// The first host address: the node's gateway on the pod bridge.
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) + 1)
@@ -62,5 +87,23 @@ mod tests {
         for bad in ["10.0.0.0", "10.0.0.0/31", "x/24", "10.0.0.0/7", "::1/64"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cluster_cidrs_split_into_node_subnets() {
+        let cluster = Cidr::parse("10.42.0.0/16").unwrap();
+        let nodes: Vec<String> = cluster.subnets(24).take(2).map(|c| c.to_string()).collect();
+        assert_eq!(nodes, ["10.42.0.0/24", "10.42.1.0/24"]);
+        assert_eq!(cluster.subnets(24).count(), 256);
+        assert_eq!(
+            cluster.subnets(24).last().unwrap().to_string(),
+            "10.42.255.0/24"
+        );
+        assert_eq!(cluster.subnets(8).count(), 0);
+        assert!(cluster.contains(Ipv4Addr::new(10, 42, 200, 1)));
+        assert!(!cluster.contains(Ipv4Addr::new(10, 43, 0, 1)));
+        let node = Cidr::parse("10.42.7.0/24").unwrap();
+        assert!(cluster.overlaps(&node) && node.overlaps(&cluster));
+        assert!(!node.overlaps(&Cidr::parse("10.42.8.0/24").unwrap()));
     }
 }

@@ -98,7 +98,9 @@ pub struct KubeletConfig {
     pub skiff_binary: PathBuf,
     /// Where the pod bridge lives: the host's namespace, or (tests) one of their own.
     pub node_netns: Netns,
-    pub pod_cidr: Cidr,
+    /// The node's pod addresses (`--pod-cidr`); `None`: the subnet the cluster assigns
+    /// (the Node's `spec.podCIDR`), waited for at start.
+    pub pod_cidr: Option<Cidr>,
     pub node_ip: String,
     /// An address the node is reached at from outside the cluster (`--node-external-ip`).
     pub node_external_ip: Option<String>,
@@ -179,7 +181,7 @@ fn description(config: &KubeletConfig, kubelet_port: u16) -> NodeDescription {
         ip: config.node_ip.clone(),
         external_ip: config.node_external_ip.clone(),
         kubelet_port,
-        pod_cidr: config.pod_cidr.to_string(),
+        pod_cidr: config.pod_cidr.map(|c| c.to_string()),
         cpu: host::cpus().to_string(),
         memory: format!("{}Ki", host::memory_kib()),
         max_pods: 110,
@@ -204,13 +206,6 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         path: config.data_dir.clone(),
         source,
     })?;
-    let network = PodNetwork::new(
-        config.node_netns.clone(),
-        POD_BRIDGE,
-        config.pod_cidr,
-        config.data_dir.join("ipam"),
-    );
-    network.ensure_bridge()?;
     let registries = RegistriesConfig::load(&config.data_dir.join("registries.yaml"))?;
     let images = ImageStore::open(
         config.data_dir.join("images"),
@@ -229,6 +224,17 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         config.lease_duration_seconds,
     )
     .await?;
+    let pod_cidr = match config.pod_cidr {
+        Some(cidr) => cidr,
+        None => crate::node::assigned_pod_cidr(&client, &config.node_name).await?,
+    };
+    let network = PodNetwork::new(
+        config.node_netns.clone(),
+        POD_BRIDGE,
+        pod_cidr,
+        config.data_dir.join("ipam"),
+    );
+    network.ensure_bridge()?;
     tokio::spawn(heartbeat(heartbeat_client, config.clone(), images.clone()));
     if let Some(proxy) = config.proxy.clone() {
         let proxier =

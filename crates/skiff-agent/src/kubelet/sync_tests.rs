@@ -163,7 +163,7 @@ impl Harness {
             runtime_binary: "runc".into(),
             skiff_binary: "skiff".into(),
             node_netns: skiff_net::Netns::Current,
-            pod_cidr: skiff_net::Cidr::parse("10.244.0.0/24").unwrap(),
+            pod_cidr: Some(skiff_net::Cidr::parse("10.244.0.0/24").unwrap()),
             node_ip: "192.0.2.1".into(),
             node_external_ip: None,
             lease_duration_seconds: 40,

@@ -9,9 +9,6 @@ use clap::Args;
 use skiff_agent::kubelet::KubeletConfig;
 use skiff_agent::simulated::SimulatedConfig;
 
-/// The pod CIDR when neither the flag nor the Node's `spec.podCIDR` gives one.
-const DEFAULT_POD_CIDR: &str = "10.42.0.0/24";
-
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     /// Kubeconfig of the cluster to join (as `skiff server --write-kubeconfig` writes it).
@@ -26,7 +23,8 @@ pub struct AgentArgs {
     /// The OCI runtime binary (runc; crun takes the same flags).
     #[arg(long, default_value = "runc", value_name = "BINARY")]
     runtime: PathBuf,
-    /// The node's pod addresses (default: the Node's spec.podCIDR, else 10.42.0.0/24).
+    /// The node's pod addresses (default: the subnet of the cluster CIDR the server
+    /// assigns this node, its spec.podCIDR).
     #[arg(long, value_name = "CIDR")]
     pod_cidr: Option<String>,
     /// The network namespace (a pinned file) that holds the pod bridge, instead of this
@@ -83,18 +81,12 @@ impl AgentArgs {
             .node_name
             .clone()
             .unwrap_or_else(skiff_agent::kubelet::host::hostname);
-        let assigned = kube::Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
-            .get_opt(&node_name)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|n| n.spec?.pod_cidr);
-        let cidr = self
+        let pod_cidr = self
             .pod_cidr
-            .clone()
-            .or(assigned)
-            .unwrap_or_else(|| DEFAULT_POD_CIDR.into());
-        let pod_cidr = skiff_net::Cidr::parse(&cidr).context("--pod-cidr")?;
+            .as_deref()
+            .map(skiff_net::Cidr::parse)
+            .transpose()
+            .context("--pod-cidr")?;
         let cluster_ca = kube_config.root_cert.clone().with_context(|| {
             "the kubeconfig has no certificate-authority-data (the node agent checks the API server's client certificate against it); use the kubeconfig `skiff server` writes"
         })?;
@@ -130,8 +122,9 @@ impl AgentArgs {
             sync_frequency: self.sync_frequency,
             proxy: self.network.proxy()?,
         };
+        let pods_from = pod_cidr.map_or("the subnet the cluster assigns".into(), |c| c.to_string());
         eprintln!(
-            "node {node_name} joining (pods from {pod_cidr}, data in {})",
+            "node {node_name} joining (pods from {pods_from}, data in {})",
             self.data_dir.display()
         );
         tokio::select! {

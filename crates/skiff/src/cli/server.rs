@@ -60,9 +60,13 @@ pub struct ServerArgs {
     /// `skiff agent`).
     #[arg(long)]
     disable_agent: bool,
-    /// This machine's pod addresses, when it runs its node agent.
-    #[arg(long, default_value = "10.42.0.0/24", value_name = "CIDR")]
-    pod_cidr: String,
+    /// This machine's pod addresses, when it runs its node agent (default: the subnet of
+    /// the cluster CIDR the node IPAM assigns it).
+    #[arg(long, value_name = "CIDR")]
+    pod_cidr: Option<String>,
+    /// The size of each node's subnet of the cluster CIDR (a /24: 254 pods a node).
+    #[arg(long, default_value_t = skiff_controllers::DEFAULT_NODE_CIDR_MASK_SIZE, value_name = "BITS")]
+    node_cidr_mask_size: u8,
     /// Port of this machine's node streaming endpoints (logs, exec; HTTPS on the bind
     /// address, for the API server only), when it runs its node agent.
     #[arg(long, default_value_t = 10250, value_name = "PORT")]
@@ -127,7 +131,12 @@ impl ServerArgs {
         let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
             .await
             .context("connecting the controllers to the API")?;
-        let pod_cidr = skiff_net::Cidr::parse(&self.pod_cidr).context("--pod-cidr")?;
+        let pod_cidr = self
+            .pod_cidr
+            .as_deref()
+            .map(skiff_net::Cidr::parse)
+            .transpose()
+            .context("--pod-cidr")?;
         skiff_client::cluster_registry::publish(&client, registry_addr.port())
             .await
             .context("publishing the registry's address")?;
@@ -140,6 +149,8 @@ impl ServerArgs {
                 .map(skiff_controllers::AddressPool::parse)
                 .transpose()
                 .context("--lb-address-pool")?,
+            cluster_cidr: Some(self.network.cluster_cidr()?),
+            node_cidr_mask_size: self.node_cidr_mask_size,
         };
         // One informer per resource for the controllers and the scheduler together.
         let mut informers = skiff_client::InformerFactory::new(client.clone());
