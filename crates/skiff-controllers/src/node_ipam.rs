@@ -78,8 +78,12 @@ impl NodeIpamController {
         // One worker: see the module's invariant.
         self.queue.run_reconciler(1, self.clone()).await;
     }
+}
 
-    async fn sync(&self, name: &str) -> Result<Option<Duration>, Error> {
+impl skiff_client::Reconcile for NodeIpamController {
+    type Error = Error;
+
+    async fn reconcile(&self, name: &str) -> Result<Option<Duration>, Error> {
         let Some(node) = self.nodes.get(name) else {
             self.written.lock().expect("not poisoned").remove(name);
             return Ok(None);
@@ -130,14 +134,6 @@ impl NodeIpamController {
         skiff_client::tolerating(result, &[404])?;
         tracing::info!(node = name, pod_cidr = %cidr, "assigned the node its pod CIDR");
         Ok(None)
-    }
-}
-
-impl skiff_client::Reconcile for NodeIpamController {
-    type Error = Error;
-
-    async fn reconcile(&self, key: &str) -> Result<Option<Duration>, Error> {
-        self.sync(key).await
     }
 }
 

@@ -264,8 +264,12 @@ impl LoadBalancerController {
         skiff_client::tolerating(result, &[404])?;
         Ok(())
     }
+}
 
-    async fn sync(&self, key: &str) -> Result<Option<Duration>, Error> {
+impl skiff_client::Reconcile for LoadBalancerController {
+    type Error = Error;
+
+    async fn reconcile(&self, key: &str) -> Result<Option<Duration>, Error> {
         let Some(svc) = self.services.get(key) else {
             self.written.lock().expect("not poisoned").remove(key);
             return Ok(None);
@@ -312,14 +316,6 @@ impl LoadBalancerController {
             "Ensured load balancer".into(),
         );
         Ok(None)
-    }
-}
-
-impl skiff_client::Reconcile for LoadBalancerController {
-    type Error = Error;
-
-    async fn reconcile(&self, key: &str) -> Result<Option<Duration>, Error> {
-        self.sync(key).await
     }
 }
 

@@ -26,7 +26,7 @@ pub struct AgentArgs {
     /// The node's pod addresses (default: the subnet of the cluster CIDR the server
     /// assigns this node, its spec.podCIDR).
     #[arg(long, value_name = "CIDR")]
-    pod_cidr: Option<String>,
+    pod_cidr: Option<skiff_net::Cidr>,
     /// The network namespace (a pinned file) that holds the pod bridge, instead of this
     /// process's own: how tests keep pod networks off the machine's network.
     #[arg(long, value_name = "FILE")]
@@ -81,12 +81,7 @@ impl AgentArgs {
             .node_name
             .clone()
             .unwrap_or_else(skiff_agent::kubelet::host::hostname);
-        let pod_cidr = self
-            .pod_cidr
-            .as_deref()
-            .map(skiff_net::Cidr::parse)
-            .transpose()
-            .context("--pod-cidr")?;
+        let pod_cidr = self.pod_cidr;
         let cluster_ca = kube_config.root_cert.clone().with_context(|| {
             "the kubeconfig has no certificate-authority-data (the node agent checks the API server's client certificate against it); use the kubeconfig `skiff server` writes"
         })?;
@@ -120,7 +115,7 @@ impl AgentArgs {
             streaming_address: std::net::SocketAddr::new(self.kubelet_address, self.kubelet_port),
             cluster_ca,
             sync_frequency: self.sync_frequency,
-            proxy: self.network.proxy()?,
+            proxy: self.network.proxy(),
         };
         let pods_from = pod_cidr.map_or("the subnet the cluster assigns".into(), |c| c.to_string());
         eprintln!(

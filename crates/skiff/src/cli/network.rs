@@ -1,6 +1,5 @@
 //! The network flags `skiff server` (for its own node) and `skiff agent` share.
 
-use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 /// How this node makes Services reachable.
@@ -28,7 +27,7 @@ pub struct NetworkArgs {
     /// The cluster's pod addresses (every node's pod CIDR lies inside): traffic from
     /// outside them to a Service is masqueraded.
     #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
-    cluster_cidr: String,
+    cluster_cidr: skiff_net::Cidr,
 }
 
 impl NetworkArgs {
@@ -42,17 +41,17 @@ impl NetworkArgs {
         self.node_external_ip.map(|ip| ip.to_string())
     }
 
-    pub fn cluster_cidr(&self) -> Result<skiff_net::Cidr> {
-        skiff_net::Cidr::parse(&self.cluster_cidr).context("--cluster-cidr")
+    pub fn cluster_cidr(&self) -> skiff_net::Cidr {
+        self.cluster_cidr
     }
 
     /// The service proxy's settings, or `None` with `--proxy-mode none`.
-    pub fn proxy(&self) -> Result<Option<skiff_proxy::ProxyConfig>> {
-        Ok(match self.proxy_mode {
+    pub fn proxy(&self) -> Option<skiff_proxy::ProxyConfig> {
+        match self.proxy_mode {
             ProxyMode::None => None,
             ProxyMode::Nftables => Some(skiff_proxy::ProxyConfig {
-                cluster_cidr: Some(self.cluster_cidr()?),
+                cluster_cidr: Some(self.cluster_cidr),
             }),
-        })
+        }
     }
 }

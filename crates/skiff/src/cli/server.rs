@@ -63,7 +63,7 @@ pub struct ServerArgs {
     /// This machine's pod addresses, when it runs its node agent (default: the subnet of
     /// the cluster CIDR the node IPAM assigns it).
     #[arg(long, value_name = "CIDR")]
-    pod_cidr: Option<String>,
+    pod_cidr: Option<skiff_net::Cidr>,
     /// The size of each node's subnet of the cluster CIDR (a /24: 254 pods a node).
     #[arg(long, default_value_t = skiff_controllers::DEFAULT_NODE_CIDR_MASK_SIZE, value_name = "BITS")]
     node_cidr_mask_size: u8,
@@ -131,12 +131,7 @@ impl ServerArgs {
         let client = skiff_client::client_from_kubeconfig(&server.kubeconfig)
             .await
             .context("connecting the controllers to the API")?;
-        let pod_cidr = self
-            .pod_cidr
-            .as_deref()
-            .map(skiff_net::Cidr::parse)
-            .transpose()
-            .context("--pod-cidr")?;
+        let pod_cidr = self.pod_cidr;
         skiff_client::cluster_registry::publish(&client, registry_addr.port())
             .await
             .context("publishing the registry's address")?;
@@ -149,7 +144,7 @@ impl ServerArgs {
                 .map(skiff_controllers::AddressPool::parse)
                 .transpose()
                 .context("--lb-address-pool")?,
-            cluster_cidr: Some(self.network.cluster_cidr()?),
+            cluster_cidr: Some(self.network.cluster_cidr()),
             node_cidr_mask_size: self.node_cidr_mask_size,
         };
         // One informer per resource for the controllers and the scheduler together.
@@ -182,7 +177,7 @@ impl ServerArgs {
                 streaming_address: std::net::SocketAddr::new(self.bind_address, self.kubelet_port),
                 cluster_ca: skiff_tls::certificates_from_pem(&server.ca_pem, "the cluster CA")?,
                 sync_frequency: skiff_agent::kubelet::DEFAULT_SYNC_FREQUENCY,
-                proxy: self.network.proxy()?,
+                proxy: self.network.proxy(),
             };
             let agent_api = skiff_client::config_from_kubeconfig(&server.kubeconfig).await?;
             tokio::spawn(async move {
