@@ -342,9 +342,16 @@ impl ServiceAllocator {
     }
 
     /// Records an address already in use (the built-in `kubernetes` Service's).
-    pub async fn reserve_ip(&self, ip: Ipv4Addr, owner: &str) -> Result<(), ApiError> {
-        self.take(format!("{IP_PREFIX}{ip}"), owner)
-            .await
-            .map(|_| ())
+    /// Takes `ip` for `owner` (a built-in Service's fixed address); answers whether
+    /// `owner` holds it — false when another Service does.
+    pub async fn reserve_ip(&self, ip: Ipv4Addr, owner: &str) -> Result<bool, ApiError> {
+        let key = format!("{IP_PREFIX}{ip}");
+        if self.take(key.clone(), owner).await? {
+            return Ok(true);
+        }
+        let held = self.store.get(&key).await.map_err(store_failure)?;
+        Ok(held
+            .kv
+            .is_some_and(|kv| kv.value.as_ref() == owner.as_bytes()))
     }
 }

@@ -2,7 +2,7 @@
 //! Service in `default` (with its Endpoints) that tells pods where the API is. Idempotent:
 //! runs at every start and creates only what is missing.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use serde_json::{Value, json};
 use skiff_api::resources::lookup;
@@ -47,6 +47,7 @@ pub async fn run(
     objects: &Objects,
     services: &ServiceAllocator,
     advertise: SocketAddr,
+    cluster_dns: Option<Ipv4Addr>,
 ) -> Result<(), skiff_api::ApiError> {
     let ip = KUBERNETES_SERVICE_IP.parse().expect("a valid address");
     services
@@ -74,6 +75,9 @@ pub async fn run(
         },
     });
     create_if_missing(objects, "services", Some("default"), service).await?;
+    if let Some(dns) = cluster_dns {
+        dns_service(objects, services, dns).await?;
+    }
     let ip = advertise.ip().to_string();
     let endpoints = json!({
         "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
@@ -98,6 +102,48 @@ pub async fn run(
         &["endpoints", "ports"],
     )
     .await
+}
+
+/// The cluster DNS Service, `kube-system/kube-dns` at `ip` (`--cluster-dns`), labelled as
+/// a cluster service so `kubectl cluster-info` lists it. It has no selector: every node's
+/// agent publishes its own DNS server as an endpoint, and `internalTrafficPolicy: Local`
+/// keeps each pod's questions on its own node.
+async fn dns_service(
+    objects: &Objects,
+    services: &ServiceAllocator,
+    ip: Ipv4Addr,
+) -> Result<(), skiff_api::ApiError> {
+    if !services
+        .reserve_ip(ip, "services/kube-system/kube-dns")
+        .await?
+    {
+        tracing::warn!(
+            "the cluster DNS address {ip} belongs to another Service: no kube-dns Service is made \
+             (choose another with --cluster-dns, or delete that Service and restart)"
+        );
+        return Ok(());
+    }
+    let ip = ip.to_string();
+    let service = json!({
+        "metadata": {"name": "kube-dns", "labels": {
+            "k8s-app": "kube-dns",
+            "kubernetes.io/cluster-service": "true",
+            "kubernetes.io/name": "KubeDNS",
+        }},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ip,
+            "clusterIPs": [ip],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Local",
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ],
+        },
+    });
+    create_if_missing(objects, "services", Some("kube-system"), service).await
 }
 
 /// Creates `obj` in `default`, or, if it exists with other `fields`, gives it `obj`'s: the

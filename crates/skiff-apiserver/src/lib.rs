@@ -49,6 +49,8 @@ pub struct ServerConfig {
     /// The address the `kubernetes` Service's endpoints name, which pods reach the API at
     /// (`--advertise-address`); `None`: the bind address, or loopback for a wildcard bind.
     pub advertise_address: Option<IpAddr>,
+    /// The cluster DNS Service's address (`kube-system/kube-dns`), made at start if set.
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
     pub store: Arc<dyn Store>,
     /// How long events are kept after they were last seen (`--event-ttl`).
     pub event_ttl: std::time::Duration,
@@ -160,7 +162,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
 
     let objects = storage::Objects::new(config.store.clone());
     let services = allocators::ServiceAllocator::new(config.store.clone());
-    bootstrap::run(&objects, &services, advertise)
+    bootstrap::run(&objects, &services, advertise, config.cluster_dns)
         .await
         .map_err(ServerError::Bootstrap)?;
 

@@ -133,6 +133,7 @@ impl TestServer {
                 https_port: 0,
                 write_kubeconfig: Some(data_dir.join("kubeconfig")),
                 advertise_address: None,
+                cluster_dns: Some(std::net::Ipv4Addr::new(10, 43, 0, 10)),
                 store: store.clone(),
                 event_ttl: options.event_ttl,
                 not_ready_toleration_seconds: options.toleration_seconds,

@@ -18,7 +18,7 @@ pub const NODE: &str = "node-1";
 pub const NODE_EXTERNAL_IP: &str = "192.0.2.1";
 const APPLETS: &[&str] = &[
     "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill", "dd", "tty", "stty", "wc",
-    "tar", "mkdir", "id", "touch",
+    "tar", "mkdir", "id", "touch", "nslookup",
 ];
 
 /// busybox (Debian's static build) as `busybox:1.36` in the cluster's registry.
@@ -50,6 +50,21 @@ fn push_busybox(server: &TestServer) {
         .unwrap();
 }
 
+/// Where the node's DNS forwards names outside the cluster: port 53 of the node
+/// namespace's own address. Nothing listens there unless a test serves it.
+pub const UPSTREAM_DNS: &str = NODE_EXTERNAL_IP;
+
+/// The node's resolv.conf, naming only [`UPSTREAM_DNS`].
+fn resolv_conf(data: &Path) -> PathBuf {
+    let path = data.join("resolv.conf");
+    std::fs::write(
+        &path,
+        format!("nameserver {UPSTREAM_DNS}\nsearch node.test\n"),
+    )
+    .unwrap();
+    path
+}
+
 /// A `skiff agent` process for this machine as `node-1`.
 struct Agent {
     child: Child,
@@ -78,7 +93,11 @@ fn start_agent(server: &TestServer, data: &Path, netns: &Path, runtime: &str) ->
             // Volumes follow their sources within seconds, for the tests that change them.
             "--sync-frequency",
             "3s",
+            // Names outside the cluster go to the node namespace's own address, where a
+            // test may serve them (see `UPSTREAM_DNS`); nothing is asked off the machine.
+            "--resolv-conf",
         ])
+        .arg(resolv_conf(data))
         .arg("--kubeconfig")
         .arg(server.kubeconfig())
         .arg("--data-dir")

@@ -25,6 +25,23 @@ fn fetch_from_pod(kubectl: &skiff_e2e::Kubectl, pod: &str, url: &str, count: usi
         .collect()
 }
 
+/// A Deployment `web` of `replicas` busybox HTTP servers on port 8080 (serving `/etc`, so
+/// `/hostname` answers the pod's name), ready when they listen; waits for its rollout.
+fn deploy_web(kubectl: &skiff_e2e::Kubectl, replicas: u32) {
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "web"}},
+            "spec": {{"replicas": {replicas}, "selector": {{"matchLabels": {{"app": "web"}}}},
+              "template": {{"metadata": {{"labels": {{"app": "web"}}}},
+                "spec": {{"terminationGracePeriodSeconds": 1, "containers": [{{"name": "httpd",
+                  "image": "busybox:1.36", "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
+                  "readinessProbe": {{"tcpSocket": {{"port": 8080}}, "periodSeconds": 1}}}}]}}}}}}}}"#
+        ),
+    );
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+}
+
 fn rule_names(node: &Node) -> std::collections::BTreeSet<String> {
     let listing = nftables::list(&Netns::Path(node.netns.net()), "ip", "skiff")
         .unwrap()
@@ -36,16 +53,7 @@ fn rule_names(node: &Node) -> std::collections::BTreeSet<String> {
 fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
     let mut node = Node::start();
     let kubectl = node.server.kubectl(33);
-    kubectl.ok_stdin(
-        &["apply", "-f", "-"],
-        r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-              "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "httpd",
-                  "image": "busybox:1.36", "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
-                  "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}}}"#,
-    );
-    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    deploy_web(&kubectl, 3);
     kubectl.ok(&[
         "expose",
         "deployment",
@@ -76,14 +84,13 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
     let client = names[0].clone();
     let url = format!("http://{cluster_ip}/hostname");
 
-    // Every pod is reached through the cluster IP (the client itself too: hairpin).
-    eventually("the cluster IP answers", Duration::from_secs(20), || {
-        fetch_from_pod(&kubectl, &client, &url, 1)[0] != "failed"
+    // Every pod is reached through the cluster IP (the client itself too: hairpin), once
+    // the endpoints have reached the node's rules.
+    eventually("every pod answers through the cluster IP", Duration::from_secs(20), || {
+        let answers = fetch_from_pod(&kubectl, &client, &url, 30);
+        names.iter().all(|n| answers.contains(n))
     });
     let answers = fetch_from_pod(&kubectl, &client, &url, 60);
-    for name in &names {
-        assert!(answers.contains(name), "{name} in {answers:?}");
-    }
     assert!(!answers.iter().any(|a| a == "failed"), "{answers:?}");
 
     // The load balancer's address is the node's external one, as kubectl shows it.
@@ -213,4 +220,121 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
         .unwrap()
         .unwrap();
     assert!(!listing.contains(&cluster_ip), "{listing}");
+}
+
+/// An upstream resolver for the node's DNS to forward to: a DNS server for `example.test`
+/// on the node namespace's own address (what the node's resolv.conf names).
+fn serve_upstream(node: &Node) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let www: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "www", "namespace": "web"},
+        "spec": {"clusterIP": "192.0.2.80", "ports": [{"name": "http", "port": 80}]},
+    }))
+    .unwrap();
+    let zone = skiff_dns::Zone::build("example.test", [&www], []).unwrap();
+    let addr = format!("{}:53", skiff_e2e::node::UPSTREAM_DNS)
+        .parse()
+        .unwrap();
+    let (udp, tcp) = skiff_dns::bind(addr, Some(&node.netns.net())).unwrap();
+    let handler = skiff_dns::Handler::new(
+        skiff_dns::CurrentZone::new(zone),
+        skiff_dns::Forwarder::none(),
+    );
+    runtime.spawn(async move {
+        let _ = runtime_serve(udp, tcp, handler).await;
+    });
+    runtime
+}
+
+async fn runtime_serve(
+    udp: std::net::UdpSocket,
+    tcp: std::net::TcpListener,
+    handler: skiff_dns::Handler,
+) -> std::io::Result<()> {
+    skiff_dns::serve(udp, tcp, handler).await
+}
+
+#[test]
+fn pods_resolve_services_headless_services_and_outside_names() {
+    let node = Node::start();
+    let _upstream = serve_upstream(&node);
+    let kubectl = node.server.kubectl(33);
+    deploy_web(&kubectl, 2);
+    kubectl.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-pods"},
+            "spec": {"clusterIP": "None", "selector": {"app": "web"},
+                     "ports": [{"name": "http", "port": 8080}]}}"#,
+    );
+    kubectl.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let cluster_ip = kubectl.ok(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let pods = pods_of(&node.server, "app=web");
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let pod_ips: Vec<String> = pods
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
+        .collect();
+
+    // The pod's resolver: the cluster DNS, searching its namespace first, then the node's.
+    let resolv = kubectl.ok(&["exec", &pod, "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(
+        resolv,
+        "search default.svc.cluster.local svc.cluster.local cluster.local node.test\nnameserver 10.43.0.10\noptions ndots:5\n"
+    );
+    let lookup = |name: &str| kubectl.run(&["exec", &pod, "--", "nslookup", name]);
+    eventually("the Service resolves", Duration::from_secs(20), || {
+        String::from_utf8_lossy(&lookup("web.default.svc.cluster.local").stdout)
+            .contains(&cluster_ip)
+    });
+    // By its short name, through the search path.
+    let short = String::from_utf8_lossy(&lookup("web").stdout).into_owned();
+    assert!(short.contains(&cluster_ip), "{short}");
+    // The page, fetched by the Service's name.
+    let names: Vec<String> = pods
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    let page = kubectl.ok(&[
+        "exec",
+        &pod,
+        "--",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://web/hostname",
+    ]);
+    assert!(names.contains(&page.trim().to_string()), "{page}");
+    // A headless Service answers its pods' addresses.
+    eventually(
+        "the headless Service lists both pods",
+        Duration::from_secs(20),
+        || {
+            let out = String::from_utf8_lossy(&lookup("web-pods.default.svc.cluster.local").stdout)
+                .into_owned();
+            pod_ips.iter().all(|ip| out.contains(ip.as_str()))
+        },
+    );
+    // A pod's dashed address.
+    let dashed = format!("{}.default.pod.cluster.local", pod_ips[0].replace('.', "-"));
+    let out = String::from_utf8_lossy(&lookup(&dashed).stdout).into_owned();
+    assert!(out.contains(&pod_ips[0]), "{out}");
+    // Names outside the cluster are forwarded to the node's resolver.
+    let outside = String::from_utf8_lossy(&lookup("www.web.svc.example.test").stdout).into_owned();
+    assert!(outside.contains("192.0.2.80"), "{outside}");
+    // A name that does not exist.
+    let missing = lookup("nothing.default.svc.cluster.local");
+    assert!(!missing.status.success());
+
+    // kubectl cluster-info lists the cluster DNS.
+    let info = kubectl.ok(&["cluster-info"]);
+    assert!(info.contains("KubeDNS is running at"), "{info}");
 }

@@ -1,5 +1,6 @@
 //! The proxier: keeps the node's table equal to what the cluster's Services and
-//! EndpointSlices ask for. Every change to either wakes one sync (changes that arrive during
+//! EndpointSlices ask for (read from the agent's informers). Every change to either wakes
+//! one sync (changes that arrive during
 //! a sync are taken by the next, so syncs never queue up); a sync computes the whole table
 //! (`rules::table`), then sends the kernel only the difference from what it last applied,
 //! as one transaction.
@@ -17,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::Api;
-use kube::runtime::watcher;
-use skiff_client::informer::Informer;
+use skiff_client::Store;
 use skiff_net::nftables::{self, NftError, Table};
 use skiff_net::{Netns, WiringError, sysctl};
 
@@ -182,37 +181,19 @@ pub fn remove_rules(netns: &Netns) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Runs the proxier until the task is dropped: informers on every Service and
-/// EndpointSlice, one sync per burst of changes, drift checks.
-pub async fn run(client: kube::Client, mut proxier: Proxier) -> Result<(), ProxyError> {
+/// Runs the proxier until the task is dropped: a sync whenever `wake` is notified (the
+/// caller's informers on every Service and EndpointSlice, listed already, notify it on
+/// each change), and drift checks.
+pub async fn run(
+    mut proxier: Proxier,
+    service_store: Store<Service>,
+    slice_store: Store<EndpointSlice>,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<(), ProxyError> {
     let netns = proxier.netns.clone();
     tokio::task::spawn_blocking(move || prepare_node(&netns))
         .await
         .expect("preparing the node does not panic")?;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let mut services = Informer::new(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let mut slices = Informer::new(
-        Api::<EndpointSlice>::all(client),
-        watcher::Config::default(),
-    );
-    {
-        let wake = wake.clone();
-        services.on_change(move |_| wake.notify_one());
-    }
-    {
-        let wake = wake.clone();
-        slices.on_change(move |_| wake.notify_one());
-    }
-    let (service_store, slice_store) = (services.store(), slices.store());
-    let (services_synced, slices_synced) = (services.synced(), slices.synced());
-    let _services = services.start();
-    let _slices = slices.start();
-    services_synced.wait().await;
-    slices_synced.wait().await;
-
     let mut last_check = Instant::now();
     loop {
         let (svcs, eps) = (service_store.list(), slice_store.list());

@@ -12,6 +12,7 @@
 
 mod backoff;
 mod container;
+pub mod dns;
 mod env;
 mod errors;
 #[cfg(test)]
@@ -21,6 +22,7 @@ pub mod host;
 mod images;
 mod logs;
 mod machine;
+mod node_dns;
 pub(crate) mod pod_dir;
 mod probe;
 pub mod reset;
@@ -41,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -49,6 +52,7 @@ use skiff_client::{EventRecorder, Informer, Store, WorkQueue};
 use skiff_image::{Endpoint, ImageStore, RegistriesConfig, RegistryClient};
 use skiff_net::{Cidr, Netns, PodNetwork};
 use skiff_runtime::OciRuntime;
+use tokio::sync::Notify;
 
 use crate::AgentError;
 use crate::node::{NodeDescription, node_conditions, renew_lease};
@@ -120,6 +124,12 @@ pub struct KubeletConfig {
     /// The service proxy's settings, when this node programs Services into its network
     /// namespace (`--proxy-mode nftables`); `None` leaves Services to another proxy.
     pub proxy: Option<skiff_proxy::ProxyConfig>,
+    /// The cluster DNS pods are given, which this node also serves on its pod gateway
+    /// address (`--cluster-dns`, `--cluster-domain`); `None`: pods get the node's resolver.
+    pub cluster_dns: Option<dns::ClusterDns>,
+    /// The node's own resolver settings (`--resolv-conf`): `dnsPolicy: Default` pods get
+    /// them, and the node's DNS forwards names outside the cluster to its nameservers.
+    pub resolv_conf: PathBuf,
 }
 
 /// The node agent: its configuration, the API's view of its pods, the machine, and the
@@ -141,6 +151,8 @@ pub struct Kubelet {
     /// The ConfigMaps and Secrets pods read (env and volumes).
     sources: Arc<Sources>,
     volumes: Volumes,
+    /// The node's resolv.conf, read at start.
+    host_resolver: dns::Resolver,
 }
 
 impl Kubelet {
@@ -155,6 +167,8 @@ impl Kubelet {
     ) -> Kubelet {
         let sources = Arc::new(Sources::new(client.clone()));
         let tokens = Tokens::new(client.clone());
+        let host_resolver =
+            dns::Resolver::parse(&std::fs::read_to_string(&config.resolv_conf).unwrap_or_default());
         Kubelet {
             events: EventRecorder::new(client.clone(), "kubelet", Some(&config.node_name)),
             volumes: Volumes::new(sources.clone(), tokens, machine.clone()),
@@ -168,6 +182,7 @@ impl Kubelet {
             images: images::Images::new(images),
             probes: Default::default(),
             orphans: Default::default(),
+            host_resolver,
         }
     }
 }
@@ -236,16 +251,6 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
     );
     network.ensure_bridge()?;
     tokio::spawn(heartbeat(heartbeat_client, config.clone(), images.clone()));
-    if let Some(proxy) = config.proxy.clone() {
-        let proxier =
-            skiff_proxy::Proxier::new(config.node_netns.clone(), &config.node_name, proxy);
-        let client = client.clone();
-        tokio::spawn(async move {
-            if let Err(e) = skiff_proxy::run(client, proxier).await {
-                tracing::error!("the service proxy stopped: {e}");
-            }
-        });
-    }
 
     let selector = format!("spec.nodeName={}", config.node_name);
     let pods_api = Api::<Pod>::all(client.clone());
@@ -260,15 +265,51 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
     let store = informer.store();
     let synced = informer.synced();
     let _informer = informer.start();
-    // Every service, for the service-link variables of containers.
-    let services = Informer::new(
+    // Every Service and EndpointSlice: the containers' service-link variables, the service
+    // proxy and the node's DNS; each change wakes the proxy and the DNS.
+    let mut services = Informer::new(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     );
+    let mut slices = Informer::new(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (proxy_wake, dns_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    for wake in [&proxy_wake, &dns_wake] {
+        let w = wake.clone();
+        services.on_change(move |_| w.notify_one());
+        let w = wake.clone();
+        slices.on_change(move |_| w.notify_one());
+    }
     let (service_store, services_synced) = (services.store(), services.synced());
+    let (slice_store, slices_synced) = (slices.store(), slices.synced());
     let _services = services.start();
+    let _slices = slices.start();
     synced.wait().await;
     services_synced.wait().await;
+    slices_synced.wait().await;
+    if let Some(proxy) = config.proxy.clone() {
+        let proxier =
+            skiff_proxy::Proxier::new(config.node_netns.clone(), &config.node_name, proxy);
+        let stores = (service_store.clone(), slice_store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = skiff_proxy::run(proxier, stores.0, stores.1, proxy_wake).await {
+                tracing::error!("the service proxy stopped: {e}");
+            }
+        });
+    }
+    if let Some(cluster) = &config.cluster_dns {
+        node_dns::start(
+            &client,
+            &config,
+            cluster,
+            pod_cidr.gateway(),
+            (service_store.clone(), slice_store),
+            dns_wake,
+        )
+        .await?;
+    }
     let machine = machine::Host {
         runtime: OciRuntime::new(
             &config.runtime_binary,

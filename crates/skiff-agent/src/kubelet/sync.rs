@@ -429,20 +429,20 @@ impl Kubelet {
                 None => self.network.attach(&dir.uid, &sandbox.net())?,
             }
         };
-        let namespace = pod.namespace().unwrap_or_default();
         let files = [
             (
                 "hosts",
-                format!(
-                    "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
-                ),
+                super::dns::hosts_file(pod, ip, &hostname, self.config.cluster_dns.as_ref()),
             ),
             ("hostname", format!("{hostname}\n")),
             (
                 "resolv.conf",
-                format!(
-                    "search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n"
-                ),
+                super::dns::pod_resolver(
+                    pod,
+                    self.config.cluster_dns.as_ref(),
+                    &self.host_resolver,
+                )
+                .render(),
             ),
         ];
         for (name, content) in files {

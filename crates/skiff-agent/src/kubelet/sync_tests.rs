@@ -172,6 +172,11 @@ impl Harness {
             streaming_address: "127.0.0.1:0".parse().unwrap(),
             cluster_ca: Vec::new(),
             proxy: None,
+            cluster_dns: Some(super::dns::ClusterDns {
+                nameserver: "10.43.0.10".parse().unwrap(),
+                domain: "cluster.local".into(),
+            }),
+            resolv_conf: data.path().join("resolv.conf"),
             sync_frequency: super::DEFAULT_SYNC_FREQUENCY,
         };
         let images = ImageStore::open(

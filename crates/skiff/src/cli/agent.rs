@@ -116,6 +116,8 @@ impl AgentArgs {
             cluster_ca,
             sync_frequency: self.sync_frequency,
             proxy: self.network.proxy(),
+            cluster_dns: Some(self.network.cluster_dns()),
+            resolv_conf: self.network.resolv_conf(),
         };
         let pods_from = pod_cidr.map_or("the subnet the cluster assigns".into(), |c| c.to_string());
         eprintln!(

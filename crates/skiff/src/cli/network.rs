@@ -28,6 +28,17 @@ pub struct NetworkArgs {
     /// outside them to a Service is masqueraded.
     #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
     cluster_cidr: skiff_net::Cidr,
+    /// The cluster DNS Service's address, which pods are given as their nameserver (the
+    /// service CIDR's tenth address).
+    #[arg(long, default_value = "10.43.0.10", value_name = "IP")]
+    cluster_dns: std::net::Ipv4Addr,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    cluster_domain: String,
+    /// This machine's resolver settings: pods with `dnsPolicy: Default` get them, and the
+    /// node's DNS forwards names outside the cluster to their nameservers.
+    #[arg(long, default_value = "/etc/resolv.conf", value_name = "FILE")]
+    resolv_conf: std::path::PathBuf,
 }
 
 impl NetworkArgs {
@@ -43,6 +54,17 @@ impl NetworkArgs {
 
     pub fn cluster_cidr(&self) -> skiff_net::Cidr {
         self.cluster_cidr
+    }
+
+    pub fn cluster_dns(&self) -> skiff_agent::kubelet::dns::ClusterDns {
+        skiff_agent::kubelet::dns::ClusterDns {
+            nameserver: self.cluster_dns,
+            domain: self.cluster_domain.trim_end_matches('.').to_string(),
+        }
+    }
+
+    pub fn resolv_conf(&self) -> std::path::PathBuf {
+        self.resolv_conf.clone()
     }
 
     /// The service proxy's settings, or `None` with `--proxy-mode none`.

@@ -113,6 +113,7 @@ impl ServerArgs {
                     self.bind_address
                 },
             )),
+            cluster_dns: Some(self.network.cluster_dns().nameserver),
             store,
             event_ttl: std::time::Duration::from_secs(self.event_ttl),
             not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
@@ -178,6 +179,8 @@ impl ServerArgs {
                 cluster_ca: skiff_tls::certificates_from_pem(&server.ca_pem, "the cluster CA")?,
                 sync_frequency: skiff_agent::kubelet::DEFAULT_SYNC_FREQUENCY,
                 proxy: self.network.proxy(),
+                cluster_dns: Some(self.network.cluster_dns()),
+                resolv_conf: self.network.resolv_conf(),
             };
             let agent_api = skiff_client::config_from_kubeconfig(&server.kubeconfig).await?;
             tokio::spawn(async move {
