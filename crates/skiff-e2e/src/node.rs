@@ -15,7 +15,7 @@ use crate::{TestServer, eventually};
 
 pub const NODE: &str = "node-1";
 /// The node's address inside its network namespace, reported as its ExternalIP.
-pub const NODE_EXTERNAL_IP: &str = "192.0.2.1";
+pub const NODE_EXTERNAL_IP: &str = "203.0.113.1";
 const APPLETS: &[&str] = &[
     "sh", "httpd", "sleep", "cat", "echo", "wget", "hostname", "kill", "dd", "tty", "stty", "wc",
     "tar", "mkdir", "id", "touch", "nslookup",
@@ -220,7 +220,7 @@ impl Node {
             ],
             &["link", "set", "uplink0", "up"],
             &["link", "set", "nowhere0", "up"],
-            &["route", "add", "default", "via", "192.0.2.254"],
+            &["route", "add", "default", "via", "203.0.113.254"],
         ] {
             node_ns.ip(args).unwrap();
         }

@@ -21,7 +21,7 @@ fn external_ip(kubectl: &skiff_e2e::Kubectl, name: &str) -> String {
 fn pool_addresses_are_handed_out_once_and_given_back() {
     let server = TestServer::start_with(Options {
         lb_address_pool: Some(
-            skiff_controllers::AddressPool::parse("192.0.2.100-192.0.2.101").unwrap(),
+            skiff_controllers::AddressPool::parse("198.51.100.100-198.51.100.101").unwrap(),
         ),
         ..Options::default()
     });
@@ -35,7 +35,7 @@ fn pool_addresses_are_handed_out_once_and_given_back() {
     let (one, two) = (external_ip(&kubectl, "one"), external_ip(&kubectl, "two"));
     let mut both = [one.clone(), two.clone()];
     both.sort();
-    assert_eq!(both, ["192.0.2.100", "192.0.2.101"]);
+    assert_eq!(both, ["198.51.100.100", "198.51.100.101"]);
     let row = kubectl.ok(&["get", "service", "one", "--no-headers"]);
     assert_eq!(row.split_whitespace().nth(3), Some(one.as_str()), "{row}");
 
@@ -46,7 +46,7 @@ fn pool_addresses_are_handed_out_once_and_given_back() {
     });
     let events = skiff_e2e::node::events_of(&kubectl, "three");
     assert!(
-        events.contains("no address left in the load-balancer pool 192.0.2.100-192.0.2.101"),
+        events.contains("no address left in the load-balancer pool 198.51.100.100-198.51.100.101"),
         "{events}"
     );
     assert_eq!(external_ip(&kubectl, "three"), "");

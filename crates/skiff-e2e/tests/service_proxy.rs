@@ -1,7 +1,7 @@
 //! The service proxy against the real kernel, as root, entirely inside namespaces the test
 //! creates: a "node" namespace with the pod bridge and two pods serving their names over
 //! TCP, and a "client" namespace outside the cluster joined to the node by a veth (the
-//! node's address 192.0.2.1, the client 192.0.2.2; documentation addresses that never
+//! node's address 203.0.113.1, the client 203.0.113.2; documentation addresses that never
 //! leave these namespaces). The proxier programs real nftables rules from Service and
 //! EndpointSlice objects; connections go through the kernel's data path.
 
@@ -161,17 +161,17 @@ fn services_reach_their_pods_through_the_kernel() {
             "netns",
             &client_path,
         ][..],
-        &["addr", "add", "192.0.2.1/24", "dev", "uplink"],
+        &["addr", "add", "203.0.113.1/24", "dev", "uplink"],
         &["link", "set", "uplink", "up"],
-        &["route", "add", "default", "via", "192.0.2.2"],
+        &["route", "add", "default", "via", "203.0.113.2"],
     ] {
         node_ns.ip(args).unwrap();
     }
     for args in [
-        &["addr", "add", "192.0.2.2/24", "dev", "eth0"][..],
+        &["addr", "add", "203.0.113.2/24", "dev", "eth0"][..],
         &["link", "set", "eth0", "up"],
         &["link", "set", "lo", "up"],
-        &["route", "add", "198.51.100.0/24", "via", "192.0.2.1"],
+        &["route", "add", "198.51.100.0/24", "via", "203.0.113.1"],
     ] {
         client_ns.ip(args).unwrap();
     }
@@ -216,7 +216,10 @@ fn services_reach_their_pods_through_the_kernel() {
     // From the node itself.
     assert_eq!(tally(&node.net(), addr("10.43.7.10", 80), 40).len(), 2);
     // From outside: the NodePort on the node's address and the load balancer's address.
-    assert_eq!(tally(&client.net(), addr("192.0.2.1", 30080), 40).len(), 2);
+    assert_eq!(
+        tally(&client.net(), addr("203.0.113.1", 30080), 40).len(),
+        2
+    );
     assert_eq!(tally(&client.net(), addr("198.51.100.10", 80), 40).len(), 2);
 
     // ClientIP affinity: one client, one pod.

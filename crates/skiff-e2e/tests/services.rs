@@ -86,10 +86,14 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
 
     // Every pod is reached through the cluster IP (the client itself too: hairpin), once
     // the endpoints have reached the node's rules.
-    eventually("every pod answers through the cluster IP", Duration::from_secs(20), || {
-        let answers = fetch_from_pod(&kubectl, &client, &url, 30);
-        names.iter().all(|n| answers.contains(n))
-    });
+    eventually(
+        "every pod answers through the cluster IP",
+        Duration::from_secs(20),
+        || {
+            let answers = fetch_from_pod(&kubectl, &client, &url, 30);
+            names.iter().all(|n| answers.contains(n))
+        },
+    );
     let answers = fetch_from_pod(&kubectl, &client, &url, 60);
     assert!(!answers.iter().any(|a| a == "failed"), "{answers:?}");
 
@@ -228,7 +232,7 @@ fn serve_upstream(node: &Node) -> tokio::runtime::Runtime {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let www: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "www", "namespace": "web"},
-        "spec": {"clusterIP": "192.0.2.80", "ports": [{"name": "http", "port": 80}]},
+        "spec": {"clusterIP": "198.51.100.80", "ports": [{"name": "http", "port": 80}]},
     }))
     .unwrap();
     let zone = skiff_dns::Zone::build("example.test", [&www], []).unwrap();
@@ -329,7 +333,7 @@ fn pods_resolve_services_headless_services_and_outside_names() {
     assert!(out.contains(&pod_ips[0]), "{out}");
     // Names outside the cluster are forwarded to the node's resolver.
     let outside = String::from_utf8_lossy(&lookup("www.web.svc.example.test").stdout).into_owned();
-    assert!(outside.contains("192.0.2.80"), "{outside}");
+    assert!(outside.contains("198.51.100.80"), "{outside}");
     // A name that does not exist.
     let missing = lookup("nothing.default.svc.cluster.local");
     assert!(!missing.status.success());

@@ -28,8 +28,6 @@ pub enum KubeletError {
     Streaming(#[from] ServerError),
     #[error(transparent)]
     Runtime(#[from] RuntimeCheckError),
-    #[error(transparent)]
-    Dns(#[from] super::node_dns::NodeDnsError),
 }
 
 /// The OCI runtime cannot run this machine's containers; each names the way out.

@@ -300,7 +300,8 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         });
     }
     if let Some(cluster) = &config.cluster_dns {
-        node_dns::start(
+        // Pods without cluster DNS are still pods: the node runs on and says why.
+        let started = node_dns::start(
             &client,
             &config,
             cluster,
@@ -308,7 +309,10 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
             (service_store.clone(), slice_store),
             dns_wake,
         )
-        .await?;
+        .await;
+        if let Err(e) = started {
+            tracing::error!("{e}; pods on this node cannot resolve cluster names");
+        }
     }
     let machine = machine::Host {
         runtime: OciRuntime::new(
