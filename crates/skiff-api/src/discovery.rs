@@ -24,6 +24,11 @@ fn subresource_kind(
         Subresource::Attach => ("", "v1", "PodAttachOptions"),
         Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
         Subresource::EphemeralContainers => ("", "v1", "Pod"),
+        Subresource::Proxy => match rt.kind {
+            "Node" => ("", "v1", "NodeProxyOptions"),
+            "Service" => ("", "v1", "ServiceProxyOptions"),
+            _ => ("", "v1", "PodProxyOptions"),
+        },
     }
 }
 
@@ -33,6 +38,7 @@ fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
         Subresource::Finalize => &["update"],
         Subresource::Log => &["get"],
         Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
+        Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
         _ => SUBRESOURCE_VERBS,
     }
 }

@@ -32,6 +32,9 @@ pub enum Subresource {
     /// `pods/ephemeralcontainers`: the one way to add ephemeral containers to a pod
     /// (`kubectl debug`); writes change only `.spec.ephemeralContainers`.
     EphemeralContainers,
+    /// `{pods,services,nodes}/proxy`: HTTP relayed to the pod, a Service's endpoint, or the
+    /// node agent; the path after `proxy/` goes with it.
+    Proxy,
 }
 
 impl Subresource {
@@ -47,6 +50,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::EphemeralContainers => "ephemeralcontainers",
+            Subresource::Proxy => "proxy",
         }
     }
 
@@ -70,6 +74,7 @@ impl Subresource {
             Subresource::Attach,
             Subresource::PortForward,
             Subresource::EphemeralContainers,
+            Subresource::Proxy,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -215,16 +220,16 @@ pub static RESOURCES: &[ResourceType] = &[
     resource!("", "v1", "Namespace", "namespaces", "namespace",
         namespaced: false, short: ["ns"], categories: [], sub: [Finalize, Status]),
     resource!("", "v1", "Node", "nodes", "node",
-        namespaced: false, short: ["no"], categories: [], sub: [Status]),
+        namespaced: false, short: ["no"], categories: [], sub: [Proxy, Status]),
     resource!("", "v1", "Pod", "pods", "pod",
         namespaced: true, short: ["po"], categories: ["all"],
-        sub: [Attach, Binding, EphemeralContainers, Exec, Log, PortForward, Status]),
+        sub: [Attach, Binding, EphemeralContainers, Exec, Log, PortForward, Proxy, Status]),
     resource!("", "v1", "Secret", "secrets", "secret",
         namespaced: true, short: [], categories: [], sub: []),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount",
         namespaced: true, short: ["sa"], categories: [], sub: [Token]),
     resource!("", "v1", "Service", "services", "service",
-        namespaced: true, short: ["svc"], categories: ["all"], sub: [Status]),
+        namespaced: true, short: ["svc"], categories: ["all"], sub: [Proxy, Status]),
     resource!("apps", "v1", "Deployment", "deployments", "deployment",
         namespaced: true, short: ["deploy"], categories: ["all"], sub: [Scale, Status]),
     resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset",

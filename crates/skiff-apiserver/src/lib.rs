@@ -16,6 +16,7 @@ mod list_snapshots;
 mod negotiate;
 mod node_stream;
 pub mod pki;
+mod proxy;
 mod query;
 mod request;
 mod reviews;

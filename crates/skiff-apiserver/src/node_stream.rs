@@ -13,10 +13,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 use skiff_api::resources;
@@ -58,7 +56,7 @@ impl NodeDialer {
         &self,
         host: &str,
         port: u16,
-        request: hyper::Request<Empty<bytes::Bytes>>,
+        request: hyper::Request<Body>,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Result<Response, ApiError> {
         let dial_error = |e: &dyn std::fmt::Display| {
@@ -77,44 +75,13 @@ impl NodeDialer {
             .connect(name, tcp)
             .await
             .map_err(|e| dial_error(&e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        let response = skiff_tls::relay(tls, request, upgrade)
             .await
-            .map_err(|e| dial_error(&e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(error = %e, "node agent connection ended with an error");
-            }
-        });
-        let mut response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| dial_error(&e))?;
-        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(response.map(Body::new));
-        }
-        let Some(client) = upgrade else {
-            return Err(ApiError::bad_request(
-                "the node switched protocols on a request that cannot upgrade",
-            ));
-        };
-        let agent = hyper::upgrade::on(&mut response);
-        tokio::spawn(async move {
-            let (client, agent) = match tokio::join!(client, agent) {
-                (Ok(c), Ok(a)) => (c, a),
-                (c, a) => {
-                    tracing::debug!(client = ?c.err(), agent = ?a.err(), "stream upgrade failed");
-                    return;
-                }
-            };
-            let _ =
-                tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(agent))
-                    .await;
-        });
-        let (parts, _) = response.into_parts();
-        let mut answer = Response::new(Body::empty());
-        *answer.status_mut() = parts.status;
-        *answer.headers_mut() = parts.headers;
-        Ok(answer)
+            .map_err(|e| match e {
+                skiff_tls::RelayError::UnexpectedUpgrade => ApiError::bad_request(e.to_string()),
+                e => dial_error(&e),
+            })?;
+        Ok(response.map(Body::new))
     }
 }
 
@@ -122,7 +89,7 @@ impl NodeDialer {
 pub async fn serve(
     state: Arc<ApiState>,
     rr: ResourceRequest,
-    mut req: Request,
+    req: Request,
 ) -> Result<Response, ApiError> {
     let sub = rr.subresource.expect("only node streams come here");
     let namespace = rr.namespace.as_deref().unwrap_or("default");
@@ -158,17 +125,33 @@ pub async fn serve(
             "node {node_name} reports no address or port for its agent"
         ))
     })?;
-    let target = if query.is_empty() {
-        path
-    } else {
-        format!("{path}?{query}")
+    forward_to_agent(&state, &host, port, path, req).await
+}
+
+/// Relays `req` (its method, headers, query, body; an upgrade joined) to `path` on the node
+/// agent at `host:port`, and answers the agent's response.
+pub(crate) async fn forward_to_agent(
+    state: &ApiState,
+    host: &str,
+    port: u16,
+    path: String,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let target = match req.uri().query() {
+        Some(query) if !query.is_empty() => format!("{path}?{query}"),
+        _ => path,
     };
+    let upgrade = req
+        .headers()
+        .contains_key(header::UPGRADE)
+        .then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
     let mut forward = hyper::Request::builder()
-        .method(req.method().clone())
+        .method(parts.method)
         .uri(target)
-        .body(Empty::new())
+        .body(body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    copy_headers(req.headers(), forward.headers_mut());
+    copy_headers(&parts.headers, forward.headers_mut());
     let host_header = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -177,11 +160,7 @@ pub async fn serve(
     if let Ok(v) = HeaderValue::from_str(&host_header) {
         forward.headers_mut().insert(header::HOST, v);
     }
-    let upgrade = req
-        .headers()
-        .contains_key(header::UPGRADE)
-        .then(|| hyper::upgrade::on(&mut req));
-    state.nodes.relay(&host, port, forward, upgrade).await
+    state.nodes.relay(host, port, forward, upgrade).await
 }
 
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
@@ -238,7 +217,7 @@ fn container_of(pod: &Value, pod_name: &str, query: &str) -> Result<String, ApiE
 
 /// Where a node's agent listens: the first InternalIP, ExternalIP or Hostname address and
 /// the kubelet endpoint's port.
-fn agent_endpoint(node: &Value) -> Option<(String, u16)> {
+pub(crate) fn agent_endpoint(node: &Value) -> Option<(String, u16)> {
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64()?;
     let addresses = node["status"]["addresses"].as_array()?;
     let host = ["InternalIP", "ExternalIP", "Hostname"]

@@ -25,6 +25,8 @@ pub struct ResourceRequest {
     pub name: Option<String>,
     pub subresource: Option<Subresource>,
     pub verb: Verb,
+    /// What follows `proxy/` in a proxy request (`""` for `…/proxy` and `…/proxy/`).
+    pub subpath: Option<String>,
 }
 
 impl ResourceRequest {
@@ -59,10 +61,21 @@ pub fn parse(method: &Method, path: &str, watch: bool) -> Result<ResourceRequest
             rest = &rest[2..];
         }
     }
-    let (plural, name, sub) = match rest {
-        [plural] => (*plural, None, None),
-        [plural, name] => (*plural, Some(*name), None),
-        [plural, name, sub] => (*plural, Some(*name), Some(*sub)),
+    let (plural, name, sub, subpath) = match rest {
+        [plural] => (*plural, None, None, None),
+        [plural, name] => (*plural, Some(*name), None, None),
+        [plural, name, sub] => (*plural, Some(*name), Some(*sub), None),
+        // A proxy request's own path follows, kept as it was sent (a trailing slash too).
+        [plural, name, "proxy", ..] => {
+            let marker = format!("/{name}/proxy/");
+            let subpath = path.find(&marker).map_or("", |i| &path[i + marker.len()..]);
+            (
+                *plural,
+                Some(*name),
+                Some("proxy"),
+                Some(subpath.to_string()),
+            )
+        }
         _ => return Err(ApiError::no_such_path()),
     };
     let rt = resources::lookup(group, version, plural).ok_or_else(ApiError::no_such_path)?;
@@ -77,6 +90,14 @@ pub fn parse(method: &Method, path: &str, watch: bool) -> Result<ResourceRequest
     };
     let name = name.map(str::to_string);
     let verb = match (method, name.is_some()) {
+        // A proxy request is any method; authorization sees upstream's verbs for them.
+        _ if subresource == Some(Subresource::Proxy) => match *method {
+            Method::POST => Verb::Create,
+            Method::PUT => Verb::Update,
+            Method::PATCH => Verb::Patch,
+            Method::DELETE => Verb::Delete,
+            _ => Verb::Get,
+        },
         (&Method::GET, _) if watch => Verb::Watch,
         (&Method::GET, true) => Verb::Get,
         (&Method::GET, false) => Verb::List,
@@ -93,6 +114,7 @@ pub fn parse(method: &Method, path: &str, watch: bool) -> Result<ResourceRequest
         name,
         subresource,
         verb,
+        subpath: subpath.or_else(|| (subresource == Some(Subresource::Proxy)).then(String::new)),
     })
 }
 

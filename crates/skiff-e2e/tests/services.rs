@@ -25,6 +25,34 @@ fn fetch_from_pod(kubectl: &skiff_e2e::Kubectl, pod: &str, url: &str, count: usi
         .collect()
 }
 
+/// `kubectl proxy` on a free local port, asked for `path` once: the body.
+fn kubectl_proxy_get(kubectl: &skiff_e2e::Kubectl, path: &str) -> String {
+    use std::io::{BufRead, Read, Write};
+    let mut proxy = kubectl
+        .command(&["proxy", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // "Starting to serve on 127.0.0.1:PORT"
+    let mut line = String::new();
+    std::io::BufReader::new(proxy.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
 /// A Deployment `web` of `replicas` busybox HTTP servers on port 8080 (serving `/etc`, so
 /// `/hostname` answers the pod's name), ready when they listen; waits for its rollout.
 fn deploy_web(kubectl: &skiff_e2e::Kubectl, replicas: u32) {
@@ -137,6 +165,47 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
         String::from_utf8_lossy(&refused.stderr).contains("Connection refused"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // The API server's proxy reaches the Service, a pod and the node (what `kubectl proxy`
+    // and the dashboard's links use).
+    let via_service = kubectl.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/web:80/proxy/hostname",
+    ]);
+    assert!(
+        names.contains(&via_service.trim().to_string()),
+        "{via_service}"
+    );
+    let via_pod = kubectl.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/pods/{client}:8080/proxy/hostname"),
+    ]);
+    assert_eq!(via_pod.trim(), client);
+    let healthz = kubectl.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/healthz", skiff_e2e::node::NODE),
+    ]);
+    assert_eq!(healthz, "ok");
+    let missing = kubectl.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/nothing:80/proxy/",
+    ]);
+    assert!(
+        missing.contains("no endpoints available for service"),
+        "{missing}"
+    );
+    let through_kubectl_proxy = kubectl_proxy_get(
+        &kubectl,
+        "/api/v1/namespaces/default/services/web:80/proxy/hostname",
+    );
+    assert!(
+        names.contains(&through_kubectl_proxy.trim().to_string()),
+        "{through_kubectl_proxy}"
     );
 
     // The API server publishes its own address for the `kubernetes` Service, as an

@@ -10,6 +10,9 @@
 
 use std::sync::Arc;
 
+mod relay;
+pub use relay::{RelayError, relay};
+
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -184,6 +187,20 @@ pub fn client_config_any_server(
         .map_err(config_error)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// A client configuration without a client certificate that accepts any server certificate
+/// (the handshake's signatures still verified), speaking HTTP/1.1: for pods served over
+/// `https`, which upstream's API server proxies to without checking their certificates.
+pub fn client_config_anonymous_any_server() -> rustls::ClientConfig {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(any_server_certificate())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
 }
 
 /// A verifier that accepts any server certificate but checks that the handshake was signed

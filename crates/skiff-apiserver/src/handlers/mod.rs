@@ -58,13 +58,18 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// The entry point for every `/api/...` and `/apis/...` resource path.
 pub async fn resource(State(state): State<Arc<ApiState>>, req: Request) -> Response {
-    // Node streams keep the whole request: an upgrade needs it, and the body is the stream.
+    // Node streams and proxied requests keep the whole request: an upgrade needs it, and
+    // the body is the stream (or the proxied request's own, of any size).
     if let Ok(rr) = request::parse(req.method(), req.uri().path(), false)
-        && rr.subresource.is_some_and(Subresource::is_node_stream)
+        && let Some(sub) = rr.subresource
+        && (sub.is_node_stream() || sub == Subresource::Proxy)
     {
-        return crate::node_stream::serve(state, rr, req)
-            .await
-            .unwrap_or_else(|e| error_response(&e));
+        let answered = if sub == Subresource::Proxy {
+            crate::proxy::serve(state, rr, req).await
+        } else {
+            crate::node_stream::serve(state, rr, req).await
+        };
+        return answered.unwrap_or_else(|e| error_response(&e));
     }
     // The request log (upstream's httplog): `RUST_LOG=skiff_apiserver::requests=debug`.
     let logged = tracing::enabled!(target: "skiff_apiserver::requests", tracing::Level::DEBUG)

@@ -11,6 +11,7 @@
 mod attach;
 mod exec;
 mod portforward;
+mod proxy;
 mod remotecommand;
 mod server;
 mod websocket;

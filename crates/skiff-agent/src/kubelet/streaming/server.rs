@@ -21,7 +21,7 @@ use skiff_api::ApiError;
 use tokio::net::TcpListener;
 
 use super::exec::ExecOptions;
-use super::{Containers, portforward, remotecommand, websocket};
+use super::{Containers, portforward, proxy, remotecommand, websocket};
 use crate::kubelet::errors::ServerError;
 use crate::kubelet::logs::{self, LogOptions};
 use crate::kubelet::pod_dir::{Attempt, PodDir, run_is_over};
@@ -73,12 +73,20 @@ impl StreamListener {
                 any(container_attach),
             )
             .route("/portForward/{namespace}/{pod}/{uid}", any(port_forward))
+            .route(
+                "/proxy/{namespace}/{pod}/{uid}/{scheme}/{port}/",
+                any(proxy::proxy_root),
+            )
+            .route(
+                "/proxy/{namespace}/{pod}/{uid}/{scheme}/{port}/{*path}",
+                any(proxy::proxy_path),
+            )
             .with_state(node);
         skiff_tls::serve(self.listener, self.acceptor, app).await;
     }
 }
 
-fn status(err: &ApiError) -> Response {
+pub(super) fn status(err: &ApiError) -> Response {
     let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::BAD_REQUEST);
     (
         code,
@@ -364,7 +372,7 @@ async fn serve_session(
 }
 
 /// The pod, if it is the one the caller means (the API server sends its uid).
-fn pod_with_uid(
+pub(super) fn pod_with_uid(
     node: &dyn Containers,
     namespace: &str,
     name: &str,
