@@ -250,13 +250,53 @@ fn load(
     (rate, all)
 }
 
+/// Wires the namespace `client` to `node` with a veth: the node's end `link` at
+/// `<net>.1/24`, the client's `eth0` at `<net>.2/24`, routing 10.0.0.0/8 through the node.
+fn wire_client(node: &Netns, client: &Path, link: &str, net: &str) -> Result<()> {
+    let client_path = client.display().to_string();
+    let (node_addr, client_addr) = (format!("{net}.1"), format!("{net}.2"));
+    for args in [
+        &[
+            "link",
+            "add",
+            link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &client_path,
+        ][..],
+        &["addr", "add", &format!("{node_addr}/24"), "dev", link],
+        &["link", "set", link, "up"],
+    ] {
+        node.ip(args)?;
+    }
+    let client = Netns::Path(client.to_path_buf());
+    for args in [
+        &["addr", "add", &format!("{client_addr}/24"), "dev", "eth0"][..],
+        &["link", "set", "eth0", "up"],
+        &["route", "add", "10.0.0.0/8", "via", &node_addr],
+    ] {
+        client.ip(args)?;
+    }
+    Ok(())
+}
+
 /// A client outside the pods (its own namespace, routed through the node) to two pods,
 /// directly and through a ClusterIP with those pods as endpoints.
 pub fn datapath(clients: usize, seconds: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let ns = Namespaces::make(
         dir.path(),
-        &["dp-node", "dp-client", "dp-pod-a", "dp-pod-b"],
+        &[
+            "dp-node",
+            "dp-client",
+            "dp-pod-a",
+            "dp-pod-b",
+            "dp-client-2",
+        ],
     )?;
     let node = Netns::Path(ns.net(0));
     let network = PodNetwork::new(
@@ -270,34 +310,12 @@ pub fn datapath(clients: usize, seconds: u64) -> Result<()> {
         network.attach("bench/a", &ns.net(2))?,
         network.attach("bench/b", &ns.net(3))?,
     ];
-    // The client's wire to the node (addresses inside these namespaces only).
-    let client = Netns::Path(ns.net(1));
-    let client_path = ns.net(1).display().to_string();
-    for args in [
-        &[
-            "link",
-            "add",
-            "dpc0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &client_path,
-        ][..],
-        &["addr", "add", "203.0.113.1/24", "dev", "dpc0"],
-        &["link", "set", "dpc0", "up"],
-    ] {
-        node.ip(args)?;
-    }
-    for args in [
-        &["addr", "add", "203.0.113.2/24", "dev", "eth0"][..],
-        &["link", "set", "eth0", "up"],
-        &["route", "add", "10.0.0.0/8", "via", "203.0.113.1"],
-    ] {
-        client.ip(args)?;
-    }
+    // One client namespace per path, each wired to the node (addresses inside these
+    // namespaces only): the paths' connections never share a conntrack tuple (a direct
+    // connection's lingering TIME_WAIT entry would clash with a translated one to the same
+    // pod from the same client port, and its SYN would be dropped).
+    wire_client(&node, &ns.net(1), "dpc0", "203.0.113")?;
+    wire_client(&node, &ns.net(4), "dpc1", "198.51.100")?;
     skiff_proxy::prepare_node(&node)?;
     let stop = Arc::new(AtomicBool::new(false));
     for i in 2..4 {
