@@ -133,3 +133,166 @@ fn on_bridge_name(node: &Sandbox, n: usize) -> String {
         .unwrap()
         .to_string()
 }
+
+/// A TCP server in `netns` on port 9090 that answers each connection with the address it
+/// came from.
+fn serve_peer_address(netns: std::path::PathBuf) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        skiff_net::enter_netns(&netns).unwrap();
+        let listener = std::net::TcpListener::bind("0.0.0.0:9090").unwrap();
+        ready_tx.send(()).unwrap();
+        for mut conn in listener.incoming().flatten() {
+            use std::io::Write;
+            if let Ok(peer) = conn.peer_addr() {
+                let _ = conn.write_all(peer.ip().to_string().as_bytes());
+            }
+        }
+    });
+    ready_rx.recv().unwrap();
+}
+
+/// Connects from `netns` to `to`:9090 and reads the address the server saw.
+fn seen_as(netns: &std::path::Path, to: std::net::Ipv4Addr) -> std::io::Result<String> {
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        skiff_net::enter_netns(&netns).map_err(std::io::Error::other)?;
+        let addr = std::net::SocketAddr::new(to.into(), 9090);
+        let mut conn =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+        let mut seen = String::new();
+        conn.read_to_string(&mut seen)?;
+        Ok(seen)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn pods_on_two_nodes_reach_each_other_by_routes_and_the_outside_through_nat() {
+    skiff_e2e::assert_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let [node1, node2, pod_a, pod_b, outside] =
+        ["node1", "node2", "pod-a", "pod-b", "outside"].map(|n| Sandbox::at(dir.join(n)));
+    let _cleanup = Namespaces(vec![
+        pod_a.clone(),
+        pod_b.clone(),
+        outside.clone(),
+        node1.clone(),
+        node2.clone(),
+    ]);
+    for (s, name) in [
+        (&node1, "node1"),
+        (&node2, "node2"),
+        (&pod_a, "pod-a"),
+        (&pod_b, "pod-b"),
+        (&outside, "outside"),
+    ] {
+        s.create(name).unwrap();
+    }
+    let (n1, n2) = (Netns::Path(node1.net()), Netns::Path(node2.net()));
+    // The nodes share a link (documentation addresses, inside these namespaces only); node1
+    // also has one to a host outside the cluster.
+    let node2_path = node2.net().display().to_string();
+    let outside_path = outside.net().display().to_string();
+    for args in [
+        &[
+            "link",
+            "add",
+            "lan0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lan0",
+            "netns",
+            &node2_path,
+        ][..],
+        &["addr", "add", "203.0.113.1/24", "dev", "lan0"],
+        &["link", "set", "lan0", "up"],
+        &[
+            "link",
+            "add",
+            "wan0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &outside_path,
+        ],
+        &["addr", "add", "198.51.100.1/24", "dev", "wan0"],
+        &["link", "set", "wan0", "up"],
+    ] {
+        n1.ip(args).unwrap();
+    }
+    for args in [
+        &["addr", "add", "203.0.113.2/24", "dev", "lan0"][..],
+        &["link", "set", "lan0", "up"],
+    ] {
+        n2.ip(args).unwrap();
+    }
+    let out = Netns::Path(outside.net());
+    for args in [
+        &["addr", "add", "198.51.100.2/24", "dev", "eth0"][..],
+        &["link", "set", "eth0", "up"],
+    ] {
+        out.ip(args).unwrap();
+    }
+    let cluster = Cidr::parse("10.244.0.0/16").unwrap();
+    let (cidr1, cidr2) = (
+        Cidr::parse("10.244.11.0/24").unwrap(),
+        Cidr::parse("10.244.12.0/24").unwrap(),
+    );
+    let net1 = PodNetwork::new(n1.clone(), "skiff0", cidr1, dir.join("ipam1"));
+    let net2 = PodNetwork::new(n2.clone(), "skiff0", cidr2, dir.join("ipam2"));
+    net1.ensure_bridge().unwrap();
+    net2.ensure_bridge().unwrap();
+    let a = net1.attach("default/pod-a", &pod_a.net()).unwrap();
+    let b = net2.attach("default/pod-b", &pod_b.net()).unwrap();
+    for n in [&n1, &n2] {
+        skiff_net::sysctl::write(n, "net/ipv4/ip_forward", "1").unwrap();
+        skiff_net::egress::ensure_egress(n, cluster).unwrap();
+    }
+    serve_peer_address(pod_b.net());
+    serve_peer_address(outside.net());
+    assert!(!ping(&pod_a, b), "no route yet");
+
+    let mut routes1 = skiff_net::PodRoutes::new(n1.clone());
+    let mut routes2 = skiff_net::PodRoutes::new(n2.clone());
+    let via = |subnet: Cidr, node: &str| {
+        std::collections::BTreeMap::from([(subnet, node.parse().unwrap())])
+    };
+    routes1.sync(&via(cidr2, "203.0.113.2")).unwrap();
+    routes2.sync(&via(cidr1, "203.0.113.1")).unwrap();
+    routes1.sync(&via(cidr2, "203.0.113.2")).unwrap(); // idempotent
+    assert!(
+        n1.ip(&["route", "show", "proto", "83"])
+            .unwrap()
+            .contains("10.244.12.0/24 via 203.0.113.2")
+    );
+    assert!(ping(&pod_a, b), "pod a reaches pod b on the other node");
+    // Between pods the addresses stay the pods' own; to the outside, the node's.
+    assert_eq!(seen_as(&pod_a.net(), b).unwrap(), a.to_string());
+    assert_eq!(
+        seen_as(&pod_a.net(), "198.51.100.2".parse().unwrap()).unwrap(),
+        "198.51.100.1"
+    );
+
+    // A node that goes takes its route with it.
+    routes1.sync(&std::collections::BTreeMap::new()).unwrap();
+    assert!(
+        !n1.ip(&["route", "show", "proto", "83"])
+            .unwrap()
+            .contains("10.244.12.0/24")
+    );
+    assert!(!ping(&pod_a, b));
+    skiff_net::egress::remove_egress(&n1).unwrap();
+    assert_eq!(
+        skiff_net::nftables::list(&n1, "ip", "skiff-pods").unwrap(),
+        None
+    );
+}

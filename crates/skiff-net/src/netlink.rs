@@ -32,6 +32,9 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use crate::cidr::Cidr;
+use crate::routes::ROUTE_PROTOCOL;
+
 pub struct Netlink {
     socket: Socket,
     seq: u32,
@@ -44,6 +47,26 @@ fn link(index: u32, up: bool) -> LinkMessage {
     if up {
         message.header.flags = LinkFlags::Up;
         message.header.change_mask = LinkFlags::Up;
+    }
+    message
+}
+
+/// A main-table unicast route message to `destination`, through `gateway` if given.
+fn route(destination: Cidr, gateway: Option<Ipv4Addr>) -> RouteMessage {
+    let mut message = RouteMessage::default();
+    message.header.address_family = AddressFamily::Inet;
+    message.header.destination_prefix_length = destination.prefix;
+    message.header.table = RouteHeader::RT_TABLE_MAIN;
+    message.header.protocol = RouteProtocol::from(ROUTE_PROTOCOL);
+    message.header.scope = RouteScope::Universe;
+    message.header.kind = RouteType::Unicast;
+    message.attributes = vec![RouteAttribute::Destination(RouteAddress::Inet(
+        destination.network,
+    ))];
+    if let Some(gateway) = gateway {
+        message
+            .attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
     }
     message
 }
@@ -180,6 +203,20 @@ impl Netlink {
             RouteNetlinkMessage::NewRoute(message),
             NLM_F_CREATE | NLM_F_REPLACE,
         )
+    }
+
+    /// A route to `destination` through `gateway` (a neighbour on a connected link), made or
+    /// replaced; tagged with skiff's route protocol so they are told from others.
+    pub fn replace_route(&mut self, destination: Cidr, gateway: Ipv4Addr) -> io::Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewRoute(route(destination, Some(gateway))),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+    }
+
+    /// Removes the route to `destination` (an error if there is none).
+    pub fn delete_route(&mut self, destination: Cidr) -> io::Result<()> {
+        self.request(RouteNetlinkMessage::DelRoute(route(destination, None)), 0)
     }
 
     /// Removes the link named `name` (a veth takes its peer with it).

@@ -23,6 +23,7 @@ mod images;
 mod logs;
 mod machine;
 mod node_dns;
+mod node_routes;
 pub(crate) mod pod_dir;
 mod probe;
 pub mod reset;
@@ -130,6 +131,9 @@ pub struct KubeletConfig {
     /// The node's own resolver settings (`--resolv-conf`): `dnsPolicy: Default` pods get
     /// them, and the node's DNS forwards names outside the cluster to its nameservers.
     pub resolv_conf: PathBuf,
+    /// The cluster's pod addresses (`--cluster-cidr`): what leaves them from a pod is
+    /// masqueraded; `None`: what leaves this node's pod CIDR.
+    pub cluster_cidr: Option<Cidr>,
 }
 
 /// The node agent: its configuration, the API's view of its pods, the machine, and the
@@ -250,6 +254,10 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         config.data_dir.join("ipam"),
     );
     network.ensure_bridge()?;
+    let egress = config.cluster_cidr.unwrap_or(pod_cidr);
+    if let Err(e) = skiff_net::egress::ensure_egress(&config.node_netns, egress) {
+        tracing::error!("{e}; pods on this node cannot reach beyond the cluster");
+    }
     tokio::spawn(heartbeat(heartbeat_client, config.clone(), images.clone()));
 
     let selector = format!("spec.nodeName={}", config.node_name);
@@ -282,6 +290,21 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         let w = wake.clone();
         slices.on_change(move |_| w.notify_one());
     }
+    // Every Node: routes to the other nodes' pod subnets.
+    let mut nodes = Informer::new(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let routes_wake = Arc::new(Notify::new());
+    {
+        let w = routes_wake.clone();
+        nodes.on_change(move |_| w.notify_one());
+    }
+    let node_store = nodes.store();
+    let _nodes = nodes.start();
+    tokio::spawn(node_routes::run(
+        config.node_netns.clone(),
+        config.node_name.clone(),
+        node_store,
+        routes_wake,
+    ));
     let (service_store, services_synced) = (services.store(), services.synced());
     let (slice_store, slices_synced) = (slices.store(), slices.synced());
     let _services = services.start();

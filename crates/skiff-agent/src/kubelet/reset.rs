@@ -5,7 +5,8 @@
 //! Invariants: refused while a skiff server or agent runs on the same directory (it would
 //! make what is being removed again); idempotent (a second run finds nothing and succeeds);
 //! goes on past a failure and reports every one; touches only what lives under the agent's
-//! directory, the pod bridge, the service proxy's nftables table, and the pods' cgroups.
+//! directory, the pod bridge, the service proxy's and the pods' nftables tables, skiff's routes
+//! (protocol 83), and the pods' cgroups.
 
 use std::path::{Path, PathBuf};
 
@@ -102,6 +103,13 @@ impl Reset {
             skiff_proxy::TABLE
         ));
         if let Err(e) = skiff_proxy::remove_rules(&self.node_netns) {
+            failures.push(e.to_string());
+        }
+        progress("removing the pods' NAT and the routes to other nodes' pods");
+        if let Err(e) = skiff_net::egress::remove_egress(&self.node_netns) {
+            failures.push(e.to_string());
+        }
+        if let Err(e) = skiff_net::routes::remove_all(&self.node_netns) {
             failures.push(e.to_string());
         }
         let left = unmount_under(&agent);

@@ -177,6 +177,7 @@ impl Harness {
                 domain: "cluster.local".into(),
             }),
             resolv_conf: data.path().join("resolv.conf"),
+            cluster_cidr: None,
             sync_frequency: super::DEFAULT_SYNC_FREQUENCY,
         };
         let images = ImageStore::open(

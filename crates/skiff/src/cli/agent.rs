@@ -118,6 +118,7 @@ impl AgentArgs {
             proxy: self.network.proxy(),
             cluster_dns: Some(self.network.cluster_dns()),
             resolv_conf: self.network.resolv_conf(),
+            cluster_cidr: Some(self.network.cluster_cidr()),
         };
         let pods_from = pod_cidr.map_or("the subnet the cluster assigns".into(), |c| c.to_string());
         eprintln!(

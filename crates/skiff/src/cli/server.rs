@@ -181,6 +181,7 @@ impl ServerArgs {
                 proxy: self.network.proxy(),
                 cluster_dns: Some(self.network.cluster_dns()),
                 resolv_conf: self.network.resolv_conf(),
+                cluster_cidr: Some(self.network.cluster_cidr()),
             };
             let agent_api = skiff_client::config_from_kubeconfig(&server.kubeconfig).await?;
             tokio::spawn(async move {
