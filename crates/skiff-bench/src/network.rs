@@ -252,35 +252,21 @@ fn load(
 
 /// Wires the namespace `client` to `node` with a veth: the node's end `link` at
 /// `<net>.1/24`, the client's `eth0` at `<net>.2/24`, routing 10.0.0.0/8 through the node.
-fn wire_client(node: &Netns, client: &Path, link: &str, net: &str) -> Result<()> {
-    let client_path = client.display().to_string();
+fn wire_client(node: &Path, client: &Path, link: &str, net: &str) -> Result<()> {
     let (node_addr, client_addr) = (format!("{net}.1"), format!("{net}.2"));
-    for args in [
-        &[
-            "link",
-            "add",
+    skiff_net::link_namespaces(
+        skiff_net::End {
+            netns: node,
             link,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &client_path,
-        ][..],
-        &["addr", "add", &format!("{node_addr}/24"), "dev", link],
-        &["link", "set", link, "up"],
-    ] {
-        node.ip(args)?;
-    }
-    let client = Netns::Path(client.to_path_buf());
-    for args in [
-        &["addr", "add", &format!("{client_addr}/24"), "dev", "eth0"][..],
-        &["link", "set", "eth0", "up"],
-        &["route", "add", "10.0.0.0/8", "via", &node_addr],
-    ] {
-        client.ip(args)?;
-    }
+            address: &format!("{node_addr}/24"),
+        },
+        skiff_net::End {
+            netns: client,
+            link: "eth0",
+            address: &format!("{client_addr}/24"),
+        },
+    )?;
+    Netns::Path(client.to_path_buf()).ip(&["route", "add", "10.0.0.0/8", "via", &node_addr])?;
     Ok(())
 }
 
@@ -314,8 +300,8 @@ pub fn datapath(clients: usize, seconds: u64) -> Result<()> {
     // namespaces only): the paths' connections never share a conntrack tuple (a direct
     // connection's lingering TIME_WAIT entry would clash with a translated one to the same
     // pod from the same client port, and its SYN would be dropped).
-    wire_client(&node, &ns.net(1), "dpc0", "203.0.113")?;
-    wire_client(&node, &ns.net(4), "dpc1", "198.51.100")?;
+    wire_client(&ns.net(0), &ns.net(1), "dpc0", "203.0.113")?;
+    wire_client(&ns.net(0), &ns.net(4), "dpc1", "198.51.100")?;
     skiff_proxy::prepare_node(&node)?;
     let stop = Arc::new(AtomicBool::new(false));
     for i in 2..4 {

@@ -195,53 +195,22 @@ fn pods_on_two_nodes_reach_each_other_by_routes_and_the_outside_through_nat() {
     let (n1, n2) = (Netns::Path(node1.net()), Netns::Path(node2.net()));
     // The nodes share a link (documentation addresses, inside these namespaces only); node1
     // also has one to a host outside the cluster.
-    let node2_path = node2.net().display().to_string();
-    let outside_path = outside.net().display().to_string();
-    for args in [
-        &[
-            "link",
-            "add",
-            "lan0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "lan0",
-            "netns",
-            &node2_path,
-        ][..],
-        &["addr", "add", "203.0.113.1/24", "dev", "lan0"],
-        &["link", "set", "lan0", "up"],
-        &[
-            "link",
-            "add",
-            "wan0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &outside_path,
-        ],
-        &["addr", "add", "198.51.100.1/24", "dev", "wan0"],
-        &["link", "set", "wan0", "up"],
-    ] {
-        n1.ip(args).unwrap();
-    }
-    for args in [
-        &["addr", "add", "203.0.113.2/24", "dev", "lan0"][..],
-        &["link", "set", "lan0", "up"],
-    ] {
-        n2.ip(args).unwrap();
-    }
-    let out = Netns::Path(outside.net());
-    for args in [
-        &["addr", "add", "198.51.100.2/24", "dev", "eth0"][..],
-        &["link", "set", "eth0", "up"],
-    ] {
-        out.ip(args).unwrap();
-    }
+    let (node1_net, node2_net, outside_net) = (node1.net(), node2.net(), outside.net());
+    let end = |netns, link, address| skiff_net::End {
+        netns,
+        link,
+        address,
+    };
+    skiff_net::link_namespaces(
+        end(&node1_net, "lan0", "203.0.113.1/24"),
+        end(&node2_net, "lan0", "203.0.113.2/24"),
+    )
+    .unwrap();
+    skiff_net::link_namespaces(
+        end(&node1_net, "wan0", "198.51.100.1/24"),
+        end(&outside_net, "eth0", "198.51.100.2/24"),
+    )
+    .unwrap();
     let cluster = Cidr::parse("10.244.0.0/16").unwrap();
     let (cidr1, cidr2) = (
         Cidr::parse("10.244.11.0/24").unwrap(),

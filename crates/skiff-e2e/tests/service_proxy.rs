@@ -147,30 +147,25 @@ fn services_reach_their_pods_through_the_kernel() {
     // The client's wire to the node; the node's default route points at it (any route
     // will do: a cluster IP must be routable for the node's own connections to it).
     let client_ns = Netns::Path(client.net());
-    let client_path = client.net().display().to_string();
+    let (node_net, client_net) = (node.net(), client.net());
+    skiff_net::link_namespaces(
+        skiff_net::End {
+            netns: &node_net,
+            link: "uplink",
+            address: "203.0.113.1/24",
+        },
+        skiff_net::End {
+            netns: &client_net,
+            link: "eth0",
+            address: "203.0.113.2/24",
+        },
+    )
+    .unwrap();
+    node_ns
+        .ip(&["route", "add", "default", "via", "203.0.113.2"])
+        .unwrap();
     for args in [
-        &[
-            "link",
-            "add",
-            "uplink",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &client_path,
-        ][..],
-        &["addr", "add", "203.0.113.1/24", "dev", "uplink"],
-        &["link", "set", "uplink", "up"],
-        &["route", "add", "default", "via", "203.0.113.2"],
-    ] {
-        node_ns.ip(args).unwrap();
-    }
-    for args in [
-        &["addr", "add", "203.0.113.2/24", "dev", "eth0"][..],
-        &["link", "set", "eth0", "up"],
-        &["link", "set", "lo", "up"],
+        &["link", "set", "lo", "up"][..],
         &["route", "add", "198.51.100.0/24", "via", "203.0.113.1"],
     ] {
         client_ns.ip(args).unwrap();

@@ -117,3 +117,38 @@ impl Netns {
         }
     }
 }
+
+/// One end of a veth pair made by [`link_namespaces`]: its namespace, the link's name and
+/// its address (`203.0.113.1/24`).
+pub struct End<'a> {
+    pub netns: &'a Path,
+    pub link: &'a str,
+    pub address: &'a str,
+}
+
+/// Joins two pinned network namespaces with a veth pair, each end addressed and up (with
+/// iproute2; for tests and benchmarks that build networks of namespaces).
+pub fn link_namespaces(a: End<'_>, b: End<'_>) -> Result<(), WiringError> {
+    let (here, there) = (
+        Netns::Path(a.netns.to_path_buf()),
+        Netns::Path(b.netns.to_path_buf()),
+    );
+    let there_path = b.netns.display().to_string();
+    here.ip(&[
+        "link",
+        "add",
+        a.link,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b.link,
+        "netns",
+        &there_path,
+    ])?;
+    for (ns, end) in [(&here, &a), (&there, &b)] {
+        ns.ip(&["addr", "add", end.address, "dev", end.link])?;
+        ns.ip(&["link", "set", end.link, "up"])?;
+    }
+    Ok(())
+}

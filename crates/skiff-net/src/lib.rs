@@ -22,6 +22,6 @@ pub mod sysctl;
 
 pub use address::host_address;
 pub use cidr::Cidr;
-pub use ip::{Netns, NetnsError, WiringError, enter_netns};
+pub use ip::{End, Netns, NetnsError, WiringError, enter_netns, link_namespaces};
 pub use pod_network::{NetError, PodNetwork, remove_bridge};
 pub use routes::PodRoutes;
