@@ -411,3 +411,133 @@ fn pods_resolve_services_headless_services_and_outside_names() {
     let info = kubectl.ok(&["cluster-info"]);
     assert!(info.contains("KubeDNS is running at"), "{info}");
 }
+
+/// GET `/` from `addr` inside `netns` on a fresh connection: the body, or why not.
+fn get_page(netns: &std::path::Path, addr: std::net::SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    skiff_net::enter_netns(netns).map_err(|e| e.to_string())?;
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response)
+        .map_err(|e| format!("read: {e}"))?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
+        {
+            Ok(body.trim().to_string())
+        }
+        _ => Err(format!("answer: {response:?}")),
+    }
+}
+
+#[test]
+fn a_rolling_update_under_load_through_the_external_ip_drops_no_request() {
+    let node = Node::start();
+    let kubectl = node.server.kubectl(33);
+    // Each version serves its name; readiness says when it listens, and preStop keeps a
+    // leaving pod serving while the nodes' rules forget it (upstream's advice).
+    let deployment = |version: &str| {
+        format!(
+            r#"{{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "hello-node"}},
+            "spec": {{"replicas": 4, "selector": {{"matchLabels": {{"app": "hello-node"}}}},
+              "template": {{"metadata": {{"labels": {{"app": "hello-node"}}}},
+                "spec": {{"terminationGracePeriodSeconds": 10, "containers": [{{"name": "hello",
+                  "image": "busybox:1.36",
+                  "command": ["sh", "-c", "mkdir -p /tmp/www && echo {version} > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"],
+                  "readinessProbe": {{"tcpSocket": {{"port": 8080}}, "periodSeconds": 1}},
+                  "lifecycle": {{"preStop": {{"exec": {{"command": ["sleep", "2"]}}}}}}}}]}}}}}}}}"#
+        )
+    };
+    kubectl.ok_stdin(&["apply", "-f", "-"], &deployment("v1"));
+    kubectl.ok(&[
+        "rollout",
+        "status",
+        "deployment/hello-node",
+        "--timeout=60s",
+    ]);
+    kubectl.ok(&[
+        "expose",
+        "deployment",
+        "hello-node",
+        "--type",
+        "LoadBalancer",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let lb: std::net::SocketAddr = format!("{NODE_EXTERNAL_IP}:80").parse().unwrap();
+    let netns = node.netns.net();
+    eventually(
+        "v1 answers on the external address",
+        Duration::from_secs(20),
+        || {
+            let netns = netns.clone();
+            std::thread::spawn(move || get_page(&netns, lb))
+                .join()
+                .unwrap()
+                .as_deref()
+                == Ok("v1")
+        },
+    );
+
+    // A steady load of fresh connections while v2 rolls out.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (netns, stop) = (netns.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut answers, mut failures) = (Vec::new(), Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match get_page(&netns, lb) {
+                        Ok(body) => answers.push(body),
+                        Err(e) => failures.push(e),
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                (answers, failures)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    kubectl.ok_stdin(&["apply", "-f", "-"], &deployment("v2"));
+    kubectl.ok(&[
+        "rollout",
+        "status",
+        "deployment/hello-node",
+        "--timeout=120s",
+    ]);
+    // Past the last old pod's preStop.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut answers, mut failures) = (Vec::new(), Vec::new());
+    for c in clients {
+        let (a, f) = c.join().unwrap();
+        answers.extend(a);
+        failures.extend(f);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        answers.len() + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        answers.iter().any(|a| a == "v1") && answers.iter().any(|a| a == "v2"),
+        "the load spanned the rollout"
+    );
+    // Afterwards, every answer is v2.
+    for _ in 0..20 {
+        let netns = netns.clone();
+        let page = std::thread::spawn(move || get_page(&netns, lb))
+            .join()
+            .unwrap();
+        assert_eq!(page.as_deref(), Ok("v2"));
+    }
+}
