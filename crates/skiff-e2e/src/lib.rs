@@ -11,6 +11,7 @@ use serde_json::Value;
 use skiff_apiserver::{RunningServer, ServerConfig};
 use skiff_store::Store;
 
+pub mod cluster;
 pub mod images;
 pub mod node;
 
@@ -46,6 +47,8 @@ pub struct Options {
     pub node_monitor_grace_period: std::time::Duration,
     /// `--lb-address-pool`.
     pub lb_address_pool: Option<skiff_controllers::AddressPool>,
+    /// Where the API server and the registry listen (default: loopback).
+    pub bind_address: Option<std::net::IpAddr>,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
             node_monitor_grace_period: skiff_controllers::Config::default()
                 .node_monitor_grace_period,
             lb_address_pool: None,
+            bind_address: None,
         }
     }
 }
@@ -129,7 +133,9 @@ impl TestServer {
             let store = skiff_store::open(config).await.expect("open the datastore");
             let server = skiff_apiserver::start(ServerConfig {
                 data_dir: data_dir.clone(),
-                bind_address: "127.0.0.1".parse().unwrap(),
+                bind_address: options
+                    .bind_address
+                    .unwrap_or_else(|| "127.0.0.1".parse().unwrap()),
                 https_port: 0,
                 write_kubeconfig: Some(data_dir.join("kubeconfig")),
                 advertise_address: None,
@@ -142,7 +148,12 @@ impl TestServer {
             .await
             .expect("start the API server");
             let (registry, _) = skiff_registry::serve(
-                "127.0.0.1:0".parse().unwrap(),
+                std::net::SocketAddr::new(
+                    options
+                        .bind_address
+                        .unwrap_or_else(|| "127.0.0.1".parse().unwrap()),
+                    0,
+                ),
                 skiff_registry::Storage::open(data_dir.join("registry")).expect("registry storage"),
                 server.token_check(),
             )

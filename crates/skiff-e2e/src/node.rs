@@ -22,7 +22,7 @@ const APPLETS: &[&str] = &[
 ];
 
 /// busybox (Debian's static build) as `busybox:1.36` in the cluster's registry.
-fn push_busybox(server: &TestServer) {
+pub fn push_busybox(server: &TestServer) {
     let layer = crate::images::busybox_layer_builder(APPLETS)
         .dir("tmp/")
         .dir("etc/")
@@ -55,7 +55,7 @@ fn push_busybox(server: &TestServer) {
 pub const UPSTREAM_DNS: &str = NODE_EXTERNAL_IP;
 
 /// The node's resolv.conf, naming only [`UPSTREAM_DNS`].
-fn resolv_conf(data: &Path) -> PathBuf {
+pub(crate) fn resolv_conf(data: &Path) -> PathBuf {
     let path = data.join("resolv.conf");
     std::fs::write(
         &path,

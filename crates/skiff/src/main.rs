@@ -45,8 +45,11 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // hickory logs every DNS question at info: the node DNS answers thousands
+                // a second.
+                tracing_subscriber::EnvFilter::new("info,hickory_server=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
