@@ -13,7 +13,7 @@ use std::time::Duration;
 use skiff_net::Netns;
 use skiff_runtime::sandbox::Sandbox;
 
-use crate::{Options, TestServer, eventually};
+use crate::{Options, TestServer};
 
 /// The machine's address on the lan: where the API server and the registry listen.
 pub const HOST_IP: &str = "203.0.113.254";
@@ -121,13 +121,8 @@ impl TwoNodes {
             agents.push(start_agent(&server, name, ip, &netns.net(), &data));
             nodes.push((name.to_string(), netns, data));
         }
-        let kubectl = server.kubectl(33);
         for (name, _) in NODES {
-            let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
-            eventually(&format!("{name} is Ready"), Duration::from_secs(40), || {
-                let out = kubectl.run(&["get", "node", name, "-o", ready]);
-                String::from_utf8_lossy(&out.stdout) == "True"
-            });
+            crate::node::await_ready(&server, name, Duration::from_secs(40));
         }
         TwoNodes {
             agents,

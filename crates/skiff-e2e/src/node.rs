@@ -118,6 +118,16 @@ impl Drop for Agent {
     }
 }
 
+/// Waits until the Node `name` reports Ready.
+pub fn await_ready(server: &TestServer, name: &str, within: Duration) {
+    let kubectl = server.kubectl(33);
+    let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+    eventually(&format!("node {name} is Ready"), within, || {
+        let out = kubectl.run(&["get", "node", name, "-o", ready]);
+        String::from_utf8_lossy(&out.stdout) == "True"
+    });
+}
+
 /// The pod as `kubectl get -o json` has it, if it exists.
 pub fn pod_json(server: &TestServer, name: &str) -> Option<Value> {
     let out = server.kubectl(33).run(&["get", "pod", name, "-o", "json"]);
@@ -235,12 +245,7 @@ impl Node {
         .unwrap();
         push_busybox(&server);
         let agent = Some(start_agent(&server, &data, &netns.net(), runtime));
-        let kubectl = server.kubectl(33);
-        let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
-        eventually("the node is Ready", Duration::from_secs(30), || {
-            let out = kubectl.run(&["get", "node", NODE, "-o", ready]);
-            String::from_utf8_lossy(&out.stdout) == "True"
-        });
+        await_ready(&server, NODE, Duration::from_secs(30));
         Node {
             agent,
             runtime,
