@@ -15,10 +15,31 @@ use skiff_store::{Store, StoreError};
 pub(crate) const IP_PREFIX: &str = "/ranges/serviceips/";
 pub(crate) const PORT_PREFIX: &str = "/ranges/servicenodeports/";
 
-/// The service network: k3s's default 10.43.0.0/16.
-pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 43, 0, 0), 16);
-/// Upstream's default node port range.
-pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+/// Where Services' addresses come from (`--service-cidr`, `--service-node-port-range`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceNetwork {
+    /// The cluster IPs' range: network address and prefix length.
+    pub cidr: (Ipv4Addr, u8),
+    pub node_ports: std::ops::RangeInclusive<u16>,
+}
+
+impl Default for ServiceNetwork {
+    /// k3s's 10.43.0.0/16 and upstream's 30000-32767.
+    fn default() -> Self {
+        ServiceNetwork {
+            cidr: (Ipv4Addr::new(10, 43, 0, 0), 16),
+            node_ports: 30000..=32767,
+        }
+    }
+}
+
+impl ServiceNetwork {
+    /// The range's `n`th address (`n` = 1: the `kubernetes` Service's; 10: the cluster
+    /// DNS's by convention).
+    pub fn address(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.cidr.0) + n)
+    }
+}
 
 /// What one service holds, so it can be given back.
 #[derive(Debug, Default)]
@@ -39,6 +60,7 @@ pub struct ServiceAllocator {
     store: Arc<dyn Store>,
     base: u32,
     size: u32,
+    network: ServiceNetwork,
 }
 
 /// The owner recorded on a service's address keys.
@@ -65,12 +87,19 @@ fn store_failure(e: StoreError) -> ApiError {
 }
 
 impl ServiceAllocator {
-    pub fn new(store: Arc<dyn Store>) -> ServiceAllocator {
-        let (net, bits) = SERVICE_CIDR;
+    pub fn network(&self) -> &ServiceNetwork {
+        &self.network
+    }
+
+    pub fn new(store: Arc<dyn Store>, network: ServiceNetwork) -> ServiceAllocator {
+        let (net, bits) = network.cidr;
+        // The range is at least a /30 (the command line's CIDRs are /8 to /30).
+        let bits = bits.clamp(8, 30);
         ServiceAllocator {
             store,
-            base: u32::from(net),
+            base: u32::from(net) & (u32::MAX << (32 - bits)),
             size: 1 << (32 - bits),
+            network,
         }
     }
 
@@ -177,7 +206,7 @@ impl ServiceAllocator {
             if !self.in_range(ip) {
                 return Err(invalid(&format!(
                     "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}",
-                    SERVICE_CIDR.0, SERVICE_CIDR.1
+                    self.network.cidr.0, self.network.cidr.1
                 )));
             }
             if !self.take(format!("{IP_PREFIX}{ip}"), owner).await? {
@@ -219,7 +248,7 @@ impl ServiceAllocator {
             if wanted != 0 {
                 let port = u16::try_from(wanted)
                     .ok()
-                    .filter(|p| NODE_PORTS.contains(p));
+                    .filter(|p| self.network.node_ports.contains(p));
                 let invalid = |why: &str| {
                     ApiError::invalid(
                         rt,
@@ -234,8 +263,8 @@ impl ServiceAllocator {
                 let Some(port) = port else {
                     return Err(invalid(&format!(
                         "provided port is not in the valid range. The range of valid ports is {}-{}",
-                        NODE_PORTS.start(),
-                        NODE_PORTS.end()
+                        self.network.node_ports.start(),
+                        self.network.node_ports.end()
                     )));
                 };
                 if keep.contains(&port) || held.ports.contains(&port) {
@@ -247,11 +276,12 @@ impl ServiceAllocator {
                 held.ports.push(port);
                 continue;
             }
-            let span = u32::from(NODE_PORTS.end() - NODE_PORTS.start()) + 1;
+            let ports = &self.network.node_ports;
+            let span = u32::from(ports.end() - ports.start()) + 1;
             let start = random_u32() % span;
             let mut found = None;
             for k in 0..span {
-                let port = NODE_PORTS.start() + ((start + k) % span) as u16;
+                let port = ports.start() + ((start + k) % span) as u16;
                 if self.take(format!("{PORT_PREFIX}{port}"), owner).await? {
                     found = Some(port);
                     break;

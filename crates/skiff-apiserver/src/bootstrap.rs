@@ -15,10 +15,6 @@ use crate::strategy;
 pub const BUILT_IN_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// The cluster IP of the `kubernetes` Service: the first address of the default service
-/// range 10.43.0.0/16 (k3s's), which the service IP allocator will reserve.
-pub const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
-
 async fn create_if_missing(
     objects: &Objects,
     plural: &str,
@@ -49,10 +45,12 @@ pub async fn run(
     advertise: SocketAddr,
     cluster_dns: Option<Ipv4Addr>,
 ) -> Result<(), skiff_api::ApiError> {
-    let ip = KUBERNETES_SERVICE_IP.parse().expect("a valid address");
+    // The `kubernetes` Service sits at the service range's first address, as upstream's.
+    let ip = services.network().address(1);
     services
         .reserve_ip(ip, "services/default/kubernetes")
         .await?;
+    let kubernetes_ip = ip.to_string();
     for ns in BUILT_IN_NAMESPACES {
         create_if_missing(
             objects,
@@ -67,8 +65,8 @@ pub async fn run(
         "metadata": {"name": "kubernetes", "labels": labels},
         "spec": {
             "type": "ClusterIP",
-            "clusterIP": KUBERNETES_SERVICE_IP,
-            "clusterIPs": [KUBERNETES_SERVICE_IP],
+            "clusterIP": kubernetes_ip,
+            "clusterIPs": [kubernetes_ip],
             "ipFamilies": ["IPv4"],
             "ipFamilyPolicy": "SingleStack",
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": advertise.port()}],

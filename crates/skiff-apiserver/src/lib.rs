@@ -6,6 +6,7 @@
 
 mod address_repair;
 mod allocators;
+pub use allocators::ServiceNetwork;
 mod bootstrap;
 mod continue_token;
 mod event_ttl;
@@ -52,6 +53,8 @@ pub struct ServerConfig {
     pub advertise_address: Option<IpAddr>,
     /// The cluster DNS Service's address (`kube-system/kube-dns`), made at start if set.
     pub cluster_dns: Option<std::net::Ipv4Addr>,
+    /// Where Services' cluster IPs and node ports come from.
+    pub service_network: allocators::ServiceNetwork,
     pub store: Arc<dyn Store>,
     /// How long events are kept after they were last seen (`--event-ttl`).
     pub event_ttl: std::time::Duration,
@@ -150,7 +153,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let names = pki::serving_names(
         config.bind_address,
         &[
-            bootstrap::KUBERNETES_SERVICE_IP.to_string(),
+            config.service_network.address(1).to_string(),
             advertise.ip().to_string(),
         ],
     );
@@ -162,7 +165,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
 
     let objects = storage::Objects::new(config.store.clone());
-    let services = allocators::ServiceAllocator::new(config.store.clone());
+    let services =
+        allocators::ServiceAllocator::new(config.store.clone(), config.service_network.clone());
     bootstrap::run(&objects, &services, advertise, config.cluster_dns)
         .await
         .map_err(ServerError::Bootstrap)?;

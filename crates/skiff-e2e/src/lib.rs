@@ -49,6 +49,8 @@ pub struct Options {
     pub lb_address_pool: Option<skiff_controllers::AddressPool>,
     /// Where the API server and the registry listen (default: loopback).
     pub bind_address: Option<std::net::IpAddr>,
+    /// `--service-cidr` and `--service-node-port-range`.
+    pub service_network: skiff_apiserver::ServiceNetwork,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
                 .node_monitor_grace_period,
             lb_address_pool: None,
             bind_address: None,
+            service_network: Default::default(),
         }
     }
 }
@@ -139,7 +142,8 @@ impl TestServer {
                 https_port: 0,
                 write_kubeconfig: Some(data_dir.join("kubeconfig")),
                 advertise_address: None,
-                cluster_dns: Some(std::net::Ipv4Addr::new(10, 43, 0, 10)),
+                cluster_dns: Some(options.service_network.address(10)),
+                service_network: options.service_network.clone(),
                 store: store.clone(),
                 event_ttl: options.event_ttl,
                 not_ready_toleration_seconds: options.toleration_seconds,

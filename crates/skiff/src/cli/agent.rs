@@ -57,6 +57,18 @@ pub struct AgentArgs {
     network: super::network::NetworkArgs,
 }
 
+/// The cluster DNS Service's address as the cluster has it (`kube-system/kube-dns`), else
+/// the default service range's tenth address.
+async fn cluster_dns_address(client: &kube::Client) -> std::net::Ipv4Addr {
+    kube::Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "kube-system")
+        .get_opt("kube-dns")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| s.spec?.cluster_ip?.parse().ok())
+        .unwrap_or(std::net::Ipv4Addr::new(10, 43, 0, 10))
+}
+
 impl AgentArgs {
     pub async fn run(self) -> Result<()> {
         let yaml = std::fs::read_to_string(&self.kubeconfig).with_context(|| {
@@ -116,7 +128,7 @@ impl AgentArgs {
             cluster_ca,
             sync_frequency: self.sync_frequency,
             proxy: self.network.proxy(),
-            cluster_dns: Some(self.network.cluster_dns()),
+            cluster_dns: Some(self.network.cluster_dns(cluster_dns_address(&client).await)),
             resolv_conf: self.network.resolv_conf(),
             cluster_cidr: Some(self.network.cluster_cidr()),
         };

@@ -28,10 +28,11 @@ pub struct NetworkArgs {
     /// outside them to a Service is masqueraded.
     #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
     cluster_cidr: skiff_net::Cidr,
-    /// The cluster DNS Service's address, which pods are given as their nameserver (the
-    /// service CIDR's tenth address).
-    #[arg(long, default_value = "10.43.0.10", value_name = "IP")]
-    cluster_dns: std::net::Ipv4Addr,
+    /// The cluster DNS Service's address, which pods are given as their nameserver
+    /// (default: the server makes it the service CIDR's tenth address; an agent asks the
+    /// cluster for the kube-dns Service's).
+    #[arg(long, value_name = "IP")]
+    cluster_dns: Option<std::net::Ipv4Addr>,
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     cluster_domain: String,
@@ -56,9 +57,13 @@ impl NetworkArgs {
         self.cluster_cidr
     }
 
-    pub fn cluster_dns(&self) -> skiff_agent::kubelet::dns::ClusterDns {
+    /// The cluster DNS pods are given: `--cluster-dns`, else `default`.
+    pub fn cluster_dns(
+        &self,
+        default: std::net::Ipv4Addr,
+    ) -> skiff_agent::kubelet::dns::ClusterDns {
         skiff_agent::kubelet::dns::ClusterDns {
-            nameserver: self.cluster_dns,
+            nameserver: self.cluster_dns.unwrap_or(default),
             domain: self.cluster_domain.trim_end_matches('.').to_string(),
         }
     }

@@ -44,6 +44,13 @@ pub struct ServerArgs {
     /// (e.g. 50s, 2m); at least two of the nodes' lease renewals (every 10 s).
     #[arg(long, default_value = "50s", value_parser = super::parse_duration, value_name = "DURATION")]
     node_monitor_grace_period: std::time::Duration,
+    /// The range Services' cluster IPs come from (its first address is the `kubernetes`
+    /// Service's, its tenth the cluster DNS's).
+    #[arg(long, default_value = "10.43.0.0/16", value_name = "CIDR")]
+    service_cidr: skiff_net::Cidr,
+    /// The range NodePorts come from.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range, value_name = "FROM-TO")]
+    service_node_port_range: std::ops::RangeInclusive<u16>,
     /// Addresses for LoadBalancer Services, one each: a CIDR (192.0.2.0/28) or a range
     /// (192.0.2.10-192.0.2.20). Default: the nodes' own addresses, as k3s's ServiceLB.
     #[arg(long, value_name = "CIDR|RANGE")]
@@ -89,6 +96,17 @@ impl ServerArgs {
             Ok(Some(warning)) => eprintln!("warning: --node-monitor-grace-period: {warning}"),
             Ok(None) => {}
         }
+        // The cluster DNS sits at the service range's tenth address unless told otherwise,
+        // and must lie in the range: kube-dns is a Service like any other.
+        let tenth = std::net::Ipv4Addr::from(u32::from(self.service_cidr.network) + 10);
+        let cluster_dns = self.network.cluster_dns(tenth);
+        if !self.service_cidr.contains(cluster_dns.nameserver) {
+            anyhow::bail!(
+                "--cluster-dns {} is outside --service-cidr {}: choose an address inside it (the default is its tenth, {tenth})",
+                cluster_dns.nameserver,
+                self.service_cidr
+            );
+        }
         let data_dir = &self.datastore.data_dir;
         std::fs::create_dir_all(data_dir.join("db")).with_context(|| {
             format!(
@@ -113,7 +131,11 @@ impl ServerArgs {
                     self.bind_address
                 },
             )),
-            cluster_dns: Some(self.network.cluster_dns().nameserver),
+            cluster_dns: Some(cluster_dns.nameserver),
+            service_network: skiff_apiserver::ServiceNetwork {
+                cidr: (self.service_cidr.network, self.service_cidr.prefix),
+                node_ports: self.service_node_port_range.clone(),
+            },
             store,
             event_ttl: std::time::Duration::from_secs(self.event_ttl),
             not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
@@ -179,7 +201,7 @@ impl ServerArgs {
                 cluster_ca: skiff_tls::certificates_from_pem(&server.ca_pem, "the cluster CA")?,
                 sync_frequency: skiff_agent::kubelet::DEFAULT_SYNC_FREQUENCY,
                 proxy: self.network.proxy(),
-                cluster_dns: Some(self.network.cluster_dns()),
+                cluster_dns: Some(cluster_dns.clone()),
                 resolv_conf: self.network.resolv_conf(),
                 cluster_cidr: Some(self.network.cluster_cidr()),
             };
@@ -216,6 +238,34 @@ impl ServerArgs {
                 eprintln!("shutting down");
                 Ok(())
             }
+        }
+    }
+}
+
+/// `FROM-TO` (`30000-32767`): a range of ports, FROM ≤ TO.
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let err = || format!("{s:?} is not a port range like 30000-32767");
+    let (from, to) = s.split_once('-').ok_or_else(err)?;
+    let (from, to): (u16, u16) = (
+        from.trim().parse().map_err(|_| err())?,
+        to.trim().parse().map_err(|_| err())?,
+    );
+    if from == 0 || from > to {
+        return Err(err());
+    }
+    Ok(from..=to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_parse_as_kube_apiserver_takes_them() {
+        assert_eq!(parse_port_range("30000-32767"), Ok(30000..=32767));
+        assert_eq!(parse_port_range("8000-8000"), Ok(8000..=8000));
+        for bad in ["", "30000", "32767-30000", "0-10", "a-b", "1-70000"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
         }
     }
 }
