@@ -143,17 +143,20 @@ impl ServiceAllocator {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
             .unwrap_or_default();
-        let ports = spec
+        let node_ports = spec
             .and_then(|s| s.get("ports"))
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p.get("nodePort")?.as_u64())
-                    .filter_map(|p| u16::try_from(p).ok())
-                    .filter(|p| *p != 0)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("nodePort")?.as_u64());
+        let health = spec
+            .and_then(|s| s.get("healthCheckNodePort"))
+            .and_then(Value::as_u64);
+        let ports = node_ports
+            .chain(health)
+            .filter_map(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+            .collect();
         Held { ips, ports }
     }
 
@@ -236,64 +239,92 @@ impl ServiceAllocator {
         let ty = svc["spec"]
             .get("type")
             .and_then(Value::as_str)
-            .unwrap_or("ClusterIP");
+            .unwrap_or("ClusterIP")
+            .to_string();
         if ty != "NodePort" && ty != "LoadBalancer" {
+            if let Some(spec) = svc["spec"].as_object_mut() {
+                spec.remove("healthCheckNodePort");
+            }
             return Ok(());
         }
-        let Some(ports) = svc["spec"].get_mut("ports").and_then(Value::as_array_mut) else {
-            return Ok(());
-        };
-        for (i, p) in ports.iter_mut().enumerate() {
-            let wanted = p.get("nodePort").and_then(Value::as_u64).unwrap_or(0);
-            if wanted != 0 {
-                let port = u16::try_from(wanted)
-                    .ok()
-                    .filter(|p| self.network.node_ports.contains(p));
-                let invalid = |why: &str| {
-                    ApiError::invalid(
-                        rt,
-                        name,
-                        vec![Cause::invalid(
-                            format!("spec.ports[{i}].nodePort"),
-                            &json!(wanted),
-                            why,
-                        )],
-                    )
-                };
-                let Some(port) = port else {
-                    return Err(invalid(&format!(
-                        "provided port is not in the valid range. The range of valid ports is {}-{}",
-                        self.network.node_ports.start(),
-                        self.network.node_ports.end()
-                    )));
-                };
-                if keep.contains(&port) || held.ports.contains(&port) {
-                    continue;
-                }
-                if !self.take(format!("{PORT_PREFIX}{port}"), owner).await? {
-                    return Err(invalid("provided port is already allocated"));
-                }
-                held.ports.push(port);
-                continue;
-            }
-            let ports = &self.network.node_ports;
-            let span = u32::from(ports.end() - ports.start()) + 1;
-            let start = random_u32() % span;
-            let mut found = None;
-            for k in 0..span {
-                let port = ports.start() + ((start + k) % span) as u16;
-                if self.take(format!("{PORT_PREFIX}{port}"), owner).await? {
-                    found = Some(port);
-                    break;
-                }
-            }
-            let port = found.ok_or_else(|| {
-                ApiError::internal("failed to allocate a node port: the range is full")
-            })?;
-            held.ports.push(port);
-            p["nodePort"] = port.into();
+        let count = svc["spec"]["ports"].as_array().map_or(0, Vec::len);
+        for i in 0..count {
+            let wanted = svc["spec"]["ports"][i]["nodePort"].as_u64().unwrap_or(0);
+            let field = format!("spec.ports[{i}].nodePort");
+            let port = self
+                .node_port(rt, name, owner, wanted, &field, keep, held)
+                .await?;
+            svc["spec"]["ports"][i]["nodePort"] = port.into();
+        }
+        // A LoadBalancer that keeps client addresses gets a port its nodes answer health
+        // checks on (upstream's healthCheckNodePort).
+        let local = svc["spec"]["externalTrafficPolicy"] == "Local";
+        if ty == "LoadBalancer" && local {
+            let wanted = svc["spec"]["healthCheckNodePort"].as_u64().unwrap_or(0);
+            let port = self
+                .node_port(
+                    rt,
+                    name,
+                    owner,
+                    wanted,
+                    "spec.healthCheckNodePort",
+                    keep,
+                    held,
+                )
+                .await?;
+            svc["spec"]["healthCheckNodePort"] = port.into();
+        } else if let Some(spec) = svc["spec"].as_object_mut() {
+            spec.remove("healthCheckNodePort");
         }
         Ok(())
+    }
+
+    /// One node port for `field`: `wanted` if it is set (in the range, and free unless
+    /// `keep` holds it already), else any free one; what is newly taken goes in `held`.
+    #[allow(clippy::too_many_arguments)]
+    async fn node_port(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        owner: &str,
+        wanted: u64,
+        field: &str,
+        keep: &[u16],
+        held: &mut Held,
+    ) -> Result<u16, ApiError> {
+        let range = &self.network.node_ports;
+        if wanted != 0 {
+            let invalid = |why: &str| {
+                ApiError::invalid(rt, name, vec![Cause::invalid(field, &json!(wanted), why)])
+            };
+            let Some(port) = u16::try_from(wanted).ok().filter(|p| range.contains(p)) else {
+                return Err(invalid(&format!(
+                    "provided port is not in the valid range. The range of valid ports is {}-{}",
+                    range.start(),
+                    range.end()
+                )));
+            };
+            if keep.contains(&port) || held.ports.contains(&port) {
+                return Ok(port);
+            }
+            if !self.take(format!("{PORT_PREFIX}{port}"), owner).await? {
+                return Err(invalid("provided port is already allocated"));
+            }
+            held.ports.push(port);
+            return Ok(port);
+        }
+        let span = u32::from(range.end() - range.start()) + 1;
+        let start = random_u32() % span;
+        for k in 0..span {
+            let port = range.start() + ((start + k) % span) as u16;
+            if self.take(format!("{PORT_PREFIX}{port}"), owner).await? {
+                held.ports.push(port);
+                return Ok(port);
+            }
+        }
+        Err(ApiError::internal(
+            "failed to allocate a node port: the range is full",
+        ))
     }
 
     /// Gives a new service its cluster IP and node ports. On error nothing stays held.

@@ -262,6 +262,35 @@ fn exposed_deployments_answer_on_cluster_ips_and_node_ports() {
         },
     );
 
+    // Keeping client addresses: the node answers health checks for the Service on its
+    // healthCheckNodePort, with the count of its own endpoints.
+    kubectl.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec": {"externalTrafficPolicy": "Local"}}"#,
+    ]);
+    let health_port = kubectl.ok(&[
+        "get",
+        "service",
+        "web",
+        "-o",
+        "jsonpath={.spec.healthCheckNodePort}",
+    ]);
+    assert!(!health_port.is_empty(), "a health check port is allocated");
+    let health_url = format!("http://{NODE_EXTERNAL_IP}:{health_port}/healthz");
+    eventually(
+        "the node answers the health check",
+        Duration::from_secs(20),
+        || {
+            http_get(&node.netns.net(), &health_url).is_some_and(|body| {
+                body.contains(r#""service":{"namespace":"default","name":"web"}"#)
+                    && body.contains(r#""localEndpoints":1"#)
+            })
+        },
+    );
+
     // No longer a LoadBalancer: the address goes.
     kubectl.ok(&[
         "patch",

@@ -96,6 +96,16 @@ impl Netns {
         }
     }
 
+    /// A TCP listener on `addr` in this namespace (it keeps listening there, whichever
+    /// thread accepts).
+    pub fn bind_tcp(&self, addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+        self.within(|| {
+            std::net::TcpListener::bind(addr)
+                .map_err(WiringError::step(format!("listening on {addr}")))
+        })
+        .map_err(std::io::Error::other)
+    }
+
     /// `ip ARGS` in this namespace: its standard output, or the error it printed.
     pub fn ip(&self, args: &[&str]) -> Result<String, WiringError> {
         let out: Output = self.within(|| {

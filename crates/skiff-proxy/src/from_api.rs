@@ -85,9 +85,15 @@ pub fn service_ports(service: &Service) -> Vec<ServicePort> {
                 affinity_timeout,
                 external_local: false,
                 internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+                health_check_node_port: None,
             };
             sp.external_local =
                 sp.has_external() && spec.external_traffic_policy.as_deref() == Some("Local");
+            if sp.external_local && kind == "LoadBalancer" {
+                sp.health_check_node_port = spec
+                    .health_check_node_port
+                    .and_then(|p| u16::try_from(p).ok());
+            }
             Some(sp)
         })
         .collect()

@@ -8,10 +8,12 @@
 //!   traffic (`categorize`).
 //! - `from_api.rs` — Services and EndpointSlices → the model.
 //! - `rules.rs` — the model → the table (a pure function).
+//! - `health.rs` — health check ports of LoadBalancers that keep client addresses.
 //! - `proxier.rs` — the sync loop: informers, one transaction per burst of changes, a
 //!   partial sync by difference, a full one on start, on failure and on drift.
 
 pub mod from_api;
+pub mod health;
 pub mod model;
 pub mod proxier;
 pub mod rules;

@@ -55,6 +55,9 @@ pub struct ServicePort {
     /// `internalTrafficPolicy: Local`: traffic to the cluster IP goes only to this node's
     /// endpoints.
     pub internal_local: bool,
+    /// Where this node answers outside load balancers' health checks (LoadBalancer with
+    /// `externalTrafficPolicy: Local`).
+    pub health_check_node_port: Option<u16>,
 }
 
 impl ServicePort {
@@ -155,6 +158,7 @@ pub(crate) mod tests {
             affinity_timeout: None,
             external_local: false,
             internal_local: false,
+            health_check_node_port: None,
         }
     }
 

@@ -12,7 +12,7 @@
 //! - The table is replaced, never patched, on start: an agent restart rebuilds the same
 //!   rules from the API, whatever the kernel held.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ use skiff_net::nftables::{self, NftError, Table};
 use skiff_net::{Netns, WiringError, sysctl};
 
 use crate::from_api::{SERVICE_NAME_LABEL, endpoints_of, service_ports};
+use crate::health::{self, Health, HealthServers};
+use crate::model::{Endpoint, ServicePort};
 use crate::rules::{self, ProxyConfig, TABLE};
 
 /// How often the kernel is checked for the table (someone ran `nft flush ruleset`).
@@ -67,6 +69,7 @@ pub struct Proxier {
     config: ProxyConfig,
     applied: Option<Table>,
     last_full: Option<Instant>,
+    health: BTreeMap<u16, Health>,
 }
 
 impl Proxier {
@@ -77,11 +80,22 @@ impl Proxier {
             config,
             applied: None,
             last_full: None,
+            health: BTreeMap::new(),
         }
     }
 
     /// The table the cluster asks for.
     pub fn desired(&self, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Table {
+        let ports = self.service_ports(services, slices);
+        rules::table(&self.config, ports.iter().map(|(p, e)| (p, e.as_slice())))
+    }
+
+    /// Every proxied service port with its endpoints.
+    fn service_ports(
+        &self,
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
+    ) -> Vec<(ServicePort, Vec<Endpoint>)> {
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for slice in slices {
             let meta = &slice.metadata;
@@ -104,7 +118,12 @@ impl Proxier {
                 ports.push((port, endpoints));
             }
         }
-        rules::table(&self.config, ports.iter().map(|(p, e)| (p, e.as_slice())))
+        ports
+    }
+
+    /// The health check ports the last sync found wanted.
+    pub fn health(&self) -> &BTreeMap<u16, Health> {
+        &self.health
     }
 
     /// Brings the kernel's table to what these Services and EndpointSlices ask for.
@@ -114,7 +133,10 @@ impl Proxier {
         slices: &[Arc<EndpointSlice>],
     ) -> Result<SyncReport, ProxyError> {
         let started = Instant::now();
-        let desired = self.desired(services, slices);
+        let ports = self.service_ports(services, slices);
+        let view = || ports.iter().map(|(p, e)| (p, e.as_slice()));
+        let desired = rules::table(&self.config, view());
+        self.health = health::wanted(view());
         let full_due = self.last_full.is_none_or(|t| t.elapsed() >= FULL_SYNC);
         let partial = match &self.applied {
             Some(old) if !full_due => desired.update(old),
@@ -194,6 +216,7 @@ pub async fn run(
     tokio::task::spawn_blocking(move || prepare_node(&netns))
         .await
         .expect("preparing the node does not panic")?;
+    let mut health_servers = HealthServers::new(proxier.netns.clone());
     let mut last_check = Instant::now();
     loop {
         let (svcs, eps) = (service_store.list(), slice_store.list());
@@ -210,6 +233,7 @@ pub async fn run(
         .await
         .expect("a sync does not panic");
         proxier = back;
+        health_servers.sync(proxier.health()).await;
         if last_check.elapsed() >= DRIFT_CHECK {
             last_check = Instant::now();
         }
