@@ -2,7 +2,8 @@
 //! makes: a "lan" namespace holds a bridge that joins the machine (the API server and the
 //! registry listen on its address there, 203.0.113.254), two node namespaces (each running
 //! a real `skiff agent` *inside* it, at 203.0.113.1 and .2) and a client namespace outside
-//! the cluster (203.0.113.100). The addresses exist only on these links; nothing is routed
+//! the cluster (203.0.113.100); LoadBalancers get addresses of the lan from a pool
+//! (203.0.113.200–209), which the nodes answer for. The addresses exist only on these links; nothing is routed
 //! off the machine. Dropping it stops the agents, wipes what they ran, and removes the
 //! namespaces and the machine's end of the lan.
 
@@ -19,6 +20,8 @@ use crate::{Options, TestServer};
 pub const HOST_IP: &str = "203.0.113.254";
 /// The nodes, with their addresses.
 pub const NODES: [(&str, &str); 2] = [("node-a", "203.0.113.1"), ("node-b", "203.0.113.2")];
+/// LoadBalancer addresses, on the lan: one node answers for each (ARP).
+pub const LB_POOL: &str = "203.0.113.200-203.0.113.209";
 /// The client outside the cluster.
 pub const CLIENT_IP: &str = "203.0.113.100";
 /// The machine's end of its link to the lan.
@@ -91,6 +94,7 @@ impl TwoNodes {
         );
         let server = TestServer::start_with(Options {
             bind_address: Some(HOST_IP.parse().unwrap()),
+            lb_address_pool: Some(skiff_controllers::AddressPool::parse(LB_POOL).unwrap()),
             ..Options::default()
         });
         crate::node::push_busybox(&server);

@@ -20,6 +20,7 @@ mod fake;
 mod hooks;
 pub mod host;
 mod images;
+mod lb_announce;
 mod logs;
 mod machine;
 mod node_dns;
@@ -273,8 +274,24 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
     let store = informer.store();
     let synced = informer.synced();
     let _informer = informer.start();
+    // Every Node: routes to the other nodes' pod subnets, and which pool addresses of
+    // LoadBalancers this node holds.
+    let mut nodes = Informer::new(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let (routes_wake, announce_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    for wake in [&routes_wake, &announce_wake] {
+        let w = wake.clone();
+        nodes.on_change(move |_| w.notify_one());
+    }
+    let node_store = nodes.store();
+    let _nodes = nodes.start();
+    tokio::spawn(node_routes::run(
+        config.node_netns.clone(),
+        config.node_name.clone(),
+        node_store.clone(),
+        routes_wake,
+    ));
     // Every Service and EndpointSlice: the containers' service-link variables, the service
-    // proxy and the node's DNS; each change wakes the proxy and the DNS.
+    // proxy, the node's DNS and its load-balancer addresses; each change wakes them.
     let mut services = Informer::new(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
@@ -284,29 +301,21 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         watcher::Config::default(),
     );
     let (proxy_wake, dns_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    for wake in [&proxy_wake, &dns_wake] {
+    for wake in [&proxy_wake, &dns_wake, &announce_wake] {
         let w = wake.clone();
         services.on_change(move |_| w.notify_one());
         let w = wake.clone();
         slices.on_change(move |_| w.notify_one());
     }
-    // Every Node: routes to the other nodes' pod subnets.
-    let mut nodes = Informer::new(Api::<Node>::all(client.clone()), watcher::Config::default());
-    let routes_wake = Arc::new(Notify::new());
-    {
-        let w = routes_wake.clone();
-        nodes.on_change(move |_| w.notify_one());
-    }
-    let node_store = nodes.store();
-    let _nodes = nodes.start();
-    tokio::spawn(node_routes::run(
-        config.node_netns.clone(),
-        config.node_name.clone(),
-        node_store,
-        routes_wake,
-    ));
     let (service_store, services_synced) = (services.store(), services.synced());
     let (slice_store, slices_synced) = (slices.store(), slices.synced());
+    tokio::spawn(lb_announce::run(
+        config.node_netns.clone(),
+        config.node_name.clone(),
+        config.node_ip.clone(),
+        (service_store.clone(), node_store),
+        announce_wake,
+    ));
     let _services = services.start();
     let _slices = slices.start();
     synced.wait().await;

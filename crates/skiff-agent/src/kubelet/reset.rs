@@ -112,6 +112,9 @@ impl Reset {
         if let Err(e) = skiff_net::routes::remove_all(&self.node_netns) {
             failures.push(e.to_string());
         }
+        if let Err(e) = super::lb_announce::remove_all(&self.node_netns) {
+            failures.push(e.to_string());
+        }
         let left = unmount_under(&agent);
         if left > 0 {
             progress(&format!("unmounted {left} leftover mount(s)"));
