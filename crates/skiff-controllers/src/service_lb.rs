@@ -27,6 +27,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_client::informer::key_of;
+use skiff_client::objects::node_is_ready;
 use skiff_client::{Change, EventRecorder, InformerFactory, Store, WorkQueue};
 
 use crate::Error;
@@ -123,15 +124,6 @@ fn ingress_ips(svc: &Service) -> Vec<Ipv4Addr> {
         .flatten()
         .filter_map(|i| i.ip.as_deref()?.parse().ok())
         .collect()
-}
-
-fn node_is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// The nodes' addresses a pool-less load balancer hands out: ExternalIPs if any eligible

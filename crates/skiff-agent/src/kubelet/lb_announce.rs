@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use skiff_client::Store;
+use skiff_client::objects::node_is_ready;
 use skiff_net::Netns;
 
 fn node_addresses(node: &Node) -> impl Iterator<Item = Ipv4Addr> + '_ {
@@ -20,15 +21,6 @@ fn node_addresses(node: &Node) -> impl Iterator<Item = Ipv4Addr> + '_ {
         .into_iter()
         .flatten()
         .filter_map(|a| a.address.parse().ok())
-}
-
-fn ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// FNV-1a of the address: the same pick on every node and every run.
@@ -48,7 +40,7 @@ pub fn held_here(
     let node_ips: BTreeSet<Ipv4Addr> = nodes.iter().flat_map(|n| node_addresses(n)).collect();
     let mut ready_nodes: Vec<&str> = nodes
         .iter()
-        .filter(|n| ready(n))
+        .filter(|n| node_is_ready(n))
         .filter_map(|n| n.metadata.name.as_deref())
         .collect();
     ready_nodes.sort_unstable();
