@@ -5,6 +5,8 @@
 //! - Endpoints `<service>`: subsets grouping addresses by their resolved ports; ready pods
 //!   in `addresses`, others in `notReadyAddresses` (all in `addresses` with
 //!   `publishNotReadyAddresses`). Terminating pods and pods without an IP are left out.
+//!   EndpointSlices keep terminating pods (ready false, serving by their readiness,
+//!   terminating true), as upstream's do since the terminating condition went GA.
 //! - EndpointSlices `<service>-<suffix>` (at most 100 endpoints each), labelled
 //!   `kubernetes.io/service-name` and managed-by `endpointslice-controller.k8s.io`, owned by
 //!   the Service; endpoints carry ready/serving/terminating conditions.
@@ -58,6 +60,14 @@ fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
         .selector
         .as_ref()
         .filter(|s| !s.is_empty())
+}
+
+/// `publishNotReadyAddresses`: every pod counts as ready.
+fn publishes_not_ready(svc: &Service) -> bool {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false)
 }
 
 fn selects(svc: &Service, pod: &Pod) -> bool {
@@ -120,11 +130,7 @@ impl EndpointsController {
             return Ok(());
         }
         let (ns, _) = split_key(key);
-        let publish_not_ready = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.publish_not_ready_addresses)
-            .unwrap_or(false);
+        let publish_not_ready = publishes_not_ready(&svc);
         let mut backends: Vec<(Backend, Ports)> = Vec::new();
         for pod in self.pods.in_namespace(ns) {
             if !selects(&svc, &pod) {
@@ -138,10 +144,10 @@ impl EndpointsController {
             else {
                 continue;
             };
+            // Terminating pods stay in the slices (ready false, serving as their readiness
+            // says, terminating true), as upstream's: proxies fall back to them while no
+            // ready endpoint is left. Endpoints leave them out.
             let terminating = is_deleting(pod.as_ref());
-            if terminating && !publish_not_ready {
-                continue;
-            }
             let backend = Backend {
                 ip,
                 node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
@@ -228,6 +234,7 @@ impl EndpointsController {
         ns: &str,
         backends: &[(Backend, Ports)],
     ) -> Result<(), Error> {
+        let publish_not_ready = publishes_not_ready(svc);
         // One slice family per distinct port set, as upstream; each chunked by 100.
         let mut by_ports: BTreeMap<&Ports, Vec<&Backend>> = BTreeMap::new();
         for (b, ports) in backends {
@@ -254,7 +261,7 @@ impl EndpointsController {
                     .iter()
                     .map(|b| json!({
                         "addresses": [b.ip],
-                        "conditions": {"ready": b.ready && !b.terminating, "serving": b.ready, "terminating": b.terminating},
+                        "conditions": {"ready": b.ready && (!b.terminating || publish_not_ready), "serving": b.ready, "terminating": b.terminating},
                         "nodeName": b.node,
                         "targetRef": {"kind": "Pod", "namespace": ns, "name": b.pod, "uid": b.uid},
                     }))
