@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use crate::ip::{Netns, WiringError};
 
@@ -72,6 +72,8 @@ pub enum NftError {
     Wiring(#[from] WiringError),
     #[error("cannot run nft (apt-get install nftables): {0}")]
     Spawn(std::io::Error),
+    #[error("writing the transaction to nft: {0}")]
+    Input(std::io::Error),
     /// nft refused the transaction; nothing of it was committed.
     #[error("nft refused the transaction: {0}")]
     Refused(String),
@@ -322,36 +324,7 @@ fn write_elements<'a>(
 
 /// Runs `script` as one `nft -f -` transaction in `netns`.
 pub fn apply(netns: &Netns, script: &str) -> Result<(), NftError> {
-    let output = netns
-        .within(|| {
-            let mut child = Command::new("nft")
-                .args(["-f", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(WiringError::step("nft"))?;
-            // nft reads all of its input before it answers, so writing cannot deadlock
-            // against its stderr.
-            let written = child
-                .stdin
-                .take()
-                .map(|mut stdin| stdin.write_all(script.as_bytes()));
-            let output = child.wait_with_output().map_err(WiringError::step("nft"))?;
-            if let Some(Err(e)) = written
-                && output.status.success()
-            {
-                return Err(WiringError::Step {
-                    what: "writing to nft".into(),
-                    source: e,
-                });
-            }
-            Ok(output)
-        })
-        .map_err(|e| match e {
-            WiringError::Step { what, source } if what == "nft" => NftError::Spawn(source),
-            e => NftError::Wiring(e),
-        })?;
+    let output = run_nft(netns, &["-f", "-"], Some(script))?;
     if output.status.success() {
         return Ok(());
     }
@@ -364,7 +337,7 @@ pub fn apply(netns: &Netns, script: &str) -> Result<(), NftError> {
 /// `nft list table FAMILY NAME` in `netns`: the table as nft prints it, or `None` when there
 /// is no such table.
 pub fn list(netns: &Netns, family: &str, name: &str) -> Result<Option<String>, NftError> {
-    let output = run_nft(netns, &["list", "table", family, name])?;
+    let output = run_nft(netns, &["list", "table", family, name], None)?;
     if output.status.success() {
         return Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()));
     }
@@ -378,23 +351,40 @@ pub fn list(netns: &Netns, family: &str, name: &str) -> Result<Option<String>, N
 /// Whether the kernel holds the chain `chain` of table `family name` in `netns`: a cheap
 /// check that a table is still there, whatever its size.
 pub fn has_chain(netns: &Netns, family: &str, table: &str, chain: &str) -> Result<bool, NftError> {
-    let output = run_nft(netns, &["list", "chain", family, table, chain])?;
+    let output = run_nft(netns, &["list", "chain", family, table, chain], None)?;
     Ok(output.status.success())
 }
 
-fn run_nft(netns: &Netns, args: &[&str]) -> Result<std::process::Output, NftError> {
-    netns
-        .within(|| {
-            Command::new("nft")
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(WiringError::step("nft"))
+/// `nft ARGS` in `netns`, given `input` on its standard input: what it printed and how it
+/// ended.
+fn run_nft(netns: &Netns, args: &[&str], input: Option<&str>) -> Result<Output, NftError> {
+    netns.within(|| Ok(nft(args, input)))?
+}
+
+fn nft(args: &[&str], input: Option<&str>) -> Result<Output, NftError> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
         })
-        .map_err(|e| match e {
-            WiringError::Step { source, .. } => NftError::Spawn(source),
-            e => NftError::Wiring(e),
-        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(NftError::Spawn)?;
+    // nft reads all of its input before it answers, so writing cannot deadlock against its
+    // output; the pipe closes when the handle goes, at the end of the match.
+    let written = match (child.stdin.take(), input) {
+        (Some(mut stdin), Some(text)) => stdin.write_all(text.as_bytes()),
+        _ => Ok(()),
+    };
+    let output = child.wait_with_output().map_err(NftError::Spawn)?;
+    match written {
+        // A refused transaction says why on stderr; a lost write with nft content is ours.
+        Err(e) if output.status.success() => Err(NftError::Input(e)),
+        _ => Ok(output),
+    }
 }
 
 /// The chains and sets the kernel holds for a table, by name, from `nft list table`
