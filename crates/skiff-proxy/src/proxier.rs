@@ -84,12 +84,6 @@ impl Proxier {
         }
     }
 
-    /// The table the cluster asks for.
-    pub fn desired(&self, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Table {
-        let ports = self.service_ports(services, slices);
-        rules::table(&self.config, ports.iter().map(|(p, e)| (p, e.as_slice())))
-    }
-
     /// Every proxied service port with its endpoints.
     fn service_ports(
         &self,
