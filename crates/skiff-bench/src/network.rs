@@ -327,21 +327,26 @@ pub fn datapath(clients: usize, seconds: u64) -> Result<()> {
     proxier.sync(&[svc], &[slice])?;
     let duration = Duration::from_secs(seconds);
     // A short warm-up, so neither path pays for first connections.
-    load(
-        &ns.net(1),
-        &[SocketAddr::new(pods[0].into(), 8080)],
-        clients,
-        Duration::from_millis(300),
-    );
+    for (client, target) in [
+        (ns.net(1), SocketAddr::new(pods[0].into(), 8080)),
+        (ns.net(4), SocketAddr::new(cluster_ip.into(), 80)),
+    ] {
+        load(&client, &[target], clients, Duration::from_millis(300));
+    }
     let mut rates = Vec::new();
-    for (path, targets) in [
+    for (path, client, targets) in [
         (
             "direct",
+            ns.net(1),
             pods.map(|p| SocketAddr::new(p.into(), 8080)).to_vec(),
         ),
-        ("cluster_ip", vec![SocketAddr::new(cluster_ip.into(), 80)]),
+        (
+            "cluster_ip",
+            ns.net(4),
+            vec![SocketAddr::new(cluster_ip.into(), 80)],
+        ),
     ] {
-        let (rate, mut latencies) = load(&ns.net(1), &targets, clients, duration);
+        let (rate, mut latencies) = load(&client, &targets, clients, duration);
         let mut fields =
             fields! {"path" => path, "clients" => clients, "requests_per_s" => round(rate)};
         fields.extend(latencies.summary(""));
