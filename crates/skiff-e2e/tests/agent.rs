@@ -1417,6 +1417,10 @@ fn node_reset_takes_back_everything_the_agent_made() {
         "{said}"
     );
 
+    let vxlan =
+        skiff_net::Netns::Path(node.netns.net()).ip(&["link", "show", "dev", "skiff.vxlan"]);
+    assert!(vxlan.is_ok(), "the agent made its VXLAN link: {vxlan:?}");
+
     // Stopped skiff leaves its containers running, by design.
     node.stop_agent();
     let runc_root = skiff_agent::kubelet::runtime_root(&node.data, std::path::Path::new("runc"));
@@ -1443,8 +1447,11 @@ fn node_reset_takes_back_everything_the_agent_made() {
         .filter(|c| c.contains(&data))
         .collect();
     assert!(processes.is_empty(), "left running: {processes:?}");
-    let bridge = skiff_net::Netns::Path(node.netns.net()).ip(&["link", "show", "dev", "skiff0"]);
-    assert!(bridge.is_err(), "the pod bridge is gone: {bridge:?}");
+    let node_ns = skiff_net::Netns::Path(node.netns.net());
+    for link in ["skiff0", "skiff.vxlan"] {
+        let left = node_ns.ip(&["link", "show", "dev", link]);
+        assert!(left.is_err(), "{link} is gone: {left:?}");
+    }
 
     // And again: nothing to do, still a success.
     let again = reset();

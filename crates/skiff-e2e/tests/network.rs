@@ -33,6 +33,21 @@ impl Drop for Namespaces {
     }
 }
 
+/// Network namespaces named `names` under `dir`, created; removed when the guard drops
+/// (pods first: a node's bridge outlives its veths).
+fn namespaces<const N: usize>(
+    dir: &std::path::Path,
+    names: [&str; N],
+) -> ([Sandbox; N], Namespaces) {
+    let made = names.map(|n| Sandbox::at(dir.join(n)));
+    for (s, name) in made.iter().zip(names) {
+        s.create(name).unwrap();
+    }
+    let mut guard = made.to_vec();
+    guard.reverse();
+    (made, Namespaces(guard))
+}
+
 #[test]
 fn pods_on_a_node_get_addresses_and_reach_each_other_over_the_bridge() {
     skiff_e2e::assert_root();
@@ -174,24 +189,8 @@ fn pods_on_two_nodes_reach_each_other_by_routes_and_the_outside_through_nat() {
     skiff_e2e::assert_root();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let [node1, node2, pod_a, pod_b, outside] =
-        ["node1", "node2", "pod-a", "pod-b", "outside"].map(|n| Sandbox::at(dir.join(n)));
-    let _cleanup = Namespaces(vec![
-        pod_a.clone(),
-        pod_b.clone(),
-        outside.clone(),
-        node1.clone(),
-        node2.clone(),
-    ]);
-    for (s, name) in [
-        (&node1, "node1"),
-        (&node2, "node2"),
-        (&pod_a, "pod-a"),
-        (&pod_b, "pod-b"),
-        (&outside, "outside"),
-    ] {
-        s.create(name).unwrap();
-    }
+    let ([outside, node2, node1, pod_b, pod_a], _cleanup) =
+        namespaces(dir, ["outside", "node2", "node1", "pod-b", "pod-a"]);
     let (n1, n2) = (Netns::Path(node1.net()), Netns::Path(node2.net()));
     // The nodes share a link (documentation addresses, inside these namespaces only); node1
     // also has one to a host outside the cluster.
@@ -230,8 +229,8 @@ fn pods_on_two_nodes_reach_each_other_by_routes_and_the_outside_through_nat() {
     serve_peer_address(outside.net());
     assert!(!ping(&pod_a, b), "no route yet");
 
-    let mut routes1 = skiff_net::PodRoutes::new(n1.clone());
-    let mut routes2 = skiff_net::PodRoutes::new(n2.clone());
+    let mut routes1 = skiff_net::PodRoutes::new(n1.clone(), skiff_net::Backend::HostGw);
+    let mut routes2 = skiff_net::PodRoutes::new(n2.clone(), skiff_net::Backend::HostGw);
     let via = |subnet: Cidr, node: &str| {
         std::collections::BTreeMap::from([(subnet, node.parse().unwrap())])
     };
@@ -264,4 +263,142 @@ fn pods_on_two_nodes_reach_each_other_by_routes_and_the_outside_through_nat() {
         skiff_net::nftables::list(&n1, "ip", "skiff-pods").unwrap(),
         None
     );
+}
+
+#[test]
+fn pods_on_nodes_without_a_shared_link_reach_each_other_over_vxlan() {
+    skiff_e2e::assert_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ([router, node2, node1, pod_b, pod_a], _cleanup) =
+        namespaces(dir, ["router", "node2", "node1", "pod-b", "pod-a"]);
+    // Each node on its own subnet, a router between them (documentation addresses, inside
+    // these namespaces only): the nodes reach each other, but share no link.
+    let (node1_net, node2_net, router_net) = (node1.net(), node2.net(), router.net());
+    let end = |netns, link, address| skiff_net::End {
+        netns,
+        link,
+        address,
+    };
+    skiff_net::link_namespaces(
+        end(&node1_net, "eth0", "203.0.113.1/24"),
+        end(&router_net, "net1", "203.0.113.254/24"),
+    )
+    .unwrap();
+    skiff_net::link_namespaces(
+        end(&node2_net, "eth0", "198.51.100.2/24"),
+        end(&router_net, "net2", "198.51.100.254/24"),
+    )
+    .unwrap();
+    let (n1, n2, r) = (
+        Netns::Path(node1.net()),
+        Netns::Path(node2.net()),
+        Netns::Path(router.net()),
+    );
+    skiff_net::sysctl::write(&r, "net/ipv4/ip_forward", "1").unwrap();
+    n1.ip(&["route", "add", "198.51.100.0/24", "via", "203.0.113.254"])
+        .unwrap();
+    n2.ip(&["route", "add", "203.0.113.0/24", "via", "198.51.100.254"])
+        .unwrap();
+    let (node1_ip, node2_ip) = (
+        "203.0.113.1".parse().unwrap(),
+        "198.51.100.2".parse().unwrap(),
+    );
+    let (cidr1, cidr2) = (
+        Cidr::parse("10.244.21.0/24").unwrap(),
+        Cidr::parse("10.244.22.0/24").unwrap(),
+    );
+
+    // Direct routes cannot work here: the kernel refuses a gateway off every link.
+    let mut direct = skiff_net::PodRoutes::new(n1.clone(), skiff_net::Backend::HostGw);
+    let refused = direct
+        .sync(&std::collections::BTreeMap::from([(cidr2, node2_ip)]))
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("routing 10.244.22.0/24 via 198.51.100.2"),
+        "{refused}"
+    );
+
+    let vxlan1 = skiff_net::vxlan::ensure(&n1, node1_ip, cidr1).unwrap();
+    let vxlan2 = skiff_net::vxlan::ensure(&n2, node2_ip, cidr2).unwrap();
+    assert_eq!(
+        vxlan1.mtu, 1450,
+        "the underlay's 1500 less the encapsulation"
+    );
+    assert_eq!(
+        skiff_net::vxlan::ensure(&n1, node1_ip, cidr1).unwrap(),
+        vxlan1,
+        "an unchanged link is kept (pods' traffic is not cut by an agent restart)"
+    );
+    let listing = n1.ip(&["-d", "link", "show", "skiff.vxlan"]).unwrap();
+    assert!(
+        listing.contains("vxlan id 1 local 203.0.113.1"),
+        "{listing}"
+    );
+    assert!(listing.contains("dstport 8472 nolearning"), "{listing}");
+    let net1 = PodNetwork::new(n1.clone(), "skiff0", cidr1, dir.join("ipam1")).with_mtu(vxlan1.mtu);
+    let net2 = PodNetwork::new(n2.clone(), "skiff0", cidr2, dir.join("ipam2")).with_mtu(vxlan2.mtu);
+    net1.ensure_bridge().unwrap();
+    net2.ensure_bridge().unwrap();
+    let a = net1.attach("default/pod-a", &pod_a.net()).unwrap();
+    let b = net2.attach("default/pod-b", &pod_b.net()).unwrap();
+    assert!(ip_in(&pod_a, &["link", "show", "eth0"]).contains("mtu 1450"));
+    for n in [&n1, &n2] {
+        skiff_net::sysctl::write(n, "net/ipv4/ip_forward", "1").unwrap();
+    }
+    serve_peer_address(pod_b.net());
+    assert!(!ping(&pod_a, b), "no route yet");
+
+    let mut routes1 = skiff_net::PodRoutes::new(n1.clone(), skiff_net::Backend::Vxlan(vxlan1));
+    let mut routes2 = skiff_net::PodRoutes::new(n2.clone(), skiff_net::Backend::Vxlan(vxlan2));
+    let via =
+        |subnet: Cidr, node: std::net::Ipv4Addr| std::collections::BTreeMap::from([(subnet, node)]);
+    routes1.sync(&via(cidr2, node2_ip)).unwrap();
+    routes2.sync(&via(cidr1, node1_ip)).unwrap();
+    routes1.sync(&via(cidr2, node2_ip)).unwrap(); // idempotent
+    let route = n1.ip(&["route", "show", "proto", "83"]).unwrap();
+    assert!(
+        route.contains("10.244.22.0/24 via 10.244.22.0 dev skiff.vxlan")
+            && route.contains("onlink"),
+        "{route}"
+    );
+    assert!(
+        ping(&pod_a, b),
+        "pod a reaches pod b on the other node, through the tunnel"
+    );
+    assert_eq!(
+        seen_as(&pod_a.net(), b).unwrap(),
+        a.to_string(),
+        "not translated"
+    );
+    // Frames for the peer's VTEP go in UDP to the peer's node address, through the router.
+    let fdb = Command::new("nsenter")
+        .arg(format!("--net={}", node1.net().display()))
+        .args(["bridge", "fdb", "show", "dev", "skiff.vxlan"])
+        .output()
+        .unwrap();
+    let fdb = String::from_utf8_lossy(&fdb.stdout);
+    assert!(
+        fdb.contains("0e:5f:0a:f4:16:00 dst 198.51.100.2 self permanent"),
+        "{fdb}"
+    );
+
+    // A node that goes takes its route, ARP and forwarding entries with it.
+    routes1.sync(&std::collections::BTreeMap::new()).unwrap();
+    assert!(
+        !n1.ip(&["route", "show", "proto", "83"])
+            .unwrap()
+            .contains("10.244.22.0")
+    );
+    assert!(
+        !n1.ip(&["neigh", "show", "dev", "skiff.vxlan"])
+            .unwrap()
+            .contains("10.244.22.0")
+    );
+    assert!(!ping(&pod_a, b));
+    skiff_net::vxlan::remove(&n1).unwrap();
+    skiff_net::vxlan::remove(&n1).unwrap(); // idempotent
+    assert!(n1.ip(&["link", "show", "skiff.vxlan"]).is_err());
 }

@@ -111,6 +111,10 @@ fn services_work_across_two_nodes() {
         &format!("http://{b_ip}:8080/hostname"),
     ]);
     assert_eq!(page.trim(), on_b[0]["metadata"]["name"]);
+    // …through the VXLAN link (the agents' default `--pod-network`), not a direct route.
+    let node_a = skiff_net::Netns::Path(cluster.nodes[0].1.net());
+    let routes = node_a.ip(&["route", "show", "proto", "83"]).unwrap();
+    assert!(routes.contains("dev skiff.vxlan"), "{routes}");
 
     // 400 requests to the ClusterIP from a pod reach all 4 replicas, none more than 40 %.
     let rounds = (0..400)

@@ -22,12 +22,17 @@ use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::InfoVxlan;
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -48,6 +53,32 @@ fn link(index: u32, up: bool) -> LinkMessage {
         message.header.flags = LinkFlags::Up;
         message.header.change_mask = LinkFlags::Up;
     }
+    message
+}
+
+/// A permanent neighbour entry on link `index` for `family`: `address` ↔ `mac`.
+fn neighbour(
+    family: AddressFamily,
+    index: u32,
+    address: Ipv4Addr,
+    mac: [u8; 6],
+) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = family;
+    message.header.ifindex = index;
+    message.header.state = NeighbourState::Permanent;
+    message.attributes = vec![
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(address)),
+        NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+    ];
+    message
+}
+
+/// A forwarding-database entry of the VXLAN link `index`: frames for `mac` go in UDP to
+/// `remote` (`bridge fdb … self permanent`).
+fn fdb(index: u32, mac: [u8; 6], remote: Ipv4Addr) -> NeighbourMessage {
+    let mut message = neighbour(AddressFamily::Bridge, index, remote, mac);
+    message.header.flags = NeighbourFlags::Own;
     message
 }
 
@@ -119,30 +150,114 @@ impl Netlink {
 
     /// Creates the veth pair `name` ↔ `peer`, the peer inside the namespace open as
     /// `peer_netns`, and this end enslaved to the bridge with index `master`, up.
+    /// Both ends get `mtu` when one is given (the kernel's default otherwise).
     pub fn add_veth(
         &mut self,
         name: &str,
         peer: &str,
         peer_netns: RawFd,
         master: u32,
+        mtu: Option<u32>,
     ) -> io::Result<()> {
         let mut far = link(0, false);
         far.attributes = vec![
             LinkAttribute::IfName(peer.into()),
             LinkAttribute::NetNsFd(peer_netns),
         ];
+        far.attributes.extend(mtu.map(LinkAttribute::Mtu));
         let mut near = link(0, true);
         near.attributes = vec![
             LinkAttribute::IfName(name.into()),
             LinkAttribute::Controller(master),
-            LinkAttribute::LinkInfo(vec![
-                LinkInfo::Kind(InfoKind::Veth),
-                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(far))),
-            ]),
         ];
+        near.attributes.extend(mtu.map(LinkAttribute::Mtu));
+        near.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(far))),
+        ]));
         self.request(
             RouteNetlinkMessage::NewLink(near),
             NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Creates the VXLAN link `name`, down: VNI `vni`, UDP port `port`, sending from
+    /// `local` over link `underlay`, with the hardware address `mac` and `mtu`. Address
+    /// learning is off: the forwarding entries are all made (`replace_fdb`), as flannel's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_vxlan(
+        &mut self,
+        name: &str,
+        vni: u32,
+        local: Ipv4Addr,
+        port: u16,
+        underlay: Option<u32>,
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> io::Result<()> {
+        let mut data = vec![
+            InfoVxlan::Id(vni),
+            InfoVxlan::Local(local),
+            InfoVxlan::Port(port),
+            InfoVxlan::Learning(false),
+        ];
+        data.extend(underlay.map(InfoVxlan::Link));
+        let mut message = link(0, false);
+        message.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::Address(mac.to_vec()),
+            LinkAttribute::Mtu(mtu),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Vxlan),
+                LinkInfo::Data(InfoData::Vxlan(data)),
+            ]),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewLink(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Sets link `index`'s MTU.
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> io::Result<()> {
+        let mut message = link(index, false);
+        message.attributes = vec![LinkAttribute::Mtu(mtu)];
+        self.request(RouteNetlinkMessage::NewLink(message), 0)
+    }
+
+    /// A permanent ARP entry on link `index`: `address` is at `mac`.
+    pub fn replace_neighbour(
+        &mut self,
+        index: u32,
+        address: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> io::Result<()> {
+        let message = neighbour(AddressFamily::Inet, index, address, mac);
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+    }
+
+    /// Removes the ARP entry for `address` on link `index` (an error if there is none).
+    pub fn delete_neighbour(&mut self, index: u32, address: Ipv4Addr) -> io::Result<()> {
+        let message = neighbour(AddressFamily::Inet, index, address, [0; 6]);
+        self.request(RouteNetlinkMessage::DelNeighbour(message), 0)
+    }
+
+    /// A forwarding entry on the VXLAN link `index`: frames for `mac` go to `remote`.
+    pub fn replace_fdb(&mut self, index: u32, mac: [u8; 6], remote: Ipv4Addr) -> io::Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(fdb(index, mac, remote)),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+    }
+
+    /// Removes the forwarding entry for `mac` to `remote` on link `index`.
+    pub fn delete_fdb(&mut self, index: u32, mac: [u8; 6], remote: Ipv4Addr) -> io::Result<()> {
+        self.request(
+            RouteNetlinkMessage::DelNeighbour(fdb(index, mac, remote)),
+            0,
         )
     }
 
@@ -210,6 +325,23 @@ impl Netlink {
     pub fn replace_route(&mut self, destination: Cidr, gateway: Ipv4Addr) -> io::Result<()> {
         self.request(
             RouteNetlinkMessage::NewRoute(route(destination, Some(gateway))),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+    }
+
+    /// A route to `destination` through `gateway` out of link `index`, taken as on that
+    /// link though no subnet of it holds the gateway (`onlink`: a VXLAN peer's address).
+    pub fn replace_onlink_route(
+        &mut self,
+        destination: Cidr,
+        gateway: Ipv4Addr,
+        index: u32,
+    ) -> io::Result<()> {
+        let mut message = route(destination, Some(gateway));
+        message.header.flags = RouteFlags::Onlink;
+        message.attributes.push(RouteAttribute::Oif(index));
+        self.request(
+            RouteNetlinkMessage::NewRoute(message),
             NLM_F_CREATE | NLM_F_REPLACE,
         )
     }

@@ -37,6 +37,8 @@ pub struct PodNetwork {
     bridge: String,
     cidr: Cidr,
     ipam: Ipam,
+    /// The pods' links' MTU (below the node's under VXLAN); `None`: the kernel's default.
+    mtu: Option<u32>,
 }
 
 /// The node-side name of a pod's veth: `veth` and 8 hex digits of a hash of the pod key
@@ -76,7 +78,14 @@ impl PodNetwork {
             bridge: bridge.to_string(),
             cidr,
             ipam: Ipam::new(cidr, state),
+            mtu: None,
         }
+    }
+
+    /// Pods (and the bridge) get links of `mtu` bytes.
+    pub fn with_mtu(mut self, mtu: u32) -> PodNetwork {
+        self.mtu = Some(mtu);
+        self
     }
 
     pub fn cidr(&self) -> Cidr {
@@ -100,6 +109,11 @@ impl PodNetwork {
                 }
                 let index = index_of(&self.bridge)
                     .ok_or_else(|| WiringError::Missing("it is gone again".into()))?;
+                if let Some(mtu) = self.mtu {
+                    netlink
+                        .set_mtu(index, mtu)
+                        .map_err(WiringError::step(format!("setting its MTU to {mtu}")))?;
+                }
                 netlink
                     .replace_address(index, gateway, prefix)
                     .map_err(WiringError::step(format!("giving it {gateway}/{prefix}")))?;
@@ -154,7 +168,7 @@ impl PodNetwork {
                             format!("the pod's network namespace {}", pod_netns.display()),
                         ))?;
                         netlink
-                            .add_veth(&veth, POD_LINK, target.as_raw_fd(), bridge)
+                            .add_veth(&veth, POD_LINK, target.as_raw_fd(), bridge, self.mtu)
                             .map_err(WiringError::step(format!(
                                 "adding the veth pair {veth}/{POD_LINK}"
                             )))?;

@@ -24,7 +24,7 @@ mod lb_announce;
 mod logs;
 mod machine;
 mod node_dns;
-mod node_routes;
+pub mod node_routes;
 pub(crate) mod pod_dir;
 mod probe;
 pub mod reset;
@@ -135,6 +135,8 @@ pub struct KubeletConfig {
     /// The cluster's pod addresses (`--cluster-cidr`): what leaves them from a pod is
     /// masqueraded; `None`: what leaves this node's pod CIDR.
     pub cluster_cidr: Option<Cidr>,
+    /// How pods reach the other nodes' pods (`--pod-network`).
+    pub pod_network: node_routes::PodNetworkMode,
 }
 
 /// The node agent: its configuration, the API's view of its pods, the machine, and the
@@ -248,12 +250,16 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
         Some(cidr) => cidr,
         None => crate::node::assigned_pod_cidr(&client, &config.node_name).await?,
     };
-    let network = PodNetwork::new(
+    let backend = node_routes::prepare(&config, pod_cidr).await;
+    let mut network = PodNetwork::new(
         config.node_netns.clone(),
         POD_BRIDGE,
         pod_cidr,
         config.data_dir.join("ipam"),
     );
+    if let skiff_net::Backend::Vxlan(link) = backend {
+        network = network.with_mtu(link.mtu);
+    }
     network.ensure_bridge()?;
     let egress = config.cluster_cidr.unwrap_or(pod_cidr);
     if let Err(e) = skiff_net::egress::ensure_egress(&config.node_netns, egress) {
@@ -286,6 +292,7 @@ pub async fn run(api: kube::Config, config: KubeletConfig) -> Result<(), Kubelet
     let _nodes = nodes.start();
     tokio::spawn(node_routes::run(
         config.node_netns.clone(),
+        backend,
         config.node_name.clone(),
         node_store.clone(),
         routes_wake,

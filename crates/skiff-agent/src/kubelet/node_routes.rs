@@ -1,7 +1,8 @@
-//! Routes to the other nodes' pod subnets (`skiff-net`'s host-gw routes): every Node with a
-//! pod CIDR and an InternalIP, other than this one, is a route through that address. A
-//! node that is not on a link this one shares cannot be routed to directly: the kernel
-//! refuses the route, and the agent says so (VXLAN between such nodes is to come).
+//! Routes to the other nodes' pod subnets (`skiff-net`'s routes): every Node with a pod
+//! CIDR and an InternalIP, other than this one, is a route through that address — directly
+//! (`host-gw`: the nodes must share a link; the kernel refuses a route through a node off
+//! it, and the agent says so) or over VXLAN (`vxlan`, the default: any nodes that reach
+//! each other by UDP).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -9,7 +10,50 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
 use skiff_client::Store;
-use skiff_net::{Cidr, Netns, PodRoutes};
+use skiff_net::{Backend, Cidr, Netns, PodRoutes};
+
+use super::KubeletConfig;
+
+/// How pods reach the other nodes' pods (`--pod-network`, flannel's backend names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodNetworkMode {
+    /// Direct routes through the other nodes: fastest, for nodes on one link.
+    HostGw,
+    /// A VXLAN tunnel to each other node: for nodes anywhere they reach each other.
+    Vxlan,
+}
+
+/// Readies this node for `config.pod_network` (its VXLAN link, or none left from before)
+/// and answers the backend the routes use. A node that cannot make its VXLAN link (no
+/// kernel module) still runs its own pods: it falls back to direct routes, and says so.
+pub async fn prepare(config: &KubeletConfig, pod_cidr: Cidr) -> Backend {
+    let netns = config.node_netns.clone();
+    let local = config.node_ip.parse::<Ipv4Addr>().ok();
+    let mode = config.pod_network;
+    tokio::task::spawn_blocking(move || match (mode, local) {
+        (PodNetworkMode::Vxlan, Some(local)) => {
+            match skiff_net::vxlan::ensure(&netns, local, pod_cidr) {
+                Ok(link) => Backend::Vxlan(link),
+                Err(e) => {
+                    tracing::error!(
+                        "making the VXLAN link to other nodes: {e}; falling back to direct routes \
+                         (pods reach other nodes' pods only if the nodes share a link; \
+                         --pod-network host-gw says so without trying)"
+                    );
+                    Backend::HostGw
+                }
+            }
+        }
+        _ => {
+            if let Err(e) = skiff_net::vxlan::remove(&netns) {
+                tracing::warn!("removing the VXLAN link of an earlier --pod-network vxlan: {e}");
+            }
+            Backend::HostGw
+        }
+    })
+    .await
+    .unwrap_or(Backend::HostGw)
+}
 
 /// The routes this node wants: each other node's pod subnet via its InternalIP.
 pub fn wanted(nodes: &[Arc<Node>], this_node: &str) -> BTreeMap<Cidr, Ipv4Addr> {
@@ -38,11 +82,12 @@ pub fn wanted(nodes: &[Arc<Node>], this_node: &str) -> BTreeMap<Cidr, Ipv4Addr> 
 /// Keeps the routes in step with the Nodes until the task is dropped.
 pub async fn run(
     netns: Netns,
+    backend: Backend,
     this_node: String,
     nodes: Store<Node>,
     wake: Arc<tokio::sync::Notify>,
 ) {
-    let mut routes = Some(PodRoutes::new(netns));
+    let mut routes = Some(PodRoutes::new(netns, backend));
     let mut complained = None::<String>;
     loop {
         let want = wanted(&nodes.list(), &this_node);
@@ -59,9 +104,14 @@ pub async fn run(
             Err(e) => {
                 let text = e.to_string();
                 if complained.as_deref() != Some(text.as_str()) {
-                    tracing::warn!(
-                        "routing to another node's pods: {text} (nodes must share a link for direct routes)"
-                    );
+                    let hint = match backend {
+                        Backend::HostGw => {
+                            " (direct routes need the nodes on one link: --pod-network vxlan \
+                             reaches nodes anywhere)"
+                        }
+                        Backend::Vxlan(_) => "",
+                    };
+                    tracing::warn!("routing to another node's pods: {text}{hint}");
                     complained = Some(text);
                 }
             }

@@ -105,11 +105,14 @@ impl Reset {
         if let Err(e) = skiff_proxy::remove_rules(&self.node_netns) {
             failures.push(e.to_string());
         }
-        progress("removing the pods' NAT and the routes to other nodes' pods");
+        progress("removing the pods' NAT, the routes to other nodes' pods and the VXLAN link");
         if let Err(e) = skiff_net::egress::remove_egress(&self.node_netns) {
             failures.push(e.to_string());
         }
         if let Err(e) = skiff_net::routes::remove_all(&self.node_netns) {
+            failures.push(e.to_string());
+        }
+        if let Err(e) = skiff_net::vxlan::remove(&self.node_netns) {
             failures.push(e.to_string());
         }
         if let Err(e) = super::lb_announce::remove_all(&self.node_netns) {

@@ -178,6 +178,7 @@ impl Harness {
             }),
             resolv_conf: data.path().join("resolv.conf"),
             cluster_cidr: None,
+            pod_network: super::node_routes::PodNetworkMode::HostGw,
             sync_frequency: super::DEFAULT_SYNC_FREQUENCY,
         };
         let images = ImageStore::open(

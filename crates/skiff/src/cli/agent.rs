@@ -131,6 +131,7 @@ impl AgentArgs {
             cluster_dns: Some(self.network.cluster_dns(cluster_dns_address(&client).await)),
             resolv_conf: self.network.resolv_conf(),
             cluster_cidr: Some(self.network.cluster_cidr()),
+            pod_network: self.network.pod_network(),
         };
         let pods_from = pod_cidr.map_or("the subnet the cluster assigns".into(), |c| c.to_string());
         eprintln!(

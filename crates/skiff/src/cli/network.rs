@@ -11,6 +11,15 @@ pub enum ProxyMode {
     None,
 }
 
+/// How pods reach the other nodes' pods (flannel's backend names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PodNetwork {
+    /// A VXLAN tunnel to each other node (UDP 8472): nodes anywhere they reach each other.
+    Vxlan,
+    /// Direct routes through the other nodes: no encapsulation, for nodes on one link.
+    HostGw,
+}
+
 #[derive(Args, Debug)]
 pub struct NetworkArgs {
     /// The address this node reports as its InternalIP (default: the address of the
@@ -21,6 +30,9 @@ pub struct NetworkArgs {
     /// ExternalIP (and given to LoadBalancer Services).
     #[arg(long, value_name = "IP")]
     node_external_ip: Option<std::net::Ipv4Addr>,
+    /// How pods reach the other nodes' pods.
+    #[arg(long, value_enum, default_value_t = PodNetwork::Vxlan, value_name = "BACKEND")]
+    pod_network: PodNetwork,
     /// The service proxy this node runs.
     #[arg(long, value_enum, default_value_t = ProxyMode::Nftables, value_name = "MODE")]
     proxy_mode: ProxyMode,
@@ -51,6 +63,14 @@ impl NetworkArgs {
 
     pub fn node_external_ip(&self) -> Option<String> {
         self.node_external_ip.map(|ip| ip.to_string())
+    }
+
+    pub fn pod_network(&self) -> skiff_agent::kubelet::node_routes::PodNetworkMode {
+        use skiff_agent::kubelet::node_routes::PodNetworkMode;
+        match self.pod_network {
+            PodNetwork::Vxlan => PodNetworkMode::Vxlan,
+            PodNetwork::HostGw => PodNetworkMode::HostGw,
+        }
     }
 
     pub fn cluster_cidr(&self) -> skiff_net::Cidr {

@@ -204,6 +204,7 @@ impl ServerArgs {
                 cluster_dns: Some(cluster_dns.clone()),
                 resolv_conf: self.network.resolv_conf(),
                 cluster_cidr: Some(self.network.cluster_cidr()),
+                pod_network: self.network.pod_network(),
             };
             let agent_api = skiff_client::config_from_kubeconfig(&server.kubeconfig).await?;
             tokio::spawn(async move {
