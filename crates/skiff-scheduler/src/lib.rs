@@ -242,16 +242,27 @@ impl Scheduler {
             return Ok(());
         }
         let (ns, name) = split_key(key);
-        let patch = json!({"status": {"conditions": [{
-            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": message, "lastProbeTime": null,
-            "lastTransitionTime": skiff_client::objects::now(),
-        }]}});
+        // Only onto the pod as judged: one bound meanwhile (by another scheduler, or by
+        // hand) must keep its PodScheduled=True, so a changed pod is a conflict, and the
+        // pod goes back to the queue to be looked at again.
+        let patch = json!({
+            "metadata": {"resourceVersion": pod.resource_version()},
+            "status": {"conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": message, "lastProbeTime": null,
+                "lastTransitionTime": skiff_client::objects::now(),
+            }]},
+        });
         let result = Api::<Pod>::namespaced(self.client.clone(), ns)
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await;
-        skiff_client::tolerating(result, &[404])?;
-        Ok(())
+        match result {
+            Err(e) if skiff_client::is_status(&e, 409) => {
+                self.queue.add_rate_limited(key);
+                Ok(())
+            }
+            other => skiff_client::tolerating(other, &[404]).map(|_| ()),
+        }
     }
 }
 
