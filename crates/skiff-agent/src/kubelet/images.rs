@@ -111,6 +111,12 @@ impl Images {
         match (policy.as_str(), present) {
             ("Never", Some(image)) | ("IfNotPresent", Some(image)) => {
                 self.store.touch(&reference);
+                // As upstream's kubelet: every container says where its image came from.
+                events.normal(
+                    pod,
+                    "Pulled",
+                    format!("Container image \"{reference}\" already present on machine"),
+                );
                 return Ok(image);
             }
             ("Never", None) => {
