@@ -63,12 +63,12 @@ pub fn to_storage(rt: &ResourceType, mut obj: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::lookup;
+    use crate::resources::testing::{CORE_EVENTS, EVENTS};
     use serde_json::json;
 
     #[test]
     fn events_round_trip_between_the_two_apis() {
-        let rt = lookup("events.k8s.io", "v1", "events").unwrap();
+        let rt = &EVENTS;
         let new = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
             "regarding": {"kind": "Pod", "name": "p"}, "note": "pulled", "reason": "Pulled",
             "reportingController": "skiff", "reportingInstance": "n1", "type": "Normal",
@@ -80,7 +80,7 @@ mod tests {
         assert_eq!(stored["reportingComponent"], "skiff");
         assert_eq!(stored["count"], 2);
         assert_eq!(from_storage(rt, stored), new);
-        let core = lookup("", "v1", "events").unwrap();
+        let core = &CORE_EVENTS;
         assert_eq!(
             from_storage(core, new.clone()),
             new,

@@ -1,4 +1,4 @@
-//! Discovery documents, built from the resource registry: the legacy ones (`APIVersions`,
+//! Discovery documents, built from the served resource types: the legacy ones (`APIVersions`,
 //! `APIGroupList`, `APIResourceList`) and aggregated discovery (`APIGroupDiscoveryList`, in
 //! `apidiscovery.k8s.io/v2` and `v2beta1`, which differ only in their apiVersion).
 
@@ -61,9 +61,9 @@ fn group_entry(group: &str, versions: &[&str]) -> Value {
     })
 }
 
-/// `GET /apis` (legacy form).
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = resources::groups()
+/// `GET /apis` (legacy form), for the served `types`.
+pub fn api_group_list(types: &[&ResourceType]) -> Value {
+    let groups: Vec<Value> = resources::groups(types)
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, versions)| group_entry(g, &versions))
@@ -72,8 +72,8 @@ pub fn api_group_list() -> Value {
 }
 
 /// `GET /apis/<group>` (legacy form), if the group exists.
-pub fn api_group(group: &str) -> Option<Value> {
-    let (g, versions) = resources::groups()
+pub fn api_group(types: &[&ResourceType], group: &str) -> Option<Value> {
+    let (g, versions) = resources::groups(types)
         .into_iter()
         .find(|(g, _)| !g.is_empty() && *g == group)?;
     let mut entry = group_entry(g, &versions);
@@ -83,8 +83,8 @@ pub fn api_group(group: &str) -> Option<Value> {
 }
 
 /// `GET /api/v1` or `/apis/<group>/<version>`, if that group version exists.
-pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let types: Vec<&ResourceType> = resources::in_group_version(group, version).collect();
+pub fn api_resource_list(types: &[&ResourceType], group: &str, version: &str) -> Option<Value> {
+    let types: Vec<&ResourceType> = resources::in_group_version(types, group, version).collect();
     if types.is_empty() {
         return None;
     }
@@ -198,15 +198,15 @@ fn aggregated_resource(rt: &ResourceType) -> Value {
 }
 
 /// `GET /api` (`core == true`) or `GET /apis` as aggregated discovery.
-pub fn aggregated(core: bool, version: AggregatedVersion) -> Value {
-    let items: Vec<Value> = resources::groups()
+pub fn aggregated(types: &[&ResourceType], core: bool, version: AggregatedVersion) -> Value {
+    let items: Vec<Value> = resources::groups(types)
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, versions)| {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = resources::in_group_version(g, v)
+                    let resources: Vec<Value> = resources::in_group_version(types, g, v)
                         .map(aggregated_resource)
                         .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
@@ -231,10 +231,11 @@ pub fn aggregated(core: bool, version: AggregatedVersion) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::testing::TYPES;
 
     #[test]
     fn core_discovery_lists_pods_with_short_names_and_subresources() {
-        let doc = aggregated(true, AggregatedVersion::V2);
+        let doc = aggregated(TYPES, true, AggregatedVersion::V2);
         let items = doc["items"].as_array().unwrap();
         assert_eq!(items.len(), 1);
         let resources = items[0]["versions"][0]["resources"].as_array().unwrap();
@@ -253,7 +254,7 @@ mod tests {
 
     #[test]
     fn scale_answers_autoscaling_v1() {
-        let doc = api_resource_list("apps", "v1").unwrap();
+        let doc = api_resource_list(TYPES, "apps", "v1").unwrap();
         let scale = doc["resources"]
             .as_array()
             .unwrap()
@@ -262,12 +263,12 @@ mod tests {
             .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["kind"], "Scale");
-        assert!(api_resource_list("apps", "v9").is_none());
+        assert!(api_resource_list(TYPES, "apps", "v9").is_none());
     }
 
     #[test]
     fn group_list_has_no_core_group() {
-        let doc = api_group_list();
+        let doc = api_group_list(TYPES);
         let names: Vec<&str> = doc["groups"]
             .as_array()
             .unwrap()
@@ -277,7 +278,7 @@ mod tests {
         assert!(names.contains(&"apps"));
         assert!(!names.contains(&""));
         assert_eq!(
-            api_group("apps").unwrap()["preferredVersion"]["groupVersion"],
+            api_group(TYPES, "apps").unwrap()["preferredVersion"]["groupVersion"],
             "apps/v1"
         );
     }

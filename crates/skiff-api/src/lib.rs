@@ -1,14 +1,13 @@
-//! The Kubernetes API as data, with no sockets and no files: which resources exist
-//! ([`resources`]), how errors look ([`status`]), selectors, patches, defaults, validation,
-//! discovery documents and server-side tables. The API server (`skiff-apiserver`) is the
-//! part that serves these; keeping them pure keeps them unit-testable and fuzzable.
+//! The Kubernetes API as data, with no sockets and no files: the facts of a resource type
+//! ([`resources`]), how errors look ([`status`]), selectors, patches, validation shared by
+//! every kind, discovery documents and server-side tables. The API server
+//! (`skiff-apiserver`) serves these, and its registry holds each kind's own rules; keeping
+//! these pure keeps them unit-testable and fuzzable.
 //!
 //! Objects are `serde_json::Value`s throughout: the server stores and serves every kind the
 //! same way, and kind-specific rules reach into the fields they know.
 
-pub mod admission;
 pub mod conversion;
-pub mod defaults;
 pub mod discovery;
 pub mod duplicates;
 pub mod fields;

@@ -304,10 +304,15 @@ fn components(kinds: &[(&str, &str, &str)]) -> Map<String, Value> {
 }
 
 /// The document for one group version (`api/v1`, `apis/apps/v1`), if it exists.
-pub fn group_version_document(group: &str, version: &str, server_version: &str) -> Option<Value> {
+pub fn group_version_document(
+    types: &[&ResourceType],
+    group: &str,
+    version: &str,
+    server_version: &str,
+) -> Option<Value> {
     let mut paths = Map::new();
     let mut kinds = Vec::new();
-    for rt in resources::in_group_version(group, version) {
+    for rt in resources::in_group_version(types, group, version) {
         resource_paths(rt, &mut paths);
         kinds.push((rt.group, rt.version, rt.kind));
         if rt.has_subresource(Subresource::Scale)
@@ -349,12 +354,12 @@ fn to_swagger(v: &mut Value) {
 
 /// `/openapi/v2`: every group version in one Swagger 2.0 document (JSON), for clients that
 /// still read it.
-pub fn swagger_document(server_version: &str) -> Value {
+pub fn swagger_document(types: &[&ResourceType], server_version: &str) -> Value {
     let mut paths = Map::new();
     let mut definitions = Map::new();
-    for (group, versions) in resources::groups() {
+    for (group, versions) in resources::groups(types) {
         for version in versions {
-            let Some(doc) = group_version_document(group, version, server_version) else {
+            let Some(doc) = group_version_document(types, group, version, server_version) else {
                 continue;
             };
             if let Some(p) = doc["paths"].as_object() {
@@ -376,8 +381,8 @@ pub fn swagger_document(server_version: &str) -> Value {
 }
 
 /// The `/openapi/v3` index keys: `api/v1`, `apis/apps/v1`, …
-pub fn group_version_keys() -> Vec<String> {
-    resources::groups()
+pub fn group_version_keys(types: &[&ResourceType]) -> Vec<String> {
+    resources::groups(types)
         .into_iter()
         .flat_map(|(g, versions)| {
             versions.into_iter().map(move |v| {
@@ -394,11 +399,12 @@ pub fn group_version_keys() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::testing::TYPES;
 
     #[test]
     fn patch_operations_carry_gvk_and_field_validation() {
         // kubectl's check before it trusts the server with --validate=strict.
-        let doc = group_version_document("apps", "v1", "v1.33.0").unwrap();
+        let doc = group_version_document(TYPES, "apps", "v1", "v1.33.0").unwrap();
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(
@@ -417,12 +423,12 @@ mod tests {
                 .get("/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale")
                 .is_some()
         );
-        assert!(group_version_document("apps", "v9", "v1").is_none());
+        assert!(group_version_document(TYPES, "apps", "v9", "v1").is_none());
     }
 
     #[test]
     fn schemas_carry_descriptions_references_and_patch_strategies() {
-        let doc = group_version_document("apps", "v1", "v1.33.0").unwrap();
+        let doc = group_version_document(TYPES, "apps", "v1", "v1.33.0").unwrap();
         let schemas = &doc["components"]["schemas"];
         let d = &schemas["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(
@@ -461,7 +467,7 @@ mod tests {
 
     #[test]
     fn the_swagger_document_uses_definitions() {
-        let doc = swagger_document("v1.33.0");
+        let doc = swagger_document(TYPES, "v1.33.0");
         assert_eq!(doc["swagger"], "2.0");
         let d = &doc["definitions"]["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(
@@ -483,10 +489,10 @@ mod tests {
 
     #[test]
     fn the_index_names_every_group_version() {
-        let keys = group_version_keys();
+        let keys = group_version_keys(TYPES);
         assert!(keys.contains(&"api/v1".to_string()));
         assert!(keys.contains(&"apis/apps/v1".to_string()));
-        let core = group_version_document("", "v1", "v1").unwrap();
+        let core = group_version_document(TYPES, "", "v1", "v1").unwrap();
         assert!(core["paths"].get("/api/v1/nodes/{name}").is_some());
         assert!(
             core["paths"]

@@ -1,11 +1,10 @@
-//! The resource registry: every kind the API serves, with the facts discovery, routing and
-//! storage need (group, version, plural, scope, short names, categories, subresources).
+//! The facts of a resource type that discovery, routing and storage need (group, version,
+//! plural, scope, short names, categories, subresources). The types a server serves are its
+//! registry's (`skiff-apiserver`'s `registry`, one module per kind); these are the facts'
+//! shape and what follows from them.
 //!
 //! Short names and categories are upstream's: kubectl has no aliases of its own, so `po`, `svc`,
 //! `deploy` and `get all` work only because discovery lists them.
-
-use std::collections::HashMap;
-use std::sync::LazyLock;
 
 /// A subresource served under `<resource>/<name>/<subresource>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +111,8 @@ pub const CRUD_VERBS: &[&str] = &[
     "update",
     "watch",
 ];
-const CREATE_ONLY: &[&str] = &["create"];
+/// The verbs of a review: created and answered, never stored.
+pub const CREATE_ONLY: &[&str] = &["create"];
 
 impl ResourceType {
     /// `group/version`, or just `version` for the core group (an object's `apiVersion`).
@@ -189,11 +189,15 @@ impl ResourceType {
     }
 }
 
-macro_rules! resource {
+/// A built-in resource type with the verbs of a stored resource, as the kinds' modules
+/// declare theirs: `resource_type!("apps", "v1", "Deployment", "deployments", "deployment",
+/// namespaced: true, short: ["deploy"], categories: ["all"], sub: [Scale, Status])`.
+#[macro_export]
+macro_rules! resource_type {
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
      namespaced: $ns:literal, short: [$($short:literal),*], categories: [$($cat:literal),*],
      sub: [$($sub:ident),*]) => {
-        ResourceType {
+        $crate::resources::ResourceType {
             group: $group,
             version: $version,
             kind: $kind,
@@ -202,67 +206,18 @@ macro_rules! resource {
             namespaced: $ns,
             short_names: &[$($short),*],
             categories: &[$($cat),*],
-            subresources: &[$(Subresource::$sub),*],
-            verbs: CRUD_VERBS,
+            subresources: &[$($crate::resources::Subresource::$sub),*],
+            verbs: $crate::resources::CRUD_VERBS,
             storage: "",
         }
     };
 }
 
-/// Every resource the API serves, grouped by group version in discovery order.
-pub static RESOURCES: &[ResourceType] = &[
-    resource!("", "v1", "ConfigMap", "configmaps", "configmap",
-        namespaced: true, short: ["cm"], categories: [], sub: []),
-    resource!("", "v1", "Endpoints", "endpoints", "endpoints",
-        namespaced: true, short: ["ep"], categories: [], sub: []),
-    resource!("", "v1", "Event", "events", "event",
-        namespaced: true, short: ["ev"], categories: [], sub: []),
-    resource!("", "v1", "Namespace", "namespaces", "namespace",
-        namespaced: false, short: ["ns"], categories: [], sub: [Finalize, Status]),
-    resource!("", "v1", "Node", "nodes", "node",
-        namespaced: false, short: ["no"], categories: [], sub: [Proxy, Status]),
-    resource!("", "v1", "Pod", "pods", "pod",
-        namespaced: true, short: ["po"], categories: ["all"],
-        sub: [Attach, Binding, EphemeralContainers, Exec, Log, PortForward, Proxy, Status]),
-    resource!("", "v1", "Secret", "secrets", "secret",
-        namespaced: true, short: [], categories: [], sub: []),
-    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount",
-        namespaced: true, short: ["sa"], categories: [], sub: [Token]),
-    resource!("", "v1", "Service", "services", "service",
-        namespaced: true, short: ["svc"], categories: ["all"], sub: [Proxy, Status]),
-    resource!("apps", "v1", "Deployment", "deployments", "deployment",
-        namespaced: true, short: ["deploy"], categories: ["all"], sub: [Scale, Status]),
-    resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset",
-        namespaced: true, short: ["rs"], categories: ["all"], sub: [Scale, Status]),
-    ResourceType {
-        group: "authorization.k8s.io",
-        version: "v1",
-        kind: "SelfSubjectAccessReview",
-        plural: "selfsubjectaccessreviews",
-        singular: "selfsubjectaccessreview",
-        namespaced: false,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        verbs: CREATE_ONLY,
-        storage: "",
-    },
-    resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease",
-        namespaced: true, short: [], categories: [], sub: []),
-    resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice",
-        namespaced: true, short: [], categories: [], sub: []),
-    // Stored with core/v1 Events, as upstream: one event, read through either API.
-    ResourceType {
-        storage: "events",
-        ..resource!("events.k8s.io", "v1", "Event", "events", "event",
-            namespaced: true, short: ["ev"], categories: [], sub: [])
-    },
-];
-
-/// The API groups in discovery order, each with its versions (preferred first).
-pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in RESOURCES {
+/// The API groups of `types` (in discovery order) in their order, each with its versions
+/// (preferred first).
+pub fn groups<'a>(types: &[&'a ResourceType]) -> Vec<(&'a str, Vec<&'a str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in types {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
             Some(_) => {}
@@ -272,37 +227,19 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     out
 }
 
-/// The resource types of one group version, in discovery order.
-pub fn in_group_version<'a>(
-    group: &'a str,
-    version: &'a str,
-) -> impl Iterator<Item = &'static ResourceType> + 'a {
-    RESOURCES
+/// The resource types of one group version among `types`, in their order.
+pub fn in_group_version<'a, 'b>(
+    types: &'b [&'a ResourceType],
+    group: &'b str,
+    version: &'b str,
+) -> impl Iterator<Item = &'a ResourceType> + 'b
+where
+    'a: 'b,
+{
+    types
         .iter()
+        .copied()
         .filter(move |r| r.group == group && r.version == version)
-}
-
-/// The resource type at `/<prefix>/<group>/<version>/<plural>`.
-pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
-    // Every request looks its type up (a scan of the table cost 1 % of a create's CPU).
-    type Index = HashMap<(&'static str, &'static str, &'static str), &'static ResourceType>;
-    static BY_PATH: LazyLock<Index> = LazyLock::new(|| {
-        RESOURCES
-            .iter()
-            .map(|r| ((r.group, r.version, r.plural), r))
-            .collect()
-    });
-    // The map's keys are covariant: it can be asked with keys that live shorter.
-    let index: &HashMap<(&str, &str, &str), &'static ResourceType> = &BY_PATH;
-    index.get(&(group, version, plural)).copied()
-}
-
-/// The resource type of an object's `apiVersion` and `kind`.
-pub fn lookup_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
-    let (group, version) = split_api_version(api_version);
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 /// `apps/v1` → (`apps`, `v1`); `v1` → (``, `v1`).
@@ -310,60 +247,72 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
     api_version.split_once('/').unwrap_or(("", api_version))
 }
 
+/// A few built-in types' facts for this crate's tests (the server's registry holds the
+/// served ones, each in its kind's module).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::ResourceType;
+
+    pub const PODS: ResourceType = crate::resource_type!("", "v1", "Pod", "pods", "pod",
+        namespaced: true, short: ["po"], categories: ["all"], sub: [Status]);
+    pub const NODES: ResourceType = crate::resource_type!("", "v1", "Node", "nodes", "node",
+        namespaced: false, short: ["no"], categories: [], sub: [Status]);
+    pub const NAMESPACES: ResourceType = crate::resource_type!("", "v1", "Namespace",
+        "namespaces", "namespace", namespaced: false, short: ["ns"], categories: [], sub: []);
+    pub const DEPLOYMENTS: ResourceType = crate::resource_type!("apps", "v1", "Deployment",
+        "deployments", "deployment", namespaced: true, short: ["deploy"], categories: ["all"],
+        sub: [Scale, Status]);
+    pub const CORE_EVENTS: ResourceType = crate::resource_type!("", "v1", "Event", "events",
+        "event", namespaced: true, short: ["ev"], categories: [], sub: []);
+    pub const EVENTS: ResourceType = ResourceType {
+        storage: "events",
+        ..crate::resource_type!("events.k8s.io", "v1", "Event", "events", "event",
+            namespaced: true, short: ["ev"], categories: [], sub: [])
+    };
+    pub const TYPES: &[&ResourceType] = &[&PODS, &NODES, &NAMESPACES, &DEPLOYMENTS];
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::*;
     use super::*;
 
     #[test]
-    fn plurals_are_unique_within_a_group_version() {
-        for (i, a) in RESOURCES.iter().enumerate() {
-            for b in &RESOURCES[i + 1..] {
-                assert!(
-                    !(a.group == b.group && a.version == b.version && a.plural == b.plural),
-                    "{} twice",
-                    a.plural
-                );
-            }
-        }
-    }
-
-    #[test]
     fn storage_keys_separate_namespaces_and_groups() {
-        let pods = lookup("", "v1", "pods").unwrap();
         assert_eq!(
-            pods.storage_key(Some("default"), "web"),
+            PODS.storage_key(Some("default"), "web"),
             "/pods/default/web"
         );
-        assert_eq!(pods.storage_list_prefix(Some("default")), "/pods/default/");
-        assert_eq!(pods.storage_list_prefix(None), "/pods/");
-        let deploy = lookup("apps", "v1", "deployments").unwrap();
-        assert_eq!(deploy.storage_key(Some("a"), "b"), "/deployments.apps/a/b");
-        let core_events = lookup("", "v1", "events").unwrap();
-        let new_events = lookup("events.k8s.io", "v1", "events").unwrap();
-        // Both event APIs share one storage, as upstream's (converting on the way).
-        assert_eq!(core_events.storage_prefix(), new_events.storage_prefix());
-        assert_eq!(new_events.storage_key(Some("a"), "e"), "/events/a/e");
-        let ns = lookup("", "v1", "namespaces").unwrap();
+        assert_eq!(PODS.storage_list_prefix(Some("default")), "/pods/default/");
+        assert_eq!(PODS.storage_list_prefix(None), "/pods/");
         assert_eq!(
-            ns.storage_key(Some("ignored"), "kube-system"),
+            DEPLOYMENTS.storage_key(Some("a"), "b"),
+            "/deployments.apps/a/b"
+        );
+        // A type can share another's storage, as the two event APIs do (converting on the way).
+        assert_eq!(CORE_EVENTS.storage_prefix(), EVENTS.storage_prefix());
+        assert_eq!(EVENTS.storage_key(Some("a"), "e"), "/events/a/e");
+        assert_eq!(
+            NAMESPACES.storage_key(Some("ignored"), "kube-system"),
             "/namespaces/kube-system"
         );
     }
 
     #[test]
-    fn groups_list_core_first() {
-        let groups = groups();
-        assert_eq!(groups[0], ("", vec!["v1"]));
-        assert!(groups.iter().any(|(g, _)| *g == "apps"));
-    }
-
-    #[test]
-    fn kinds_resolve_from_api_version() {
+    fn groups_keep_the_order_they_are_given() {
+        let types = [&PODS, &DEPLOYMENTS, &NAMESPACES, &EVENTS];
+        let groups = groups(&types);
         assert_eq!(
-            lookup_kind("apps/v1", "Deployment").unwrap().plural,
-            "deployments"
+            groups,
+            [
+                ("", vec!["v1"]),
+                ("apps", vec!["v1"]),
+                ("events.k8s.io", vec!["v1"])
+            ]
         );
-        assert_eq!(lookup_kind("v1", "Pod").unwrap().plural, "pods");
-        assert!(lookup_kind("apps/v2", "Deployment").is_none());
+        let core: Vec<&str> = in_group_version(&types, "", "v1")
+            .map(|r| r.plural)
+            .collect();
+        assert_eq!(core, ["pods", "namespaces"]);
     }
 }

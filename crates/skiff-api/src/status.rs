@@ -324,11 +324,11 @@ impl From<skiff_apimachinery::labels::SelectorError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::lookup;
+    use crate::resources::testing::{DEPLOYMENTS, PODS};
 
     #[test]
     fn not_found_matches_upstream() {
-        let rt = lookup("apps", "v1", "deployments").unwrap();
+        let rt = &DEPLOYMENTS;
         let s = ApiError::not_found(rt, "web").to_status();
         assert_eq!(s["message"], "deployments.apps \"web\" not found");
         assert_eq!(s["reason"], "NotFound");
@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn invalid_lists_every_cause() {
-        let rt = lookup("apps", "v1", "deployments").unwrap();
+        let rt = &DEPLOYMENTS;
         let one = ApiError::invalid(rt, "web", vec![Cause::required("spec.selector")]);
         assert_eq!(
             one.message,
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn core_resources_have_no_group_suffix() {
-        let rt = lookup("", "v1", "pods").unwrap();
+        let rt = &PODS;
         let e = ApiError::conflict(rt, "p", ApiError::MODIFIED);
         assert!(
             e.message

@@ -4,7 +4,6 @@
 use serde_json::Value;
 
 use crate::object::meta_str;
-use crate::resources::ResourceType;
 use crate::status::Cause;
 
 const DNS1123_LABEL_MAX: usize = 63;
@@ -141,21 +140,24 @@ pub fn validate_labels(labels: Option<&Value>, path: &str) -> Vec<Cause> {
     causes
 }
 
-/// Kinds whose names must be DNS labels rather than subdomains (upstream's per-kind rule).
-fn name_is_label(rt: &ResourceType) -> bool {
-    matches!((rt.group, rt.kind), ("", "Namespace") | ("", "Service"))
+/// What a kind's object names must be (upstream's per-kind name validation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// An RFC 1123 subdomain: most kinds.
+    Subdomain,
+    /// An RFC 1123 label (names that become DNS labels: namespaces, services).
+    Label,
 }
 
 /// The causes that make an object's metadata invalid for creation.
-pub fn validate_object_meta(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
+pub fn validate_object_meta(rule: NameRule, obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     match meta_str(obj, "name") {
         None | Some("") => causes.push(Cause::required("metadata.name")),
         Some(name) => {
-            let errs = if name_is_label(rt) {
-                dns1123_label_errors(name)
-            } else {
-                dns1123_subdomain_errors(name)
+            let errs = match rule {
+                NameRule::Label => dns1123_label_errors(name),
+                NameRule::Subdomain => dns1123_subdomain_errors(name),
             };
             for e in errs {
                 causes.push(Cause::invalid(
@@ -209,7 +211,6 @@ pub fn validate_labels_and_annotations(obj: &Value) -> Vec<Cause> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::lookup;
     use serde_json::json;
 
     #[test]
@@ -250,13 +251,12 @@ mod tests {
 
     #[test]
     fn metadata_causes_name_the_field() {
-        let ns = lookup("", "v1", "namespaces").unwrap();
-        let causes = validate_object_meta(ns, &json!({"metadata": {"name": "a.b"}}));
+        let (label, subdomain) = (NameRule::Label, NameRule::Subdomain);
+        let causes = validate_object_meta(label, &json!({"metadata": {"name": "a.b"}}));
         assert_eq!(causes[0].field, "metadata.name");
-        let cm = lookup("", "v1", "configmaps").unwrap();
-        assert!(validate_object_meta(cm, &json!({"metadata": {"name": "a.b"}})).is_empty());
+        assert!(validate_object_meta(subdomain, &json!({"metadata": {"name": "a.b"}})).is_empty());
         assert_eq!(
-            validate_object_meta(cm, &json!({"metadata": {}}))[0].reason,
+            validate_object_meta(subdomain, &json!({"metadata": {}}))[0].reason,
             "FieldValueRequired"
         );
     }

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use skiff_api::ApiError;
-use skiff_api::resources::lookup;
 use skiff_store::{KeyValue, RangeRequest, Store, StoreError};
 
 use crate::allocators::{IP_PREFIX, PORT_PREFIX, ServiceAllocator, owner_of};
@@ -66,7 +65,7 @@ impl AddressRepair {
                 .map_err(store_failure)?;
             keys.extend(page.kvs.into_iter().map(|kv| (kv.key.clone(), kv)));
         }
-        let services = lookup("", "v1", "services").expect("services are registered");
+        let services = &crate::registry::core::service::RESOURCE;
         let stored = self
             .objects
             .list(services, None, 0, None, None, |_| true)
@@ -171,7 +170,7 @@ mod tests {
             .create(&held, Bytes::from("services/default/web"))
             .await
             .unwrap();
-        let rt = lookup("", "v1", "services").unwrap();
+        let rt = &crate::registry::core::service::RESOURCE;
         objects
             .create(rt, service("web", "10.43.0.5", 30080))
             .await
@@ -207,7 +206,7 @@ mod tests {
         repair.pass().await.unwrap();
         repair.pass().await.unwrap();
         // The create in flight lands: its Service now holds the key.
-        let rt = lookup("", "v1", "services").unwrap();
+        let rt = &crate::registry::core::service::RESOURCE;
         objects
             .create(rt, service("slow", "10.43.0.9", 30090))
             .await

@@ -5,9 +5,11 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use serde_json::{Value, json};
-use skiff_api::resources::lookup;
 
 use crate::allocators::ServiceAllocator;
+use crate::registry::Kind;
+use crate::registry::core::{endpoints::EndpointsKind, namespace::Namespaces, service::Services};
+use crate::registry::discovery::EndpointSlices;
 use crate::storage::Objects;
 use crate::strategy;
 
@@ -15,24 +17,17 @@ use crate::strategy;
 pub const BUILT_IN_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// Creates `obj` unless it exists (as a create without admission: these are the server's
+/// own, made before it serves).
 async fn create_if_missing(
     objects: &Objects,
-    plural: &str,
-    ns: Option<&str>,
-    obj: Value,
-) -> Result<(), skiff_api::ApiError> {
-    let rt = lookup("", "v1", plural).expect("core types are registered");
-    create_in(objects, rt, ns, obj).await
-}
-
-async fn create_in(
-    objects: &Objects,
-    rt: &'static skiff_api::resources::ResourceType,
+    kind: &dyn Kind,
     ns: Option<&str>,
     mut obj: Value,
 ) -> Result<(), skiff_api::ApiError> {
-    strategy::prepare_create(rt, &mut obj, ns)?;
-    match objects.create(rt, obj).await {
+    strategy::prepare_create(kind, &mut obj, ns)?;
+    strategy::validate_create(kind, &obj)?;
+    match objects.create(kind.resource(), obj).await {
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
         Err(e) => Err(e),
@@ -54,7 +49,7 @@ pub async fn run(
     for ns in BUILT_IN_NAMESPACES {
         create_if_missing(
             objects,
-            "namespaces",
+            &Namespaces,
             None,
             json!({"metadata": {"name": ns}}),
         )
@@ -72,7 +67,7 @@ pub async fn run(
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": advertise.port()}],
         },
     });
-    create_if_missing(objects, "services", Some("default"), service).await?;
+    create_if_missing(objects, &Services, Some("default"), service).await?;
     if let Some(dns) = cluster_dns {
         dns_service(objects, services, dns).await?;
     }
@@ -84,7 +79,7 @@ pub async fn run(
             "ports": [{"name": "https", "port": advertise.port(), "protocol": "TCP"}],
         }],
     });
-    reconcile(objects, "", "endpoints", endpoints, &["subsets"]).await?;
+    reconcile(objects, &EndpointsKind, endpoints, &["subsets"]).await?;
     // What service proxies read (upstream's API server writes both).
     let slice = json!({
         "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
@@ -92,14 +87,7 @@ pub async fn run(
         "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": advertise.port(), "protocol": "TCP"}],
     });
-    reconcile(
-        objects,
-        "discovery.k8s.io",
-        "endpointslices",
-        slice,
-        &["endpoints", "ports"],
-    )
-    .await
+    reconcile(objects, &EndpointSlices, slice, &["endpoints", "ports"]).await
 }
 
 /// The cluster DNS Service, `kube-system/kube-dns` at `ip` (`--cluster-dns`), labelled as
@@ -141,19 +129,18 @@ async fn dns_service(
             ],
         },
     });
-    create_if_missing(objects, "services", Some("kube-system"), service).await
+    create_if_missing(objects, &Services, Some("kube-system"), service).await
 }
 
 /// Creates `obj` in `default`, or, if it exists with other `fields`, gives it `obj`'s: the
 /// API's address follows the server's flags across restarts.
 async fn reconcile(
     objects: &Objects,
-    group: &str,
-    plural: &str,
+    kind: &dyn Kind,
     obj: Value,
     fields: &[&str],
 ) -> Result<(), skiff_api::ApiError> {
-    let rt = lookup(group, "v1", plural).expect("built-in types are registered");
+    let rt = kind.resource();
     let name = obj["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -161,7 +148,7 @@ async fn reconcile(
     let stored = match objects.get(rt, Some("default"), &name).await {
         Ok(stored) => stored,
         Err(e) if e.reason == "NotFound" => {
-            return create_in(objects, rt, Some("default"), obj).await;
+            return create_if_missing(objects, kind, Some("default"), obj).await;
         }
         Err(e) => return Err(e),
     };

@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::Value;
 use skiff_api::ApiError;
 use skiff_api::object::{meta_str, parse_time};
-use skiff_api::resources::lookup;
 
 use crate::storage::Objects;
 
@@ -15,7 +14,7 @@ pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
 
 /// Whether an event was last seen before `cutoff`.
 fn expired(event: &Value, cutoff: time::OffsetDateTime) -> bool {
-    skiff_api::table::event_times(event)
+    crate::registry::core::event::event_times(event)
         .0
         .and_then(parse_time)
         .is_some_and(|last| last < cutoff)
@@ -23,7 +22,7 @@ fn expired(event: &Value, cutoff: time::OffsetDateTime) -> bool {
 
 /// Deletes every event last seen more than `ttl` ago; answers how many went.
 pub async fn sweep(objects: &Objects, ttl: Duration) -> Result<usize, ApiError> {
-    let rt = lookup("", "v1", "events").expect("events are registered");
+    let rt = &crate::registry::core::event::RESOURCE;
     let cutoff = time::OffsetDateTime::now_utc() - ttl;
     let page = objects
         .list(rt, None, 0, None, None, |e| expired(e, cutoff))

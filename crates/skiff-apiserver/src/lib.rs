@@ -19,6 +19,7 @@ mod node_stream;
 pub mod pki;
 mod proxy;
 mod query;
+pub mod registry;
 mod request;
 mod reviews;
 mod routes;
@@ -190,8 +191,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         objects.clone(),
         address_repair::REPAIR_EVERY,
     ));
-    let caches = watch_cache::Caches::new(objects.clone());
+    let registry = Arc::new(registry::Registry::builtin());
+    let caches = watch_cache::Caches::new(objects.clone(), registry.clone());
+    let openapi = routes::OpenApiDocs::build(&registry.resources());
     let state = Arc::new(state::ApiState {
+        registry: registry.clone(),
         objects,
         caches,
         services,
@@ -215,7 +219,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     });
     let info = Arc::new(routes::ServerInfo {
         address: advertise.to_string(),
-        openapi: routes::OpenApiDocs::build(),
+        registry,
+        openapi,
     });
     let app = routes::router(state, auth.clone(), info);
     let acceptor = skiff_tls::acceptor(&creds.serving_cert_pem, &creds.serving_key_pem, None)

@@ -115,7 +115,6 @@ mod tests {
     use super::*;
 
     fn entries(n: usize) -> Vec<(String, Arc<Cached>)> {
-        let rt = skiff_api::resources::lookup("", "v1", "configmaps").expect("configmaps");
         (0..n)
             .map(|i| {
                 let name = format!("cm-{i:02}");
@@ -123,7 +122,10 @@ mod tests {
                     "metadata": {"name": name, "namespace": "default"}});
                 (
                     format!("/configmaps/default/{name}"),
-                    Arc::new(Cached::new(rt, obj)),
+                    Arc::new(Cached::new(
+                        &crate::registry::core::configmap::ConfigMaps,
+                        obj,
+                    )),
                 )
             })
             .collect()

@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use rustls::pki_types::ServerName;
 use serde_json::Value;
-use skiff_api::resources;
 use skiff_api::{ApiError, Subresource};
 use tokio::net::TcpStream;
 
@@ -96,7 +95,7 @@ pub async fn serve(
     let name = rr.name.as_deref().unwrap_or_default();
     let pod = state
         .objects
-        .get(rr.rt, Some(namespace), name)
+        .get(rr.rt(), Some(namespace), name)
         .await?
         .object;
     let query = req.uri().query().unwrap_or("").to_string();
@@ -118,7 +117,7 @@ pub async fn serve(
             "pod {name} does not have a host assigned"
         )));
     }
-    let nodes = resources::lookup("", "v1", "nodes").expect("nodes are served");
+    let nodes = &crate::registry::core::node::RESOURCE;
     let node = state.objects.get(nodes, None, node_name).await?.object;
     let (host, port) = agent_endpoint(&node).ok_or_else(|| {
         ApiError::unavailable(format!(

@@ -15,7 +15,6 @@ use axum::extract::Request;
 use axum::response::Response;
 use serde_json::Value;
 use skiff_api::ApiError;
-use skiff_api::resources;
 
 use crate::node_stream::{agent_endpoint, forward_to_agent};
 use crate::request::ResourceRequest;
@@ -50,9 +49,9 @@ pub async fn serve(
     let (scheme, name, port) = split_scheme_name_port(&id).ok_or_else(|| invalid_id(&id))?;
     let path = rr.subpath.clone().unwrap_or_default();
     let namespace = rr.namespace.as_deref().unwrap_or("default");
-    match rr.rt.plural {
+    match rr.rt().plural {
         "nodes" => {
-            let node = state.objects.get(rr.rt, None, name).await?.object;
+            let node = state.objects.get(rr.rt(), None, name).await?.object;
             let (host, agent_port) = agent_endpoint(&node).ok_or_else(|| {
                 ApiError::unavailable(format!(
                     "node {name} reports no address or port for its agent"
@@ -63,7 +62,7 @@ pub async fn serve(
         "pods" => {
             let pod = state
                 .objects
-                .get(rr.rt, Some(namespace), name)
+                .get(rr.rt(), Some(namespace), name)
                 .await?
                 .object;
             let port = pod_port(&pod, scheme, port)?;
@@ -72,7 +71,7 @@ pub async fn serve(
         _ => {
             let service = state
                 .objects
-                .get(rr.rt, Some(namespace), name)
+                .get(rr.rt(), Some(namespace), name)
                 .await?
                 .object;
             let (port_name, _) = service_port(&service, port).ok_or_else(|| {
@@ -83,7 +82,7 @@ pub async fn serve(
                 .ok_or_else(|| {
                     ApiError::unavailable(format!("no endpoints available for service \"{name}\""))
                 })?;
-            let pods = resources::lookup("", "v1", "pods").expect("pods are served");
+            let pods = &crate::registry::core::pod::RESOURCE;
             let pod = state
                 .objects
                 .get(pods, Some(namespace), &pod_name)
@@ -145,8 +144,7 @@ async fn pick_endpoint(
     service: &str,
     port_name: &str,
 ) -> Result<Option<(String, u16)>, ApiError> {
-    let slices = resources::lookup("discovery.k8s.io", "v1", "endpointslices")
-        .expect("endpointslices are served");
+    let slices = &crate::registry::discovery::RESOURCE;
     let page = state
         .objects
         .list(slices, Some(namespace), 0, None, None, |s| {
@@ -204,7 +202,7 @@ async fn to_pod(
             "pod {name} does not have a host assigned"
         )));
     }
-    let nodes = resources::lookup("", "v1", "nodes").expect("nodes are served");
+    let nodes = &crate::registry::core::node::RESOURCE;
     let node = state.objects.get(nodes, None, node_name).await?.object;
     let (host, agent_port) = agent_endpoint(&node).ok_or_else(|| {
         ApiError::unavailable(format!(

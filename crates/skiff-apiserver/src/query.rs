@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 use skiff_api::selectors::Selector;
-use skiff_api::{ApiError, ResourceType, fields};
+use skiff_api::{ApiError, fields};
+
+use crate::registry::Kind;
 
 /// The query parameters of a request (last value wins, as upstream's decoder).
 pub struct Query(HashMap<String, String>);
@@ -36,10 +38,10 @@ impl Query {
 }
 
 /// The label and field selectors of a list or watch, checked against the type.
-pub fn selectors(rt: &ResourceType, query: &Query) -> Result<(Selector, Selector), ApiError> {
+pub fn selectors(kind: &dyn Kind, query: &Query) -> Result<(Selector, Selector), ApiError> {
     let labels = Selector::parse_labels(query.get("labelSelector").unwrap_or(""))?;
     let field_sel = Selector::parse_fields(query.get("fieldSelector").unwrap_or(""))?;
-    fields::check_field_selector(rt, &field_sel)?;
+    fields::check_field_selector(kind.selectable_fields(), &field_sel)?;
     Ok((labels, field_sel))
 }
 

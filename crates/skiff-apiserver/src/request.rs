@@ -1,9 +1,12 @@
 //! What a resource request asks for, read from its path and method (upstream's
 //! `RequestInfoFactory`): the resource type, namespace, name, subresource and verb.
 
+use std::sync::Arc;
+
 use axum::http::Method;
-use skiff_api::resources::{self, ResourceType};
-use skiff_api::{ApiError, Subresource};
+use skiff_api::{ApiError, ResourceType, Subresource};
+
+use crate::registry::{Kind, Registry};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
@@ -18,9 +21,9 @@ pub enum Verb {
 }
 
 /// A parsed resource request.
-#[derive(Debug)]
 pub struct ResourceRequest {
-    pub rt: &'static ResourceType,
+    /// The kind asked for, looked up once.
+    pub kind: Arc<dyn Kind>,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<Subresource>,
@@ -29,7 +32,24 @@ pub struct ResourceRequest {
     pub subpath: Option<String>,
 }
 
+impl std::fmt::Debug for ResourceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceRequest")
+            .field("resource", &self.rt().group_resource())
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("subresource", &self.subresource)
+            .field("verb", &self.verb)
+            .finish()
+    }
+}
+
 impl ResourceRequest {
+    /// The facts of the kind asked for.
+    pub fn rt(&self) -> &ResourceType {
+        self.kind.resource()
+    }
+
     /// The object's name, empty for requests on a collection.
     pub fn name_or_empty(&self) -> &str {
         self.name.as_deref().unwrap_or_default()
@@ -42,7 +62,12 @@ const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 /// Parses `/api/v1/...` and `/apis/<group>/<version>/...` resource paths. `watch` is the
 /// `watch=true` query flag. Paths that name no resource answer 404; a known resource with an
 /// unsupported method answers 405.
-pub fn parse(method: &Method, path: &str, watch: bool) -> Result<ResourceRequest, ApiError> {
+pub fn parse(
+    registry: &Registry,
+    method: &Method,
+    path: &str,
+    watch: bool,
+) -> Result<ResourceRequest, ApiError> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, mut rest) = match parts.as_slice() {
         ["api", version, rest @ ..] => ("", *version, rest),
@@ -78,7 +103,10 @@ pub fn parse(method: &Method, path: &str, watch: bool) -> Result<ResourceRequest
         }
         _ => return Err(ApiError::no_such_path()),
     };
-    let rt = resources::lookup(group, version, plural).ok_or_else(ApiError::no_such_path)?;
+    let kind = registry
+        .lookup(group, version, plural)
+        .ok_or_else(ApiError::no_such_path)?;
+    let rt = kind.resource();
     // `/api/v1/namespaces/x` names the namespace x itself, not a namespace of it.
     let namespace = if rt.namespaced { namespace } else { None };
     let subresource = match sub {
@@ -109,7 +137,7 @@ pub fn parse(method: &Method, path: &str, watch: bool) -> Result<ResourceRequest
         _ => return Err(ApiError::method_not_supported(rt, method.as_str())),
     };
     Ok(ResourceRequest {
-        rt,
+        kind: kind.clone(),
         namespace,
         name,
         subresource,
@@ -122,16 +150,20 @@ pub fn parse(method: &Method, path: &str, watch: bool) -> Result<ResourceRequest
 mod tests {
     use super::*;
 
+    fn parse(method: &Method, path: &str, watch: bool) -> Result<ResourceRequest, ApiError> {
+        super::parse(&Registry::builtin(), method, path, watch)
+    }
+
     #[test]
     fn namespaced_and_cluster_paths() {
         let r = parse(&Method::GET, "/api/v1/namespaces/default/pods/web", false).unwrap();
-        assert_eq!(r.rt.plural, "pods");
+        assert_eq!(r.rt().plural, "pods");
         assert_eq!(r.namespace.as_deref(), Some("default"));
         assert_eq!(r.name.as_deref(), Some("web"));
         assert_eq!(r.verb, Verb::Get);
 
         let r = parse(&Method::GET, "/api/v1/namespaces/kube-system", false).unwrap();
-        assert_eq!(r.rt.plural, "namespaces");
+        assert_eq!(r.rt().plural, "namespaces");
         assert_eq!(r.name.as_deref(), Some("kube-system"));
         assert_eq!(r.namespace, None);
 

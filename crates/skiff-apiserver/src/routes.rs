@@ -114,8 +114,8 @@ fn aggregated_version(headers: &HeaderMap) -> Option<AggregatedVersion> {
     None
 }
 
-fn aggregated(core: bool, version: AggregatedVersion) -> Response {
-    let doc = discovery::aggregated(core, version);
+fn aggregated(s: &ServerInfo, core: bool, version: AggregatedVersion) -> Response {
+    let doc = discovery::aggregated(&s.registry.resources(), core, version);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, version.content_type())],
@@ -126,7 +126,7 @@ fn aggregated(core: bool, version: AggregatedVersion) -> Response {
 
 async fn api_root(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Response {
     match aggregated_version(&headers) {
-        Some(v) => aggregated(true, v),
+        Some(v) => aggregated(&s, true, v),
         None => respond(
             StatusCode::OK,
             &discovery::api_versions(&s.address),
@@ -135,30 +135,37 @@ async fn api_root(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Respo
     }
 }
 
-async fn apis_root(headers: HeaderMap) -> Response {
+async fn apis_root(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Response {
     match aggregated_version(&headers) {
-        Some(v) => aggregated(false, v),
-        None => respond(StatusCode::OK, &discovery::api_group_list(), Output::Json),
+        Some(v) => aggregated(&s, false, v),
+        None => respond(
+            StatusCode::OK,
+            &discovery::api_group_list(&s.registry.resources()),
+            Output::Json,
+        ),
     }
 }
 
-async fn api_group(Path(group): Path<String>) -> Response {
-    match discovery::api_group(&group) {
+async fn api_group(Path(group): Path<String>, State(s): State<Arc<ServerInfo>>) -> Response {
+    match discovery::api_group(&s.registry.resources(), &group) {
         Some(doc) => respond(StatusCode::OK, &doc, Output::Json),
         None => error_response(&ApiError::no_such_path()),
     }
 }
 
-async fn core_resources() -> Response {
-    group_resources("", "v1")
+async fn core_resources(State(s): State<Arc<ServerInfo>>) -> Response {
+    group_resources(&s, "", "v1")
 }
 
-async fn group_version(Path((group, version)): Path<(String, String)>) -> Response {
-    group_resources(&group, &version)
+async fn group_version(
+    Path((group, version)): Path<(String, String)>,
+    State(s): State<Arc<ServerInfo>>,
+) -> Response {
+    group_resources(&s, &group, &version)
 }
 
-fn group_resources(group: &str, version: &str) -> Response {
-    match discovery::api_resource_list(group, version) {
+fn group_resources(s: &ServerInfo, group: &str, version: &str) -> Response {
+    match discovery::api_resource_list(&s.registry.resources(), group, version) {
         Some(doc) => respond(StatusCode::OK, &doc, Output::Json),
         None => error_response(&ApiError::no_such_path()),
     }
@@ -172,6 +179,8 @@ async fn not_found() -> Response {
 pub struct ServerInfo {
     /// `host:port` clients reach the API at.
     pub address: String,
+    /// The kinds served, which discovery lists.
+    pub registry: Arc<crate::registry::Registry>,
     pub openapi: OpenApiDocs,
 }
 
@@ -184,9 +193,9 @@ pub struct OpenApiDocs {
 }
 
 impl OpenApiDocs {
-    pub fn build() -> OpenApiDocs {
+    pub fn build(types: &[&skiff_api::ResourceType]) -> OpenApiDocs {
         use std::hash::{Hash, Hasher};
-        let docs = skiff_api::openapi::group_version_keys()
+        let docs = skiff_api::openapi::group_version_keys(types)
             .into_iter()
             .filter_map(|key| {
                 let parts: Vec<&str> = key.split('/').collect();
@@ -196,6 +205,7 @@ impl OpenApiDocs {
                     _ => return None,
                 };
                 let doc = skiff_api::openapi::group_version_document(
+                    types,
                     group,
                     version,
                     skiff_api::GIT_VERSION,
@@ -207,7 +217,7 @@ impl OpenApiDocs {
                 Some((key, body, format!("{:016X}", h.finish())))
             })
             .collect();
-        let swagger = skiff_api::openapi::swagger_document(skiff_api::GIT_VERSION);
+        let swagger = skiff_api::openapi::swagger_document(types, skiff_api::GIT_VERSION);
         OpenApiDocs {
             docs,
             v2: swagger.to_string(),
@@ -297,12 +307,12 @@ pub fn router(state: Arc<ApiState>, auth: Arc<Auth>, info: Arc<ServerInfo>) -> R
         .route("/swagger-2.0.0.pb-v1", get(legacy_swagger))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*key}", get(openapi_doc))
-        .with_state(info)
         .route("/apis", get(apis_root))
         .route("/apis/", get(apis_root))
         .route("/api/v1", get(core_resources))
         .route("/apis/{group}", get(api_group))
-        .route("/apis/{group}/{version}", get(group_version));
+        .route("/apis/{group}/{version}", get(group_version))
+        .with_state(info);
     let resources = Router::new()
         .route("/api/v1/{*rest}", any(handlers::resource))
         .route("/apis/{group}/{version}/{*rest}", any(handlers::resource))

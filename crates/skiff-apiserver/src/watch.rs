@@ -10,6 +10,7 @@
 //!   can resume without a re-list; `sendInitialEvents` ends its initial ADDED events with the
 //!   `k8s.io/initial-events-end` bookmark.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,12 +19,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use skiff_api::selectors::Selector;
-use skiff_api::{ApiError, ResourceType, table};
+use skiff_api::{ApiError, table};
 use skiff_store::{Event, EventKind, Revision, StoreError};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::negotiate::{self, Output};
 use crate::query::{Query, selected, selectors};
+use crate::registry::Kind;
 use crate::request::ResourceRequest;
 use crate::storage::{Objects, decode, store_error};
 use crate::watch_cache::{CacheEvent, Cached, Caches, Subscription};
@@ -36,7 +38,7 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Everything the streaming task needs to render events.
 struct Renderer {
-    rt: &'static ResourceType,
+    kind: Arc<dyn Kind>,
     output: Output,
     labels: Selector,
     fields: Selector,
@@ -75,7 +77,7 @@ impl Renderer {
         let object = match self.output {
             Output::Table { .. } if kind != "BOOKMARK" && kind != "ERROR" => {
                 let mut t = table::table(
-                    self.rt,
+                    self.kind.as_ref(),
                     std::slice::from_ref(obj),
                     skiff_api::object::meta_str(obj, "resourceVersion").unwrap_or_default(),
                     None,
@@ -102,14 +104,17 @@ impl Renderer {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj =
-            json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta});
+        let obj = json!({"kind": self.kind.resource().kind, "apiVersion": self.kind.resource().api_version(), "metadata": meta});
         self.line("BOOKMARK", &obj)
     }
 
     /// The lines one store event becomes for this watcher (none, or one).
     fn event(&mut self, ev: &Event) -> Result<Option<Bytes>, ApiError> {
-        let prev = ev.prev.as_ref().map(|kv| decode(self.rt, kv)).transpose()?;
+        let prev = ev
+            .prev
+            .as_ref()
+            .map(|kv| decode(self.kind.resource(), kv))
+            .transpose()?;
         let was = prev.as_ref().is_some_and(|p| self.passes(p));
         match ev.kind {
             EventKind::Delete => {
@@ -121,7 +126,7 @@ impl Renderer {
                 Ok(Some(self.line("DELETED", &obj)))
             }
             EventKind::Put => {
-                let obj = decode(self.rt, &ev.kv)?;
+                let obj = decode(self.kind.resource(), &ev.kv)?;
                 let is = self.passes(&obj);
                 Ok(match (was, is) {
                     (true, true) => Some(self.line("MODIFIED", &obj)),
@@ -173,9 +178,9 @@ pub async fn serve(
         Output::Yaml => Output::Json,
         o => o,
     };
-    let (labels, fields) = selectors(rr.rt, query)?;
+    let (labels, fields) = selectors(rr.kind.as_ref(), query)?;
     let mut r = Renderer {
-        rt: rr.rt,
+        kind: rr.kind.clone(),
         output,
         labels,
         fields,
@@ -195,7 +200,7 @@ pub async fn serve(
     };
     if send_initial && query.get("sendInitialEvents") == Some("true") && !bookmarks {
         return Err(ApiError::invalid(
-            rr.rt,
+            rr.rt(),
             "",
             vec![skiff_api::Cause::forbidden(
                 "allowWatchBookmarks",
@@ -204,7 +209,7 @@ pub async fn serve(
         ));
     }
     let ns = rr.namespace.clone();
-    let prefix = rr.rt.storage_list_prefix(ns.as_deref());
+    let prefix = rr.rt().storage_list_prefix(ns.as_deref());
     let (tx, rx) = mpsc::channel::<Bytes>(64);
 
     // "From now" (no initial events, no revision) means after the store's current revision.
@@ -215,14 +220,14 @@ pub async fn serve(
                 .store()
                 .current_revision()
                 .await
-                .map_err(|e| store_error(rr.rt, "", e))?,
+                .map_err(|e| store_error(rr.rt(), "", e))?,
         ),
         _ => None,
     };
 
     // Served from the watch cache when it still holds the changes asked for: one decode per
     // change for every watcher, instead of one per watcher.
-    let cache = caches.cache(rr.rt).await?;
+    let cache = caches.cache(rr.rt()).await?;
     let after = if send_initial { None } else { rv };
     if let Some(sub) = cache.subscribe(after) {
         let end_initial = query.get("sendInitialEvents") == Some("true");
@@ -239,12 +244,12 @@ pub async fn serve(
         return Ok(stream_response(rx, output));
     }
 
-    tracing::debug!(resource = rr.rt.plural, ?after, uri_query = ?query.get("resourceVersion"), "watch served by the datastore: the cache no longer holds changes that old");
+    tracing::debug!(resource = rr.rt().plural, ?after, uri_query = ?query.get("resourceVersion"), "watch served by the datastore: the cache no longer holds changes that old");
     // The initial state, then a watch from exactly its revision.
     let mut initial = Vec::new();
     let start = if send_initial {
         let page = objects
-            .list(rr.rt, ns.as_deref(), 0, None, None, |o| r.passes(o))
+            .list(rr.rt(), ns.as_deref(), 0, None, None, |o| r.passes(o))
             .await?;
         for obj in &page.items {
             initial.push(r.line("ADDED", obj));
@@ -272,7 +277,7 @@ pub async fn serve(
             drop(tx);
             return Ok(stream_response(rx, output));
         }
-        Err(e) => return Err(store_error(rr.rt, "", e)),
+        Err(e) => return Err(store_error(rr.rt(), "", e)),
     };
 
     tokio::spawn(async move {
@@ -342,7 +347,7 @@ impl Renderer {
         match self.output {
             Output::Table { .. } => {
                 let table = table::table_json_from_rows(
-                    self.rt,
+                    self.kind.as_ref(),
                     std::iter::once(&c.row),
                     &revision.to_string(),
                     None,

@@ -19,6 +19,8 @@ use serde_json::Value;
 use skiff_api::selectors::Selector;
 use skiff_api::table::PrecomputedRow;
 use skiff_api::{ApiError, ResourceType, fields};
+
+use crate::registry::{Kind, Registry};
 use skiff_store::{EventKind, RangeRequest, Revision};
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -48,7 +50,7 @@ pub struct Cached {
 }
 
 impl Cached {
-    pub(crate) fn new(rt: &ResourceType, obj: Value) -> Cached {
+    pub(crate) fn new(kind: &dyn Kind, obj: Value) -> Cached {
         let labels = obj
             .get("metadata")
             .and_then(|m| m.get("labels"))
@@ -59,12 +61,12 @@ impl Cached {
                     .collect()
             })
             .unwrap_or_default();
-        let fields = fields::selectable_fields(rt)
+        let fields = fields::selectable_fields(kind.selectable_fields())
             .map(|f| (f, fields::field_value(&obj, f)))
             .collect();
         Cached {
             bytes: Bytes::from(skiff_api::wire_json::to_vec(&obj)),
-            row: PrecomputedRow::new(rt, &obj),
+            row: PrecomputedRow::new(kind, &obj),
             labels,
             fields,
         }
@@ -180,7 +182,7 @@ struct State {
 
 /// One resource type's cache.
 pub struct WatchCache {
-    rt: &'static ResourceType,
+    kind: Arc<dyn Kind>,
     state: RwLock<State>,
     /// Tells waiting lists that the revision moved.
     revision_tx: watch::Sender<Revision>,
@@ -205,10 +207,8 @@ pub struct Subscription {
 
 impl WatchCache {
     /// Loads every object of the type and starts following the datastore from there.
-    async fn start(
-        rt: &'static ResourceType,
-        objects: &Objects,
-    ) -> Result<Arc<WatchCache>, ApiError> {
+    async fn start(kind: Arc<dyn Kind>, objects: &Objects) -> Result<Arc<WatchCache>, ApiError> {
+        let rt = kind.resource();
         // Page by page at one revision, so only one page of decoded objects is alive at a
         // time: decoding everything at once would peak at many times the cache's size.
         let store_err = |e| crate::storage::store_error(rt, "", e);
@@ -225,7 +225,10 @@ impl WatchCache {
                 .await
                 .map_err(store_err)?;
             for kv in &page.kvs {
-                map.insert(kv.key.clone(), Arc::new(Cached::new(rt, decode(rt, kv)?)));
+                map.insert(
+                    kv.key.clone(),
+                    Arc::new(Cached::new(kind.as_ref(), decode(rt, kv)?)),
+                );
             }
             if !page.more {
                 break page.revision;
@@ -241,7 +244,7 @@ impl WatchCache {
         let tracks_progress = stream.progress().is_some();
         let (revision_tx, _) = watch::channel(revision);
         let cache = Arc::new(WatchCache {
-            rt,
+            kind: kind.clone(),
             state: RwLock::new(State {
                 objects: map,
                 revision,
@@ -263,13 +266,13 @@ impl WatchCache {
                     ev = stream.next() => match ev {
                         Some(Ok(ev)) => {
                             if let Err(e) = feeder.apply(&ev) {
-                                tracing::warn!(resource = %feeder.rt.group_resource(), error = %e, "watch cache stopped");
+                                tracing::warn!(resource = %feeder.kind.resource().group_resource(), error = %e, "watch cache stopped");
                                 break;
                             }
                         }
                         other => {
                             if let Some(Err(e)) = other {
-                                tracing::info!(resource = %feeder.rt.group_resource(), error = %e, "watch cache feed ended; it will be rebuilt");
+                                tracing::info!(resource = %feeder.kind.resource().group_resource(), error = %e, "watch cache feed ended; it will be rebuilt");
                             }
                             break;
                         }
@@ -296,7 +299,10 @@ impl WatchCache {
     fn apply(&self, ev: &skiff_store::Event) -> Result<(), ApiError> {
         let key = ev.kv.key.clone();
         let new = match ev.kind {
-            EventKind::Put => Some(Arc::new(Cached::new(self.rt, decode(self.rt, &ev.kv)?))),
+            EventKind::Put => Some(Arc::new(Cached::new(
+                self.kind.as_ref(),
+                decode(self.kind.resource(), &ev.kv)?,
+            ))),
             EventKind::Delete => None,
         };
         let mut state = self.state.write().expect("cache lock");
@@ -322,7 +328,7 @@ impl WatchCache {
                 CacheEvent {
                     key,
                     revision: ev.revision(),
-                    object: Arc::new(Cached::new(self.rt, gone)),
+                    object: Arc::new(Cached::new(self.kind.as_ref(), gone)),
                     prev: Some(prev),
                     deleted: true,
                 }
@@ -414,7 +420,7 @@ impl WatchCache {
         entry: impl Fn(&String, &Arc<Cached>) -> T,
     ) -> (Revision, Vec<T>) {
         let state = self.state.read().expect("cache lock");
-        let prefix = self.rt.storage_list_prefix(ns);
+        let prefix = self.kind.resource().storage_list_prefix(ns);
         let items = state
             .objects
             .range(prefix.clone()..)
@@ -439,6 +445,7 @@ pub enum Freshness {
 /// The caches of every resource type, started on first use.
 pub struct Caches {
     objects: Objects,
+    registry: Arc<Registry>,
     caches: Mutex<HashMap<String, Arc<WatchCache>>>,
     starting: tokio::sync::Mutex<()>,
     /// Paginated lists' snapshots, for the pages after the first.
@@ -446,16 +453,17 @@ pub struct Caches {
 }
 
 impl Caches {
-    pub fn new(objects: Objects) -> Caches {
+    pub fn new(objects: Objects, registry: Arc<Registry>) -> Caches {
         Caches {
             objects,
+            registry,
             caches: Mutex::new(HashMap::new()),
             starting: tokio::sync::Mutex::new(()),
             snapshots: ListSnapshots::default(),
         }
     }
 
-    pub async fn cache(&self, rt: &'static ResourceType) -> Result<Arc<WatchCache>, ApiError> {
+    pub async fn cache(&self, rt: &ResourceType) -> Result<Arc<WatchCache>, ApiError> {
         let key = rt.group_resource();
         if let Some(c) = self.caches.lock().expect("caches lock").get(&key)
             && !c.is_broken()
@@ -469,7 +477,11 @@ impl Caches {
         {
             return Ok(c.clone());
         }
-        let cache = WatchCache::start(rt, &self.objects).await?;
+        let kind = self
+            .registry
+            .of_type(rt)
+            .ok_or_else(|| ApiError::not_found(rt, ""))?;
+        let cache = WatchCache::start(kind, &self.objects).await?;
         self.caches
             .lock()
             .expect("caches lock")
@@ -480,12 +492,7 @@ impl Caches {
     /// An object as the watch cache holds it, for admission to read without a datastore
     /// round trip (upstream's admission plugins read informer listers the same way). `None`
     /// when the cache does not hold it (yet): the caller asks the datastore.
-    pub async fn lookup(
-        &self,
-        rt: &'static ResourceType,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Option<Value> {
+    pub async fn lookup(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Option<Value> {
         let cached = self.cached(rt, ns, name).await?;
         serde_json::from_slice(&cached.bytes).ok()
     }
@@ -493,7 +500,7 @@ impl Caches {
     /// As [`Caches::lookup`], without decoding: for what the selectable fields answer.
     pub async fn cached(
         &self,
-        rt: &'static ResourceType,
+        rt: &ResourceType,
         ns: Option<&str>,
         name: &str,
     ) -> Option<Arc<Cached>> {
@@ -508,8 +515,10 @@ impl Caches {
     /// rather than paying for the load (a first list of 10,000 pods took 0.3–0.8 s).
     /// Types that share storage (core and events.k8s.io Events) get one cache each.
     pub async fn start_all(&self) {
-        for rt in skiff_api::resources::RESOURCES
-            .iter()
+        for rt in self
+            .registry
+            .resources()
+            .into_iter()
             .filter(|rt| rt.is_stored())
         {
             if let Err(e) = self.cache(rt).await {
@@ -522,7 +531,7 @@ impl Caches {
     /// freshness asked for; `None` sends the caller to the datastore.
     pub async fn list(
         &self,
-        rt: &'static ResourceType,
+        rt: &ResourceType,
         ns: Option<&str>,
         freshness: Freshness,
         labels: &Selector,
@@ -543,7 +552,7 @@ impl Caches {
     /// asked for; the rest of its snapshot is kept for the pages after it.
     pub async fn first_page(
         &self,
-        rt: &'static ResourceType,
+        rt: &ResourceType,
         query: ListQuery,
         freshness: Freshness,
         (labels, field_sel): (&Selector, &Selector),
@@ -586,7 +595,7 @@ impl Caches {
     /// The cache of `rt` once it is as fresh as asked; `None` when it cannot tell in time.
     async fn fresh(
         &self,
-        rt: &'static ResourceType,
+        rt: &ResourceType,
         freshness: Freshness,
     ) -> Result<Option<Arc<WatchCache>>, ApiError> {
         let cache = self.cache(rt).await?;
@@ -620,11 +629,10 @@ mod tests {
     }
 
     fn pod(bytes: usize) -> Arc<Cached> {
-        let rt = skiff_api::resources::lookup("", "v1", "pods").expect("pods");
         let obj = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "namespace": "default",
                          "annotations": {"pad": "x".repeat(bytes)}}});
-        Arc::new(Cached::new(rt, obj))
+        Arc::new(Cached::new(&crate::registry::core::pod::Pods, obj))
     }
 
     #[test]

@@ -6,9 +6,7 @@ use serde_json::{Value, json};
 use skiff_api::object::{meta_str, metadata_mut};
 use skiff_api::{ApiError, Subresource, managed_fields};
 
-use super::persist::{
-    PATCH_RETRIES, WriteOptions, check_namespace_open, create_object, update_object,
-};
+use super::persist::{PATCH_RETRIES, WriteOptions, admit_create, create_object, update_object};
 use crate::field_validation::with_warnings;
 use crate::negotiate::{Output, respond};
 use crate::query::Query;
@@ -32,7 +30,7 @@ pub(super) async fn server_side_apply(
         Some(Subresource::Status) => true,
         Some(_) => {
             return Err(ApiError::method_not_supported(
-                rr.rt,
+                rr.rt(),
                 "apply on this subresource",
             ));
         }
@@ -44,7 +42,7 @@ pub(super) async fn server_side_apply(
         ));
     }
     let force = query.flag("force");
-    let api_version = rr.rt.api_version();
+    let api_version = rr.rt().api_version();
     let (a, k) = (
         applied
             .get("apiVersion")
@@ -55,10 +53,10 @@ pub(super) async fn server_side_apply(
             .and_then(Value::as_str)
             .unwrap_or_default(),
     );
-    if a != api_version || k != rr.rt.kind {
+    if a != api_version || k != rr.rt().kind {
         return Err(ApiError::bad_request(format!(
             "the applied configuration is {a:?} {k:?}, not {api_version:?} {:?} as the request path says",
-            rr.rt.kind
+            rr.rt().kind
         )));
     }
     if let Some(n) = meta_str(&applied, "name").filter(|n| *n != rr.name_or_empty()) {
@@ -69,7 +67,7 @@ pub(super) async fn server_side_apply(
     }
     let warnings =
         opts.directive
-            .apply(&api_version, rr.rt.kind, &mut applied, &opts.duplicates)?;
+            .apply(&api_version, rr.rt().kind, &mut applied, &opts.duplicates)?;
     let now = skiff_api::object::now_rfc3339();
     let conflict_error = |conflicts: Vec<managed_fields::Conflict>| {
         let mut e = ApiError::new(
@@ -79,8 +77,8 @@ pub(super) async fn server_side_apply(
         );
         e.details = Some(Box::new(skiff_api::status::Details {
             name: rr.name_or_empty().to_string(),
-            group: rr.rt.group.to_string(),
-            kind: rr.rt.plural.to_string(),
+            group: rr.rt().group.to_string(),
+            kind: rr.rt().plural.to_string(),
             causes: conflicts
                 .iter()
                 .map(|c| skiff_api::Cause {
@@ -96,14 +94,14 @@ pub(super) async fn server_side_apply(
     for _ in 0..PATCH_RETRIES {
         match state
             .objects
-            .get(rr.rt, rr.namespace.as_deref(), rr.name_or_empty())
+            .get(rr.rt(), rr.namespace.as_deref(), rr.name_or_empty())
             .await
         {
             Err(e) if e.code == 404 && status => return Err(e),
             Err(e) if e.code == 404 => {
                 let mut obj = managed_fields::apply(
                     &api_version,
-                    rr.rt.kind,
+                    rr.rt().kind,
                     &json!({}),
                     &applied,
                     &opts.manager,
@@ -113,10 +111,10 @@ pub(super) async fn server_side_apply(
                 )
                 .map_err(conflict_error)?;
                 metadata_mut(&mut obj).insert("name".into(), rr.name_or_empty().into());
-                strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
-                check_namespace_open(state, rr.rt, rr.namespace.as_deref(), rr.name_or_empty())
-                    .await?;
-                match create_object(state, rr.rt, obj).await {
+                let kind = rr.kind.as_ref();
+                strategy::prepare_create(kind, &mut obj, rr.namespace.as_deref())?;
+                admit_create(state, kind, &mut obj).await?;
+                match create_object(state, kind, obj).await {
                     Ok(stored) => {
                         return Ok(with_warnings(
                             respond(StatusCode::CREATED, &stored.object, output),
@@ -132,7 +130,7 @@ pub(super) async fn server_side_apply(
                 let apply = |force| {
                     managed_fields::apply(
                         &api_version,
-                        rr.rt.kind,
+                        rr.rt().kind,
                         &live.object,
                         &applied,
                         &opts.manager,
@@ -148,7 +146,7 @@ pub(super) async fn server_side_apply(
                         if !status
                             && managed_fields::allowed_by_last_applied(
                                 &api_version,
-                                rr.rt.kind,
+                                rr.rt().kind,
                                 &live.object,
                                 &opts.manager,
                                 &conflicts,
@@ -160,10 +158,12 @@ pub(super) async fn server_side_apply(
                 }
                 .map_err(conflict_error)?;
                 let entries = managed_fields::read(&merged);
-                strategy::prepare_update(rr.rt, &mut merged, &live.object, rr.subresource)?;
+                let kind = rr.kind.as_ref();
+                strategy::prepare_update(kind, &mut merged, &live.object, rr.subresource)?;
+                strategy::validate_update(kind, &merged, &live.object, rr.subresource)?;
                 // A status write keeps everything else, the new ownership included.
                 managed_fields::write(&mut merged, &entries);
-                match update_object(state, rr.rt, merged, &live, !status).await {
+                match update_object(state, kind, merged, &live, !status).await {
                     Ok(stored) => {
                         return Ok(with_warnings(
                             respond(StatusCode::OK, &stored.object, output),
@@ -177,7 +177,7 @@ pub(super) async fn server_side_apply(
         }
     }
     Err(ApiError::conflict(
-        rr.rt,
+        rr.rt(),
         rr.name_or_empty(),
         "the object kept changing while the configuration was applied; try again",
     ))

@@ -5,7 +5,6 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use skiff_api::ApiError;
 use skiff_api::object::{meta_str, metadata_mut};
-use skiff_api::resources::lookup;
 
 use super::persist::PATCH_RETRIES;
 use crate::negotiate::{Output, respond};
@@ -21,7 +20,7 @@ pub(super) async fn bind_pod(
     output: Output,
 ) -> Result<Response, ApiError> {
     let name = rr.name_or_empty();
-    let binding_rt = lookup("", "v1", "pods").expect("pods are registered");
+    let binding_rt = &crate::registry::core::pod::RESOURCE;
     let node = skiff_api::object::field_str(binding, &["target", "name"]).unwrap_or_default();
     if node.is_empty() {
         return Err(ApiError::invalid(
@@ -38,11 +37,11 @@ pub(super) async fn bind_pod(
     for _ in 0..PATCH_RETRIES {
         let old = state
             .objects
-            .get(rr.rt, rr.namespace.as_deref(), name)
+            .get(rr.rt(), rr.namespace.as_deref(), name)
             .await?;
         if meta_str(&old.object, "deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
-                rr.rt,
+                rr.rt(),
                 name,
                 &format!("pod {name} is being deleted, cannot be assigned to a host"),
             ));
@@ -51,7 +50,7 @@ pub(super) async fn bind_pod(
             .filter(|n| !n.is_empty())
         {
             return Err(ApiError::conflict(
-                rr.rt,
+                rr.rt(),
                 name,
                 &format!("pod {name} is already assigned to node {current:?}"),
             ));
@@ -72,7 +71,7 @@ pub(super) async fn bind_pod(
         set_condition(&mut bound, "PodScheduled", "True");
         // No managedFields entry: upstream binds straight through storage, outside the
         // field manager, so a bound pod's managers are those of its other writes.
-        match state.objects.update(rr.rt, bound, old.mod_revision).await {
+        match state.objects.update(rr.rt(), bound, old.mod_revision).await {
             Ok(_) => {
                 return Ok(respond(
                     StatusCode::CREATED,
@@ -85,7 +84,7 @@ pub(super) async fn bind_pod(
         }
     }
     Err(ApiError::conflict(
-        rr.rt,
+        rr.rt(),
         name,
         "the pod kept changing during the binding; try again",
     ))

@@ -3,14 +3,11 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use skiff_api::object::meta_str;
 use skiff_api::{ApiError, Subresource};
 
 use super::Call;
 use super::binding::bind_pod;
-use super::persist::{
-    WriteOptions, check_namespace_open, create_object, field_manager, track_fields,
-};
+use super::persist::{WriteOptions, admit_create, create_object, field_manager, track_fields};
 use super::token::create_token;
 use crate::field_validation::with_warnings;
 use crate::negotiate::{self, Conversions, respond};
@@ -30,18 +27,22 @@ pub(super) async fn create(call: Call<'_>) -> Result<Response, ApiError> {
         return create_token(state, rr, &request, output).await;
     }
     if rr.subresource.is_some() || rr.name.is_some() {
-        return Err(ApiError::method_not_supported(rr.rt, "POST"));
+        return Err(ApiError::method_not_supported(rr.rt(), "POST"));
     }
     let opts = WriteOptions::from_request(query, headers, body)?;
     let mut obj = negotiate::decode_body(headers, body)?;
-    let warnings =
-        opts.directive
-            .apply(&rr.rt.api_version(), rr.rt.kind, &mut obj, &opts.duplicates)?;
-    strategy::prepare_create(rr.rt, &mut obj, rr.namespace.as_deref())?;
-    track_fields(rr.rt, &opts.manager, None, None, &mut obj);
-    let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-    check_namespace_open(state, rr.rt, rr.namespace.as_deref(), &name).await?;
-    let stored = create_object(state, rr.rt, obj).await?;
+    let warnings = opts.directive.apply(
+        &rr.rt().api_version(),
+        rr.rt().kind,
+        &mut obj,
+        &opts.duplicates,
+    )?;
+    // Upstream's order: decoded and defaulted, fields recorded, admitted, validated, stored.
+    let kind = rr.kind.as_ref();
+    strategy::prepare_create(kind, &mut obj, rr.namespace.as_deref())?;
+    track_fields(rr.rt(), &opts.manager, None, None, &mut obj);
+    admit_create(state, kind, &mut obj).await?;
+    let stored = create_object(state, kind, obj).await?;
     Ok(with_warnings(
         respond(StatusCode::CREATED, &stored.object, output),
         &warnings,

@@ -4,13 +4,14 @@
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
+use skiff_api::ApiError;
 use skiff_api::object::{meta_str, metadata_mut};
-use skiff_api::{ApiError, ResourceType};
 
 use super::Call;
 use super::persist::{PATCH_RETRIES, delete_object};
 use crate::negotiate::{self, Conversions, respond};
 use crate::query::{Query, selected, selectors};
+use crate::registry::Kind;
 use crate::state::ApiState;
 
 /// `DeleteOptions` from a body or the query.
@@ -79,11 +80,12 @@ pub(super) fn delete_options(
 /// that must stop its containers first). Answers whether it is gone and the object.
 pub(super) async fn delete_one(
     state: &ApiState,
-    rt: &ResourceType,
+    kind: &dyn Kind,
     ns: Option<&str>,
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<(bool, Value), ApiError> {
+    let rt = kind.resource();
     for _ in 0..PATCH_RETRIES {
         let old = state.objects.get(rt, ns, name).await?;
         if let Some(uid) = &opts.uid
@@ -120,9 +122,9 @@ pub(super) async fn delete_one(
         let has_finalizers = opts.propagation_finalizer.is_some()
             || non_empty(&["metadata", "finalizers"])
             || non_empty(&["spec", "finalizers"]);
-        let grace = graceful_period(rt, &old.object, opts);
+        let grace = kind.graceful_deletion(&old.object, opts.grace_period);
         if !has_finalizers && grace.is_none() {
-            match delete_object(state, rt, ns, name, old.mod_revision).await {
+            match delete_object(state, kind, ns, name, old.mod_revision).await {
                 Ok(obj) => return Ok((true, obj)),
                 Err(e) if e.reason == "Conflict" => continue,
                 Err(e) => return Err(e),
@@ -148,10 +150,7 @@ pub(super) async fn delete_one(
                 list.push(f.into());
             }
         }
-        if (rt.group, rt.kind) == ("", "Namespace") {
-            state.namespace_deletions.note(name);
-            skiff_api::object::set_field(&mut marked, &["status", "phase"], "Terminating".into());
-        }
+        kind.deleting(state, &mut marked);
         match state.objects.update(rt, marked, old.mod_revision).await {
             Ok(stored) => return Ok((false, stored.object)),
             Err(e) if e.reason == "Conflict" => continue,
@@ -165,31 +164,16 @@ pub(super) async fn delete_one(
     ))
 }
 
-/// Pods bound to a node are deleted gracefully: the node's agent stops the containers
-/// within the grace period and then removes the pod. Everything else goes at once.
-pub(super) fn graceful_period(rt: &ResourceType, obj: &Value, opts: &DeleteOptions) -> Option<i64> {
-    if (rt.group, rt.kind) != ("", "Pod") {
-        return None;
-    }
-    skiff_api::object::field_str(obj, &["spec", "nodeName"]).filter(|n| !n.is_empty())?;
-    let grace = opts.grace_period.unwrap_or_else(|| {
-        skiff_api::object::field(obj, &["spec", "terminationGracePeriodSeconds"])
-            .and_then(Value::as_i64)
-            .unwrap_or(30)
-    });
-    (grace > 0).then_some(grace)
-}
-
 pub(super) async fn delete(call: Call<'_>) -> Result<Response, ApiError> {
     let (state, rr, query, headers, body) = call.parts();
     let output = negotiate::output(headers, Conversions::None)?;
     if rr.subresource.is_some() {
-        return Err(ApiError::method_not_supported(rr.rt, "DELETE"));
+        return Err(ApiError::method_not_supported(rr.rt(), "DELETE"));
     }
     let opts = delete_options(query, headers, body)?;
     let (gone, obj) = delete_one(
         state,
-        rr.rt,
+        rr.kind.as_ref(),
         rr.namespace.as_deref(),
         rr.name_or_empty(),
         &opts,
@@ -207,10 +191,10 @@ pub(super) async fn delete_collection(call: Call<'_>) -> Result<Response, ApiErr
     let (state, rr, query, headers, body) = call.parts();
     let output = negotiate::output(headers, Conversions::None)?;
     let opts = delete_options(query, headers, body)?;
-    let (labels, field_sel) = selectors(rr.rt, query)?;
+    let (labels, field_sel) = selectors(rr.kind.as_ref(), query)?;
     let page = state
         .objects
-        .list(rr.rt, rr.namespace.as_deref(), 0, None, None, |o| {
+        .list(rr.rt(), rr.namespace.as_deref(), 0, None, None, |o| {
             selected(&labels, &field_sel, o)
         })
         .await?;
@@ -218,7 +202,7 @@ pub(super) async fn delete_collection(call: Call<'_>) -> Result<Response, ApiErr
     for obj in page.items {
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         let ns = meta_str(&obj, "namespace").map(str::to_string);
-        match delete_one(state, rr.rt, ns.as_deref(), &name, &opts).await {
+        match delete_one(state, rr.kind.as_ref(), ns.as_deref(), &name, &opts).await {
             Ok((_, obj)) => items.push(obj),
             // Deleted by someone else meanwhile: that is what was asked.
             Err(e) if e.code == 404 => {}
@@ -226,8 +210,8 @@ pub(super) async fn delete_collection(call: Call<'_>) -> Result<Response, ApiErr
         }
     }
     let body = json!({
-        "kind": rr.rt.list_kind(),
-        "apiVersion": rr.rt.api_version(),
+        "kind": rr.rt().list_kind(),
+        "apiVersion": rr.rt().api_version(),
         "metadata": {"resourceVersion": page.revision.to_string()},
         "items": items,
     });

@@ -60,7 +60,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub async fn resource(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     // Node streams and proxied requests keep the whole request: an upgrade needs it, and
     // the body is the stream (or the proxied request's own, of any size).
-    if let Ok(rr) = request::parse(req.method(), req.uri().path(), false)
+    if let Ok(rr) = request::parse(&state.registry, req.method(), req.uri().path(), false)
         && let Some(sub) = rr.subresource
         && (sub.is_node_stream() || sub == Subresource::Proxy)
     {
@@ -122,12 +122,20 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
     // finished is reset, and some clients report the reset instead of the answer.
     let body = read_body(body).await?;
     let query = Query::parse(parts.uri.query())?;
-    let rr = request::parse(&parts.method, parts.uri.path(), query.flag("watch"))?;
+    let rr = request::parse(
+        &state.registry,
+        &parts.method,
+        parts.uri.path(),
+        query.flag("watch"),
+    )?;
     let headers = parts.headers;
-    if !rr.rt.is_stored() {
+    if !rr.rt().is_stored() {
         return match rr.verb {
-            Verb::Create => crate::reviews::create(rr.rt, &headers, &body),
-            _ => Err(ApiError::method_not_supported(rr.rt, parts.method.as_str())),
+            Verb::Create => crate::reviews::create(rr.rt(), &headers, &body),
+            _ => Err(ApiError::method_not_supported(
+                rr.rt(),
+                parts.method.as_str(),
+            )),
         };
     }
     let call = Call {

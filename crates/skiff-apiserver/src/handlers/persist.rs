@@ -1,18 +1,18 @@
-//! How every verb stores an object: admission and address allocation on create, the
-//! update path (field validation, strategy, managed fields, no-op detection, finalization),
-//! deletes that give back what a service held, and the options every write carries.
+//! How every verb stores an object: admission, validation and the kind's reservations on
+//! create, the update path (field validation, strategy, managed fields, no-op detection,
+//! finalization), deletes that give back what the object held, and the options every
+//! write carries.
 
 use axum::http::{HeaderMap, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 use skiff_api::object::meta_str;
-use skiff_api::resources::lookup;
 use skiff_api::{ApiError, ResourceType, Subresource, managed_fields};
 use skiff_store::Revision;
 
 use super::scale::apply_scale;
-use crate::allocators::{ServiceAllocator, owner_of};
 use crate::field_validation::Directive;
 use crate::query::Query;
+use crate::registry::Kind;
 use crate::request::ResourceRequest;
 use crate::state::ApiState;
 use crate::storage::Stored;
@@ -21,114 +21,51 @@ use crate::strategy;
 /// How many times a write is re-applied when the object changes under it.
 pub(super) const PATCH_RETRIES: usize = 8;
 
-pub(super) fn is_service(rt: &ResourceType) -> bool {
-    (rt.group, rt.kind) == ("", "Service")
+/// Admits a prepared new object and validates it, as upstream's order has it (defaults came
+/// with `strategy::prepare_create`): the namespace must be open for it (NamespaceLifecycle),
+/// then the kind's own admission, then validation.
+pub(super) async fn admit_create(
+    state: &ApiState,
+    kind: &dyn Kind,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    let ns = meta_str(obj, "namespace").map(str::to_string);
+    let name = meta_str(obj, "name").unwrap_or_default().to_string();
+    check_namespace_open(state, kind.resource(), ns.as_deref(), &name).await?;
+    kind.admit(state, obj).await?;
+    strategy::validate_create(kind, obj)
 }
 
-/// Creates an object; services get their cluster IP and node ports first (given back if
-/// the create fails).
+/// Stores an admitted new object, with what the kind reserves for it (given back if the
+/// create fails).
 pub(super) async fn create_object(
     state: &ApiState,
-    rt: &ResourceType,
+    kind: &dyn Kind,
     mut obj: Value,
 ) -> Result<Stored, ApiError> {
-    if rt.group.is_empty() && rt.kind == "Pod" {
-        skiff_api::admission::default_toleration_seconds(
-            &mut obj,
-            state.tolerations.not_ready_seconds,
-            state.tolerations.unreachable_seconds,
-        );
-        admit_service_account(state, &mut obj).await?;
-    }
-    if !is_service(rt) {
-        return state.objects.create(rt, obj).await;
-    }
-    let owner = owner_of(&obj);
-    let held = state.services.allocate(rt, &mut obj, &owner).await?;
-    match state.objects.create(rt, obj).await {
+    let reservation = kind.reserve(state, None, &mut obj).await?;
+    match state.objects.create(kind.resource(), obj).await {
         Ok(stored) => Ok(stored),
         Err(e) => {
-            state.services.release(&held).await;
+            kind.release(state, &reservation.taken).await?;
             Err(e)
         }
     }
 }
 
-/// Upstream's ServiceAccount admission of a new pod: it runs as an account that exists,
-/// with that account's API credentials mounted (see [`admission::service_account`]).
-/// Mirror pods are left as they are. A missing `default` account is made here, as the
-/// namespace controller would moments later, so a pod created right after its namespace
-/// is not refused for that race (upstream's is); any other missing account refuses the pod.
-async fn admit_service_account(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
-    use skiff_api::admission;
-    let mirror = pod
-        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
-        .is_some();
-    if mirror {
-        return Ok(());
-    }
-    let account_name = admission::pod_service_account(pod);
-    let ns = meta_str(pod, "namespace").unwrap_or("default").to_string();
-    let rt = lookup("", "v1", "serviceaccounts").expect("serviceaccounts are registered");
-    // The account from the watch cache when it holds it (a moment's staleness is harmless
-    // here); one it does not hold yet is looked up in the datastore.
-    let cached = state.caches.lookup(rt, Some(&ns), &account_name).await;
-    let found = match cached {
-        Some(account) => Ok(account),
-        None => state
-            .objects
-            .get(rt, Some(&ns), &account_name)
-            .await
-            .map(|f| f.object),
-    };
-    let account = match found {
-        Ok(account) => account,
-        Err(e) if e.code == 404 && account_name == admission::DEFAULT_SERVICE_ACCOUNT => {
-            let mut fresh = json!({"metadata": {"name": account_name}});
-            strategy::prepare_create(rt, &mut fresh, Some(&ns))?;
-            match state.objects.create(rt, fresh).await {
-                Ok(stored) => stored.object,
-                Err(e) if e.code == 409 => {
-                    state
-                        .objects
-                        .get(rt, Some(&ns), &account_name)
-                        .await?
-                        .object
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(e) if e.code == 404 => {
-            return Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!(
-                    "pods {:?} is forbidden: error looking up service account {ns}/{account_name}: serviceaccount {account_name:?} not found",
-                    meta_str(pod, "name").unwrap_or_default()
-                ),
-            ));
-        }
-        Err(e) => return Err(e),
-    };
-    admission::service_account(pod, &account, &strategy::name_suffix());
-    Ok(())
-}
-
-/// Deletes an object still at `expected`; a service gives back its addresses.
+/// Deletes an object still at `expected`; what it held beyond its record is given back.
 pub(super) async fn delete_object(
     state: &ApiState,
-    rt: &ResourceType,
+    kind: &dyn Kind,
     ns: Option<&str>,
     name: &str,
     expected: Revision,
 ) -> Result<Value, ApiError> {
-    let object = state.objects.delete(rt, ns, name, expected).await?;
-    if is_service(rt) {
-        state
-            .services
-            .release(&ServiceAllocator::held_by(&object))
-            .await;
-    }
+    let object = state
+        .objects
+        .delete(kind.resource(), ns, name, expected)
+        .await?;
+    kind.release(state, &kind.held_by(&object)).await?;
     Ok(object)
 }
 
@@ -189,19 +126,21 @@ fn equal_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
             .all(|(k, v)| b.get(k) == Some(v))
 }
 
-/// Stores a prepared update; services keep their cluster IP and get (or give back) node
-/// ports as their ports change.
+/// Stores a prepared update; through the main resource, the kind reserves what the new
+/// version holds (a Service's node ports) and, once stored, gives back what it no longer
+/// does.
 pub(super) async fn update_object(
     state: &ApiState,
-    rt: &ResourceType,
+    kind: &dyn Kind,
     mut new: Value,
     old: &Stored,
     main_resource: bool,
 ) -> Result<Stored, ApiError> {
+    let rt = kind.resource();
     if finalized(&new) {
         let ns = meta_str(&new, "namespace").map(str::to_string);
         let name = meta_str(&new, "name").unwrap_or_default().to_string();
-        let object = delete_object(state, rt, ns.as_deref(), &name, old.mod_revision).await?;
+        let object = delete_object(state, kind, ns.as_deref(), &name, old.mod_revision).await?;
         let mod_revision = meta_str(&object, "resourceVersion")
             .and_then(|v| v.parse().ok())
             .unwrap_or(old.mod_revision);
@@ -215,20 +154,17 @@ pub(super) async fn update_object(
         // answer is the object as it was (its resourceVersion too).
         return Ok(old.clone());
     }
-    if !is_service(rt) || !main_resource {
+    if !main_resource {
         return state.objects.update(rt, new, old.mod_revision).await;
     }
-    let (taken, release) = state
-        .services
-        .reallocate(rt, &old.object, &mut new, &owner_of(&old.object))
-        .await?;
+    let reservation = kind.reserve(state, Some(&old.object), &mut new).await?;
     match state.objects.update(rt, new, old.mod_revision).await {
         Ok(stored) => {
-            state.services.release(&release).await;
+            kind.release(state, &reservation.freed).await?;
             Ok(stored)
         }
         Err(e) => {
-            state.services.release(&taken).await;
+            kind.release(state, &reservation.taken).await?;
             Err(e)
         }
     }
@@ -247,7 +183,7 @@ pub(super) async fn check_namespace_open(
     let Some(ns) = ns.filter(|_| rt.namespaced) else {
         return Ok(());
     };
-    let ns_rt = lookup("", "v1", "namespaces").expect("namespaces are registered");
+    let ns_rt = &crate::registry::core::namespace::RESOURCE;
     let cached = if state.namespace_deletions.recent(ns) {
         None
     } else {
@@ -302,11 +238,14 @@ pub(super) async fn write_update(
         warnings = opts
             .directive
             .apply("autoscaling/v1", "Scale", &mut new, &opts.duplicates)?;
-        new = apply_scale(rr.rt, &old.object, &new)?;
+        new = apply_scale(rr.rt(), &old.object, &new)?;
     } else {
-        warnings =
-            opts.directive
-                .apply(&rr.rt.api_version(), rr.rt.kind, &mut new, &opts.duplicates)?;
+        warnings = opts.directive.apply(
+            &rr.rt().api_version(),
+            rr.rt().kind,
+            &mut new,
+            &opts.duplicates,
+        )?;
     }
     let sub = rr.subresource.filter(|s| {
         matches!(
@@ -314,15 +253,16 @@ pub(super) async fn write_update(
             Subresource::Status | Subresource::Finalize | Subresource::EphemeralContainers
         )
     });
-    strategy::prepare_update(rr.rt, &mut new, &old.object, sub)?;
+    strategy::prepare_update(rr.kind.as_ref(), &mut new, &old.object, sub)?;
+    strategy::validate_update(rr.kind.as_ref(), &new, &old.object, sub)?;
     track_fields(
-        rr.rt,
+        rr.rt(),
         &opts.manager,
         rr.subresource,
         Some(&old.object),
         &mut new,
     );
-    let stored = update_object(state, rr.rt, new, old, rr.subresource.is_none()).await?;
+    let stored = update_object(state, rr.kind.as_ref(), new, old, rr.subresource.is_none()).await?;
     Ok((stored, warnings))
 }
 
@@ -404,6 +344,7 @@ pub(super) fn track_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn pod(rv: &str, time: &str, image: &str) -> Value {
         json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": rv,

@@ -17,11 +17,12 @@ use crate::continue_token;
 use crate::list_snapshots::{ListQuery, Page};
 use crate::negotiate::{self, Conversions, Output, respond};
 use crate::query::{Query, selected, selectors};
+use crate::registry::Kind;
 use crate::watch_cache::{Cached, Freshness};
 
 /// One object as the client asked for it: the object, or a one-row Table.
 pub(super) fn render_one(
-    rt: &ResourceType,
+    kind: &dyn Kind,
     obj: &Value,
     output: Output,
     code: StatusCode,
@@ -30,7 +31,7 @@ pub(super) fn render_one(
         Output::Table { .. } => {
             let rv = meta_str(obj, "resourceVersion").unwrap_or_default();
             let t = table::table(
-                rt,
+                kind,
                 std::slice::from_ref(obj),
                 rv,
                 None,
@@ -61,18 +62,23 @@ pub(super) async fn get(call: Call<'_>) -> Result<Response, ApiError> {
     )?;
     let stored = state
         .objects
-        .get(rr.rt, rr.namespace.as_deref(), rr.name_or_empty())
+        .get(rr.rt(), rr.namespace.as_deref(), rr.name_or_empty())
         .await?;
     if rr.subresource == Some(Subresource::Scale) {
         return Ok(respond(StatusCode::OK, &scale_of(&stored.object), output));
     }
-    Ok(render_one(rr.rt, &stored.object, output, StatusCode::OK))
+    Ok(render_one(
+        rr.kind.as_ref(),
+        &stored.object,
+        output,
+        StatusCode::OK,
+    ))
 }
 
 pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
     let (state, rr, query, headers, _) = call.parts();
     let output = negotiate::output(headers, Conversions::List)?;
-    let (labels, field_sel) = selectors(rr.rt, query)?;
+    let (labels, field_sel) = selectors(rr.kind.as_ref(), query)?;
     let limit: usize = query.number("limit")?.unwrap_or(0);
     let token = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => Some(continue_token::decode(token)?),
@@ -91,7 +97,7 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
         let caches = &state.caches;
         let ns = rr.namespace.as_deref();
         let list_query = || ListQuery {
-            resource: rr.rt.group_resource(),
+            resource: rr.rt().group_resource(),
             namespace: rr.namespace.clone(),
             labels: query.get("labelSelector").unwrap_or_default().to_string(),
             fields: query.get("fieldSelector").unwrap_or_default().to_string(),
@@ -99,22 +105,30 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
         let cached = match (&token, limit) {
             (None, 0) => {
                 caches
-                    .list(rr.rt, ns, freshness, &labels, &field_sel)
+                    .list(rr.rt(), ns, freshness, &labels, &field_sel)
                     .await?
             }
             (None, limit) => {
                 caches
-                    .first_page(rr.rt, list_query(), freshness, (&labels, &field_sel), limit)
+                    .first_page(
+                        rr.rt(),
+                        list_query(),
+                        freshness,
+                        (&labels, &field_sel),
+                        limit,
+                    )
                     .await?
             }
             // A continue without a limit asks for the rest.
             (Some(token), limit) => {
                 let limit = if limit == 0 { usize::MAX } else { limit };
-                caches.next_page(rr.rt, &list_query(), token, limit).await?
+                caches
+                    .next_page(rr.rt(), &list_query(), token, limit)
+                    .await?
             }
         };
         if let Some(page) = cached {
-            return render_cached_list(rr.rt, page, output);
+            return render_cached_list(rr.kind.as_ref(), page, output);
         }
     }
     let (after, at_revision) = match token {
@@ -124,7 +138,7 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
     let page = state
         .objects
         .list(
-            rr.rt,
+            rr.rt(),
             rr.namespace.as_deref(),
             limit,
             after,
@@ -138,14 +152,14 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
         .map(|k| continue_token::encode(page.revision, &k));
     let body = match output {
         Output::Table { .. } => table::table(
-            rr.rt,
+            rr.kind.as_ref(),
             &page.items,
             &rv,
             cont.as_deref(),
             time::OffsetDateTime::now_utc(),
         ),
         _ => list_body(
-            rr.rt,
+            rr.rt(),
             output,
             table::list_meta(&rv, cont.as_deref()),
             page.items,
@@ -157,10 +171,11 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
 /// A list from the watch cache: JSON spliced from each object's cached bytes (no decoding),
 /// other representations from the decoded objects.
 pub(super) fn render_cached_list(
-    rt: &ResourceType,
+    kind: &dyn Kind,
     page: Page,
     output: Output,
 ) -> Result<Response, ApiError> {
+    let rt = kind.resource();
     let Page {
         revision,
         items,
@@ -185,7 +200,7 @@ pub(super) fn render_cached_list(
     if let Output::Table { .. } = output {
         let rows = items.iter().map(|c| &c.row);
         let now = time::OffsetDateTime::now_utc();
-        let mut body = table::table_json_from_rows(rt, rows, &rv, cont.as_deref(), now);
+        let mut body = table::table_json_from_rows(kind, rows, &rv, cont.as_deref(), now);
         body.push(b'\n');
         return Ok((
             StatusCode::OK,

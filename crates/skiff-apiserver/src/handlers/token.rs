@@ -5,7 +5,6 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use skiff_api::ApiError;
 use skiff_api::object::meta_str;
-use skiff_api::resources::lookup;
 
 use crate::negotiate::{Output, respond};
 use crate::request::ResourceRequest;
@@ -24,7 +23,7 @@ pub(super) async fn create_token(
 ) -> Result<Response, ApiError> {
     let name = rr.name_or_empty();
     let namespace = rr.namespace.as_deref().unwrap_or("default");
-    let account = state.objects.get(rr.rt, Some(namespace), name).await?;
+    let account = state.objects.get(rr.rt(), Some(namespace), name).await?;
     let spec = request.get("spec").cloned().unwrap_or_else(|| json!({}));
     let seconds = match spec.get("expirationSeconds") {
         None | Some(Value::Null) => DEFAULT_EXPIRATION,
@@ -32,7 +31,7 @@ pub(super) async fn create_token(
             Some(s) if s >= MIN_EXPIRATION => s,
             _ => {
                 return Err(ApiError::invalid(
-                    rr.rt,
+                    rr.rt(),
                     name,
                     vec![skiff_api::Cause::invalid(
                         "spec.expirationSeconds",
@@ -109,7 +108,7 @@ async fn bound_pod(
             "cannot bind a token to a {kind:?} object: only pods (v1) can be bound"
         )));
     }
-    let pods = lookup("", "v1", "pods").expect("pods are registered");
+    let pods = &crate::registry::core::pod::RESOURCE;
     let pod = state.objects.get(pods, Some(namespace), name).await?.object;
     let actual_uid = meta_str(&pod, "uid").unwrap_or_default();
     if !uid.is_empty() && uid != actual_uid {
@@ -123,7 +122,7 @@ async fn bound_pod(
     }
     let runs_as = skiff_api::object::field(&pod, &["spec", "serviceAccountName"])
         .and_then(Value::as_str)
-        .unwrap_or(skiff_api::admission::DEFAULT_SERVICE_ACCOUNT);
+        .unwrap_or(crate::registry::core::pod::admission::DEFAULT_SERVICE_ACCOUNT);
     if runs_as != rr.name_or_empty() {
         return Err(ApiError::bad_request(format!(
             "cannot bind token for serviceaccount {:?} to pod running with different serviceaccount name.",

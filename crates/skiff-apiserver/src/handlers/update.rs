@@ -23,10 +23,10 @@ pub(super) async fn update(call: Call<'_>) -> Result<Response, ApiError> {
     let new = negotiate::decode_body(headers, body)?;
     let old = state
         .objects
-        .get(rr.rt, rr.namespace.as_deref(), rr.name_or_empty())
+        .get(rr.rt(), rr.namespace.as_deref(), rr.name_or_empty())
         .await?;
     check_precondition(
-        rr.rt,
+        rr.rt(),
         rr.name_or_empty(),
         meta_str(&new, "resourceVersion"),
         old.mod_revision,
@@ -72,7 +72,7 @@ pub(super) async fn patch(call: Call<'_>) -> Result<Response, ApiError> {
     for _ in 0..PATCH_RETRIES {
         let old = state
             .objects
-            .get(rr.rt, rr.namespace.as_deref(), rr.name_or_empty())
+            .get(rr.rt(), rr.namespace.as_deref(), rr.name_or_empty())
             .await?;
         let mut target = if rr.subresource == Some(Subresource::Scale) {
             scale_of(&old.object)
@@ -88,11 +88,11 @@ pub(super) async fn patch(call: Call<'_>) -> Result<Response, ApiError> {
                 })?
             }
             PatchKind::Strategic => {
-                let api_version = rr.rt.api_version();
+                let api_version = rr.rt().api_version();
                 let (api_version, kind) = if rr.subresource == Some(Subresource::Scale) {
                     ("autoscaling/v1", "Scale")
                 } else {
-                    (api_version.as_str(), rr.rt.kind)
+                    (api_version.as_str(), rr.rt().kind)
                 };
                 skiff_api::strategic::strategic_merge_patch(
                     api_version,
@@ -104,7 +104,7 @@ pub(super) async fn patch(call: Call<'_>) -> Result<Response, ApiError> {
             }
             PatchKind::Apply => unreachable!("applied above"),
         }
-        check_precondition(rr.rt, rr.name_or_empty(), precondition, old.mod_revision)?;
+        check_precondition(rr.rt(), rr.name_or_empty(), precondition, old.mod_revision)?;
         match write_update(state, rr, target, &old, &opts).await {
             Ok((stored, warnings)) => {
                 return Ok(render_written(rr, &stored.object, output, &warnings));
@@ -114,7 +114,7 @@ pub(super) async fn patch(call: Call<'_>) -> Result<Response, ApiError> {
         }
     }
     Err(ApiError::conflict(
-        rr.rt,
+        rr.rt(),
         rr.name_or_empty(),
         "the object kept changing while the patch was applied; try again",
     ))
