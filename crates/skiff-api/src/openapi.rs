@@ -153,7 +153,12 @@ fn resource_paths(rt: &ResourceType, paths: &mut Map<String, Value>) {
 
 /// The component name of a message (`io.k8s.api.apps.v1.Deployment`).
 fn schema_name(message: &str) -> String {
-    format!("io.k8s.{}", message.trim_start_matches('.'))
+    // Upstream's names keep the Go module's dashes, which protobuf packages cannot have.
+    let name = message
+        .trim_start_matches('.')
+        .replacen("apiextensions_apiserver.", "apiextensions-apiserver.", 1)
+        .replacen("kube_aggregator.", "kube-aggregator.", 1);
+    format!("io.k8s.{name}")
 }
 
 fn reference(message: &str) -> Value {

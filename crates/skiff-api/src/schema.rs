@@ -176,6 +176,16 @@ pub fn message_name(api_version: &str, kind: &str) -> String {
     if META_IN_EVERY_GROUP.contains(&kind) || group == "meta.k8s.io" {
         return format!(".apimachinery.pkg.apis.meta.v1.{kind}");
     }
+    // The two groups served by upstream's extension servers have their packages there.
+    match group {
+        "apiextensions.k8s.io" => {
+            return format!(".apiextensions_apiserver.pkg.apis.apiextensions.{version}.{kind}");
+        }
+        "apiregistration.k8s.io" => {
+            return format!(".kube_aggregator.pkg.apis.apiregistration.{version}.{kind}");
+        }
+        _ => {}
+    }
     let short = if group.is_empty() {
         "core"
     } else {

@@ -30,6 +30,16 @@ impl Cause {
         }
     }
 
+    /// `field: Required value: <detail>`.
+    pub fn required_because(field: impl Into<String>, detail: &str) -> Cause {
+        let field = field.into();
+        Cause {
+            reason: "FieldValueRequired",
+            message: format!("{field}: Required value: {detail}"),
+            field,
+        }
+    }
+
     /// `field: Invalid value: <value>: <detail>`.
     pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Cause {
         let field = field.into();
@@ -66,11 +76,16 @@ impl Cause {
     }
 }
 
-/// How upstream's field errors print a value: strings quoted, numbers and booleans bare.
+/// How upstream's field errors print a value: strings quoted, numbers and booleans bare,
+/// lists of strings as Go writes them (`[]string{"a", "b"}`).
 fn go_value(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
         Value::Null => "null".to_string(),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            let quoted: Vec<String> = items.iter().map(go_value).collect();
+            format!("[]string{{{}}}", quoted.join(", "))
+        }
         other => other.to_string(),
     }
 }
@@ -296,7 +311,16 @@ impl ApiError {
                 let causes: Vec<Value> = d
                     .causes
                     .iter()
-                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .map(|c| {
+                        // A cause's message leaves its field out (upstream's `ErrorBody`):
+                        // clients print it after the field.
+                        let body = c
+                            .message
+                            .strip_prefix(c.field.as_str())
+                            .and_then(|m| m.strip_prefix(": "))
+                            .unwrap_or(&c.message);
+                        json!({"reason": c.reason, "message": body, "field": c.field})
+                    })
                     .collect();
                 details.insert("causes".into(), causes.into());
             }
@@ -364,6 +388,10 @@ mod tests {
         assert_eq!(
             two.to_status()["details"]["causes"][1]["field"],
             "spec.replicas"
+        );
+        assert_eq!(
+            two.to_status()["details"]["causes"][1]["message"],
+            "Invalid value: -1: must be greater than or equal to 0"
         );
         assert_eq!(two.code, 422);
     }

@@ -147,6 +147,24 @@ pub enum NameRule {
     Subdomain,
     /// An RFC 1123 label (names that become DNS labels: namespaces, services).
     Label,
+    /// Anything that can be a path segment (RBAC's roles and bindings: `system:…` names).
+    PathSegment,
+}
+
+/// Why `name` cannot be a path segment (upstream's `ValidatePathSegmentName`).
+pub fn path_segment_errors(name: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    match name {
+        "." => errs.push("may not be '.'".to_string()),
+        ".." => errs.push("may not be '..'".to_string()),
+        _ => {}
+    }
+    for illegal in ["/", "%"] {
+        if name.contains(illegal) {
+            errs.push(format!("may not contain '{illegal}'"));
+        }
+    }
+    errs
 }
 
 /// The causes that make an object's metadata invalid for creation.
@@ -158,6 +176,7 @@ pub fn validate_object_meta(rule: NameRule, obj: &Value) -> Vec<Cause> {
             let errs = match rule {
                 NameRule::Label => dns1123_label_errors(name),
                 NameRule::Subdomain => dns1123_subdomain_errors(name),
+                NameRule::PathSegment => path_segment_errors(name),
             };
             for e in errs {
                 causes.push(Cause::invalid(
@@ -255,6 +274,14 @@ mod tests {
         let causes = validate_object_meta(label, &json!({"metadata": {"name": "a.b"}}));
         assert_eq!(causes[0].field, "metadata.name");
         assert!(validate_object_meta(subdomain, &json!({"metadata": {"name": "a.b"}})).is_empty());
+        let segment = NameRule::PathSegment;
+        assert!(
+            validate_object_meta(segment, &json!({"metadata": {"name": "system:a"}})).is_empty()
+        );
+        assert_eq!(
+            validate_object_meta(segment, &json!({"metadata": {"name": "a/b"}}))[0].message,
+            "metadata.name: Invalid value: \"a/b\": may not contain '/'"
+        );
         assert_eq!(
             validate_object_meta(subdomain, &json!({"metadata": {}}))[0].reason,
             "FieldValueRequired"

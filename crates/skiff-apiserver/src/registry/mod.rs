@@ -29,6 +29,7 @@ pub mod coordination;
 pub mod core;
 pub mod discovery;
 pub mod events;
+pub mod rbac;
 
 /// An admission or reservation step, which may read and write through the server's state.
 pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
@@ -159,6 +160,8 @@ pub struct Registry {
 impl Registry {
     /// Every built-in kind, grouped by group version in upstream's discovery order.
     pub fn builtin() -> Registry {
+        // Groups in the order upstream's discovery lists them; within a group version,
+        // resources by name.
         let kinds: Vec<Arc<dyn Kind>> = vec![
             Arc::new(core::configmap::ConfigMaps),
             Arc::new(core::endpoints::EndpointsKind),
@@ -171,10 +174,14 @@ impl Registry {
             Arc::new(core::service::Services),
             Arc::new(apps::deployment::Deployments),
             Arc::new(apps::replicaset::ReplicaSets),
+            Arc::new(events::Events),
             Arc::new(authorization::SelfSubjectAccessReviews),
+            Arc::new(rbac::clusterrolebinding::ClusterRoleBindings),
+            Arc::new(rbac::clusterrole::ClusterRoles),
+            Arc::new(rbac::rolebinding::RoleBindings),
+            Arc::new(rbac::role::Roles),
             Arc::new(coordination::Leases),
             Arc::new(discovery::EndpointSlices),
-            Arc::new(events::Events),
         ];
         Registry::of(kinds)
     }

@@ -1,0 +1,177 @@
+//! The built-in kinds beyond the workloads' (issue 15), with real kubectl: each made from
+//! kubectl's own generators and from manifests, read as a table and as YAML, patched,
+//! refused with upstream's message when invalid, and deleted.
+
+use serde_json::Value;
+use skiff_e2e::{KUBECTL_MINORS, TestServer};
+
+/// `kubectl api-resources` rows: (name, apiVersion, namespaced, kind).
+fn api_resources(k: &skiff_e2e::Kubectl) -> Vec<(String, String, String, String)> {
+    k.ok(&["api-resources", "--no-headers", "-o", "wide"])
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            // NAME [SHORTNAMES] APIVERSION NAMESPACED KIND VERBS [CATEGORIES]: find the
+            // apiVersion by its shape, the rest follow it.
+            let at = w.iter().position(|x| *x == "true" || *x == "false")?;
+            Some((
+                w[0].to_string(),
+                w[at - 1].to_string(),
+                w[at].to_string(),
+                w[at + 1].to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn rbac_kinds_are_served_as_upstream() {
+    let server = TestServer::start();
+    for minor in KUBECTL_MINORS {
+        let k = server.kubectl(minor);
+        let listed = api_resources(&k);
+        for (name, namespaced, kind) in [
+            ("clusterrolebindings", "false", "ClusterRoleBinding"),
+            ("clusterroles", "false", "ClusterRole"),
+            ("rolebindings", "true", "RoleBinding"),
+            ("roles", "true", "Role"),
+        ] {
+            assert!(
+                listed.iter().any(|(n, v, ns, k)| n == name
+                    && v == "rbac.authorization.k8s.io/v1"
+                    && ns == namespaced
+                    && k == kind),
+                "kubectl 1.{minor}: {name} in {listed:?}"
+            );
+        }
+    }
+
+    let k = server.kubectl(33);
+    // kubectl's generators, which check the resources they name against discovery.
+    k.ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    k.ok(&[
+        "create",
+        "clusterrole",
+        "system:node-reader",
+        "--verb=get",
+        "--resource=nodes",
+        "--non-resource-url=/healthz",
+    ]);
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "read-pods",
+        "--role=pod-reader",
+        "--user=jane",
+        "--serviceaccount=default:robot",
+    ]);
+    k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "read-nodes",
+        "--clusterrole=system:node-reader",
+        "--group=devs",
+    ]);
+
+    let wide = k.ok(&["get", "rolebinding", "read-pods", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    );
+    let row = wide.lines().nth(1).unwrap();
+    assert!(
+        row.contains("Role/pod-reader") && row.contains("jane") && row.contains("default/robot"),
+        "{wide}"
+    );
+    let roles = k.ok(&["get", "roles"]);
+    assert!(
+        roles.starts_with("NAME") && roles.contains("CREATED AT"),
+        "{roles}"
+    );
+    let crb = k.ok(&["get", "clusterrolebinding", "read-nodes"]);
+    assert!(crb.contains("ClusterRole/system:node-reader"), "{crb}");
+
+    // Defaults: users and groups are RBAC's, service accounts the core group's.
+    let binding: Value = k.json(&["get", "rolebinding", "read-pods", "-o", "json"]);
+    let subjects = binding["subjects"].as_array().unwrap();
+    let group_of = |kind: &str| {
+        subjects.iter().find(|s| s["kind"] == kind).unwrap()["apiGroup"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(
+        group_of("User").as_deref(),
+        Some("rbac.authorization.k8s.io")
+    );
+    assert_eq!(group_of("ServiceAccount").as_deref(), Some(""));
+
+    // Refused as upstream refuses them.
+    let err = k.fails_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "bad"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"]}]}"#,
+    );
+    assert!(
+        err.contains(r#"The Role "bad" is invalid: rules[0].verbs: Required value: verbs must contain at least one value"#),
+        "{err}"
+    );
+    let err = k.fails_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "bad"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "x"},
+            "subjects": [{"kind": "ServiceAccount", "name": "robot"}]}"#,
+    );
+    assert!(
+        err.contains(r#"roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole""#)
+            && err.contains("subjects[0].namespace: Required value"),
+        "{err}"
+    );
+    let err = k.fails(&[
+        "patch",
+        "rolebinding",
+        "read-pods",
+        "--type=merge",
+        "-p",
+        r#"{"roleRef": {"name": "other"}}"#,
+    ]);
+    assert!(
+        err.contains("roleRef: Invalid value") && err.contains("cannot change roleRef"),
+        "{err}"
+    );
+    // What may change, does.
+    k.ok(&[
+        "patch",
+        "role",
+        "pod-reader",
+        "--type=json",
+        "-p",
+        r#"[{"op": "add", "path": "/rules/0/verbs/-", "value": "watch"}]"#,
+    ]);
+    let role: Value = k.json(&["get", "role", "pod-reader", "-o", "json"]);
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "list", "watch"])
+    );
+
+    for (kind, name) in [
+        ("rolebinding", "read-pods"),
+        ("clusterrolebinding", "read-nodes"),
+        ("role", "pod-reader"),
+        ("clusterrole", "system:node-reader"),
+    ] {
+        k.ok(&["delete", kind, name]);
+    }
+    assert!(
+        k.ok(&["get", "roles"]).trim().is_empty()
+            || k.ok(&["get", "roles"]).contains("No resources")
+    );
+}
