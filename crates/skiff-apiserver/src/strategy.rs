@@ -137,9 +137,7 @@ pub fn prepare_create(
         meta.remove("generation");
     }
     kind.default(obj);
-    if let Some(status) = kind.initial_status(obj) {
-        obj["status"] = status;
-    }
+    kind.prepare_for_create(obj);
     Ok(())
 }
 

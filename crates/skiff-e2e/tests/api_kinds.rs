@@ -99,7 +99,7 @@ fn rbac_kinds_are_served_as_upstream() {
     assert!(crb.contains("ClusterRole/system:node-reader"), "{crb}");
 
     // Defaults: users and groups are RBAC's, service accounts the core group's.
-    let binding: Value = k.json(&["get", "rolebinding", "read-pods", "-o", "json"]);
+    let binding: Value = k.json(&["get", "rolebinding", "read-pods"]);
     let subjects = binding["subjects"].as_array().unwrap();
     let group_of = |kind: &str| {
         subjects.iter().find(|s| s["kind"] == kind).unwrap()["apiGroup"]
@@ -156,7 +156,7 @@ fn rbac_kinds_are_served_as_upstream() {
         "-p",
         r#"[{"op": "add", "path": "/rules/0/verbs/-", "value": "watch"}]"#,
     ]);
-    let role: Value = k.json(&["get", "role", "pod-reader", "-o", "json"]);
+    let role: Value = k.json(&["get", "role", "pod-reader"]);
     assert_eq!(
         role["rules"][0]["verbs"],
         serde_json::json!(["get", "list", "watch"])
@@ -174,4 +174,114 @@ fn rbac_kinds_are_served_as_upstream() {
         k.ok(&["get", "roles"]).trim().is_empty()
             || k.ok(&["get", "roles"]).contains("No resources")
     );
+}
+
+#[test]
+fn jobs_and_cronjobs_are_stored_and_say_they_do_not_run_yet() {
+    let server = TestServer::start();
+    let k = server.kubectl(33);
+    let made = k.run(&[
+        "create",
+        "job",
+        "pi",
+        "--image=busybox:1.36",
+        "--",
+        "echo",
+        "3.14",
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let said = String::from_utf8_lossy(&made.stderr);
+    assert!(
+        said.contains(r#"Warning: Job "pi" is stored, but skiff runs no Job controller yet"#),
+        "{said}"
+    );
+    let job: Value = k.json(&["get", "job", "pi"]);
+    let uid = job["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    assert_eq!(job["spec"]["completions"], 1);
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    assert_eq!(job["metadata"]["labels"]["job-name"], "pi");
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    let table = k.ok(&["get", "jobs", "-o", "wide"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "STATUS",
+            "COMPLETIONS",
+            "DURATION",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert!(
+        table.lines().nth(1).unwrap().contains("Running   0/1"),
+        "{table}"
+    );
+    // `kubectl get all` lists Jobs and CronJobs too (their category).
+    k.ok(&[
+        "create",
+        "cronjob",
+        "nightly",
+        "--image=busybox:1.36",
+        "--schedule=0 3 * * *",
+        "--",
+        "date",
+    ]);
+    let all = k.ok(&["get", "all"]);
+    assert!(
+        all.contains("job.batch/pi") && all.contains("cronjob.batch/nightly"),
+        "{all}"
+    );
+    let cj = k.ok(&["get", "cj"]);
+    let header: Vec<&str> = cj.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"
+        ]
+    );
+    assert!(cj.contains("0 3 * * *") && cj.contains("False"), "{cj}");
+
+    // Refused as upstream refuses them.
+    let err = k.fails_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "forever"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}"#,
+    );
+    assert!(
+        err.contains(r#"spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never""#),
+        "{err}"
+    );
+    let err = k.fails(&[
+        "create",
+        "cronjob",
+        "bad",
+        "--image=busybox:1.36",
+        "--schedule=61 * * * *",
+    ]);
+    assert!(
+        err.contains(r#"spec.schedule: Invalid value: "61 * * * *": end of range (61) above maximum (59): 61"#),
+        "{err}"
+    );
+    let err = k.fails(&[
+        "patch",
+        "job",
+        "pi",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"completions": 3}}"#,
+    ]);
+    assert!(
+        err.contains("spec.completions: Invalid value: 3: field is immutable"),
+        "{err}"
+    );
+    k.ok(&["delete", "job", "pi"]);
+    k.ok(&["delete", "cronjob", "nightly"]);
 }

@@ -116,6 +116,8 @@ pub(super) async fn server_side_apply(
                 admit_create(state, kind, &mut obj).await?;
                 match create_object(state, kind, obj).await {
                     Ok(stored) => {
+                        let mut warnings = warnings.clone();
+                        warnings.extend(kind.warnings(&stored.object));
                         return Ok(with_warnings(
                             respond(StatusCode::CREATED, &stored.object, output),
                             &warnings,
@@ -165,6 +167,10 @@ pub(super) async fn server_side_apply(
                 managed_fields::write(&mut merged, &entries);
                 match update_object(state, kind, merged, &live, !status).await {
                     Ok(stored) => {
+                        let mut warnings = warnings.clone();
+                        if !status {
+                            warnings.extend(kind.warnings(&stored.object));
+                        }
                         return Ok(with_warnings(
                             respond(StatusCode::OK, &stored.object, output),
                             &warnings,

@@ -31,7 +31,7 @@ pub(super) async fn create(call: Call<'_>) -> Result<Response, ApiError> {
     }
     let opts = WriteOptions::from_request(query, headers, body)?;
     let mut obj = negotiate::decode_body(headers, body)?;
-    let warnings = opts.directive.apply(
+    let mut warnings = opts.directive.apply(
         &rr.rt().api_version(),
         rr.rt().kind,
         &mut obj,
@@ -42,6 +42,7 @@ pub(super) async fn create(call: Call<'_>) -> Result<Response, ApiError> {
     strategy::prepare_create(kind, &mut obj, rr.namespace.as_deref())?;
     track_fields(rr.rt(), &opts.manager, None, None, &mut obj);
     admit_create(state, kind, &mut obj).await?;
+    warnings.extend(kind.warnings(&obj));
     let stored = create_object(state, kind, obj).await?;
     Ok(with_warnings(
         respond(StatusCode::CREATED, &stored.object, output),

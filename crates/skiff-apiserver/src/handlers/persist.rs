@@ -233,7 +233,7 @@ pub(super) async fn write_update(
     old: &Stored,
     opts: &WriteOptions,
 ) -> Result<(Stored, Vec<String>), ApiError> {
-    let warnings;
+    let mut warnings;
     if rr.subresource == Some(Subresource::Scale) {
         warnings = opts
             .directive
@@ -255,6 +255,9 @@ pub(super) async fn write_update(
     });
     strategy::prepare_update(rr.kind.as_ref(), &mut new, &old.object, sub)?;
     strategy::validate_update(rr.kind.as_ref(), &new, &old.object, sub)?;
+    if rr.subresource.is_none() {
+        warnings.extend(rr.kind.warnings(&new));
+    }
     track_fields(
         rr.rt(),
         &opts.manager,

@@ -25,6 +25,7 @@ use crate::state::ApiState;
 
 pub mod apps;
 pub mod authorization;
+pub mod batch;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
@@ -64,10 +65,15 @@ pub trait Kind: Printer + Send + Sync + 'static {
         false
     }
 
-    /// The status a new object starts with, whatever the create said (the controller's or
-    /// the node's first view of it); `None` keeps what was sent.
-    fn initial_status(&self, _obj: &Value) -> Option<Value> {
-        None
+    /// Upstream's `PrepareForCreate`, after the defaults: the status a new object starts
+    /// with whatever the create said (the controller's or the node's first view of it), and
+    /// what follows from its spec (a pod's QoS class, a Job's generated selector).
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// Warnings for a client writing this object (`Warning` headers), such as what no
+    /// controller acts on yet.
+    fn warnings(&self, _obj: &Value) -> Vec<String> {
+        Vec::new()
     }
 
     /// Fills in upstream's defaults (`SetDefaults_*`), on every create and update.
@@ -176,6 +182,8 @@ impl Registry {
             Arc::new(apps::replicaset::ReplicaSets),
             Arc::new(events::Events),
             Arc::new(authorization::SelfSubjectAccessReviews),
+            Arc::new(batch::cronjob::CronJobs),
+            Arc::new(batch::job::Jobs),
             Arc::new(rbac::clusterrolebinding::ClusterRoleBindings),
             Arc::new(rbac::clusterrole::ClusterRoles),
             Arc::new(rbac::rolebinding::RoleBindings),

@@ -27,9 +27,9 @@ impl Kind for Deployments {
         true
     }
 
-    /// Empty: the controller's to fill in.
-    fn initial_status(&self, _obj: &Value) -> Option<Value> {
-        Some(json!({}))
+    /// Status empty: the controller's to fill in.
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({});
     }
 
     fn default(&self, obj: &mut Value) {

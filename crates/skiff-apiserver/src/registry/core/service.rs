@@ -30,8 +30,8 @@ impl Kind for Services {
         NameRule::Label
     }
 
-    fn initial_status(&self, _obj: &Value) -> Option<Value> {
-        Some(json!({"loadBalancer": {}}))
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"loadBalancer": {}});
     }
 
     fn default(&self, obj: &mut Value) {

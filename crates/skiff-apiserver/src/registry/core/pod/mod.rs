@@ -30,9 +30,9 @@ impl Kind for Pods {
     }
 
     /// Pending, with the quality-of-service class its (defaulted) resources give it.
-    fn initial_status(&self, obj: &Value) -> Option<Value> {
+    fn prepare_for_create(&self, obj: &mut Value) {
         let class = defaults::qos_class(&obj["spec"]);
-        Some(json!({"phase": "Pending", "qosClass": class}))
+        obj["status"] = json!({"phase": "Pending", "qosClass": class});
     }
 
     fn default(&self, obj: &mut Value) {
