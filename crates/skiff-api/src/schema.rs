@@ -39,8 +39,9 @@ pub struct MessageDef {
 
 /// The embedded structs Go inlines in JSON, as (message, protobuf field). Protobuf nests them
 /// (`Volume.volumeSource.emptyDir`); JSON does not (`volume.emptyDir`). Found by comparing
-/// every message's fields with k8s-openapi's JSON field names for the same type: these are
-/// all the fields of the served groups that JSON does not name.
+/// every message's fields with k8s-openapi's JSON field names for the same type (the core
+/// group's), and among the other groups' fields named after their own message type, the
+/// ones upstream's Go types embed: these are all the fields JSON does not name.
 const INLINE_FIELDS: &[(&str, &str)] = &[
     (".api.core.v1.Volume", "volumeSource"),
     (".api.core.v1.Probe", "handler"),
@@ -59,6 +60,12 @@ const INLINE_FIELDS: &[(&str, &str)] = &[
     (".api.core.v1.SecretEnvSource", "localObjectReference"),
     (".api.core.v1.SecretKeySelector", "localObjectReference"),
     (".api.core.v1.SecretProjection", "localObjectReference"),
+    (".api.networking.v1.IngressRule", "ingressRuleValue"),
+    (".api.admissionregistration.v1.RuleWithOperations", "rule"),
+    (
+        ".api.admissionregistration.v1.NamedRuleWithOperations",
+        "ruleWithOperations",
+    ),
 ];
 
 /// Every message of the served API groups, by fully qualified name.

@@ -25,11 +25,14 @@ use crate::state::ApiState;
 
 pub mod apps;
 pub mod authorization;
+pub mod autoscaling;
 pub mod batch;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
 pub mod events;
+pub mod networking;
+pub mod policy;
 pub mod rbac;
 
 /// An admission or reservation step, which may read and write through the server's state.
@@ -174,6 +177,8 @@ impl Registry {
             Arc::new(core::event::CoreEvents),
             Arc::new(core::namespace::Namespaces),
             Arc::new(core::node::Nodes),
+            Arc::new(core::persistentvolumeclaim::PersistentVolumeClaims),
+            Arc::new(core::persistentvolume::PersistentVolumes),
             Arc::new(core::pod::Pods),
             Arc::new(core::secret::Secrets),
             Arc::new(core::serviceaccount::ServiceAccounts),
@@ -182,8 +187,13 @@ impl Registry {
             Arc::new(apps::replicaset::ReplicaSets),
             Arc::new(events::Events),
             Arc::new(authorization::SelfSubjectAccessReviews),
+            Arc::new(autoscaling::HorizontalPodAutoscalers),
             Arc::new(batch::cronjob::CronJobs),
             Arc::new(batch::job::Jobs),
+            Arc::new(networking::ingressclass::IngressClasses),
+            Arc::new(networking::ingress::Ingresses),
+            Arc::new(networking::networkpolicy::NetworkPolicies),
+            Arc::new(policy::PodDisruptionBudgets),
             Arc::new(rbac::clusterrolebinding::ClusterRoleBindings),
             Arc::new(rbac::clusterrole::ClusterRoles),
             Arc::new(rbac::rolebinding::RoleBindings),

@@ -297,6 +297,16 @@ mod tests {
     }
 
     #[test]
+    fn malformed_specs_are_refused_not_a_panic() {
+        for spec in [json!("x"), json!({"template": 5}), json!({"selector": []})] {
+            let mut j = json!({"metadata": {"name": "j", "uid": "u"}, "spec": spec});
+            Jobs.default(&mut j);
+            Jobs.prepare_for_create(&mut j);
+            assert!(!Jobs.validate(&j, None).is_empty());
+        }
+    }
+
+    #[test]
     fn pods_of_a_job_may_not_restart_always() {
         let mut j = job();
         j["spec"]["template"]["spec"]

@@ -75,11 +75,13 @@ pub(crate) fn default_subjects(obj: &mut Value) {
         {
             continue;
         }
-        let group = match s.get("kind").and_then(Value::as_str) {
-            Some("User" | "Group") => GROUP,
-            _ => "",
-        };
-        s.insert("apiGroup".into(), group.into());
+        // A service account's is the core group's, "": which upstream leaves out (omitempty).
+        if matches!(
+            s.get("kind").and_then(Value::as_str),
+            Some("User" | "Group")
+        ) {
+            s.insert("apiGroup".into(), GROUP.into());
+        }
     }
 }
 
@@ -263,7 +265,7 @@ mod tests {
         });
         default_subjects(&mut b);
         assert_eq!(b["subjects"][0]["apiGroup"], GROUP);
-        assert_eq!(b["subjects"][1]["apiGroup"], "");
+        assert!(b["subjects"][1].get("apiGroup").is_none());
         let mut causes = Vec::new();
         validate_binding(&b, true, &mut causes);
         assert_eq!(
