@@ -1,5 +1,6 @@
-//! What exists in every cluster from the start: the built-in namespaces and the `kubernetes`
-//! Service in `default` (with its Endpoints) that tells pods where the API is. Idempotent:
+//! What exists in every cluster from the start: the built-in namespaces, the system
+//! priority classes and the `kubernetes` Service in `default` (with its Endpoints) that
+//! tells pods where the API is. Idempotent:
 //! runs at every start and creates only what is missing.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -10,6 +11,7 @@ use crate::allocators::ServiceAllocator;
 use crate::registry::Kind;
 use crate::registry::core::{endpoints::EndpointsKind, namespace::Namespaces, service::Services};
 use crate::registry::discovery::EndpointSlices;
+use crate::registry::scheduling::{PriorityClasses, SYSTEM_CLASSES};
 use crate::storage::Objects;
 use crate::strategy;
 
@@ -52,6 +54,15 @@ pub async fn run(
             &Namespaces,
             None,
             json!({"metadata": {"name": ns}}),
+        )
+        .await?;
+    }
+    for (name, value, description) in SYSTEM_CLASSES {
+        create_if_missing(
+            objects,
+            &PriorityClasses,
+            None,
+            json!({"metadata": {"name": name}, "value": value, "description": description}),
         )
         .await?;
     }

@@ -32,8 +32,11 @@ pub mod core;
 pub mod discovery;
 pub mod events;
 pub mod networking;
+pub mod node;
 pub mod policy;
 pub mod rbac;
+pub mod scheduling;
+pub mod storage;
 
 /// An admission or reservation step, which may read and write through the server's state.
 pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
@@ -175,16 +178,23 @@ impl Registry {
             Arc::new(core::configmap::ConfigMaps),
             Arc::new(core::endpoints::EndpointsKind),
             Arc::new(core::event::CoreEvents),
+            Arc::new(core::limitrange::LimitRanges),
             Arc::new(core::namespace::Namespaces),
             Arc::new(core::node::Nodes),
             Arc::new(core::persistentvolumeclaim::PersistentVolumeClaims),
             Arc::new(core::persistentvolume::PersistentVolumes),
             Arc::new(core::pod::Pods),
+            Arc::new(core::podtemplate::PodTemplates),
+            Arc::new(core::replicationcontroller::ReplicationControllers),
+            Arc::new(core::resourcequota::ResourceQuotas),
             Arc::new(core::secret::Secrets),
             Arc::new(core::serviceaccount::ServiceAccounts),
             Arc::new(core::service::Services),
+            Arc::new(apps::controllerrevision::ControllerRevisions),
+            Arc::new(apps::daemonset::DaemonSets),
             Arc::new(apps::deployment::Deployments),
             Arc::new(apps::replicaset::ReplicaSets),
+            Arc::new(apps::statefulset::StatefulSets),
             Arc::new(events::Events),
             Arc::new(authorization::SelfSubjectAccessReviews),
             Arc::new(autoscaling::HorizontalPodAutoscalers),
@@ -198,7 +208,14 @@ impl Registry {
             Arc::new(rbac::clusterrole::ClusterRoles),
             Arc::new(rbac::rolebinding::RoleBindings),
             Arc::new(rbac::role::Roles),
+            Arc::new(storage::csidriver::CsiDrivers),
+            Arc::new(storage::csinode::CsiNodes),
+            Arc::new(storage::csistoragecapacity::CsiStorageCapacities),
+            Arc::new(storage::storageclass::StorageClasses),
+            Arc::new(storage::volumeattachment::VolumeAttachments),
+            Arc::new(scheduling::PriorityClasses),
             Arc::new(coordination::Leases),
+            Arc::new(node::RuntimeClasses),
             Arc::new(discovery::EndpointSlices),
         ];
         Registry::of(kinds)

@@ -8,8 +8,11 @@ use skiff_api::table::arr;
 
 use crate::registry::core::pod::validation::validate_pod_spec;
 
+pub mod controllerrevision;
+pub mod daemonset;
 pub mod deployment;
 pub mod replicaset;
+pub mod statefulset;
 
 /// A workload's validation (Deployments and ReplicaSets alike): replicas, a selector that
 /// matches its template's labels and never changes, and the template's pod spec.
