@@ -556,10 +556,6 @@ volumeattachments - storage.k8s.io/v1 false VolumeAttachment
 const NOT_YET: &[&str] = &[
     "bindings",
     "componentstatuses",
-    "mutatingwebhookconfigurations",
-    "validatingadmissionpolicies",
-    "validatingadmissionpolicybindings",
-    "validatingwebhookconfigurations",
     "customresourcedefinitions",
     "apiservices",
     "selfsubjectreviews",

@@ -23,6 +23,7 @@ use skiff_api::{ApiError, Cause, ResourceType, Subresource};
 use crate::allocators::Held;
 use crate::state::ApiState;
 
+pub mod admissionregistration;
 pub mod apps;
 pub mod authorization;
 pub mod autoscaling;
@@ -190,6 +191,10 @@ impl Registry {
             Arc::new(core::secret::Secrets),
             Arc::new(core::serviceaccount::ServiceAccounts),
             Arc::new(core::service::Services),
+            Arc::new(admissionregistration::mutatingwebhookconfiguration::MutatingWebhookConfigurations),
+            Arc::new(admissionregistration::validatingadmissionpolicy::ValidatingAdmissionPolicies),
+            Arc::new(admissionregistration::validatingadmissionpolicybinding::ValidatingAdmissionPolicyBindings),
+            Arc::new(admissionregistration::validatingwebhookconfiguration::ValidatingWebhookConfigurations),
             Arc::new(apps::controllerrevision::ControllerRevisions),
             Arc::new(apps::daemonset::DaemonSets),
             Arc::new(apps::deployment::Deployments),

@@ -1,0 +1,50 @@
+//! MutatingWebhookConfigurations: which requests are sent to which admission webhooks.
+
+use serde_json::Value;
+use skiff_api::object::meta_str;
+use skiff_api::table::{Column, Printer};
+use skiff_api::{Cause, ResourceType};
+use time::OffsetDateTime;
+
+use super::{default_webhooks, validate_webhooks, webhook_cells, webhook_columns};
+use crate::registry::Kind;
+
+pub static RESOURCE: ResourceType = skiff_api::resource_type!("admissionregistration.k8s.io",
+    "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
+    "mutatingwebhookconfiguration", namespaced: false, short: [], categories: ["api-extensions"],
+    sub: []);
+
+pub struct MutatingWebhookConfigurations;
+
+impl Kind for MutatingWebhookConfigurations {
+    fn resource(&self) -> &ResourceType {
+        &RESOURCE
+    }
+
+    fn default(&self, obj: &mut Value) {
+        default_webhooks(obj, true);
+    }
+
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        validate_webhooks(obj, &mut causes);
+        causes
+    }
+
+    fn warnings(&self, obj: &Value) -> Vec<String> {
+        vec![format!(
+            "MutatingWebhookConfiguration {:?} is stored, but skiff calls no admission webhooks yet",
+            meta_str(obj, "name").unwrap_or_default()
+        )]
+    }
+}
+
+impl Printer for MutatingWebhookConfigurations {
+    fn columns(&self) -> Vec<Column> {
+        webhook_columns()
+    }
+
+    fn cells(&self, obj: &Value, now: OffsetDateTime) -> Vec<Value> {
+        webhook_cells(obj, now)
+    }
+}
