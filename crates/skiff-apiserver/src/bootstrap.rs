@@ -1,5 +1,5 @@
-//! What exists in every cluster from the start: the built-in namespaces, the system
-//! priority classes and the `kubernetes` Service in `default` (with its Endpoints) that
+//! What exists in every cluster from the start: the built-in namespaces, a Local APIService
+//! per served group version, the system priority classes and the `kubernetes` Service in `default` (with its Endpoints) that
 //! tells pods where the API is. Idempotent:
 //! runs at every start and creates only what is missing.
 
@@ -8,10 +8,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use serde_json::{Value, json};
 
 use crate::allocators::ServiceAllocator;
-use crate::registry::Kind;
+use crate::registry::apiregistration::{self, ApiServices};
 use crate::registry::core::{endpoints::EndpointsKind, namespace::Namespaces, service::Services};
 use crate::registry::discovery::EndpointSlices;
 use crate::registry::scheduling::{PriorityClasses, SYSTEM_CLASSES};
+use crate::registry::{Kind, Registry};
 use crate::storage::Objects;
 use crate::strategy;
 
@@ -39,6 +40,7 @@ async fn create_if_missing(
 pub async fn run(
     objects: &Objects,
     services: &ServiceAllocator,
+    registry: &Registry,
     advertise: SocketAddr,
     cluster_dns: Option<Ipv4Addr>,
 ) -> Result<(), skiff_api::ApiError> {
@@ -56,6 +58,18 @@ pub async fn run(
             json!({"metadata": {"name": ns}}),
         )
         .await?;
+    }
+    // A Local APIService for every group version served (upstream's autoregistration).
+    for (group, versions) in skiff_api::resources::groups(&registry.resources()) {
+        for version in versions {
+            create_if_missing(
+                objects,
+                &ApiServices,
+                None,
+                apiregistration::local(group, version),
+            )
+            .await?;
+        }
     }
     for (name, value, description) in SYSTEM_CLASSES {
         create_if_missing(

@@ -168,9 +168,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let objects = storage::Objects::new(config.store.clone());
     let services =
         allocators::ServiceAllocator::new(config.store.clone(), config.service_network.clone());
-    bootstrap::run(&objects, &services, advertise, config.cluster_dns)
-        .await
-        .map_err(ServerError::Bootstrap)?;
+    let registry = Arc::new(registry::Registry::builtin());
+    bootstrap::run(
+        &objects,
+        &services,
+        &registry,
+        advertise,
+        config.cluster_dns,
+    )
+    .await
+    .map_err(ServerError::Bootstrap)?;
 
     let url = format!("https://{local}");
     let kubeconfig = kubeconfig::render(&url, &creds.ca_pem, &creds.admin_token);
@@ -191,7 +198,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         objects.clone(),
         address_repair::REPAIR_EVERY,
     ));
-    let registry = Arc::new(registry::Registry::builtin());
     let caches = watch_cache::Caches::new(objects.clone(), registry.clone());
     let openapi = routes::OpenApiDocs::build(&registry.resources());
     let state = Arc::new(state::ApiState {

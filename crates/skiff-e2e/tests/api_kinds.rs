@@ -557,7 +557,6 @@ const NOT_YET: &[&str] = &[
     "bindings",
     "componentstatuses",
     "customresourcedefinitions",
-    "apiservices",
     "selfsubjectreviews",
     "tokenreviews",
     "localsubjectaccessreviews",
@@ -604,6 +603,21 @@ fn api_resources_match_upstream_for_every_kind_served() {
         .map(|u| u.split(' ').next().unwrap())
         .collect();
     assert_eq!(missing, NOT_YET, "upstream resources not served");
+    // Every group version served has its Local APIService, available.
+    let apiservices = k.ok(&["get", "apiservices"]);
+    for name in [
+        "v1.",
+        "v1.apps",
+        "v2.autoscaling",
+        "v1.rbac.authorization.k8s.io",
+    ] {
+        assert!(
+            apiservices
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()[..3] == [name, "Local", "True"]),
+            "{name} in {apiservices}"
+        );
+    }
     // Every stored kind answers a list with its table.
     for (name, api_version) in ours.iter().map(|r| {
         let w: Vec<&str> = r.split(' ').collect();

@@ -24,6 +24,7 @@ use crate::allocators::Held;
 use crate::state::ApiState;
 
 pub mod admissionregistration;
+pub mod apiregistration;
 pub mod apps;
 pub mod authorization;
 pub mod autoscaling;
@@ -195,6 +196,7 @@ impl Registry {
             Arc::new(admissionregistration::validatingadmissionpolicy::ValidatingAdmissionPolicies),
             Arc::new(admissionregistration::validatingadmissionpolicybinding::ValidatingAdmissionPolicyBindings),
             Arc::new(admissionregistration::validatingwebhookconfiguration::ValidatingWebhookConfigurations),
+            Arc::new(apiregistration::ApiServices),
             Arc::new(apps::controllerrevision::ControllerRevisions),
             Arc::new(apps::daemonset::DaemonSets),
             Arc::new(apps::deployment::Deployments),
