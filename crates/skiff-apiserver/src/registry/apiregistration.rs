@@ -10,7 +10,7 @@ use skiff_api::validation::NameRule;
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::Kind;
+use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("apiregistration.k8s.io", "v1",
     "APIService", "apiservices", "apiservice", namespaced: false, short: [],
@@ -126,10 +126,11 @@ impl Kind for ApiServices {
         if !remote {
             return Vec::new();
         }
-        vec![format!(
-            "APIService {:?} is stored, but skiff proxies to no aggregated API servers yet",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "APIService",
+            "skiff proxies to no aggregated API servers yet",
+        )
     }
 }
 

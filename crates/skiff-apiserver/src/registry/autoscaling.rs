@@ -8,7 +8,7 @@ use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, arr, int, text};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::{Kind, entry_default};
+use crate::registry::{Kind, entry_default, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("autoscaling", "v2",
     "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
@@ -121,10 +121,11 @@ impl Kind for HorizontalPodAutoscalers {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "HorizontalPodAutoscaler {:?} is stored, but skiff has no metrics pipeline or autoscaler yet: replicas will not follow it",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "HorizontalPodAutoscaler",
+            "skiff has no metrics pipeline or autoscaler yet: replicas will not follow it",
+        )
     }
 }
 

@@ -146,6 +146,12 @@ pub trait Kind: Printer + Send + Sync + 'static {
     }
 }
 
+/// The Warning of a kind stored but not acted on yet: `Job "pi" is stored, but <what>`.
+pub(crate) fn stored_but(obj: &Value, kind: &str, what: &str) -> Vec<String> {
+    let name = skiff_api::object::meta_str(obj, "name").unwrap_or_default();
+    vec![format!("{kind} {name:?} is stored, but {what}")]
+}
+
 /// `obj.<section>.<key> = value` unless already set; creates the section (defaulting).
 pub(crate) fn set_default(obj: &mut Value, section: &str, key: &str, value: Value) {
     let Some(map) = obj.as_object_mut() else {

@@ -1,13 +1,12 @@
 //! MutatingWebhookConfigurations: which requests are sent to which admission webhooks.
 
 use serde_json::Value;
-use skiff_api::object::meta_str;
 use skiff_api::table::{Column, Printer};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
 use super::{default_webhooks, validate_webhooks, webhook_cells, webhook_columns};
-use crate::registry::Kind;
+use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("admissionregistration.k8s.io",
     "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
@@ -32,10 +31,11 @@ impl Kind for MutatingWebhookConfigurations {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "MutatingWebhookConfiguration {:?} is stored, but skiff calls no admission webhooks yet",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "MutatingWebhookConfiguration",
+            "skiff calls no admission webhooks yet",
+        )
     }
 }
 

@@ -6,7 +6,7 @@ use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, arr, text};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::{Kind, entry_default};
+use crate::registry::{Kind, entry_default, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("admissionregistration.k8s.io",
     "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies",
@@ -67,10 +67,11 @@ impl Kind for ValidatingAdmissionPolicies {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "ValidatingAdmissionPolicy {:?} is stored, but skiff evaluates no admission policies yet",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "ValidatingAdmissionPolicy",
+            "skiff evaluates no admission policies yet",
+        )
     }
 }
 

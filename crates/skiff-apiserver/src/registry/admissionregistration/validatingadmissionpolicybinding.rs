@@ -7,7 +7,7 @@ use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, arr, text};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::Kind;
+use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("admissionregistration.k8s.io",
     "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
@@ -46,10 +46,11 @@ impl Kind for ValidatingAdmissionPolicyBindings {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "ValidatingAdmissionPolicyBinding {:?} is stored, but skiff evaluates no admission policies yet",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "ValidatingAdmissionPolicyBinding",
+            "skiff evaluates no admission policies yet",
+        )
     }
 }
 

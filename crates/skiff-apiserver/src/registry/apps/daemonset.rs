@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::{template_containers, validate_workload};
 use crate::registry::core::pod::defaults as pod_defaults;
-use crate::registry::{Kind, entry_default, set_default};
+use crate::registry::{Kind, entry_default, set_default, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("apps", "v1", "DaemonSet",
     "daemonsets", "daemonset", namespaced: true, short: ["ds"], categories: ["all"],
@@ -68,10 +68,11 @@ impl Kind for DaemonSets {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "DaemonSet {:?} is stored, but skiff runs no DaemonSet controller yet: no pods will be created for it",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "DaemonSet",
+            "skiff runs no DaemonSet controller yet: no pods will be created for it",
+        )
     }
 }
 

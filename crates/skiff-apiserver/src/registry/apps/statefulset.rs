@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::{template_containers, validate_workload};
 use crate::registry::core::pod::defaults as pod_defaults;
-use crate::registry::{Kind, entry_default, set_default};
+use crate::registry::{Kind, entry_default, set_default, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("apps", "v1", "StatefulSet",
     "statefulsets", "statefulset", namespaced: true, short: ["sts"], categories: ["all"],
@@ -73,10 +73,11 @@ impl Kind for StatefulSets {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "StatefulSet {:?} is stored, but skiff runs no StatefulSet controller yet: no pods will be created for it",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "StatefulSet",
+            "skiff runs no StatefulSet controller yet: no pods will be created for it",
+        )
     }
 }
 

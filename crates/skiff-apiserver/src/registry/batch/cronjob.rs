@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::validate_job_spec;
 use crate::registry::core::pod::defaults as pod_defaults;
-use crate::registry::{Kind, set_default};
+use crate::registry::{Kind, set_default, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("batch", "v1", "CronJob",
     "cronjobs", "cronjob", namespaced: true, short: ["cj"], categories: ["all"], sub: [Status]);
@@ -114,10 +114,11 @@ impl Kind for CronJobs {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "CronJob {:?} is stored, but skiff runs no CronJob controller yet: no Jobs will be created on its schedule",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "CronJob",
+            "skiff runs no CronJob controller yet: no Jobs will be created on its schedule",
+        )
     }
 }
 

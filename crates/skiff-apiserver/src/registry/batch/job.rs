@@ -11,9 +11,9 @@ use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
 use super::{default_job_spec, validate_job_spec};
-use crate::registry::Kind;
 use crate::registry::apps::template_containers;
 use crate::registry::core::pod::defaults as pod_defaults;
+use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("batch", "v1", "Job", "jobs",
     "job", namespaced: true, short: [], categories: ["all"], sub: [Status]);
@@ -106,10 +106,11 @@ impl Kind for Jobs {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "Job {:?} is stored, but skiff runs no Job controller yet: no pods will be created for it",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "Job",
+            "skiff runs no Job controller yet: no pods will be created for it",
+        )
     }
 }
 

@@ -3,11 +3,10 @@
 //! and every write says so.
 
 use serde_json::Value;
-use skiff_api::object::meta_str;
 use skiff_api::table::{Printer, arr};
 use skiff_api::{Cause, ResourceType};
 
-use crate::registry::Kind;
+use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("", "v1", "LimitRange",
     "limitranges", "limitrange", namespaced: true, short: ["limits"], categories: [], sub: []);
@@ -36,10 +35,11 @@ impl Kind for LimitRanges {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "LimitRange {:?} is stored, but skiff does not apply limit ranges to new pods yet",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "LimitRange",
+            "skiff does not apply limit ranges to new pods yet",
+        )
     }
 }
 

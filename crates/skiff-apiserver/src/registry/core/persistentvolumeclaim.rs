@@ -8,7 +8,7 @@ use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, arr, text};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::{Kind, set_default};
+use crate::registry::{Kind, set_default, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("", "v1",
     "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim",
@@ -74,10 +74,11 @@ impl Kind for PersistentVolumeClaims {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "PersistentVolumeClaim {:?} is stored, but skiff binds and provisions no volumes yet: it stays Pending",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "PersistentVolumeClaim",
+            "skiff binds and provisions no volumes yet: it stays Pending",
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
 use super::pod::{defaults, validation};
-use crate::registry::Kind;
+use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("", "v1",
     "ReplicationController", "replicationcontrollers", "replicationcontroller",
@@ -103,10 +103,11 @@ impl Kind for ReplicationControllers {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "ReplicationController {:?} is stored, but skiff runs no replication controller yet (use a Deployment): no pods will be created for it",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "ReplicationController",
+            "skiff runs no replication controller yet (use a Deployment): no pods will be created for it",
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, text};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::Kind;
+use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("", "v1", "ResourceQuota",
     "resourcequotas", "resourcequota", namespaced: true, short: ["quota"], categories: [],
@@ -45,10 +45,11 @@ impl Kind for ResourceQuotas {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "ResourceQuota {:?} is stored, but skiff does not count or enforce quotas yet",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "ResourceQuota",
+            "skiff does not count or enforce quotas yet",
+        )
     }
 }
 

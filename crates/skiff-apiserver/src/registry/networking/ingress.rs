@@ -7,7 +7,7 @@ use skiff_api::validation::{dns1123_label_errors, dns1123_subdomain_errors};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::Kind;
+use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("networking.k8s.io", "v1",
     "Ingress", "ingresses", "ingress", namespaced: true, short: ["ing"], categories: [],
@@ -59,10 +59,11 @@ impl Kind for Ingresses {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "Ingress {:?} is stored, but skiff runs no ingress controller yet: nothing routes its hosts and paths",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "Ingress",
+            "skiff runs no ingress controller yet: nothing routes its hosts and paths",
+        )
     }
 }
 

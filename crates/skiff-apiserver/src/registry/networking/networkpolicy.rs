@@ -7,7 +7,7 @@ use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, format_label_select
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::Kind;
+use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("networking.k8s.io", "v1",
     "NetworkPolicy", "networkpolicies", "networkpolicy", namespaced: true, short: ["netpol"],
@@ -87,10 +87,11 @@ impl Kind for NetworkPolicies {
     }
 
     fn warnings(&self, obj: &Value) -> Vec<String> {
-        vec![format!(
-            "NetworkPolicy {:?} is stored, but skiff enforces no network policies yet: traffic is not restricted",
-            meta_str(obj, "name").unwrap_or_default()
-        )]
+        stored_but(
+            obj,
+            "NetworkPolicy",
+            "skiff enforces no network policies yet: traffic is not restricted",
+        )
     }
 }
 
