@@ -653,6 +653,49 @@ fn priority_classes_storage_classes_and_workload_kinds() {
         "--value=1000",
         "--description=urgent",
     ]);
+    // Priority admission: a pod's class becomes its priority; no class, no default: 0.
+    k.ok(&["run", "plain", "--image=busybox:1.36"]);
+    let plain: Value = k.json(&["get", "pod", "plain"]);
+    assert_eq!(plain["spec"]["priority"], 0);
+    assert_eq!(plain["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    let pod = |name: &str, extra: &str| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+                "spec": {{{extra} "containers": [{{"name": "c", "image": "busybox:1.36"}}]}}}}"#
+        )
+    };
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod("urgent", r#""priorityClassName": "high","#),
+    );
+    assert_eq!(k.json(&["get", "pod", "urgent"])["spec"]["priority"], 1000);
+    let err = k.fails_stdin(
+        &["apply", "-f", "-"],
+        &pod("lost", r#""priorityClassName": "missing","#),
+    );
+    assert!(
+        err.contains(r#"pods "lost" is forbidden: no PriorityClass with name missing was found"#),
+        "{err}"
+    );
+    let err = k.fails_stdin(
+        &["apply", "-f", "-"],
+        &pod("claims", r#""priorityClassName": "high", "priority": 5,"#),
+    );
+    assert!(
+        err.contains("the integer value of priority (5) must not be provided in pod spec; priority admission controller computed 1000"),
+        "{err}"
+    );
+    k.ok(&[
+        "create",
+        "priorityclass",
+        "normal",
+        "--value=100",
+        "--global-default=true",
+    ]);
+    k.ok(&["run", "defaulted", "--image=busybox:1.36"]);
+    let defaulted: Value = k.json(&["get", "pod", "defaulted"]);
+    assert_eq!(defaulted["spec"]["priorityClassName"], "normal");
+    assert_eq!(defaulted["spec"]["priority"], 100);
     let err = k.fails(&["create", "priorityclass", "system-mine", "--value=5"]);
     assert!(err.contains("reserved for system use only"), "{err}");
     let err = k.fails(&[

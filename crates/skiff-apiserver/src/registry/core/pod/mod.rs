@@ -16,6 +16,7 @@ use crate::state::ApiState;
 
 pub mod admission;
 pub mod defaults;
+pub mod priority;
 pub mod validation;
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("", "v1", "Pod", "pods", "pod",
@@ -49,7 +50,8 @@ impl Kind for Pods {
                 state.tolerations.not_ready_seconds,
                 state.tolerations.unreachable_seconds,
             );
-            admission::admit_service_account(state, obj).await
+            admission::admit_service_account(state, obj).await?;
+            priority::admit(state, obj).await
         })
     }
 
