@@ -1,26 +1,24 @@
-//! `pods/<name>/binding`: the scheduler's assignment of a pod to a node.
+//! A pod's binding to a node: `pods/<name>/binding` (the scheduler's way) and the legacy
+//! `bindings` resource both come here.
 
-use axum::http::StatusCode;
-use axum::response::Response;
 use serde_json::{Value, json};
 use skiff_api::ApiError;
 use skiff_api::object::{meta_str, metadata_mut};
 
 use super::persist::PATCH_RETRIES;
-use crate::negotiate::{Output, respond};
-use crate::request::ResourceRequest;
 use crate::state::ApiState;
 
-/// `pods/<name>/binding`: the scheduler's assignment of a pod to a node. Sets
-/// `spec.nodeName` once (a bound pod answers 409) and the PodScheduled condition.
-pub(super) async fn bind_pod(
+/// Assigns pod `name` in `namespace` to the binding's target node: sets `spec.nodeName`
+/// once (a bound pod answers 409) and the PodScheduled condition; answers the Success
+/// Status upstream answers with.
+pub(crate) async fn bind_pod(
     state: &ApiState,
-    rr: &ResourceRequest,
+    namespace: Option<&str>,
+    name: &str,
     binding: &Value,
-    output: Output,
-) -> Result<Response, ApiError> {
-    let name = rr.name_or_empty();
-    let binding_rt = &crate::registry::core::pod::RESOURCE;
+) -> Result<Value, ApiError> {
+    let pods = &crate::registry::core::pod::RESOURCE;
+    let binding_rt = pods;
     let node = skiff_api::object::field_str(binding, &["target", "name"]).unwrap_or_default();
     if node.is_empty() {
         return Err(ApiError::invalid(
@@ -35,13 +33,10 @@ pub(super) async fn bind_pod(
         )));
     }
     for _ in 0..PATCH_RETRIES {
-        let old = state
-            .objects
-            .get(rr.rt(), rr.namespace.as_deref(), name)
-            .await?;
+        let old = state.objects.get(pods, namespace, name).await?;
         if meta_str(&old.object, "deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
-                rr.rt(),
+                pods,
                 name,
                 &format!("pod {name} is being deleted, cannot be assigned to a host"),
             ));
@@ -50,7 +45,7 @@ pub(super) async fn bind_pod(
             .filter(|n| !n.is_empty())
         {
             return Err(ApiError::conflict(
-                rr.rt(),
+                pods,
                 name,
                 &format!("pod {name} is already assigned to node {current:?}"),
             ));
@@ -71,20 +66,14 @@ pub(super) async fn bind_pod(
         set_condition(&mut bound, "PodScheduled", "True");
         // No managedFields entry: upstream binds straight through storage, outside the
         // field manager, so a bound pod's managers are those of its other writes.
-        match state.objects.update(rr.rt(), bound, old.mod_revision).await {
-            Ok(_) => {
-                return Ok(respond(
-                    StatusCode::CREATED,
-                    &skiff_api::status::success_status(),
-                    output,
-                ));
-            }
+        match state.objects.update(pods, bound, old.mod_revision).await {
+            Ok(_) => return Ok(skiff_api::status::success_status()),
             Err(e) if e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
         }
     }
     Err(ApiError::conflict(
-        rr.rt(),
+        pods,
         name,
         "the pod kept changing during the binding; try again",
     ))

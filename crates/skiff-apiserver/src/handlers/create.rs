@@ -20,7 +20,8 @@ pub(super) async fn create(call: Call<'_>) -> Result<Response, ApiError> {
         let binding = negotiate::decode_body(headers, body)?;
         // Checked as on every create, though a binding records no field owner.
         field_manager(query, headers)?;
-        return bind_pod(state, rr, &binding, output).await;
+        let status = bind_pod(state, rr.namespace.as_deref(), rr.name_or_empty(), &binding).await?;
+        return Ok(respond(StatusCode::CREATED, &status, output));
     }
     if rr.subresource == Some(Subresource::Token) {
         let request = negotiate::decode_body(headers, body)?;

@@ -6,7 +6,7 @@
 //! never the other way round.
 
 mod apply;
-mod binding;
+pub(crate) mod binding;
 mod create;
 mod delete;
 mod persist;
@@ -19,11 +19,11 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use skiff_api::{ApiError, Subresource};
 
-use crate::negotiate::error_response;
+use crate::negotiate::{self, error_response};
 use crate::query::Query;
 use crate::request::{self, ResourceRequest, Verb};
 use crate::state::ApiState;
@@ -130,8 +130,17 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
     )?;
     let headers = parts.headers;
     if !rr.rt().is_stored() {
+        // Reviews and bindings: the kind computes what a create does and answers.
         return match rr.verb {
-            Verb::Create => crate::reviews::create(rr.rt(), &headers, &body),
+            Verb::Create => {
+                let output = negotiate::output(&headers, negotiate::Conversions::None)?;
+                let obj = negotiate::decode_body(&headers, &body)?;
+                let answer = rr
+                    .kind
+                    .create_unstored(&state, rr.namespace.as_deref(), obj)
+                    .await?;
+                Ok(negotiate::respond(StatusCode::CREATED, &answer, output))
+            }
             _ => Err(ApiError::method_not_supported(
                 rr.rt(),
                 parts.method.as_str(),

@@ -140,6 +140,18 @@ pub trait Kind: Printer + Send + Sync + 'static {
         Held::default()
     }
 
+    /// For a kind whose objects are not stored (reviews, bindings): what a create of one
+    /// does, answering the object sent back.
+    fn create_unstored<'a>(
+        &'a self,
+        _state: &'a ApiState,
+        _namespace: Option<&'a str>,
+        _obj: Value,
+    ) -> Pending<'a, Value> {
+        let refused = ApiError::method_not_supported(self.resource(), "POST");
+        Box::pin(async move { Err(refused) })
+    }
+
     /// Gives back what a reservation took.
     fn release<'a>(&'a self, _state: &'a ApiState, _held: &'a Held) -> Pending<'a, ()> {
         ready(())
@@ -183,6 +195,7 @@ impl Registry {
         // Groups in the order upstream's discovery lists them; within a group version,
         // resources by name.
         let kinds: Vec<Arc<dyn Kind>> = vec![
+            Arc::new(core::binding::Bindings),
             Arc::new(core::configmap::ConfigMaps),
             Arc::new(core::endpoints::EndpointsKind),
             Arc::new(core::event::CoreEvents),
