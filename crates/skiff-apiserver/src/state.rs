@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::allocators::ServiceAllocator;
-use crate::registry::{Kind, Registry};
+use crate::registry::Registry;
 use crate::storage::Objects;
 use crate::watch_cache::Caches;
 
@@ -21,16 +21,6 @@ pub struct ApiState {
     pub tokens: Arc<crate::sa_token::TokenIssuer>,
     pub nodes: crate::node_stream::NodeDialer,
     pub namespace_deletions: RecentNamespaceDeletions,
-}
-
-impl ApiState {
-    /// The kind serving `rt`, one the server always serves (a built-in kind its own code
-    /// reads or writes).
-    pub fn builtin(&self, rt: &skiff_api::ResourceType) -> Arc<dyn Kind> {
-        self.registry
-            .of_type(rt)
-            .unwrap_or_else(|| panic!("{} is a built-in kind", rt.group_resource()))
-    }
 }
 
 /// Namespaces whose deletion began through this server lately. Admission reads these from

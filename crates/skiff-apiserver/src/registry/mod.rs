@@ -185,8 +185,9 @@ pub(crate) fn entry_default(map: &mut serde_json::Map<String, Value>, key: &str,
 /// The kinds served, in discovery order, found by path or by kind.
 pub struct Registry {
     kinds: Vec<Arc<dyn Kind>>,
-    /// (group, version, plural) → index into `kinds`.
-    by_path: HashMap<(String, String, String), usize>,
+    /// (group, version, plural) → index into `kinds`. The facts' names are `'static`, so
+    /// a request's lookup borrows its path's words and allocates nothing.
+    by_path: HashMap<(&'static str, &'static str, &'static str), usize>,
 }
 
 impl Registry {
@@ -211,10 +212,10 @@ impl Registry {
             Arc::new(core::secret::Secrets),
             Arc::new(core::serviceaccount::ServiceAccounts),
             Arc::new(core::service::Services),
-            Arc::new(admissionregistration::mutatingwebhookconfiguration::MutatingWebhookConfigurations),
+            Arc::new(admissionregistration::mutatingwebhookconfiguration::kind()),
             Arc::new(admissionregistration::validatingadmissionpolicy::ValidatingAdmissionPolicies),
             Arc::new(admissionregistration::validatingadmissionpolicybinding::ValidatingAdmissionPolicyBindings),
-            Arc::new(admissionregistration::validatingwebhookconfiguration::ValidatingWebhookConfigurations),
+            Arc::new(admissionregistration::validatingwebhookconfiguration::kind()),
             Arc::new(apiregistration::ApiServices),
             Arc::new(apps::controllerrevision::ControllerRevisions),
             Arc::new(apps::daemonset::DaemonSets),
@@ -230,9 +231,9 @@ impl Registry {
             Arc::new(networking::ingress::Ingresses),
             Arc::new(networking::networkpolicy::NetworkPolicies),
             Arc::new(policy::PodDisruptionBudgets),
-            Arc::new(rbac::clusterrolebinding::ClusterRoleBindings),
+            Arc::new(rbac::clusterrolebinding::kind()),
             Arc::new(rbac::clusterrole::ClusterRoles),
-            Arc::new(rbac::rolebinding::RoleBindings),
+            Arc::new(rbac::rolebinding::kind()),
             Arc::new(rbac::role::Roles),
             Arc::new(storage::csidriver::CsiDrivers),
             Arc::new(storage::csinode::CsiNodes),
@@ -253,7 +254,7 @@ impl Registry {
             .enumerate()
             .map(|(i, k)| {
                 let r = k.resource();
-                ((r.group.into(), r.version.into(), r.plural.into()), i)
+                ((r.group, r.version, r.plural), i)
             })
             .collect();
         Registry { kinds, by_path }
@@ -261,8 +262,11 @@ impl Registry {
 
     /// The kind at `/<prefix>/<group>/<version>/<plural>`.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<dyn Kind>> {
-        let key = (group.to_string(), version.to_string(), plural.to_string());
-        self.by_path.get(&key).map(|&i| self.kinds[i].clone())
+        // The map's keys are covariant: it can be asked with keys that live shorter.
+        let index: &HashMap<(&str, &str, &str), usize> = &self.by_path;
+        index
+            .get(&(group, version, plural))
+            .map(|&i| self.kinds[i].clone())
     }
 
     /// The kind serving `rt` (one of this registry's).

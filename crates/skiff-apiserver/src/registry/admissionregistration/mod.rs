@@ -4,12 +4,12 @@
 //! write says they are not enforced yet.
 
 use serde_json::{Value, json};
-use skiff_api::Cause;
 use skiff_api::object::{field, meta_str};
-use skiff_api::table::{AGE, Column, NAME, age_cell, arr, text};
+use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, arr, text};
+use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::entry_default;
+use crate::registry::{Kind, entry_default, stored_but};
 
 pub mod mutatingwebhookconfiguration;
 pub mod validatingadmissionpolicy;
@@ -17,7 +17,7 @@ pub mod validatingadmissionpolicybinding;
 pub mod validatingwebhookconfiguration;
 
 /// Upstream's webhook defaults (`SetDefaults_ValidatingWebhook`, `…MutatingWebhook`).
-pub(crate) fn default_webhooks(obj: &mut Value, mutating: bool) {
+fn default_webhooks(obj: &mut Value, mutating: bool) {
     let Some(hooks) = obj.get_mut("webhooks").and_then(Value::as_array_mut) else {
         return;
     };
@@ -52,7 +52,7 @@ pub(crate) fn default_webhooks(obj: &mut Value, mutating: bool) {
 
 /// Upstream's rules for each webhook: a qualified name, side effects and review versions
 /// stated, exactly one of a URL or a Service to call.
-pub(crate) fn validate_webhooks(obj: &Value, causes: &mut Vec<Cause>) {
+fn validate_webhooks(obj: &Value, causes: &mut Vec<Cause>) {
     for (i, hook) in arr(obj, &["webhooks"]).iter().enumerate() {
         let at = format!("webhooks[{i}]");
         let name = hook.get("name").and_then(Value::as_str).unwrap_or_default();
@@ -94,26 +94,58 @@ pub(crate) fn validate_webhooks(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-/// Both webhook configurations' columns.
-pub(crate) fn webhook_columns() -> Vec<Column> {
-    vec![
-        NAME,
-        Column::new(
-            "Webhooks",
-            "integer",
-            0,
-            "Webhooks indicates the number of webhooks in the configuration.",
-        ),
-        AGE,
-    ]
+/// The two webhook configuration kinds, alike but for their facts and whether their
+/// webhooks may be reinvoked (mutating ones).
+pub struct WebhookConfigurations {
+    pub(crate) resource: &'static ResourceType,
+    pub(crate) mutating: bool,
 }
 
-pub(crate) fn webhook_cells(obj: &Value, now: OffsetDateTime) -> Vec<Value> {
-    vec![
-        text(meta_str(obj, "name")),
-        arr(obj, &["webhooks"]).len().into(),
-        age_cell(obj, now),
-    ]
+impl Kind for WebhookConfigurations {
+    fn resource(&self) -> &ResourceType {
+        self.resource
+    }
+
+    fn default(&self, obj: &mut Value) {
+        default_webhooks(obj, self.mutating);
+    }
+
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        validate_webhooks(obj, &mut causes);
+        causes
+    }
+
+    fn warnings(&self, obj: &Value) -> Vec<String> {
+        stored_but(
+            obj,
+            self.resource.kind,
+            "skiff calls no admission webhooks yet",
+        )
+    }
+}
+
+impl Printer for WebhookConfigurations {
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            NAME,
+            Column::new(
+                "Webhooks",
+                "integer",
+                0,
+                "Webhooks indicates the number of webhooks in the configuration.",
+            ),
+            AGE,
+        ]
+    }
+
+    fn cells(&self, obj: &Value, now: OffsetDateTime) -> Vec<Value> {
+        vec![
+            text(meta_str(obj, "name")),
+            arr(obj, &["webhooks"]).len().into(),
+            age_cell(obj, now),
+        ]
+    }
 }
 
 #[cfg(test)]

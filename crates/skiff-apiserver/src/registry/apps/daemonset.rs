@@ -9,7 +9,7 @@ use skiff_api::table::{
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use super::{template_containers, validate_workload};
+use super::{CONTAINERS, IMAGES, template_containers, validate_workload};
 use crate::registry::core::pod::defaults as pod_defaults;
 use crate::registry::{Kind, entry_default, set_default, stored_but};
 
@@ -117,18 +117,8 @@ impl Printer for DaemonSets {
                 "NodeSelector is a selector which must be true for the pod to fit on a node.",
             ),
             AGE,
-            Column::new(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            Column::new(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            CONTAINERS,
+            IMAGES,
             Column::new(
                 "Selector",
                 "string",

@@ -8,7 +8,7 @@ use skiff_api::table::{
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use super::{template_containers, validate_workload};
+use super::{CONTAINERS, IMAGES, template_containers, validate_workload};
 use crate::registry::core::pod::defaults as pod_defaults;
 use crate::registry::{Kind, entry_default, set_default};
 
@@ -61,18 +61,8 @@ impl Printer for Deployments {
                 "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
             ),
             AGE,
-            Column::new(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            Column::new(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            CONTAINERS,
+            IMAGES,
             Column::new(
                 "Selector",
                 "string",

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use skiff_api::Cause;
 use skiff_api::object::{field, field_str};
 use skiff_api::selectors::Selector;
-use skiff_api::table::arr;
+use skiff_api::table::Column;
 
 use crate::registry::core::pod::validation::validate_pod_spec;
 
@@ -70,14 +70,39 @@ pub(crate) fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut V
 
 /// The template's container names and images, comma-separated (CONTAINERS, IMAGES).
 pub(crate) fn template_containers(obj: &Value) -> (String, String) {
-    let containers = arr(obj, &["spec", "template", "spec", "containers"]);
-    let names: Vec<&str> = containers
-        .iter()
-        .filter_map(|c| field_str(c, &["name"]))
-        .collect();
-    let images: Vec<&str> = containers
-        .iter()
-        .filter_map(|c| field_str(c, &["image"]))
-        .collect();
-    (names.join(","), images.join(","))
+    container_cells(field(obj, &["spec", "template", "spec"]))
 }
+
+/// A pod spec's container names and images, comma-separated, wherever the spec sits (a
+/// CronJob's job template, a PodTemplate's template).
+pub(crate) fn container_cells(pod_spec: Option<&Value>) -> (String, String) {
+    let containers = pod_spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let of = |key: &str| {
+        containers
+            .iter()
+            .filter_map(|c| field_str(c, &[key]))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    (of("name"), of("image"))
+}
+
+/// The wide CONTAINERS column of every kind with a pod template.
+pub(crate) const CONTAINERS: Column = Column::new(
+    "Containers",
+    "string",
+    1,
+    "Names of each container in the template.",
+);
+
+/// The wide IMAGES column of every kind with a pod template.
+pub(crate) const IMAGES: Column = Column::new(
+    "Images",
+    "string",
+    1,
+    "Images referenced by each container in the template.",
+);

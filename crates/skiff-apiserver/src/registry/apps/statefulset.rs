@@ -8,7 +8,7 @@ use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, int, text};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use super::{template_containers, validate_workload};
+use super::{CONTAINERS, IMAGES, template_containers, validate_workload};
 use crate::registry::core::pod::defaults as pod_defaults;
 use crate::registry::{Kind, entry_default, set_default, stored_but};
 
@@ -87,18 +87,8 @@ impl Printer for StatefulSets {
             NAME,
             Column::new("Ready", "string", 0, "Number of the pod with ready state"),
             AGE,
-            Column::new(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            Column::new(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            CONTAINERS,
+            IMAGES,
         ]
     }
 

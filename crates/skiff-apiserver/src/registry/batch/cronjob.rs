@@ -10,6 +10,7 @@ use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
 use super::validate_job_spec;
+use crate::registry::apps::{CONTAINERS, IMAGES, container_cells};
 use crate::registry::core::pod::defaults as pod_defaults;
 use crate::registry::{Kind, set_default, stored_but};
 
@@ -166,18 +167,8 @@ impl Printer for CronJobs {
                 "Information when was the last time the job was successfully scheduled.",
             ),
             AGE,
-            Column::new(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            Column::new(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            CONTAINERS,
+            IMAGES,
             Column::new(
                 "Selector",
                 "string",
@@ -197,24 +188,10 @@ impl Printer for CronJobs {
             .map_or("<none>".to_string(), |t| {
                 skiff_api::object::age(Some(t), now)
             });
-        let containers = arr(
+        let (containers, images) = container_cells(field(
             obj,
-            &[
-                "spec",
-                "jobTemplate",
-                "spec",
-                "template",
-                "spec",
-                "containers",
-            ],
-        );
-        let of = |k: &str| {
-            containers
-                .iter()
-                .filter_map(|c| field_str(c, &[k]))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+            &["spec", "jobTemplate", "spec", "template", "spec"],
+        ));
         vec![
             text(meta_str(obj, "name")),
             text(field_str(obj, &["spec", "schedule"])),
@@ -225,8 +202,8 @@ impl Printer for CronJobs {
             arr(obj, &["status", "active"]).len().into(),
             last.into(),
             age_cell(obj, now),
-            of("name").into(),
-            of("image").into(),
+            containers.into(),
+            images.into(),
             none_if_empty(format_label_selector(field(
                 obj,
                 &["spec", "jobTemplate", "spec", "selector"],

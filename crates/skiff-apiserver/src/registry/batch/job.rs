@@ -11,7 +11,7 @@ use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
 use super::{default_job_spec, validate_job_spec};
-use crate::registry::apps::template_containers;
+use crate::registry::apps::{CONTAINERS, IMAGES, template_containers};
 use crate::registry::core::pod::defaults as pod_defaults;
 use crate::registry::{Kind, stored_but};
 
@@ -202,18 +202,8 @@ impl Printer for Jobs {
                 "Time required to complete the job.",
             ),
             AGE,
-            Column::new(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            Column::new(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            CONTAINERS,
+            IMAGES,
             Column::new(
                 "Selector",
                 "string",

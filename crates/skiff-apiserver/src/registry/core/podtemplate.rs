@@ -1,8 +1,8 @@
 //! PodTemplates: pod specs stored for others to copy.
 
 use serde_json::Value;
-use skiff_api::object::{field, field_str, meta_str};
-use skiff_api::table::{Column, NAME, Printer, arr, format_label_selector, none_if_empty, text};
+use skiff_api::object::{field, meta_str};
+use skiff_api::table::{Column, NAME, Printer, format_label_selector, none_if_empty, text};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
@@ -62,18 +62,12 @@ impl Printer for PodTemplates {
     }
 
     fn cells(&self, obj: &Value, _now: OffsetDateTime) -> Vec<Value> {
-        let containers = arr(obj, &["template", "spec", "containers"]);
-        let of = |k: &str| {
-            containers
-                .iter()
-                .filter_map(|c| field_str(c, &[k]))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+        let (containers, images) =
+            crate::registry::apps::container_cells(field(obj, &["template", "spec"]));
         vec![
             text(meta_str(obj, "name")),
-            of("name").into(),
-            of("image").into(),
+            containers.into(),
+            images.into(),
             none_if_empty(format_label_selector(field(
                 obj,
                 &["template", "metadata", "labels"],

@@ -12,6 +12,7 @@ use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
 use super::pod::{defaults, validation};
+use crate::registry::apps::{CONTAINERS, IMAGES};
 use crate::registry::{Kind, stored_but};
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("", "v1",
@@ -134,18 +135,8 @@ impl Printer for ReplicationControllers {
                 "The number of ready replicas for this replication controller.",
             ),
             AGE,
-            Column::new(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            Column::new(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
+            CONTAINERS,
+            IMAGES,
             Column::new(
                 "Selector",
                 "string",

@@ -3,11 +3,13 @@
 //! authorizer's (issue 17).
 
 use serde_json::Value;
-use skiff_api::Cause;
 use skiff_api::object::{field, field_str, meta_str};
-use skiff_api::table::{AGE, Column, NAME, age_cell, arr, text};
-use skiff_api::validation::{dns1123_subdomain_errors, path_segment_errors};
+use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, arr, text};
+use skiff_api::validation::{NameRule, dns1123_subdomain_errors, path_segment_errors};
+use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
+
+use crate::registry::Kind;
 
 pub mod clusterrole;
 pub mod clusterrolebinding;
@@ -64,7 +66,7 @@ pub(crate) fn validate_rules(obj: &Value, namespaced: bool, causes: &mut Vec<Cau
 
 /// A subject's defaults (upstream's `SetDefaults_Subject`): users and groups are this
 /// group's, service accounts the core group's.
-pub(crate) fn default_subjects(obj: &mut Value) {
+fn default_subjects(obj: &mut Value) {
     let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) else {
         return;
     };
@@ -88,7 +90,7 @@ pub(crate) fn default_subjects(obj: &mut Value) {
 /// A binding's roleRef and subjects (upstream's `ValidateRoleBinding` and
 /// `ValidateClusterRoleBinding`): a cluster binding refers to a ClusterRole only, and its
 /// service account subjects name their namespace.
-pub(crate) fn validate_binding(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
+fn validate_binding(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
     let role_ref = |k: &str| field_str(obj, &["roleRef", k]).unwrap_or_default();
     if role_ref("apiGroup") != GROUP {
         causes.push(Cause::not_supported(
@@ -164,7 +166,7 @@ fn validate_subject(s: &Value, namespaced: bool, at: &str, causes: &mut Vec<Caus
 }
 
 /// A binding's roleRef never changes (upstream: delete and recreate the binding).
-pub(crate) fn validate_binding_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+fn validate_binding_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let role_ref = field(new, &["roleRef"]);
     if role_ref != field(old, &["roleRef"]) {
         causes.push(Cause::invalid(
@@ -175,51 +177,82 @@ pub(crate) fn validate_binding_update(new: &Value, old: &Value, causes: &mut Vec
     }
 }
 
-/// Both bindings' columns: the role, and (wide) who it binds.
-pub(crate) fn binding_columns() -> Vec<Column> {
-    vec![
-        NAME,
-        Column::new("Role", "string", 0, "RoleRef is the reference to the role."),
-        AGE,
-        Column::new("Users", "string", 1, "Users in the binding."),
-        Column::new("Groups", "string", 1, "Groups in the binding."),
-        Column::new(
-            "ServiceAccounts",
-            "string",
-            1,
-            "ServiceAccounts in the binding.",
-        ),
-    ]
+/// The two binding kinds, alike but for their facts and scope: a cluster binding refers
+/// to a ClusterRole only, and its service account subjects name their namespace.
+pub struct RbacBindings {
+    pub(crate) resource: &'static ResourceType,
 }
 
-pub(crate) fn binding_cells(obj: &Value, now: OffsetDateTime) -> Vec<Value> {
-    let role = format!(
-        "{}/{}",
-        field_str(obj, &["roleRef", "kind"]).unwrap_or_default(),
-        field_str(obj, &["roleRef", "name"]).unwrap_or_default()
-    );
-    let of_kind = |kind: &str| -> Value {
-        let names: Vec<String> = arr(obj, &["subjects"])
-            .iter()
-            .filter(|s| field_str(s, &["kind"]) == Some(kind))
-            .map(|s| {
-                let name = field_str(s, &["name"]).unwrap_or_default();
-                match field_str(s, &["namespace"]) {
-                    Some(ns) if kind == "ServiceAccount" => format!("{ns}/{name}"),
-                    _ => name.to_string(),
-                }
-            })
-            .collect();
-        names.join(", ").into()
-    };
-    vec![
-        text(meta_str(obj, "name")),
-        role.into(),
-        age_cell(obj, now),
-        of_kind("User"),
-        of_kind("Group"),
-        of_kind("ServiceAccount"),
-    ]
+impl Kind for RbacBindings {
+    fn resource(&self) -> &ResourceType {
+        self.resource
+    }
+
+    fn name_rule(&self) -> NameRule {
+        NameRule::PathSegment
+    }
+
+    fn default(&self, obj: &mut Value) {
+        default_subjects(obj);
+    }
+
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        validate_binding(obj, self.resource.namespaced, &mut causes);
+        if let Some(old) = old {
+            validate_binding_update(obj, old, &mut causes);
+        }
+        causes
+    }
+}
+
+/// Both bindings print the role, and (wide) who it binds.
+impl Printer for RbacBindings {
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            NAME,
+            Column::new("Role", "string", 0, "RoleRef is the reference to the role."),
+            AGE,
+            Column::new("Users", "string", 1, "Users in the binding."),
+            Column::new("Groups", "string", 1, "Groups in the binding."),
+            Column::new(
+                "ServiceAccounts",
+                "string",
+                1,
+                "ServiceAccounts in the binding.",
+            ),
+        ]
+    }
+
+    fn cells(&self, obj: &Value, now: OffsetDateTime) -> Vec<Value> {
+        let role = format!(
+            "{}/{}",
+            field_str(obj, &["roleRef", "kind"]).unwrap_or_default(),
+            field_str(obj, &["roleRef", "name"]).unwrap_or_default()
+        );
+        let of_kind = |kind: &str| -> Value {
+            let names: Vec<String> = arr(obj, &["subjects"])
+                .iter()
+                .filter(|s| field_str(s, &["kind"]) == Some(kind))
+                .map(|s| {
+                    let name = field_str(s, &["name"]).unwrap_or_default();
+                    match field_str(s, &["namespace"]) {
+                        Some(ns) if kind == "ServiceAccount" => format!("{ns}/{name}"),
+                        _ => name.to_string(),
+                    }
+                })
+                .collect();
+            names.join(", ").into()
+        };
+        vec![
+            text(meta_str(obj, "name")),
+            role.into(),
+            age_cell(obj, now),
+            of_kind("User"),
+            of_kind("Group"),
+            of_kind("ServiceAccount"),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -291,7 +324,10 @@ mod tests {
             "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "view"},
             "subjects": [{"kind": "User", "name": "jane"}, {"kind": "Group", "name": "devs"},
                          {"kind": "ServiceAccount", "name": "robot", "namespace": "ci"}]});
-        let cells = binding_cells(&b, OffsetDateTime::UNIX_EPOCH);
+        let kind = RbacBindings {
+            resource: &rolebinding::RESOURCE,
+        };
+        let cells = kind.cells(&b, OffsetDateTime::UNIX_EPOCH);
         assert_eq!(cells[1], "ClusterRole/view");
         assert_eq!(
             cells[3..],
