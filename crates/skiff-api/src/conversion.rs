@@ -19,9 +19,10 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
 ];
 
 /// Whether `rt`'s objects are stored as they are served (every resource but
-/// `events.k8s.io/v1` Events).
+/// `events.k8s.io/v1` Events and custom resources served in a version other than their
+/// storage version).
 pub fn stored_as_served(rt: &ResourceType) -> bool {
-    !is_new_event(rt)
+    !is_new_event(rt) && (rt.stored_version.is_empty() || rt.stored_version == rt.api_version())
 }
 
 fn is_new_event(rt: &ResourceType) -> bool {
@@ -48,14 +49,29 @@ fn rename(obj: &mut Value, from_first: bool, api_version: &str) {
 pub fn from_storage(rt: &ResourceType, mut obj: Value) -> Value {
     if is_new_event(rt) {
         rename(&mut obj, true, "events.k8s.io/v1");
+    } else if !rt.stored_version.is_empty() {
+        // A custom resource, possibly written through another version: the versions of one
+        // resource hold the same fields (the `None` strategy), so only the apiVersion says
+        // which is read.
+        set_api_version(&mut obj, &rt.api_version());
     }
     obj
+}
+
+fn set_api_version(obj: &mut Value, api_version: &str) {
+    if let Some(map) = obj.as_object_mut()
+        && map.get("apiVersion").and_then(Value::as_str) != Some(api_version)
+    {
+        map.insert("apiVersion".into(), api_version.into());
+    }
 }
 
 /// An object of `rt` as it is stored.
 pub fn to_storage(rt: &ResourceType, mut obj: Value) -> Value {
     if is_new_event(rt) {
         rename(&mut obj, false, "v1");
+    } else if !rt.stored_version.is_empty() {
+        set_api_version(&mut obj, rt.stored_version);
     }
     obj
 }
@@ -86,5 +102,29 @@ mod tests {
             new,
             "core events are stored as they are"
         );
+    }
+
+    #[test]
+    fn custom_resources_are_read_in_the_version_asked_for() {
+        let v2 = ResourceType {
+            stored_version: "example.com/v1",
+            ..crate::resource_type!("example.com", "v2", "Widget", "widgets", "widget",
+                namespaced: true, short: [], categories: [], sub: [])
+        };
+        let v1 = ResourceType {
+            version: "v1",
+            ..v2
+        };
+        let written = json!({"apiVersion": "example.com/v2", "kind": "Widget", "spec": {"a": 1}});
+        assert!(!stored_as_served(&v2));
+        assert!(stored_as_served(&v1));
+        let stored = to_storage(&v2, written.clone());
+        assert_eq!(stored["apiVersion"], "example.com/v1");
+        assert_eq!(from_storage(&v2, stored.clone()), written);
+        assert_eq!(
+            from_storage(&v1, stored.clone())["apiVersion"],
+            "example.com/v1"
+        );
+        assert_eq!(from_storage(&v1, written)["apiVersion"], "example.com/v1");
     }
 }

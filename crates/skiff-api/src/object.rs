@@ -44,6 +44,19 @@ pub fn field_str<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
     field(obj, path)?.as_str()
 }
 
+/// The strings of a list of strings (none when it is missing or not a list).
+pub fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Sets a nested field, creating objects along the way.
 pub fn set_field(obj: &mut Value, path: &[&str], value: Value) {
     let Some((last, parents)) = path.split_last() else {

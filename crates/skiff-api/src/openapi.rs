@@ -274,10 +274,57 @@ fn message_schema(message: &str, queue: &mut Vec<String>) -> Value {
     out
 }
 
-/// Component schemas for the given kinds and everything they refer to.
-fn components(kinds: &[(&str, &str, &str)]) -> Map<String, Value> {
+/// A custom resource's schema for one version, as its definition gives it: the object's
+/// own schema, with apiVersion, kind and metadata added as upstream adds them.
+pub struct CustomSchema<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+    pub schema: Value,
+}
+
+/// Upstream's component name of a custom kind: the group reversed, then version and kind
+/// (`com.example.v1.Widget`).
+pub fn custom_schema_name(group: &str, version: &str, kind: &str) -> String {
+    let reversed: Vec<&str> = group.split('.').rev().collect();
+    format!("{}.{version}.{kind}", reversed.join("."))
+}
+
+const OBJECT_META: &str = ".k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
+fn custom_component(custom: CustomSchema<'_>, queue: &mut Vec<String>) -> (String, Value) {
+    let mut root = custom.schema;
+    if !root.is_object() {
+        root = json!({"type": "object"});
+    }
+    root["type"] = "object".into();
+    let props = root
+        .as_object_mut()
+        .expect("made an object")
+        .entry("properties")
+        .or_insert_with(|| json!({}));
+    if let Some(props) = props.as_object_mut() {
+        props.insert("apiVersion".into(), json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values."}));
+        props.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase."}));
+        props.insert("metadata".into(), json!({"allOf": [reference(OBJECT_META)], "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}));
+    }
+    queue.push(OBJECT_META.to_string());
+    root["x-kubernetes-group-version-kind"] =
+        json!([{"group": custom.group, "kind": custom.kind, "version": custom.version}]);
+    (
+        custom_schema_name(custom.group, custom.version, custom.kind),
+        root,
+    )
+}
+
+/// Component schemas for the given kinds (and custom kinds) and everything they refer to.
+fn components(kinds: &[(&str, &str, &str)], customs: Vec<CustomSchema<'_>>) -> Map<String, Value> {
     let mut out = Map::new();
     let mut queue = Vec::new();
+    for custom in customs {
+        let (name, schema) = custom_component(custom, &mut queue);
+        out.insert(name, schema);
+    }
     for (group, version, kind) in kinds {
         let api_version = if group.is_empty() {
             version.to_string()
@@ -308,18 +355,37 @@ fn components(kinds: &[(&str, &str, &str)]) -> Map<String, Value> {
     out
 }
 
+/// Where a custom kind's schema comes from (built-in kinds have theirs in the protobuf
+/// schema): `None` for a built-in kind.
+pub type CustomSchemas<'a> = &'a dyn Fn(&ResourceType) -> Option<Value>;
+
+/// No custom kinds.
+pub fn builtin_only(_: &ResourceType) -> Option<Value> {
+    None
+}
+
 /// The document for one group version (`api/v1`, `apis/apps/v1`), if it exists.
 pub fn group_version_document(
     types: &[&ResourceType],
     group: &str,
     version: &str,
     server_version: &str,
+    custom: CustomSchemas<'_>,
 ) -> Option<Value> {
     let mut paths = Map::new();
     let mut kinds = Vec::new();
+    let mut customs = Vec::new();
     for rt in resources::in_group_version(types, group, version) {
         resource_paths(rt, &mut paths);
-        kinds.push((rt.group, rt.version, rt.kind));
+        match custom(rt) {
+            Some(schema) => customs.push(CustomSchema {
+                group: rt.group,
+                version: rt.version,
+                kind: rt.kind,
+                schema,
+            }),
+            None => kinds.push((rt.group, rt.version, rt.kind)),
+        }
         if rt.has_subresource(Subresource::Scale)
             && !kinds.contains(&("autoscaling", "v1", "Scale"))
         {
@@ -333,7 +399,7 @@ pub fn group_version_document(
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": server_version},
         "paths": paths,
-        "components": {"schemas": components(&kinds)},
+        "components": {"schemas": components(&kinds, customs)},
     }))
 }
 
@@ -359,12 +425,17 @@ fn to_swagger(v: &mut Value) {
 
 /// `/openapi/v2`: every group version in one Swagger 2.0 document (JSON), for clients that
 /// still read it.
-pub fn swagger_document(types: &[&ResourceType], server_version: &str) -> Value {
+pub fn swagger_document(
+    types: &[&ResourceType],
+    server_version: &str,
+    custom: CustomSchemas<'_>,
+) -> Value {
     let mut paths = Map::new();
     let mut definitions = Map::new();
     for (group, versions) in resources::groups(types) {
         for version in versions {
-            let Some(doc) = group_version_document(types, group, version, server_version) else {
+            let Some(doc) = group_version_document(types, group, version, server_version, custom)
+            else {
                 continue;
             };
             if let Some(p) = doc["paths"].as_object() {
@@ -409,7 +480,7 @@ mod tests {
     #[test]
     fn patch_operations_carry_gvk_and_field_validation() {
         // kubectl's check before it trusts the server with --validate=strict.
-        let doc = group_version_document(TYPES, "apps", "v1", "v1.33.0").unwrap();
+        let doc = group_version_document(TYPES, "apps", "v1", "v1.33.0", &builtin_only).unwrap();
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(
@@ -428,12 +499,12 @@ mod tests {
                 .get("/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale")
                 .is_some()
         );
-        assert!(group_version_document(TYPES, "apps", "v9", "v1").is_none());
+        assert!(group_version_document(TYPES, "apps", "v9", "v1", &builtin_only).is_none());
     }
 
     #[test]
     fn schemas_carry_descriptions_references_and_patch_strategies() {
-        let doc = group_version_document(TYPES, "apps", "v1", "v1.33.0").unwrap();
+        let doc = group_version_document(TYPES, "apps", "v1", "v1.33.0", &builtin_only).unwrap();
         let schemas = &doc["components"]["schemas"];
         let d = &schemas["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(
@@ -472,7 +543,7 @@ mod tests {
 
     #[test]
     fn the_swagger_document_uses_definitions() {
-        let doc = swagger_document(TYPES, "v1.33.0");
+        let doc = swagger_document(TYPES, "v1.33.0", &builtin_only);
         assert_eq!(doc["swagger"], "2.0");
         let d = &doc["definitions"]["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(
@@ -497,12 +568,39 @@ mod tests {
         let keys = group_version_keys(TYPES);
         assert!(keys.contains(&"api/v1".to_string()));
         assert!(keys.contains(&"apis/apps/v1".to_string()));
-        let core = group_version_document(TYPES, "", "v1", "v1").unwrap();
+        let core = group_version_document(TYPES, "", "v1", "v1", &builtin_only).unwrap();
         assert!(core["paths"].get("/api/v1/nodes/{name}").is_some());
         assert!(
             core["paths"]
                 .get("/api/v1/namespaces/{namespace}/pods/{name}/status")
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn custom_kinds_carry_their_definitions_schema() {
+        let widgets = crate::resource_type!("example.com", "v1", "Widget", "widgets", "widget",
+            namespaced: true, short: [], categories: [], sub: [Status, Scale]);
+        let custom = |rt: &ResourceType| {
+            (rt.kind == "Widget").then(|| {
+                json!({"type": "object", "description": "A widget.",
+                    "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}})
+            })
+        };
+        let doc = group_version_document(&[&widgets], "example.com", "v1", "v1", &custom).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let w = &schemas["com.example.v1.Widget"];
+        assert_eq!(
+            w["properties"]["spec"]["properties"]["size"]["type"],
+            "integer"
+        );
+        assert_eq!(w["x-kubernetes-group-version-kind"][0]["kind"], "Widget");
+        assert!(w["properties"]["metadata"]["allOf"][0]["$ref"].is_string());
+        assert!(schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"].is_object());
+        assert!(schemas["io.k8s.api.autoscaling.v1.Scale"].is_object());
+        assert!(
+            doc["paths"]["/apis/example.com/v1/namespaces/{namespace}/widgets/{name}/scale"]
+                .is_object()
         );
     }
 }

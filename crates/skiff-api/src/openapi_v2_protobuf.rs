@@ -387,7 +387,11 @@ mod tests {
 
     #[test]
     fn the_served_document_encodes() {
-        let doc = crate::openapi::swagger_document(crate::resources::testing::TYPES, "v1.33.0");
+        let doc = crate::openapi::swagger_document(
+            crate::resources::testing::TYPES,
+            "v1.33.0",
+            &crate::openapi::builtin_only,
+        );
         let pb = encode(&doc);
         assert!(pb.len() > 100_000, "{} bytes", pb.len());
     }

@@ -19,6 +19,14 @@ impl PatchKind {
         "application/apply-patch+yaml",
     ];
 
+    /// What custom resources accept: no strategic merge, which needs patch strategies only
+    /// built-in types declare.
+    pub const CUSTOM_MEDIA_TYPES: &'static [&'static str] = &[
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/apply-patch+yaml",
+    ];
+
     pub fn from_content_type(content_type: &str) -> Option<PatchKind> {
         let essence = content_type.split(';').next().unwrap_or("").trim();
         Some(match essence {

@@ -98,6 +98,11 @@ pub struct ResourceType {
     /// The `group_resource` whose storage this type shares (converting on the way, see
     /// [`crate::conversion`]); empty for its own.
     pub storage: &'static str,
+    /// For a custom resource served in several versions (one storage, upstream's `None`
+    /// conversion): the apiVersion its objects are written in. Objects are read back with
+    /// their apiVersion set to this type's, whichever version wrote them. Empty for the
+    /// built-in types, which are stored as served.
+    pub stored_version: &'static str,
 }
 
 /// The verbs of an ordinary stored resource, in upstream's discovery order.
@@ -209,6 +214,7 @@ macro_rules! resource_type {
             subresources: &[$($crate::resources::Subresource::$sub),*],
             verbs: $crate::resources::CRUD_VERBS,
             storage: "",
+            stored_version: "",
         }
     };
 }

@@ -244,6 +244,11 @@ pub fn is_opaque(message: &str) -> bool {
             | ".apimachinery.pkg.runtime.RawExtension"
             | ".apimachinery.pkg.apis.meta.v1.FieldsV1"
     ) || message.ends_with(".ExtraValue")
+        // A CustomResourceDefinition's schema is JSON Schema, whose JSON (`x-kubernetes-*`,
+        // `$ref`, a bool or a schema, a schema or a list) is not its message's shape; it is
+        // checked as a schema instead (`structural.rs`).
+        || message.starts_with(".apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps")
+        || message == ".apiextensions_apiserver.pkg.apis.apiextensions.v1.JSON"
 }
 
 /// Removes the fields of `obj` that its type does not have (upstream drops them when it

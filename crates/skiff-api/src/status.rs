@@ -65,6 +65,36 @@ impl Cause {
         }
     }
 
+    /// `field: Duplicate value: <value>`.
+    pub fn duplicate(field: impl Into<String>, value: &Value) -> Cause {
+        let field = field.into();
+        Cause {
+            reason: "FieldValueDuplicate",
+            message: format!("{field}: Duplicate value: {}", go_value(value)),
+            field,
+        }
+    }
+
+    /// `field: Too long: <detail>` (`may not be more than 5 bytes`).
+    pub fn too_long(field: impl Into<String>, detail: &str) -> Cause {
+        let field = field.into();
+        Cause {
+            reason: "FieldValueTooLong",
+            message: format!("{field}: Too long: {detail}"),
+            field,
+        }
+    }
+
+    /// `field: Too many: <count>: must have at most <max> items`.
+    pub fn too_many(field: impl Into<String>, count: usize, max: usize) -> Cause {
+        let field = field.into();
+        Cause {
+            reason: "FieldValueTooMany",
+            message: format!("{field}: Too many: {count}: must have at most {max} items"),
+            field,
+        }
+    }
+
     /// `field: Forbidden: <detail>`.
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Cause {
         let field = field.into();

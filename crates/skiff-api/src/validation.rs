@@ -217,11 +217,10 @@ pub fn validate_labels_and_annotations(obj: &Value) -> Vec<Cause> {
             }
         }
         if total > ANNOTATIONS_MAX_BYTES {
-            causes.push(Cause {
-                reason: "FieldValueTooLong",
-                message: format!("metadata.annotations: Too long: must have at most {ANNOTATIONS_MAX_BYTES} bytes"),
-                field: "metadata.annotations".into(),
-            });
+            causes.push(Cause::too_long(
+                "metadata.annotations",
+                &format!("must have at most {ANNOTATIONS_MAX_BYTES} bytes"),
+            ));
         }
     }
     causes

@@ -22,7 +22,7 @@ pub const BUILT_IN_NAMESPACES: &[&str] =
 
 /// Creates `obj` unless it exists (as a create without admission: these are the server's
 /// own, made before it serves).
-async fn create_if_missing(
+pub(crate) async fn create_if_missing(
     objects: &Objects,
     kind: &dyn Kind,
     ns: Option<&str>,
@@ -60,7 +60,7 @@ pub async fn run(
         .await?;
     }
     // A Local APIService for every group version served (upstream's autoregistration).
-    for (group, versions) in skiff_api::resources::groups(&registry.resources()) {
+    for (group, versions) in skiff_api::resources::groups(&registry.served().resources()) {
         for version in versions {
             create_if_missing(
                 objects,

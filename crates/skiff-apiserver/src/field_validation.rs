@@ -9,6 +9,7 @@ use skiff_api::ApiError;
 use skiff_api::schema::prune_unknown_fields;
 
 use crate::query::Query;
+use crate::registry::Kind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Directive {
@@ -29,17 +30,37 @@ impl Directive {
         }
     }
 
-    /// Drops the unknown fields of an object of `api_version`/`kind` and answers the
-    /// warnings to send (unknown fields, and the body's `duplicates`), or the error under
-    /// `Strict`.
+    /// Drops the unknown fields of an object of `kind` and answers the warnings to send
+    /// (unknown fields, and the body's `duplicates`), or the error under `Strict`.
     pub fn apply(
         self,
-        api_version: &str,
-        kind: &str,
+        kind: &dyn Kind,
         obj: &mut Value,
         duplicates: &[String],
     ) -> Result<Vec<String>, ApiError> {
-        let unknown = prune_unknown_fields(api_version, kind, obj);
+        let unknown = kind.prune_unknown(obj);
+        let rt = kind.resource();
+        self.judge(rt.version, rt.kind, &unknown, duplicates)
+    }
+
+    /// As [`Directive::apply`], for an `autoscaling/v1 Scale` written to a scale
+    /// subresource.
+    pub fn apply_to_scale(
+        self,
+        obj: &mut Value,
+        duplicates: &[String],
+    ) -> Result<Vec<String>, ApiError> {
+        let unknown = prune_unknown_fields("autoscaling/v1", "Scale", obj);
+        self.judge("v1", "Scale", &unknown, duplicates)
+    }
+
+    fn judge(
+        self,
+        version: &str,
+        kind: &str,
+        unknown: &[String],
+        duplicates: &[String],
+    ) -> Result<Vec<String>, ApiError> {
         if (unknown.is_empty() && duplicates.is_empty()) || self == Directive::Ignore {
             return Ok(Vec::new());
         }
@@ -49,7 +70,6 @@ impl Directive {
             .chain(duplicates.iter().map(|f| format!("duplicate field {f:?}")))
             .collect();
         if self == Directive::Strict {
-            let version = skiff_api::resources::split_api_version(api_version).1;
             return Err(ApiError::bad_request(format!(
                 "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
                 list.join(", ")

@@ -9,6 +9,7 @@ mod allocators;
 pub use allocators::ServiceNetwork;
 mod bootstrap;
 mod continue_token;
+mod crd_controller;
 mod event_ttl;
 mod field_validation;
 pub(crate) mod handlers;
@@ -16,6 +17,7 @@ mod kubeconfig;
 mod list_snapshots;
 mod negotiate;
 mod node_stream;
+mod openapi_docs;
 pub mod pki;
 mod proxy;
 mod query;
@@ -198,7 +200,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         address_repair::REPAIR_EVERY,
     ));
     let caches = watch_cache::Caches::new(objects.clone(), registry.clone());
-    let openapi = routes::OpenApiDocs::build(&registry.resources());
     let state = Arc::new(state::ApiState {
         registry: registry.clone(),
         objects,
@@ -216,6 +217,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         )
         .map_err(|e| ServerError::Tls(format!("the node agents' client certificate: {e}")))?,
     });
+    // Definitions already stored are served before the first request, so their objects
+    // are there the moment the server answers.
+    if let Err(e) = crd_controller::reconcile_all(&state).await {
+        tracing::warn!(error = %e, "serving the stored CustomResourceDefinitions (the controller will retry)");
+    }
+    tokio::spawn(crd_controller::run(state.clone()));
     let warm = state.clone();
     tokio::spawn(async move { warm.caches.start_all().await });
     let auth = Arc::new(routes::Auth {
@@ -225,7 +232,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let info = Arc::new(routes::ServerInfo {
         address: advertise.to_string(),
         registry,
-        openapi,
     });
     let app = routes::router(state, auth.clone(), info);
     let acceptor = skiff_tls::acceptor(&creds.serving_cert_pem, &creds.serving_key_pem, None)

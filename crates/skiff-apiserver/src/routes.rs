@@ -115,7 +115,7 @@ fn aggregated_version(headers: &HeaderMap) -> Option<AggregatedVersion> {
 }
 
 fn aggregated(s: &ServerInfo, core: bool, version: AggregatedVersion) -> Response {
-    let doc = discovery::aggregated(&s.registry.resources(), core, version);
+    let doc = discovery::aggregated(&s.registry.served().resources(), core, version);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, version.content_type())],
@@ -140,14 +140,14 @@ async fn apis_root(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Resp
         Some(v) => aggregated(&s, false, v),
         None => respond(
             StatusCode::OK,
-            &discovery::api_group_list(&s.registry.resources()),
+            &discovery::api_group_list(&s.registry.served().resources()),
             Output::Json,
         ),
     }
 }
 
 async fn api_group(Path(group): Path<String>, State(s): State<Arc<ServerInfo>>) -> Response {
-    match discovery::api_group(&s.registry.resources(), &group) {
+    match discovery::api_group(&s.registry.served().resources(), &group) {
         Some(doc) => respond(StatusCode::OK, &doc, Output::Json),
         None => error_response(&ApiError::no_such_path()),
     }
@@ -165,7 +165,7 @@ async fn group_version(
 }
 
 fn group_resources(s: &ServerInfo, group: &str, version: &str) -> Response {
-    match discovery::api_resource_list(&s.registry.resources(), group, version) {
+    match discovery::api_resource_list(&s.registry.served().resources(), group, version) {
         Some(doc) => respond(StatusCode::OK, &doc, Output::Json),
         None => error_response(&ApiError::no_such_path()),
     }
@@ -179,56 +179,14 @@ async fn not_found() -> Response {
 pub struct ServerInfo {
     /// `host:port` clients reach the API at.
     pub address: String,
-    /// The kinds served, which discovery lists.
+    /// The kinds served, which discovery and the OpenAPI documents list.
     pub registry: Arc<crate::registry::Registry>,
-    pub openapi: OpenApiDocs,
-}
-
-/// The OpenAPI v3 documents, rendered once: (key, body, hash) per group version.
-pub struct OpenApiDocs {
-    docs: Vec<(String, String, String)>,
-    /// `/openapi/v2`, rendered as JSON and as protobuf.
-    v2: String,
-    v2_protobuf: bytes::Bytes,
-}
-
-impl OpenApiDocs {
-    pub fn build(types: &[&skiff_api::ResourceType]) -> OpenApiDocs {
-        use std::hash::{Hash, Hasher};
-        let docs = skiff_api::openapi::group_version_keys(types)
-            .into_iter()
-            .filter_map(|key| {
-                let parts: Vec<&str> = key.split('/').collect();
-                let (group, version) = match parts.as_slice() {
-                    ["api", v] => ("", *v),
-                    ["apis", g, v] => (*g, *v),
-                    _ => return None,
-                };
-                let doc = skiff_api::openapi::group_version_document(
-                    types,
-                    group,
-                    version,
-                    skiff_api::GIT_VERSION,
-                )?;
-                let body = doc.to_string();
-                // A stable content hash: clients cache documents by it.
-                let mut h = std::hash::DefaultHasher::new();
-                body.hash(&mut h);
-                Some((key, body, format!("{:016X}", h.finish())))
-            })
-            .collect();
-        let swagger = skiff_api::openapi::swagger_document(types, skiff_api::GIT_VERSION);
-        OpenApiDocs {
-            docs,
-            v2: swagger.to_string(),
-            v2_protobuf: skiff_api::openapi_v2_protobuf::encode(&swagger).into(),
-        }
-    }
 }
 
 async fn openapi_index(State(s): State<Arc<ServerInfo>>) -> Response {
     let mut paths = serde_json::Map::new();
-    for (key, _, hash) in &s.openapi.docs {
+    let docs = s.registry.served().openapi();
+    for (key, _, hash) in &docs.docs {
         paths.insert(
             key.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
@@ -248,7 +206,7 @@ fn openapi_v2_protobuf(s: &ServerInfo) -> Response {
         // Not the type asked for: its `@` is no valid media type character, and Go's
         // parser (kubectl's) refuses it. Upstream answers octet-stream too.
         [(header::CONTENT_TYPE, "application/octet-stream")],
-        s.openapi.v2_protobuf.clone(),
+        s.registry.served().openapi().v2_protobuf.clone(),
     )
         .into_response()
 }
@@ -263,7 +221,7 @@ async fn openapi_v2(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Res
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
-            s.openapi.v2.clone(),
+            s.registry.served().openapi().v2.clone(),
         )
             .into_response()
     };
@@ -288,7 +246,8 @@ async fn openapi_v2(headers: HeaderMap, State(s): State<Arc<ServerInfo>>) -> Res
 }
 
 async fn openapi_doc(Path(key): Path<String>, State(s): State<Arc<ServerInfo>>) -> Response {
-    match s.openapi.docs.iter().find(|(k, _, _)| *k == key) {
+    let docs = s.registry.served().openapi();
+    match docs.docs.iter().find(|(k, _, _)| *k == key) {
         Some((_, body, _)) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],

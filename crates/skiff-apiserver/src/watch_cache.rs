@@ -178,6 +178,10 @@ struct State {
     ring: Ring,
     /// The feeding watch ended; the cache must be rebuilt before it is used again.
     broken: bool,
+    /// Every change, to every watcher subscribed (sent under this lock, so a subscription
+    /// taken under it neither misses nor repeats one). Dropped when the cache breaks or is
+    /// retired, which ends its watchers' streams (their clients watch again).
+    events_tx: Option<broadcast::Sender<Arc<CacheEvent>>>,
 }
 
 /// One resource type's cache.
@@ -190,9 +194,8 @@ pub struct WatchCache {
     progress_wanted: Notify,
     /// Whether the datastore reports watch progress (so consistent lists can use the cache).
     tracks_progress: bool,
-    /// Every change, to every watcher subscribed (sent under the state lock, so a
-    /// subscription taken under it neither misses nor repeats one).
-    events_tx: broadcast::Sender<Arc<CacheEvent>>,
+    /// Tells the feeding task to stop: the kind changed or is no longer served.
+    retired: Notify,
 }
 
 /// A watch on a cache: where it starts and what follows.
@@ -250,11 +253,12 @@ impl WatchCache {
                 revision,
                 ring: Ring::new(revision),
                 broken: false,
+                events_tx: Some(broadcast::channel(WATCHER_BUFFER).0),
             }),
             revision_tx,
             progress_wanted: Notify::new(),
             tracks_progress,
-            events_tx: broadcast::channel(WATCHER_BUFFER).0,
+            retired: Notify::new(),
         });
         let feeder = cache.clone();
         tokio::spawn(async move {
@@ -277,6 +281,7 @@ impl WatchCache {
                             break;
                         }
                     },
+                    _ = feeder.retired.notified() => break,
                     _ = feeder.progress_wanted.notified() => {
                         stream.request_progress();
                         polling_until = Some(tokio::time::Instant::now() + PROGRESS_POLL_FOR);
@@ -291,7 +296,9 @@ impl WatchCache {
                     feeder.advance(p);
                 }
             }
-            feeder.state.write().expect("cache lock").broken = true;
+            let mut state = feeder.state.write().expect("cache lock");
+            state.broken = true;
+            state.events_tx = None;
         });
         Ok(cache)
     }
@@ -343,7 +350,9 @@ impl WatchCache {
         state.revision = state.revision.max(ev.revision());
         let revision = state.revision;
         // Sent under the lock: see `events_tx`. No receivers is fine.
-        let _ = self.events_tx.send(event);
+        if let Some(tx) = &state.events_tx {
+            let _ = tx.send(event);
+        }
         drop(state);
         self.revision_tx.send_replace(revision);
         Ok(())
@@ -357,7 +366,7 @@ impl WatchCache {
         if state.broken {
             return None;
         }
-        let rx = self.events_tx.subscribe();
+        let rx = state.events_tx.as_ref()?.subscribe();
         match after {
             None => Some(Subscription {
                 initial: state
@@ -463,8 +472,27 @@ impl Caches {
         }
     }
 
+    /// One cache per served type: two versions of a custom resource share storage but
+    /// present its objects each in its own version.
+    fn key(rt: &ResourceType) -> String {
+        format!("{}/{}", rt.api_version(), rt.plural)
+    }
+
+    /// Stops and forgets the cache of `rt` (its kind changed or is no longer served); its
+    /// watchers' streams end. The next use starts a new one.
+    pub fn retire(&self, rt: &ResourceType) {
+        let removed = self
+            .caches
+            .lock()
+            .expect("caches lock")
+            .remove(&Self::key(rt));
+        if let Some(cache) = removed {
+            cache.retired.notify_one();
+        }
+    }
+
     pub async fn cache(&self, rt: &ResourceType) -> Result<Arc<WatchCache>, ApiError> {
-        let key = rt.group_resource();
+        let key = Self::key(rt);
         if let Some(c) = self.caches.lock().expect("caches lock").get(&key)
             && !c.is_broken()
         {
@@ -515,12 +543,8 @@ impl Caches {
     /// rather than paying for the load (a first list of 10,000 pods took 0.3–0.8 s).
     /// Types that share storage (core and events.k8s.io Events) get one cache each.
     pub async fn start_all(&self) {
-        for rt in self
-            .registry
-            .resources()
-            .into_iter()
-            .filter(|rt| rt.is_stored())
-        {
+        let served = self.registry.served();
+        for rt in served.resources().into_iter().filter(|rt| rt.is_stored()) {
             if let Err(e) = self.cache(rt).await {
                 tracing::warn!(resource = %rt.group_resource(), error = %e, "starting the watch cache (the first list will)");
             }

@@ -555,7 +555,6 @@ volumeattachments - storage.k8s.io/v1 false VolumeAttachment
 /// What issue 15 has yet to serve (its note says which part comes next).
 const NOT_YET: &[&str] = &[
     "componentstatuses",
-    "customresourcedefinitions",
     "selfsubjectreviews",
     "tokenreviews",
     "localsubjectaccessreviews",

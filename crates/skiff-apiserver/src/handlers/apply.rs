@@ -65,9 +65,9 @@ pub(super) async fn server_side_apply(
             rr.name_or_empty()
         )));
     }
-    let warnings =
-        opts.directive
-            .apply(&api_version, rr.rt().kind, &mut applied, &opts.duplicates)?;
+    let warnings = opts
+        .directive
+        .apply(rr.kind.as_ref(), &mut applied, &opts.duplicates)?;
     let now = skiff_api::object::now_rfc3339();
     let conflict_error = |conflicts: Vec<managed_fields::Conflict>| {
         let mut e = ApiError::new(

@@ -32,12 +32,9 @@ pub(super) async fn create(call: Call<'_>) -> Result<Response, ApiError> {
     }
     let opts = WriteOptions::from_request(query, headers, body)?;
     let mut obj = negotiate::decode_body(headers, body)?;
-    let mut warnings = opts.directive.apply(
-        &rr.rt().api_version(),
-        rr.rt().kind,
-        &mut obj,
-        &opts.duplicates,
-    )?;
+    let mut warnings = opts
+        .directive
+        .apply(rr.kind.as_ref(), &mut obj, &opts.duplicates)?;
     // Upstream's order: decoded and defaulted, fields recorded, admitted, validated, stored.
     let kind = rr.kind.as_ref();
     strategy::prepare_create(kind, &mut obj, rr.namespace.as_deref())?;

@@ -15,7 +15,8 @@ use crate::registry::Kind;
 use crate::state::ApiState;
 
 /// `DeleteOptions` from a body or the query.
-pub(super) struct DeleteOptions {
+#[derive(Default)]
+pub(crate) struct DeleteOptions {
     grace_period: Option<i64>,
     uid: Option<String>,
     resource_version: Option<String>,
@@ -78,7 +79,7 @@ pub(super) fn delete_options(
 
 /// Deletes one object: at once, or by marking it (finalizers pending, or a pod on a node
 /// that must stop its containers first). Answers whether it is gone and the object.
-pub(super) async fn delete_one(
+pub(crate) async fn delete_one(
     state: &ApiState,
     kind: &dyn Kind,
     ns: Option<&str>,
@@ -120,6 +121,7 @@ pub(super) async fn delete_one(
         // A namespace's spec.finalizers ("kubernetes") wait for the namespace controller to
         // empty it.
         let has_finalizers = opts.propagation_finalizer.is_some()
+            || kind.deletion_finalizer().is_some()
             || non_empty(&["metadata", "finalizers"])
             || non_empty(&["spec", "finalizers"]);
         let grace = kind.graceful_deletion(&old.object, opts.grace_period);
@@ -142,7 +144,11 @@ pub(super) async fn delete_one(
             skiff_api::object::format_time(at).into(),
         );
         meta.insert("deletionGracePeriodSeconds".into(), seconds.into());
-        if let Some(f) = opts.propagation_finalizer {
+        for f in opts
+            .propagation_finalizer
+            .into_iter()
+            .chain(kind.deletion_finalizer())
+        {
             let list = meta.entry("finalizers").or_insert_with(|| json!([]));
             if let Some(list) = list.as_array_mut()
                 && !list.iter().any(|v| v == f)

@@ -8,7 +8,7 @@
 mod apply;
 pub(crate) mod binding;
 mod create;
-mod delete;
+pub(crate) mod delete;
 mod persist;
 mod read;
 mod scale;

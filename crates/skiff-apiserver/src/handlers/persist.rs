@@ -235,17 +235,12 @@ pub(super) async fn write_update(
 ) -> Result<(Stored, Vec<String>), ApiError> {
     let mut warnings;
     if rr.subresource == Some(Subresource::Scale) {
+        warnings = opts.directive.apply_to_scale(&mut new, &opts.duplicates)?;
+        new = apply_scale(rr.rt(), rr.kind.scale_paths(), &old.object, &new)?;
+    } else {
         warnings = opts
             .directive
-            .apply("autoscaling/v1", "Scale", &mut new, &opts.duplicates)?;
-        new = apply_scale(rr.rt(), &old.object, &new)?;
-    } else {
-        warnings = opts.directive.apply(
-            &rr.rt().api_version(),
-            rr.rt().kind,
-            &mut new,
-            &opts.duplicates,
-        )?;
+            .apply(rr.kind.as_ref(), &mut new, &opts.duplicates)?;
     }
     let sub = rr.subresource.filter(|s| {
         matches!(

@@ -65,7 +65,11 @@ pub(super) async fn get(call: Call<'_>) -> Result<Response, ApiError> {
         .get(rr.rt(), rr.namespace.as_deref(), rr.name_or_empty())
         .await?;
     if rr.subresource == Some(Subresource::Scale) {
-        return Ok(respond(StatusCode::OK, &scale_of(&stored.object), output));
+        return Ok(respond(
+            StatusCode::OK,
+            &scale_of(&stored.object, rr.kind.scale_paths()),
+            output,
+        ));
     }
     Ok(render_one(
         rr.kind.as_ref(),

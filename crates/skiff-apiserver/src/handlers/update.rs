@@ -42,7 +42,11 @@ pub(super) fn render_written(
     warnings: &[String],
 ) -> Response {
     let response = if rr.subresource == Some(Subresource::Scale) {
-        respond(StatusCode::OK, &scale_of(obj), output)
+        respond(
+            StatusCode::OK,
+            &scale_of(obj, rr.kind.scale_paths()),
+            output,
+        )
     } else {
         respond(StatusCode::OK, obj, output)
     };
@@ -59,6 +63,13 @@ pub(super) async fn patch(call: Call<'_>) -> Result<Response, ApiError> {
         .unwrap_or("");
     let kind = PatchKind::from_content_type(content_type)
         .ok_or_else(|| ApiError::unsupported_media_type(content_type, PatchKind::MEDIA_TYPES))?;
+    // Custom resources have no patch strategies to merge by: upstream refuses the type.
+    if kind == PatchKind::Strategic && rr.kind.definition_hash().is_some() {
+        return Err(ApiError::unsupported_media_type(
+            content_type,
+            PatchKind::CUSTOM_MEDIA_TYPES,
+        ));
+    }
     let patch_doc = match kind {
         PatchKind::Apply => negotiate::decode_yaml(body)?,
         _ => negotiate::decode_json(body)?,
@@ -75,7 +86,7 @@ pub(super) async fn patch(call: Call<'_>) -> Result<Response, ApiError> {
             .get(rr.rt(), rr.namespace.as_deref(), rr.name_or_empty())
             .await?;
         let mut target = if rr.subresource == Some(Subresource::Scale) {
-            scale_of(&old.object)
+            scale_of(&old.object, rr.kind.scale_paths())
         } else {
             old.object.clone()
         };

@@ -56,6 +56,17 @@ pub fn local(group: &str, version: &str) -> Value {
     })
 }
 
+/// The APIService of a group version a CustomResourceDefinition serves, as upstream's
+/// CRD registration controller makes it.
+pub fn for_custom(group: &str, version: &str) -> Value {
+    json!({
+        "metadata": {"name": format!("{version}.{group}"),
+                     "labels": {"kube-aggregator.kubernetes.io/automanaged": "true"}},
+        "spec": {"group": group, "version": version,
+                 "groupPriorityMinimum": 1000, "versionPriority": 100},
+    })
+}
+
 pub struct ApiServices;
 
 impl Kind for ApiServices {

@@ -10,10 +10,10 @@
 //! compiled in: what it serves is what it was given. Adding a kind is the checklist in
 //! `docs/ARCHITECTURE.md`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde_json::Value;
 use skiff_api::table::Printer;
@@ -24,6 +24,7 @@ use crate::allocators::Held;
 use crate::state::ApiState;
 
 pub mod admissionregistration;
+pub mod apiextensions;
 pub mod apiregistration;
 pub mod apps;
 pub mod authorization;
@@ -152,10 +153,67 @@ pub trait Kind: Printer + Send + Sync + 'static {
         Box::pin(async move { Err(refused) })
     }
 
+    /// The OpenAPI v3 schema of its objects when it is not the built-in one the protobuf
+    /// schema describes (a custom resource's, from its definition).
+    fn openapi_schema(&self) -> Option<Value> {
+        None
+    }
+
+    /// Removes the fields its objects do not have, answering their paths (`fieldValidation`
+    /// decides what the client hears of them).
+    fn prune_unknown(&self, obj: &mut Value) -> Vec<String> {
+        let rt = self.resource();
+        skiff_api::schema::prune_unknown_fields(&rt.api_version(), rt.kind, obj)
+    }
+
+    /// Where its `scale` subresource finds the replica counts and the selector.
+    fn scale_paths(&self) -> ScalePaths {
+        ScalePaths::WORKLOAD
+    }
+
+    /// A finalizer its objects get when their delete begins, for work that must finish
+    /// before they go (a CustomResourceDefinition's objects are deleted first).
+    fn deletion_finalizer(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// For a kind made from a definition at run time: a hash of what it was made from, so
+    /// an unchanged definition leaves the served set as it is.
+    fn definition_hash(&self) -> Option<u64> {
+        None
+    }
+
     /// Gives back what a reservation took.
     fn release<'a>(&'a self, _state: &'a ApiState, _held: &'a Held) -> Pending<'a, ()> {
         ready(())
     }
+}
+
+/// Where the `scale` subresource reads and writes a kind's replica counts (property
+/// names from the object's root) and how it finds the label selector.
+#[derive(Clone, Copy, Debug)]
+pub struct ScalePaths {
+    pub spec_replicas: &'static [&'static str],
+    pub status_replicas: &'static [&'static str],
+    pub selector: ScaleSelector,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum ScaleSelector {
+    /// A `LabelSelector` object, printed as its string form (the workloads' spec.selector).
+    Structured(&'static [&'static str]),
+    /// A string already in selector form (a custom resource's `labelSelectorPath`).
+    Text(&'static [&'static str]),
+    None,
+}
+
+impl ScalePaths {
+    /// Deployments, ReplicaSets, StatefulSets and ReplicationControllers.
+    pub const WORKLOAD: ScalePaths = ScalePaths {
+        spec_replicas: &["spec", "replicas"],
+        status_replicas: &["status", "replicas"],
+        selector: ScaleSelector::Structured(&["spec", "selector"]),
+    };
 }
 
 /// The Warning of a kind stored but not acted on yet: `Job "pi" is stored, but <what>`.
@@ -182,12 +240,26 @@ pub(crate) fn entry_default(map: &mut serde_json::Map<String, Value>, key: &str,
     map.entry(key).or_insert(value);
 }
 
-/// The kinds served, in discovery order, found by path or by kind.
+/// The kinds served: the built-in ones, and those the cluster's CustomResourceDefinitions
+/// define, which come and go while the server runs. Requests see one consistent
+/// [`Served`] set at a time; a definition's change swaps in a new set (requests already
+/// running finish with the one they looked up).
 pub struct Registry {
+    served: RwLock<Arc<Served>>,
+}
+
+/// One set of kinds served, in discovery order, found by path or by kind.
+pub struct Served {
     kinds: Vec<Arc<dyn Kind>>,
     /// (group, version, plural) → index into `kinds`. The facts' names are `'static`, so
     /// a request's lookup borrows its path's words and allocates nothing.
     by_path: HashMap<(&'static str, &'static str, &'static str), usize>,
+    builtin: usize,
+    /// The kinds of each CustomResourceDefinition (by its name), served after the built-in
+    /// ones.
+    custom: BTreeMap<String, Vec<Arc<dyn Kind>>>,
+    /// The OpenAPI documents of this set, rendered when first asked for.
+    openapi: OnceLock<Arc<crate::openapi_docs::OpenApiDocs>>,
 }
 
 impl Registry {
@@ -216,6 +288,7 @@ impl Registry {
             Arc::new(admissionregistration::validatingadmissionpolicy::ValidatingAdmissionPolicies),
             Arc::new(admissionregistration::validatingadmissionpolicybinding::ValidatingAdmissionPolicyBindings),
             Arc::new(admissionregistration::validatingwebhookconfiguration::kind()),
+            Arc::new(apiextensions::CustomResourceDefinitions),
             Arc::new(apiregistration::ApiServices),
             Arc::new(apps::controllerrevision::ControllerRevisions),
             Arc::new(apps::daemonset::DaemonSets),
@@ -245,19 +318,76 @@ impl Registry {
             Arc::new(node::RuntimeClasses),
             Arc::new(discovery::EndpointSlices),
         ];
-        Registry::of(kinds)
+        Registry {
+            served: RwLock::new(Arc::new(Served::of(kinds, BTreeMap::new()))),
+        }
     }
 
-    fn of(kinds: Vec<Arc<dyn Kind>>) -> Registry {
-        let by_path = kinds
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let r = k.resource();
-                ((r.group, r.version, r.plural), i)
-            })
-            .collect();
-        Registry { kinds, by_path }
+    /// The kinds served now.
+    pub fn served(&self) -> Arc<Served> {
+        self.served.read().expect("registry lock").clone()
+    }
+
+    /// The kind at `/<prefix>/<group>/<version>/<plural>`.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<dyn Kind>> {
+        self.served
+            .read()
+            .expect("registry lock")
+            .lookup(group, version, plural)
+    }
+
+    /// The kind serving `rt` now.
+    pub fn of_type(&self, rt: &ResourceType) -> Option<Arc<dyn Kind>> {
+        self.lookup(rt.group, rt.version, rt.plural)
+    }
+
+    /// Serves `kinds` for the CustomResourceDefinition `definition` (none: stops serving
+    /// it), in place of what it served before. Answers whether anything changed.
+    pub fn define(&self, definition: &str, kinds: Vec<Arc<dyn Kind>>) -> bool {
+        let mut served = self.served.write().expect("registry lock");
+        let same = match served.custom.get(definition) {
+            Some(old) => {
+                old.len() == kinds.len()
+                    && old.iter().zip(&kinds).all(|(a, b)| {
+                        a.definition_hash().is_some() && a.definition_hash() == b.definition_hash()
+                    })
+            }
+            None => kinds.is_empty(),
+        };
+        if same {
+            return false;
+        }
+        let mut custom = served.custom.clone();
+        if kinds.is_empty() {
+            custom.remove(definition);
+        } else {
+            custom.insert(definition.to_string(), kinds);
+        }
+        let builtin = served.kinds[..served.builtin].to_vec();
+        *served = Arc::new(Served::of(builtin, custom));
+        true
+    }
+}
+
+impl Served {
+    fn of(builtin: Vec<Arc<dyn Kind>>, custom: BTreeMap<String, Vec<Arc<dyn Kind>>>) -> Served {
+        let count = builtin.len();
+        let mut kinds = builtin;
+        kinds.extend(custom.values().flatten().cloned());
+        let mut by_path = HashMap::with_capacity(kinds.len());
+        for (i, k) in kinds.iter().enumerate() {
+            let r = k.resource();
+            // A definition cannot take a built-in path (its names were accepted against
+            // them); the first kind at a path keeps it.
+            by_path.entry((r.group, r.version, r.plural)).or_insert(i);
+        }
+        Served {
+            kinds,
+            by_path,
+            builtin: count,
+            custom,
+            openapi: OnceLock::new(),
+        }
     }
 
     /// The kind at `/<prefix>/<group>/<version>/<plural>`.
@@ -269,11 +399,6 @@ impl Registry {
             .map(|&i| self.kinds[i].clone())
     }
 
-    /// The kind serving `rt` (one of this registry's).
-    pub fn of_type(&self, rt: &ResourceType) -> Option<Arc<dyn Kind>> {
-        self.lookup(rt.group, rt.version, rt.plural)
-    }
-
     /// Every kind, in discovery order.
     pub fn kinds(&self) -> impl Iterator<Item = &Arc<dyn Kind>> {
         self.kinds.iter()
@@ -282,6 +407,23 @@ impl Registry {
     /// The facts of every kind, in discovery order (what discovery and OpenAPI list).
     pub fn resources(&self) -> Vec<&ResourceType> {
         self.kinds.iter().map(|k| k.resource()).collect()
+    }
+
+    /// The names of the CustomResourceDefinitions served.
+    pub fn definitions(&self) -> impl Iterator<Item = &str> {
+        self.custom.keys().map(String::as_str)
+    }
+
+    /// The kinds a CustomResourceDefinition defines, as served now.
+    pub fn defined_by(&self, definition: &str) -> &[Arc<dyn Kind>] {
+        self.custom.get(definition).map_or(&[], Vec::as_slice)
+    }
+
+    /// This set's OpenAPI documents (rendered on first use: a few tens of milliseconds).
+    pub fn openapi(&self) -> Arc<crate::openapi_docs::OpenApiDocs> {
+        self.openapi
+            .get_or_init(|| Arc::new(crate::openapi_docs::OpenApiDocs::build(&self.kinds)))
+            .clone()
     }
 }
 
@@ -292,8 +434,9 @@ mod tests {
     #[test]
     fn plurals_are_unique_within_a_group_version() {
         let registry = Registry::builtin();
-        let types = registry.resources();
-        assert_eq!(registry.by_path.len(), types.len(), "a plural twice");
+        let served = registry.served();
+        let types = served.resources();
+        assert_eq!(served.by_path.len(), types.len(), "a plural twice");
         for rt in &types {
             let found = registry.lookup(rt.group, rt.version, rt.plural).unwrap();
             assert_eq!(found.resource().kind, rt.kind);
@@ -303,8 +446,8 @@ mod tests {
 
     #[test]
     fn groups_list_core_first() {
-        let registry = Registry::builtin();
-        let groups = skiff_api::resources::groups(&registry.resources());
+        let served = Registry::builtin().served();
+        let groups = skiff_api::resources::groups(&served.resources());
         assert_eq!(groups[0], ("", vec!["v1"]));
         assert!(groups.iter().any(|(g, _)| *g == "apps"));
     }
@@ -312,7 +455,7 @@ mod tests {
     #[test]
     fn every_served_kind_has_a_schema() {
         use skiff_api::schema::{message_name, schema};
-        for rt in Registry::builtin().resources() {
+        for rt in Registry::builtin().served().resources() {
             let name = message_name(&rt.api_version(), rt.kind);
             assert!(schema().message(&name).is_some(), "{name}");
         }
@@ -322,7 +465,7 @@ mod tests {
     fn every_column_has_a_cell() {
         let now = time::OffsetDateTime::UNIX_EPOCH;
         let empty = serde_json::json!({"metadata": {"name": "x"}});
-        for kind in Registry::builtin().kinds() {
+        for kind in Registry::builtin().served().kinds() {
             assert_eq!(
                 kind.columns().len(),
                 kind.cells(&empty, now).len(),

@@ -20,11 +20,7 @@ fn validate_container_name_and_image(
                 causes.push(Cause::invalid(format!("{at}.name"), &n.into(), &e));
             }
             if seen.iter().any(|s| s == n) {
-                causes.push(Cause {
-                    reason: "FieldValueDuplicate",
-                    message: format!("{at}.name: Duplicate value: {n:?}"),
-                    field: format!("{at}.name"),
-                });
+                causes.push(Cause::duplicate(format!("{at}.name"), &n.into()));
             }
             seen.push(n.to_string());
         }
