@@ -163,12 +163,12 @@ pub(crate) async fn start_server(extra: &[&str]) -> Result<ServerProcess> {
 
 /// One HTTP/2 connection (requests multiplex over it, as client-go's do).
 #[derive(Clone)]
-struct Client {
+pub(crate) struct Client {
     sender: SendRequest<Full<Bytes>>,
     token: Arc<str>,
 }
 
-async fn connect(server: &ServerProcess) -> Result<Client> {
+pub(crate) async fn connect(server: &ServerProcess) -> Result<Client> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(server.ca_pem.as_bytes()) {
         roots.add(cert?)?;
@@ -217,7 +217,7 @@ impl Client {
         Ok(self.sender.send_request(req).await?)
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: &str,
         path: &str,

@@ -8,6 +8,7 @@
 mod api;
 mod check;
 mod cluster;
+mod crd;
 mod network;
 mod node;
 mod registry;
@@ -55,6 +56,17 @@ enum Scenario {
         watchers: usize,
         #[arg(long, default_value_t = 100)]
         watch_events: usize,
+    },
+    /// Custom resources on the API server alone: creates of a custom object against
+    /// ConfigMaps of the same size (alternating rounds), definition create → Established,
+    /// memory per definition. Needs `cargo build --release -p skiff` first.
+    Crd {
+        #[arg(long, default_value_t = 8_000)]
+        objects: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 100)]
+        definitions: usize,
     },
     /// The control plane at scale: simulated nodes (a `skiff agent` process), direct
     /// bindings as the baseline, the scheduler on a backlog and on a stream of pods, and a
@@ -183,6 +195,11 @@ async fn main() -> Result<()> {
             .await?
         }
         Scenario::Registry { mib } => registry::run(mib).await?,
+        Scenario::Crd {
+            objects,
+            concurrency,
+            definitions,
+        } => crd::run(objects, concurrency, definitions).await?,
         Scenario::Node { pods, concurrency } => node::run(pods, concurrency).await?,
         Scenario::Network {
             services,
