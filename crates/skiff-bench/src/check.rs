@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::stats::{quiet_json_lines, results};
 use crate::store::Backend;
-use crate::{api, cluster, node, registry, store};
+use crate::{api, cluster, crd, node, registry, store};
 
 /// Where the recorded figures live, read at run time from this checkout.
 const RECORDED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/benchmarks.md");
@@ -122,6 +122,13 @@ const FIGURES: &[Figure] = &[
         target: "—",
     },
     Figure {
+        name: "custom object creates/s vs ConfigMaps of its size",
+        value: ("crd-creates", "custom_creates_per_s"),
+        baseline: ("crd-creates", "configmap_creates_per_s"),
+        better: Better::Higher,
+        target: "≥ 0.8×",
+    },
+    Figure {
         name: "pod startup p99 vs runc run p99 (ms)",
         value: ("node_pod_startup", "create_to_ready_p99_ms"),
         baseline: ("node_runc_floor", "runc_run_p99_ms"),
@@ -170,6 +177,8 @@ pub async fn run(with_node: bool) -> Result<()> {
         concurrency: 64,
     })
     .await?;
+    eprintln!("custom resources (2,000 objects, 20 definitions)");
+    crd::run(2_000, 64, 20).await?;
     eprintln!("registry (20 MiB)");
     registry::run(20).await?;
     if with_node {

@@ -567,6 +567,106 @@ const NOT_YET: &[&str] = &[
     "servicecidrs",
 ];
 
+/// Upstream 1.33's default `kubectl api-versions`.
+const UPSTREAM_VERSIONS: &str = "
+admissionregistration.k8s.io/v1 apiextensions.k8s.io/v1 apiregistration.k8s.io/v1 apps/v1
+authentication.k8s.io/v1 authorization.k8s.io/v1 autoscaling/v1 autoscaling/v2 batch/v1
+certificates.k8s.io/v1 coordination.k8s.io/v1 discovery.k8s.io/v1 events.k8s.io/v1
+flowcontrol.apiserver.k8s.io/v1 networking.k8s.io/v1 node.k8s.io/v1 policy/v1
+rbac.authorization.k8s.io/v1 scheduling.k8s.io/v1 storage.k8s.io/v1 v1
+";
+
+/// The group versions whose every resource is in `NOT_YET`.
+const NOT_YET_VERSIONS: &[&str] = &[
+    "authentication.k8s.io/v1",
+    "certificates.k8s.io/v1",
+    "flowcontrol.apiserver.k8s.io/v1",
+];
+
+#[test]
+fn autoscalers_are_served_in_v1_and_v2_alike() {
+    let server = TestServer::start();
+    let k = server.kubectl(33);
+    k.ok(&["create", "deployment", "web", "--image=busybox"]);
+    // Written through v2 with a metric v1 cannot hold; read through v1, written back.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}
+  - type: Resource
+    resource: {name: memory, target: {type: AverageValue, averageValue: 500Mi}}
+",
+    );
+    let v1: serde_json::Value = serde_json::from_str(&k.ok(&[
+        "get",
+        "--raw",
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web",
+    ]))
+    .unwrap();
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 60);
+    assert_eq!(
+        v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"],
+        r#"[{"resource":{"name":"memory","targetAverageValue":"500Mi"},"type":"Resource"}]"#
+    );
+    k.ok(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":6,"targetCPUUtilizationPercentage":70}}"#,
+    ]);
+    let v2 = k.json(&["get", "hpa", "web", "-o", "json"]);
+    assert_eq!(v2["spec"]["maxReplicas"], 6);
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        70
+    );
+    assert_eq!(v2["spec"]["metrics"][1]["resource"]["name"], "memory");
+    assert!(
+        v2["metadata"]["annotations"]
+            .get("autoscaling.alpha.kubernetes.io/metrics")
+            .is_none()
+    );
+    // Created through v1 (as `kubectl autoscale` of old did): v2's CPU default.
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        "
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata:
+  name: old
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  maxReplicas: 3
+",
+    );
+    let table = k.ok(&["get", "hpa", "old"]);
+    assert!(table.contains("cpu: <unknown>/80%"), "{table}");
+    let refused = k.fails(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "old",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"targetCPUUtilizationPercentage":0}}"#,
+    ]);
+    assert!(
+        refused.contains("spec.targetCPUUtilizationPercentage: Invalid value: 0: must be greater than or equal to 1"),
+        "{refused}"
+    );
+}
+
 #[test]
 fn api_resources_match_upstream_for_every_kind_served() {
     let server = TestServer::start();
@@ -601,11 +701,19 @@ fn api_resources_match_upstream_for_every_kind_served() {
         .map(|u| u.split(' ').next().unwrap())
         .collect();
     assert_eq!(missing, NOT_YET, "upstream resources not served");
+    let versions = k.ok(&["api-versions"]);
+    let ours: Vec<&str> = versions.lines().collect();
+    let expected: Vec<&str> = UPSTREAM_VERSIONS
+        .split_whitespace()
+        .filter(|v| !NOT_YET_VERSIONS.contains(v))
+        .collect();
+    assert_eq!(ours, expected, "kubectl api-versions");
     // Every group version served has its Local APIService, available.
     let apiservices = k.ok(&["get", "apiservices"]);
     for name in [
         "v1.",
         "v1.apps",
+        "v1.autoscaling",
         "v2.autoscaling",
         "v1.rbac.authorization.k8s.io",
     ] {

@@ -1,6 +1,9 @@
 //! `autoscaling/v2`: HorizontalPodAutoscalers, a scale target's replicas following its
 //! metrics. Stored, defaulted and validated as upstream's; no metrics pipeline or
 //! autoscaler acts on them yet (a later issue), and every write says so.
+//!
+//! `autoscaling/v1` serves the same objects (stored as v2, converted both ways by
+//! `skiff_api::conversion::hpa`): its rules are v2's, applied to the converted object.
 
 use serde_json::{Value, json};
 use skiff_api::object::{field, field_str, meta_str};
@@ -14,7 +17,63 @@ pub static RESOURCE: ResourceType = skiff_api::resource_type!("autoscaling", "v2
     "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
     namespaced: true, short: ["hpa"], categories: ["all"], sub: [Status]);
 
+/// The same objects as `autoscaling/v1` shows them.
+pub static RESOURCE_V1: ResourceType = skiff_api::resource_type!("autoscaling", "v1",
+    "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
+    namespaced: true, short: ["hpa"], categories: ["all"], sub: [Status]);
+
 pub struct HorizontalPodAutoscalers;
+
+pub struct HorizontalPodAutoscalersV1;
+
+impl Kind for HorizontalPodAutoscalersV1 {
+    fn resource(&self) -> &ResourceType {
+        &RESOURCE_V1
+    }
+
+    /// Upstream's v1 `SetDefaults_HorizontalPodAutoscaler`: one replica at least.
+    fn default(&self, obj: &mut Value) {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            entry_default(spec, "minReplicas", json!(1));
+        }
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        HorizontalPodAutoscalers.prepare_for_create(obj);
+    }
+
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        if let Some(u) = field(obj, &["spec", "targetCPUUtilizationPercentage"])
+            .and_then(Value::as_i64)
+            .filter(|u| *u < 1)
+        {
+            causes.push(Cause::invalid(
+                "spec.targetCPUUtilizationPercentage",
+                &u.into(),
+                "must be greater than or equal to 1",
+            ));
+        }
+        let v2 = skiff_api::conversion::hpa::to_v2(obj.clone());
+        let old = old.map(|o| skiff_api::conversion::hpa::to_v2(o.clone()));
+        causes.extend(HorizontalPodAutoscalers.validate(&v2, old.as_ref()));
+        causes
+    }
+
+    fn warnings(&self, obj: &Value) -> Vec<String> {
+        HorizontalPodAutoscalers.warnings(obj)
+    }
+}
+
+impl Printer for HorizontalPodAutoscalersV1 {
+    fn columns(&self) -> Vec<Column> {
+        HorizontalPodAutoscalers.columns()
+    }
+
+    fn cells(&self, obj: &Value, now: OffsetDateTime) -> Vec<Value> {
+        HorizontalPodAutoscalers.cells(&skiff_api::conversion::hpa::to_v2(obj.clone()), now)
+    }
+}
 
 impl Kind for HorizontalPodAutoscalers {
     fn resource(&self) -> &ResourceType {

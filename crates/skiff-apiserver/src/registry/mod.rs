@@ -297,7 +297,9 @@ impl Registry {
             Arc::new(apps::statefulset::StatefulSets),
             Arc::new(events::Events),
             Arc::new(authorization::SelfSubjectAccessReviews),
+            // v2 first: a group's first version is its preferred one.
             Arc::new(autoscaling::HorizontalPodAutoscalers),
+            Arc::new(autoscaling::HorizontalPodAutoscalersV1),
             Arc::new(batch::cronjob::CronJobs),
             Arc::new(batch::job::Jobs),
             Arc::new(networking::ingressclass::IngressClasses),

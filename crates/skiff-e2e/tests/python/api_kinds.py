@@ -72,6 +72,9 @@ hpa = hpas.create_namespaced_horizontal_pod_autoscaler(NS, client.V2HorizontalPo
         scale_target_ref=client.V2CrossVersionObjectReference(
             api_version="apps/v1", kind="Deployment", name="web"))))
 assert hpa.spec.min_replicas == 1 and hpa.spec.metrics[0].resource.name == "cpu", hpa.spec
+# The same object through autoscaling/v1.
+old = client.AutoscalingV1Api().read_namespaced_horizontal_pod_autoscaler("web", NS)
+assert old.spec.target_cpu_utilization_percentage == 80 and old.spec.max_replicas == 4, old.spec
 net.create_namespaced_network_policy(NS, client.V1NetworkPolicy(
     metadata=meta(name="web"),
     spec=client.V1NetworkPolicySpec(pod_selector=client.V1LabelSelector(match_labels=labels))))

@@ -1,7 +1,11 @@
 //! Conversion between a resource's API form and its storage form, for resources that share
 //! storage with another version: `events.k8s.io/v1` Events are stored as `core/v1` Events,
 //! as upstream does, so an event written through either API is read through both (kube-rs'
-//! recorder writes the new API; `kubectl describe` and `kubectl events` read the core one).
+//! recorder writes the new API; `kubectl describe` and `kubectl events` read the core one);
+//! `autoscaling/v1` HorizontalPodAutoscalers are stored as `autoscaling/v2` ones
+//! ([`hpa`]); custom resources are stored in their storage version.
+
+pub mod hpa;
 
 use serde_json::{Map, Value};
 
@@ -22,7 +26,13 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
 /// `events.k8s.io/v1` Events and custom resources served in a version other than their
 /// storage version).
 pub fn stored_as_served(rt: &ResourceType) -> bool {
-    !is_new_event(rt) && (rt.stored_version.is_empty() || rt.stored_version == rt.api_version())
+    !is_new_event(rt)
+        && !is_autoscaling_v1(rt)
+        && (rt.stored_version.is_empty() || rt.stored_version == rt.api_version())
+}
+
+fn is_autoscaling_v1(rt: &ResourceType) -> bool {
+    (rt.group, rt.version, rt.kind) == ("autoscaling", "v1", "HorizontalPodAutoscaler")
 }
 
 fn is_new_event(rt: &ResourceType) -> bool {
@@ -49,6 +59,8 @@ fn rename(obj: &mut Value, from_first: bool, api_version: &str) {
 pub fn from_storage(rt: &ResourceType, mut obj: Value) -> Value {
     if is_new_event(rt) {
         rename(&mut obj, true, "events.k8s.io/v1");
+    } else if is_autoscaling_v1(rt) {
+        obj = hpa::to_v1(obj);
     } else if !rt.stored_version.is_empty() {
         // A custom resource, possibly written through another version: the versions of one
         // resource hold the same fields (the `None` strategy), so only the apiVersion says
@@ -70,6 +82,8 @@ fn set_api_version(obj: &mut Value, api_version: &str) {
 pub fn to_storage(rt: &ResourceType, mut obj: Value) -> Value {
     if is_new_event(rt) {
         rename(&mut obj, false, "v1");
+    } else if is_autoscaling_v1(rt) {
+        obj = hpa::to_v2(obj);
     } else if !rt.stored_version.is_empty() {
         set_api_version(&mut obj, rt.stored_version);
     }
