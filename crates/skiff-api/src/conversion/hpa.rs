@@ -135,6 +135,19 @@ fn metric_to_v2(m: &Value, target_key: &str, prefix: &str) -> Value {
     json!({"type": ty, *key: out})
 }
 
+/// The status fields both versions have alike.
+fn common_status(status: &Value) -> Map<String, Value> {
+    [
+        "observedGeneration",
+        "lastScaleTime",
+        "currentReplicas",
+        "desiredReplicas",
+    ]
+    .into_iter()
+    .filter_map(|k| status.get(k).map(|v| (k.to_string(), v.clone())))
+    .collect()
+}
+
 fn annotations(obj: &mut Value) -> &mut Map<String, Value> {
     let meta = crate::object::metadata_mut(obj);
     let a = meta
@@ -210,17 +223,7 @@ pub fn to_v1(mut v2: Value) -> Value {
     if let Some(u) = cpu.map(|m| &m["resource"]["target"]["averageUtilization"]) {
         v1_spec["targetCPUUtilizationPercentage"] = u.clone();
     }
-    let mut v1_status = Map::new();
-    for key in [
-        "observedGeneration",
-        "lastScaleTime",
-        "currentReplicas",
-        "desiredReplicas",
-    ] {
-        if let Some(v) = status.get(key) {
-            v1_status.insert(key.into(), v.clone());
-        }
-    }
+    let mut v1_status = common_status(&status);
     if let Some(c) = current_cpu {
         v1_status.insert(
             "currentCPUUtilizationPercentage".into(),
@@ -266,17 +269,7 @@ pub fn to_v2(mut v1: Value) -> Value {
     let conditions = take_annotation(&mut v1, CONDITIONS);
     let other_currents = take_annotation(&mut v1, CURRENT_METRICS);
     if let Some(status) = status {
-        let mut v2_status = Map::new();
-        for key in [
-            "observedGeneration",
-            "lastScaleTime",
-            "currentReplicas",
-            "desiredReplicas",
-        ] {
-            if let Some(v) = status.get(key) {
-                v2_status.insert(key.into(), v.clone());
-            }
-        }
+        let mut v2_status = common_status(&status);
         let mut currents = Vec::new();
         if let Some(u) = status.get("currentCPUUtilizationPercentage") {
             currents.push(json!({"type": "Resource", "resource": {"name": "cpu",
