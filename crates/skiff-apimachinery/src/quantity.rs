@@ -42,6 +42,31 @@ pub fn units(q: &str) -> Option<i64> {
     parse(q).map(|v| v.ceil() as i64)
 }
 
+/// A quantity in milli-units written back as Kubernetes writes one: whole numbers bare,
+/// fractions in millis (`2500m`); with `binary`, whole numbers in the largest binary unit
+/// that divides them (`256Mi`, as memory is written).
+pub fn from_millis(m: i64, binary: bool) -> String {
+    if m % 1000 != 0 {
+        return format!("{m}m");
+    }
+    let units = m / 1000;
+    if binary {
+        for (suffix, size) in [
+            ("Ei", 1i64 << 60),
+            ("Pi", 1 << 50),
+            ("Ti", 1 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+        ] {
+            if units != 0 && units % size == 0 {
+                return format!("{}{suffix}", units / size);
+            }
+        }
+    }
+    units.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +82,10 @@ mod tests {
         assert_eq!(units("110"), Some(110));
         assert_eq!(units("12Q"), None);
         assert_eq!(units("abc"), None);
+        assert_eq!(from_millis(2500, false), "2500m");
+        assert_eq!(from_millis(2000, false), "2");
+        assert_eq!(from_millis(1200 * 1024 * 1024 * 1000, true), "1200Mi");
+        assert_eq!(from_millis(3 * 1000, true), "3");
+        assert_eq!(from_millis(0, true), "0");
     }
 }

@@ -21,6 +21,7 @@ mod openapi_docs;
 pub mod pki;
 mod proxy;
 mod query;
+mod quota;
 pub mod registry;
 mod request;
 mod routes;
@@ -223,6 +224,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tracing::warn!(error = %e, "serving the stored CustomResourceDefinitions (the controller will retry)");
     }
     tokio::spawn(crd_controller::run(state.clone()));
+    tokio::spawn(quota::run(state.clone()));
     let warm = state.clone();
     tokio::spawn(async move { warm.caches.start_all().await });
     let auth = Arc::new(routes::Auth {

@@ -23,6 +23,36 @@ pub struct ApiState {
     pub namespace_deletions: RecentNamespaceDeletions,
 }
 
+impl ApiState {
+    /// Every object of `rt` (in one namespace, or all), decoded: from its watch cache at
+    /// the freshness asked for, else from the datastore. What admission and in-server
+    /// controllers read, as upstream's read their listers.
+    pub async fn objects_of(
+        &self,
+        rt: &skiff_api::ResourceType,
+        ns: Option<&str>,
+        freshness: crate::watch_cache::Freshness,
+    ) -> Result<Vec<serde_json::Value>, skiff_api::ApiError> {
+        let everything = skiff_api::selectors::Selector::default();
+        match self
+            .caches
+            .list(rt, ns, freshness, &everything, &everything)
+            .await?
+        {
+            Some(page) => Ok(page
+                .items
+                .iter()
+                .filter_map(|c| serde_json::from_slice(&c.bytes).ok())
+                .collect()),
+            None => Ok(self
+                .objects
+                .list(rt, ns, 0, None, None, |_| true)
+                .await?
+                .items),
+        }
+    }
+}
+
 /// Namespaces whose deletion began through this server lately. Admission reads these from
 /// the datastore, not the watch cache, which may be a moment behind: content created right
 /// after a namespace's delete answered must be refused (upstream's lifecycle admission

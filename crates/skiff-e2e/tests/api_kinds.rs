@@ -3,7 +3,8 @@
 //! refused with upstream's message when invalid, and deleted.
 
 use serde_json::Value;
-use skiff_e2e::{KUBECTL_MINORS, TestServer};
+use skiff_e2e::{KUBECTL_MINORS, TestServer, eventually};
+use std::time::Duration;
 
 /// `kubectl api-resources` rows: (name, apiVersion, namespaced, kind).
 fn api_resources(k: &skiff_e2e::Kubectl) -> Vec<(String, String, String, String)> {
@@ -875,4 +876,139 @@ fn priority_classes_storage_classes_and_workload_kinds() {
     );
     k.ok(&["scale", "statefulset", "db", "--replicas=3"]);
     assert!(k.ok(&["get", "sts", "db"]).contains("0/3"));
+}
+
+#[test]
+fn limit_ranges_and_quotas_are_enforced_on_new_objects() {
+    let server = TestServer::start_api_only();
+    let k = server.kubectl(33);
+    k.ok(&["create", "namespace", "team"]);
+    k.ok_stdin(
+        &["apply", "-n", "team", "-f", "-"],
+        "
+apiVersion: v1
+kind: LimitRange
+metadata:
+  name: containers
+spec:
+  limits:
+  - type: Container
+    max: {cpu: '1', memory: 512Mi}
+    min: {cpu: 50m}
+    defaultRequest: {cpu: 100m, memory: 64Mi}
+",
+    );
+    // Defaulted as upstream's SetDefaults_LimitRangeItem: the default limit is the max.
+    let lr = k.json(&["get", "limits", "containers", "-n", "team", "-o", "json"]);
+    assert_eq!(
+        lr["spec"]["limits"][0]["default"],
+        serde_json::json!({"cpu": "1", "memory": "512Mi"})
+    );
+    let refused = k.fails_stdin(
+        &["apply", "-n", "team", "-f", "-"],
+        "
+apiVersion: v1
+kind: LimitRange
+metadata:
+  name: upside-down
+spec:
+  limits:
+  - type: Container
+    min: {cpu: '2'}
+    max: {cpu: '1'}
+",
+    );
+    assert!(
+        refused.contains(r#"spec.limits[0].min[cpu]: Invalid value: "2": min value 2 is greater than max value 1"#),
+        "{refused}"
+    );
+
+    // A pod without resources gets the range's defaults, and the annotation says so.
+    k.ok(&["run", "plain", "-n", "team", "--image=busybox"]);
+    let pod = k.json(&["get", "pod", "plain", "-n", "team", "-o", "json"]);
+    let resources = &pod["spec"]["containers"][0]["resources"];
+    assert_eq!(
+        resources["requests"],
+        serde_json::json!({"cpu": "100m", "memory": "64Mi"})
+    );
+    assert_eq!(
+        resources["limits"],
+        serde_json::json!({"cpu": "1", "memory": "512Mi"})
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container plain; cpu, memory limit for container plain"
+    );
+    assert_eq!(pod["status"]["qosClass"], "Burstable");
+    let big = r#"{"spec":{"containers":[{"name":"big","image":"busybox","resources":{"limits":{"cpu":"2"}}}]}}"#;
+    let refused = k.fails(&[
+        "run",
+        "big",
+        "-n",
+        "team",
+        "--image=busybox",
+        &format!("--overrides={big}"),
+    ]);
+    assert!(
+        refused.contains(
+            r#"pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2"#
+        ),
+        "{refused}"
+    );
+
+    // A quota: its status counts what exists, and new objects past it are refused.
+    k.ok(&[
+        "create",
+        "quota",
+        "compute",
+        "-n",
+        "team",
+        "--hard=requests.cpu=300m,pods=3,count/configmaps=2",
+    ]);
+    eventually(
+        "the quota's status is counted",
+        Duration::from_secs(5),
+        || {
+            let q = k.json(&["get", "quota", "compute", "-n", "team", "-o", "json"]);
+            q["status"]["used"]
+                == serde_json::json!({"requests.cpu": "100m", "pods": "1", "count/configmaps": "0"})
+        },
+    );
+    k.ok(&["run", "second", "-n", "team", "--image=busybox"]);
+    let used = k.json(&["get", "quota", "compute", "-n", "team", "-o", "json"]);
+    assert_eq!(
+        used["status"]["used"]["requests.cpu"], "200m",
+        "admission charged it"
+    );
+    let refused = k.fails(&[
+        "run",
+        "third",
+        "-n",
+        "team",
+        "--image=busybox",
+        r#"--overrides={"spec":{"containers":[{"name":"third","image":"busybox","resources":{"requests":{"cpu":"200m"}}}]}}"#,
+    ]);
+    assert!(
+        refused.contains(r#"pods "third" is forbidden: exceeded quota: compute, requested: requests.cpu=200m, used: requests.cpu=200m, limited: requests.cpu=300m"#),
+        "{refused}"
+    );
+    k.ok(&["create", "configmap", "one", "-n", "team"]);
+    k.ok(&["create", "configmap", "two", "-n", "team"]);
+    let refused = k.fails(&["create", "configmap", "three", "-n", "team"]);
+    assert!(
+        refused.contains(r#"configmaps "three" is forbidden: exceeded quota: compute, requested: count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2"#),
+        "{refused}"
+    );
+    // Deleting gives the usage back.
+    k.ok(&["delete", "configmap", "one", "-n", "team"]);
+    eventually("the quota is recalculated", Duration::from_secs(5), || {
+        let q = k.json(&["get", "quota", "compute", "-n", "team", "-o", "json"]);
+        q["status"]["used"]["count/configmaps"] == "1"
+    });
+    k.ok(&["create", "configmap", "three", "-n", "team"]);
+    let table = k.ok(&["get", "quota", "-n", "team"]);
+    assert!(
+        table.contains("count/configmaps: 2/2, pods: 2/3, requests.cpu: 200m/300m"),
+        "{table}"
+    );
 }

@@ -23,7 +23,7 @@ pub(super) const PATCH_RETRIES: usize = 8;
 
 /// Admits a prepared new object and validates it, as upstream's order has it (defaults came
 /// with `strategy::prepare_create`): the namespace must be open for it (NamespaceLifecycle),
-/// then the kind's own admission, then validation.
+/// then the kind's own admission, then validation, then its namespace's quotas.
 pub(super) async fn admit_create(
     state: &ApiState,
     kind: &dyn Kind,
@@ -33,7 +33,9 @@ pub(super) async fn admit_create(
     let name = meta_str(obj, "name").unwrap_or_default().to_string();
     check_namespace_open(state, kind.resource(), ns.as_deref(), &name).await?;
     kind.admit(state, obj).await?;
-    strategy::validate_create(kind, obj)
+    strategy::validate_create(kind, obj)?;
+    // Validating admission: ResourceQuota, last, as upstream orders it.
+    crate::quota::admit(state, kind.resource(), obj).await
 }
 
 /// Stores an admitted new object, with what the kind reserves for it (given back if the

@@ -1,6 +1,6 @@
 //! ResourceQuotas: limits on what a namespace's objects may request in all. Stored and
-//! validated as upstream's; usage and enforcement (the quota controller and admission) come
-//! later in issue 15, and every write says so.
+//! validated as upstream's; `crate::quota` counts usage into their status and refuses
+//! objects that would pass them.
 
 use serde_json::{Map, Value, json};
 use skiff_api::object::{field, meta_str};
@@ -8,7 +8,7 @@ use skiff_api::table::{AGE, Column, NAME, Printer, age_cell, text};
 use skiff_api::{Cause, ResourceType};
 use time::OffsetDateTime;
 
-use crate::registry::{Kind, stored_but};
+use crate::registry::Kind;
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("", "v1", "ResourceQuota",
     "resourcequotas", "resourcequota", namespaced: true, short: ["quota"], categories: [],
@@ -42,14 +42,6 @@ impl Kind for ResourceQuotas {
             }
         }
         causes
-    }
-
-    fn warnings(&self, obj: &Value) -> Vec<String> {
-        stored_but(
-            obj,
-            "ResourceQuota",
-            "skiff does not count or enforce quotas yet",
-        )
     }
 }
 

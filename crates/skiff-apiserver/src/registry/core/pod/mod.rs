@@ -16,7 +16,9 @@ use crate::state::ApiState;
 
 pub mod admission;
 pub mod defaults;
+mod limit_ranger;
 pub mod priority;
+pub mod resources;
 pub mod validation;
 
 pub static RESOURCE: ResourceType = skiff_api::resource_type!("", "v1", "Pod", "pods", "pod",
@@ -51,7 +53,8 @@ impl Kind for Pods {
                 state.tolerations.unreachable_seconds,
             );
             admission::admit_service_account(state, obj).await?;
-            priority::admit(state, obj).await
+            priority::admit(state, obj).await?;
+            limit_ranger::admit(state, obj).await
         })
     }
 

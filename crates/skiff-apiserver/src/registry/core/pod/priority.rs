@@ -7,7 +7,6 @@
 use serde_json::{Value, json};
 use skiff_api::ApiError;
 use skiff_api::object::{field, field_str, meta_str};
-use skiff_api::selectors::Selector;
 
 use crate::registry::scheduling;
 use crate::state::ApiState;
@@ -33,25 +32,9 @@ fn resolved(class: &Value) -> Resolved {
 /// The cluster's default class: the global default with the lowest value (upstream's pick
 /// when several claim it).
 async fn global_default(state: &ApiState) -> Result<Option<Value>, ApiError> {
-    let everything = Selector::default();
-    let page = state
-        .caches
-        .list(
-            &scheduling::RESOURCE,
-            None,
-            Freshness::Any,
-            &everything,
-            &everything,
-        )
+    let classes = state
+        .objects_of(&scheduling::RESOURCE, None, Freshness::Any)
         .await?;
-    let classes: Vec<Value> = match page {
-        Some(page) => page
-            .items
-            .iter()
-            .filter_map(|c| serde_json::from_slice(&c.bytes).ok())
-            .collect(),
-        None => Vec::new(),
-    };
     Ok(classes
         .into_iter()
         .filter(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
