@@ -1,6 +1,7 @@
 //! What exists in every cluster from the start: the built-in namespaces, a Local APIService
-//! per served group version, the system priority classes and the `kubernetes` Service in `default` (with its Endpoints) that
-//! tells pods where the API is. Idempotent:
+//! per served group version, API Priority and Fairness' mandatory and suggested
+//! configuration, the system priority classes and the `kubernetes` Service in `default`
+//! (with its Endpoints) that tells pods where the API is. Idempotent:
 //! runs at every start and creates only what is missing.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,6 +12,7 @@ use crate::allocators::ServiceAllocator;
 use crate::registry::apiregistration::{self, ApiServices};
 use crate::registry::core::{endpoints::EndpointsKind, namespace::Namespaces, service::Services};
 use crate::registry::discovery::EndpointSlices;
+use crate::registry::flowcontrol;
 use crate::registry::scheduling::{PriorityClasses, SYSTEM_CLASSES};
 use crate::registry::{Kind, Registry};
 use crate::storage::Objects;
@@ -70,6 +72,19 @@ pub async fn run(
             )
             .await?;
         }
+    }
+    // API Priority and Fairness' configuration: levels first, so no schema dangles.
+    for level in flowcontrol::bootstrap_priority_levels() {
+        create_if_missing(
+            objects,
+            &flowcontrol::PriorityLevelConfigurations,
+            None,
+            level,
+        )
+        .await?;
+    }
+    for schema in flowcontrol::bootstrap_flow_schemas() {
+        create_if_missing(objects, &flowcontrol::FlowSchemas, None, schema).await?;
     }
     for (name, value, description) in SYSTEM_CLASSES {
         create_if_missing(

@@ -562,8 +562,6 @@ const NOT_YET: &[&str] = &[
     "selfsubjectrulesreviews",
     "subjectaccessreviews",
     "certificatesigningrequests",
-    "flowschemas",
-    "prioritylevelconfigurations",
     "ipaddresses",
     "servicecidrs",
 ];
@@ -578,11 +576,7 @@ rbac.authorization.k8s.io/v1 scheduling.k8s.io/v1 storage.k8s.io/v1 v1
 ";
 
 /// The group versions whose every resource is in `NOT_YET`.
-const NOT_YET_VERSIONS: &[&str] = &[
-    "authentication.k8s.io/v1",
-    "certificates.k8s.io/v1",
-    "flowcontrol.apiserver.k8s.io/v1",
-];
+const NOT_YET_VERSIONS: &[&str] = &["authentication.k8s.io/v1", "certificates.k8s.io/v1"];
 
 #[test]
 fn autoscalers_are_served_in_v1_and_v2_alike() {
@@ -1010,5 +1004,77 @@ spec:
     assert!(
         table.contains("count/configmaps: 2/2, pods: 2/3, requests.cpu: 200m/300m"),
         "{table}"
+    );
+}
+
+#[test]
+fn priority_and_fairness_configuration_is_upstreams() {
+    let server = TestServer::start_api_only();
+    let k = server.kubectl(33);
+    let schemas = k.ok(&["get", "flowschemas"]);
+    let rows: Vec<Vec<&str>> = schemas
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "PRIORITYLEVEL",
+            "MATCHINGPRECEDENCE",
+            "DISTINGUISHERMETHOD",
+            "AGE",
+            "MISSINGPL"
+        ]
+    );
+    assert_eq!(rows.len(), 14, "{schemas}");
+    let exempt = rows.iter().find(|r| r[0] == "exempt").unwrap();
+    assert_eq!(
+        (exempt[1], exempt[2], exempt[3], exempt[5]),
+        ("exempt", "1", "<none>", "False")
+    );
+    let levels = k.ok(&["get", "prioritylevelconfigurations"]);
+    let global = levels
+        .lines()
+        .find(|l| l.starts_with("global-default"))
+        .unwrap();
+    assert_eq!(
+        global.split_whitespace().collect::<Vec<_>>()[..6],
+        ["global-default", "Limited", "20", "128", "6", "50"]
+    );
+    // A schema naming a level that does not exist is dangling; a bad level is refused.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata:
+  name: batch-jobs
+spec:
+  priorityLevelConfiguration: {name: batch}
+  rules:
+  - subjects: [{kind: Group, group: {name: batch-runners}}]
+    resourceRules: [{verbs: ['*'], apiGroups: ['*'], resources: ['*'], namespaces: ['*']}]
+",
+    );
+    let fs = k.json(&["get", "flowschema", "batch-jobs", "-o", "json"]);
+    assert_eq!(fs["spec"]["matchingPrecedence"], 1000);
+    assert_eq!(fs["status"]["conditions"][0]["reason"], "NotFound");
+    let refused = k.fails_stdin(
+        &["apply", "-f", "-"],
+        "
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata:
+  name: batch
+spec:
+  type: Limited
+  limited:
+    limitResponse: {type: Queue, queuing: {queues: 4, handSize: 9}}
+",
+    );
+    assert!(
+        refused.contains("spec.limited.limitResponse.queuing.handSize: Invalid value: 9: should not be greater than queues (4)"),
+        "{refused}"
     );
 }

@@ -34,6 +34,7 @@ pub mod coordination;
 pub mod core;
 pub mod discovery;
 pub mod events;
+pub mod flowcontrol;
 pub mod networking;
 pub mod node;
 pub mod policy;
@@ -319,6 +320,8 @@ impl Registry {
             Arc::new(coordination::Leases),
             Arc::new(node::RuntimeClasses),
             Arc::new(discovery::EndpointSlices),
+            Arc::new(flowcontrol::FlowSchemas),
+            Arc::new(flowcontrol::PriorityLevelConfigurations),
         ];
         Registry {
             served: RwLock::new(Arc::new(Served::of(kinds, BTreeMap::new()))),
