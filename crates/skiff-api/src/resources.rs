@@ -118,6 +118,8 @@ pub const CRUD_VERBS: &[&str] = &[
 ];
 /// The verbs of a review: created and answered, never stored.
 pub const CREATE_ONLY: &[&str] = &["create"];
+/// The verbs of a kind computed when read (ComponentStatus), never stored.
+pub const READ_ONLY: &[&str] = &["get", "list"];
 
 impl ResourceType {
     /// `group/version`, or just `version` for the core group (an object's `apiVersion`).
@@ -157,10 +159,10 @@ impl ResourceType {
         self.subresources.contains(&sub)
     }
 
-    /// Whether objects of this type are kept in the datastore (reviews are computed, not
-    /// stored).
+    /// Whether objects of this type are kept in the datastore (reviews and component
+    /// statuses are computed, not stored: they cannot be watched).
     pub fn is_stored(&self) -> bool {
-        self.verbs.contains(&"get")
+        self.verbs.contains(&"watch")
     }
 
     /// The name of the storage this type's objects live in.

@@ -9,6 +9,7 @@ pub mod cluster_registry;
 pub mod events;
 pub mod factory;
 pub mod informer;
+pub mod leader;
 pub mod objects;
 pub mod workqueue;
 

@@ -184,11 +184,20 @@ impl TestServer {
                 let mut informers = skiff_client::InformerFactory::new(client.clone());
                 let controllers =
                     skiff_controllers::Controllers::new(client.clone(), config, &mut informers);
-                let scheduler = skiff_scheduler::Scheduler::new(client, &mut informers);
+                let scheduler = skiff_scheduler::Scheduler::new(client.clone(), &mut informers);
+                let lease = |name: &str| {
+                    skiff_client::leader::LeaderLease::new(client.clone(), name, "test-server")
+                };
+                let (scheduler_lease, controllers_lease) =
+                    (lease("kube-scheduler"), lease("kube-controller-manager"));
                 tokio::spawn(async move {
                     let _informers = informers.start().await;
-                    tokio::spawn(scheduler.run());
-                    controllers.run().await;
+                    tokio::spawn(
+                        scheduler_lease.run_while_leader("the scheduler", scheduler.run()),
+                    );
+                    controllers_lease
+                        .run_while_leader("the controllers", controllers.run())
+                        .await;
                 });
             }
             (server, store, registry)

@@ -555,7 +555,6 @@ volumeattachments - storage.k8s.io/v1 false VolumeAttachment
 
 /// What issue 15 has yet to serve (its note says which part comes next).
 const NOT_YET: &[&str] = &[
-    "componentstatuses",
     "selfsubjectreviews",
     "tokenreviews",
     "localsubjectaccessreviews",
@@ -1075,6 +1074,40 @@ spec:
     );
     assert!(
         refused.contains("spec.limited.limitResponse.queuing.handSize: Invalid value: 9: should not be greater than queues (4)"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn component_statuses_tell_the_control_planes_health() {
+    let server = TestServer::start();
+    let k = server.kubectl(33);
+    // The scheduler and the controllers hold their leader leases; the datastore answers.
+    eventually("both leases are held", Duration::from_secs(5), || {
+        k.ok(&["get", "leases", "-n", "kube-system"])
+            .contains("kube-scheduler")
+    });
+    let out = k.run(&["get", "componentstatuses"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Warning: v1 ComponentStatus is deprecated in v1.19+"),
+        "{stderr}"
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "STATUS", "MESSAGE", "ERROR"]);
+    for name in ["scheduler", "controller-manager", "etcd-0"] {
+        assert!(rows.contains(&vec![name, "Healthy", "ok"]), "{stdout}");
+    }
+    let etcd = k.json(&["get", "cs", "etcd-0", "-o", "json"]);
+    assert_eq!(etcd["conditions"][0]["type"], "Healthy");
+    // Not stored: nothing can write or watch them.
+    let refused = k.fails(&["delete", "cs", "etcd-0"]);
+    assert!(
+        refused.contains("MethodNotAllowed") || refused.contains("not allow"),
         "{refused}"
     );
 }

@@ -130,8 +130,36 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
     )?;
     let headers = parts.headers;
     if !rr.rt().is_stored() {
-        // Reviews and bindings: the kind computes what a create does and answers.
+        // Reviews and bindings: the kind computes what a create does and answers;
+        // component statuses are computed when read.
         return match rr.verb {
+            Verb::Get | Verb::List if rr.subresource.is_none() => {
+                let Some(computing) = rr.kind.computed(&state) else {
+                    return Err(ApiError::method_not_supported(
+                        rr.rt(),
+                        parts.method.as_str(),
+                    ));
+                };
+                let conversions = if rr.verb == Verb::Get {
+                    negotiate::Conversions::Object
+                } else {
+                    negotiate::Conversions::List
+                };
+                let output = negotiate::output(&headers, conversions)?;
+                let objects = computing.await?;
+                let warnings = rr.kind.warnings(&serde_json::Value::Null);
+                let response = match &rr.name {
+                    Some(name) => {
+                        let found = objects
+                            .into_iter()
+                            .find(|o| skiff_api::object::meta_str(o, "name") == Some(name))
+                            .ok_or_else(|| ApiError::not_found(rr.rt(), name))?;
+                        read::render_one(rr.kind.as_ref(), &found, output, StatusCode::OK)
+                    }
+                    None => read::render_list(rr.kind.as_ref(), objects, output, "", None),
+                };
+                Ok(crate::field_validation::with_warnings(response, &warnings))
+            }
             Verb::Create => {
                 let output = negotiate::output(&headers, negotiate::Conversions::None)?;
                 let obj = negotiate::decode_body(&headers, &body)?;

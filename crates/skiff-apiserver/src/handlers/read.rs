@@ -154,22 +154,31 @@ pub(super) async fn list(call: Call<'_>) -> Result<Response, ApiError> {
     let cont = page
         .last_key
         .map(|k| continue_token::encode(page.revision, &k));
+    Ok(render_list(
+        rr.kind.as_ref(),
+        page.items,
+        output,
+        &rv,
+        cont.as_deref(),
+    ))
+}
+
+/// A list of decoded objects as `output` presents it (a Table, the kind's list, or
+/// metadata only), at revision `rv`.
+pub(super) fn render_list(
+    kind: &dyn Kind,
+    items: Vec<Value>,
+    output: Output,
+    rv: &str,
+    cont: Option<&str>,
+) -> Response {
     let body = match output {
-        Output::Table { .. } => table::table(
-            rr.kind.as_ref(),
-            &page.items,
-            &rv,
-            cont.as_deref(),
-            time::OffsetDateTime::now_utc(),
-        ),
-        _ => list_body(
-            rr.rt(),
-            output,
-            table::list_meta(&rv, cont.as_deref()),
-            page.items,
-        ),
+        Output::Table { .. } => {
+            table::table(kind, &items, rv, cont, time::OffsetDateTime::now_utc())
+        }
+        _ => list_body(kind.resource(), output, table::list_meta(rv, cont), items),
     };
-    Ok(respond(StatusCode::OK, &body, output))
+    respond(StatusCode::OK, &body, output)
 }
 
 /// A list from the watch cache: JSON spliced from each object's cached bytes (no decoding),

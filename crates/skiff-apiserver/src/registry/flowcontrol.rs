@@ -385,7 +385,6 @@ impl Printer for FlowSchemas {
             field(obj, &["spec", "matchingPrecedence"])
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
-                .to_string()
                 .into(),
             distinguisher.into(),
             age_cell(obj, now),
@@ -600,13 +599,7 @@ mod tests {
         let cells = PriorityLevelConfigurations.cells(&levels[2], OffsetDateTime::UNIX_EPOCH);
         assert_eq!(
             cells[1..6],
-            [
-                json!("Limited"),
-                json!("30"),
-                json!("64"),
-                json!("6"),
-                json!("50")
-            ]
+            [json!("Limited"), json!(30), json!(64), json!(6), json!(50)]
         );
         let exempt = PriorityLevelConfigurations.cells(&levels[0], OffsetDateTime::UNIX_EPOCH);
         assert_eq!(

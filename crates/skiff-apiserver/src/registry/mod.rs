@@ -154,6 +154,12 @@ pub trait Kind: Printer + Send + Sync + 'static {
         Box::pin(async move { Err(refused) })
     }
 
+    /// For a kind whose objects are computed when read (ComponentStatus): every object, as
+    /// of now. `None` for stored kinds.
+    fn computed<'a>(&'a self, _state: &'a ApiState) -> Option<Pending<'a, Vec<Value>>> {
+        None
+    }
+
     /// The OpenAPI v3 schema of its objects when it is not the built-in one the protobuf
     /// schema describes (a custom resource's, from its definition).
     fn openapi_schema(&self) -> Option<Value> {
@@ -270,6 +276,7 @@ impl Registry {
         // resources by name.
         let kinds: Vec<Arc<dyn Kind>> = vec![
             Arc::new(core::binding::Bindings),
+            Arc::new(core::componentstatus::ComponentStatuses),
             Arc::new(core::configmap::ConfigMaps),
             Arc::new(core::endpoints::EndpointsKind),
             Arc::new(core::event::CoreEvents),

@@ -175,7 +175,15 @@ impl ServerArgs {
         let controllers = (!self.disable_controller_manager)
             .then(|| skiff_controllers::Controllers::new(client.clone(), config, &mut informers));
         let scheduler = (!self.disable_scheduler)
-            .then(|| skiff_scheduler::Scheduler::new(client, &mut informers));
+            .then(|| skiff_scheduler::Scheduler::new(client.clone(), &mut informers));
+        // The scheduler and the controllers each work while they hold their lease, as
+        // upstream's do; this server's identity outlives restarts, so a restarted server
+        // takes its leases back at once.
+        let identity = server_identity(data_dir)?;
+        let lease =
+            |name: &str| skiff_client::leader::LeaderLease::new(client.clone(), name, &identity);
+        let (scheduler_lease, controllers_lease) =
+            (lease("kube-scheduler"), lease("kube-controller-manager"));
         if !self.disable_agent {
             let registry_host = if self.bind_address.is_unspecified() {
                 "127.0.0.1".to_string()
@@ -220,13 +228,15 @@ impl ServerArgs {
         let _control_plane = tokio::spawn(async move {
             let _informers = informers.start().await;
             if let Some(scheduler) = scheduler {
-                tokio::spawn(scheduler.run());
+                tokio::spawn(scheduler_lease.run_while_leader("the scheduler", scheduler.run()));
             }
-            match controllers {
-                Some(controllers) => controllers.run().await,
-                // The scheduler's informers live as long as this task.
-                None => std::future::pending().await,
+            if let Some(controllers) = controllers {
+                controllers_lease
+                    .run_while_leader("the controllers", controllers.run())
+                    .await
             }
+            // The scheduler's informers live as long as this task.
+            std::future::pending::<()>().await
         });
         eprintln!(
             "skiff server ready at {}; kubeconfig written to {}; image registry at http://{registry_addr}",
@@ -255,6 +265,23 @@ fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
         return Err(err());
     }
     Ok(from..=to)
+}
+
+/// This server's identity as a lease holder: its host name and an id kept in its data
+/// directory (made on first start).
+fn server_identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("server-id");
+    let id = match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+        _ => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random id: {e}"))?;
+            let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+            id
+        }
+    };
+    Ok(format!("{}_{id}", skiff_agent::kubelet::host::hostname()))
 }
 
 #[cfg(test)]
