@@ -6,6 +6,8 @@
 
 mod address_repair;
 mod allocators;
+pub mod authn;
+mod authz;
 pub use allocators::ServiceNetwork;
 mod bootstrap;
 mod continue_token;
@@ -98,7 +100,7 @@ pub struct RunningServer {
     pub kubeconfig: String,
     pub admin_token: String,
     pub ca_pem: String,
-    auth: Arc<routes::Auth>,
+    auth: Arc<authn::Auth>,
     accept_loop: tokio::task::JoinHandle<()>,
     event_expiry: tokio::task::JoinHandle<()>,
     address_repair: tokio::task::JoinHandle<()>,
@@ -201,6 +203,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         address_repair::REPAIR_EVERY,
     ));
     let caches = watch_cache::Caches::new(objects.clone(), registry.clone());
+    let auth = Arc::new(authn::Auth {
+        admin_token: creds.admin_token.clone(),
+        tokens,
+    });
     let state = Arc::new(state::ApiState {
         registry: registry.clone(),
         objects,
@@ -210,7 +216,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             not_ready_seconds: config.not_ready_toleration_seconds,
             unreachable_seconds: config.unreachable_toleration_seconds,
         },
-        tokens: tokens.clone(),
+        auth: auth.clone(),
         namespace_deletions: Default::default(),
         nodes: node_stream::NodeDialer::new(
             &creds.kubelet_client_cert_pem,
@@ -227,10 +233,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     tokio::spawn(quota::run(state.clone()));
     let warm = state.clone();
     tokio::spawn(async move { warm.caches.start_all().await });
-    let auth = Arc::new(routes::Auth {
-        admin_token: creds.admin_token.clone(),
-        tokens,
-    });
     let info = Arc::new(routes::ServerInfo {
         address: advertise.to_string(),
         registry,

@@ -13,6 +13,7 @@ use serde_json::json;
 use skiff_api::ApiError;
 use skiff_api::discovery::{self, AggregatedVersion};
 
+use crate::authn::Auth;
 use crate::handlers;
 use crate::negotiate::Output;
 use crate::negotiate::{error_response, respond};
@@ -21,21 +22,7 @@ use crate::state::ApiState;
 /// Paths anyone may read without credentials (upstream's `system:public-info-viewer`).
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 
-pub struct Auth {
-    pub admin_token: String,
-    pub tokens: Arc<crate::sa_token::TokenIssuer>,
-}
-
-impl Auth {
-    /// Whether a bearer token is the admin's or a ServiceAccount token this server signed.
-    pub fn accepts(&self, token: &str) -> bool {
-        // Constant-time comparison: the token is the only secret between a caller and admin.
-        constant_time_eq(token.as_bytes(), self.admin_token.as_bytes())
-            || self.tokens.verify(token).is_some()
-    }
-}
-
-async fn authenticate(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+async fn authenticate(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let public = PUBLIC_PATHS
         .iter()
@@ -49,15 +36,13 @@ async fn authenticate(State(auth): State<Arc<Auth>>, req: Request, next: Next) -
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    if token.is_some_and(|t| auth.accepts(t)) {
-        next.run(req).await
-    } else {
-        error_response(&ApiError::unauthorized())
+    match token.and_then(|t| auth.authenticate(t)) {
+        Some(user) => {
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
+        None => error_response(&ApiError::unauthorized()),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn ok() -> &'static str {
@@ -312,12 +297,5 @@ mod tests {
         );
         assert_eq!(aggregated_version(&accept("application/json")), None);
         assert_eq!(aggregated_version(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

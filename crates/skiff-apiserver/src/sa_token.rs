@@ -167,6 +167,12 @@ impl TokenIssuer {
 
     /// The account a token speaks for, if this server signed it and it is current.
     pub fn verify(&self, token: &str) -> Option<ServiceAccountIdentity> {
+        self.verify_token(token).map(|v| v.account)
+    }
+
+    /// All a current token this server signed says: its account, the pod it is bound to,
+    /// its audiences.
+    pub fn verify_token(&self, token: &str) -> Option<VerifiedToken> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.verifying, &self.validation)
             .ok()?
             .claims;
@@ -175,12 +181,27 @@ impl TokenIssuer {
             return None;
         }
         let k8s = claims.kubernetes;
-        Some(ServiceAccountIdentity {
-            namespace: k8s.namespace,
-            name: k8s.serviceaccount.name,
-            uid: k8s.serviceaccount.uid,
+        Some(VerifiedToken {
+            account: ServiceAccountIdentity {
+                namespace: k8s.namespace,
+                name: k8s.serviceaccount.name,
+                uid: k8s.serviceaccount.uid,
+            },
+            pod: k8s.pod.map(|p| BoundPod {
+                name: p.name,
+                uid: p.uid,
+            }),
+            audiences: claims.aud,
         })
     }
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub account: ServiceAccountIdentity,
+    pub pod: Option<BoundPod>,
+    pub audiences: Vec<String>,
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {

@@ -18,7 +18,8 @@ pub struct ApiState {
     pub caches: Caches,
     pub services: ServiceAllocator,
     pub tolerations: DefaultTolerations,
-    pub tokens: Arc<crate::sa_token::TokenIssuer>,
+    /// The credentials accepted, and the ServiceAccount token issuer.
+    pub auth: Arc<crate::authn::Auth>,
     pub nodes: crate::node_stream::NodeDialer,
     pub namespace_deletions: RecentNamespaceDeletions,
 }

@@ -554,16 +554,7 @@ volumeattachments - storage.k8s.io/v1 false VolumeAttachment
 ";
 
 /// What issue 15 has yet to serve (its note says which part comes next).
-const NOT_YET: &[&str] = &[
-    "selfsubjectreviews",
-    "tokenreviews",
-    "localsubjectaccessreviews",
-    "selfsubjectrulesreviews",
-    "subjectaccessreviews",
-    "certificatesigningrequests",
-    "ipaddresses",
-    "servicecidrs",
-];
+const NOT_YET: &[&str] = &["certificatesigningrequests", "ipaddresses", "servicecidrs"];
 
 /// Upstream 1.33's default `kubectl api-versions`.
 const UPSTREAM_VERSIONS: &str = "
@@ -575,7 +566,7 @@ rbac.authorization.k8s.io/v1 scheduling.k8s.io/v1 storage.k8s.io/v1 v1
 ";
 
 /// The group versions whose every resource is in `NOT_YET`.
-const NOT_YET_VERSIONS: &[&str] = &["authentication.k8s.io/v1", "certificates.k8s.io/v1"];
+const NOT_YET_VERSIONS: &[&str] = &["certificates.k8s.io/v1"];
 
 #[test]
 fn autoscalers_are_served_in_v1_and_v2_alike() {
@@ -1109,5 +1100,78 @@ fn component_statuses_tell_the_control_planes_health() {
     assert!(
         refused.contains("MethodNotAllowed") || refused.contains("not allow"),
         "{refused}"
+    );
+}
+
+#[test]
+fn reviews_answer_who_a_token_is_and_what_it_may_do() {
+    let server = TestServer::start_api_only();
+    let k = server.kubectl(33);
+    let me = k.ok(&["auth", "whoami"]);
+    assert!(
+        me.contains("system:admin") && me.contains("[system:masters system:authenticated]"),
+        "{me}"
+    );
+    k.ok(&["create", "serviceaccount", "robot"]);
+    let token = k.ok(&["create", "token", "robot"]).trim().to_string();
+    let robot = k.ok(&["--token", &token, "auth", "whoami"]);
+    assert!(
+        robot.contains("system:serviceaccount:default:robot"),
+        "{robot}"
+    );
+    assert!(
+        robot.contains(
+            "[system:serviceaccounts system:serviceaccounts:default system:authenticated]"
+        ),
+        "{robot}"
+    );
+
+    let ask = |body: String| -> Value {
+        let out = k.ok_stdin(&["create", "-f", "-", "-o", "json"], &body);
+        serde_json::from_str::<Value>(&out).unwrap()["status"].clone()
+    };
+    let token_review = |token: &str, audiences: &str| {
+        ask(format!(
+            r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"{audiences}}}}}"#
+        ))
+    };
+    let valid = token_review(&token, "");
+    assert_eq!(valid["authenticated"], true);
+    assert_eq!(
+        valid["user"]["username"],
+        "system:serviceaccount:default:robot"
+    );
+    let invalid = token_review("not-a-token", "");
+    assert_eq!(
+        (
+            invalid["authenticated"].as_bool(),
+            invalid["error"].as_str()
+        ),
+        (Some(false), Some("invalid bearer token"))
+    );
+    let elsewhere = token_review(&token, r#","audiences":["vault"]"#);
+    assert_eq!(elsewhere["authenticated"], false, "{elsewhere}");
+
+    let sar = ask(r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"system:serviceaccount:default:robot","groups":["system:serviceaccounts","system:authenticated"],"resourceAttributes":{"verb":"list","resource":"pods","namespace":"default"}}}"#.to_string());
+    assert_eq!(sar["allowed"], true, "{sar}");
+    let refused = k.fails_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"resourceAttributes":{"verb":"list","resource":"pods"}}}"#,
+    );
+    assert!(
+        refused.contains("at least one of user or group must be specified"),
+        "{refused}"
+    );
+    let refused = k.fails_stdin(
+        &["create", "-n", "default", "-f", "-"],
+        r#"{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","metadata":{"namespace":"default"},"spec":{"user":"jane","resourceAttributes":{"verb":"get","resource":"pods","namespace":"other"}}}"#,
+    );
+    assert!(refused.contains("spec.resourceAttributes.namespace: Invalid value: \"other\": must match metadata.namespace"), "{refused}");
+    let rules = k.ok(&["auth", "can-i", "--list"]);
+    assert!(
+        rules
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["*.*", "[]", "[]", "[*]"]),
+        "{rules}"
     );
 }

@@ -130,6 +130,12 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
     )?;
     let headers = parts.headers;
     if !rr.rt().is_stored() {
+        // Who asks: set by authentication (a request that reached here has a user).
+        let user = parts
+            .extensions
+            .get::<crate::authn::UserInfo>()
+            .cloned()
+            .ok_or_else(ApiError::unauthorized)?;
         // Reviews and bindings: the kind computes what a create does and answers;
         // component statuses are computed when read.
         return match rr.verb {
@@ -165,7 +171,7 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
                 let obj = negotiate::decode_body(&headers, &body)?;
                 let answer = rr
                     .kind
-                    .create_unstored(&state, rr.namespace.as_deref(), obj)
+                    .create_unstored(&state, &user, rr.namespace.as_deref(), obj)
                     .await?;
                 Ok(negotiate::respond(StatusCode::CREATED, &answer, output))
             }

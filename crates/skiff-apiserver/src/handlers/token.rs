@@ -65,6 +65,7 @@ pub(super) async fn create_token(
         None => None,
     };
     let (token, expires) = state
+        .auth
         .tokens
         .issue(&who, &audiences, seconds, bound.as_ref());
     let expiration = time::OffsetDateTime::from_unix_timestamp(expires as i64)

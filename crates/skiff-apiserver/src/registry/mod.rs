@@ -27,6 +27,7 @@ pub mod admissionregistration;
 pub mod apiextensions;
 pub mod apiregistration;
 pub mod apps;
+pub mod authentication;
 pub mod authorization;
 pub mod autoscaling;
 pub mod batch;
@@ -143,10 +144,11 @@ pub trait Kind: Printer + Send + Sync + 'static {
     }
 
     /// For a kind whose objects are not stored (reviews, bindings): what a create of one
-    /// does, answering the object sent back.
+    /// by `user` does, answering the object sent back.
     fn create_unstored<'a>(
         &'a self,
         _state: &'a ApiState,
+        _user: &'a crate::authn::UserInfo,
         _namespace: Option<&'a str>,
         _obj: Value,
     ) -> Pending<'a, Value> {
@@ -304,7 +306,12 @@ impl Registry {
             Arc::new(apps::replicaset::ReplicaSets),
             Arc::new(apps::statefulset::StatefulSets),
             Arc::new(events::Events),
-            Arc::new(authorization::SelfSubjectAccessReviews),
+            Arc::new(authentication::SelfSubjectReviews),
+            Arc::new(authentication::TokenReviews),
+            Arc::new(authorization::LOCAL_SUBJECT_ACCESS_REVIEWS),
+            Arc::new(authorization::SELF_SUBJECT_ACCESS_REVIEWS),
+            Arc::new(authorization::SelfSubjectRulesReviews),
+            Arc::new(authorization::SUBJECT_ACCESS_REVIEWS),
             // v2 first: a group's first version is its preferred one.
             Arc::new(autoscaling::HorizontalPodAutoscalers),
             Arc::new(autoscaling::HorizontalPodAutoscalersV1),

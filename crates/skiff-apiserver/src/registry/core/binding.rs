@@ -28,6 +28,7 @@ impl Kind for Bindings {
     fn create_unstored<'a>(
         &'a self,
         state: &'a ApiState,
+        _user: &'a crate::authn::UserInfo,
         namespace: Option<&'a str>,
         binding: Value,
     ) -> Pending<'a, Value> {
