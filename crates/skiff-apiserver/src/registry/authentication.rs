@@ -8,7 +8,7 @@ use skiff_api::table::Printer;
 use skiff_api::{ApiError, Cause, ResourceType};
 
 use crate::authn::UserInfo;
-use crate::registry::{Kind, Pending};
+use crate::registry::{Kind, Pending, answered};
 use crate::state::ApiState;
 
 pub static TOKEN_REVIEWS: ResourceType = ResourceType {
@@ -23,13 +23,6 @@ pub static SELF_SUBJECT_REVIEWS: ResourceType = ResourceType {
         "selfsubjectreviews", "selfsubjectreview", namespaced: false, short: [], categories: [],
         sub: [])
 };
-
-fn answer(mut review: Value, rt: &ResourceType, status: Value) -> Value {
-    review["apiVersion"] = rt.api_version().into();
-    review["kind"] = rt.kind.into();
-    review["status"] = status;
-    review
-}
 
 pub struct TokenReviews;
 
@@ -88,7 +81,7 @@ impl Kind for TokenReviews {
                     json!({"authenticated": false, "user": {}, "error": "invalid bearer token"})
                 }
             };
-            Ok(answer(review, &TOKEN_REVIEWS, status))
+            Ok(answered(review, &TOKEN_REVIEWS, status))
         })
     }
 }
@@ -110,7 +103,7 @@ impl Kind for SelfSubjectReviews {
         review: Value,
     ) -> Pending<'a, Value> {
         let status = json!({"userInfo": user.to_json()});
-        Box::pin(async move { Ok(answer(review, &SELF_SUBJECT_REVIEWS, status)) })
+        Box::pin(async move { Ok(answered(review, &SELF_SUBJECT_REVIEWS, status)) })
     }
 }
 

@@ -11,7 +11,7 @@ use skiff_api::{ApiError, Cause, ResourceType};
 
 use crate::authn::UserInfo;
 use crate::authz::{self, Attributes};
-use crate::registry::{Kind, Pending};
+use crate::registry::{Kind, Pending, answered};
 use crate::state::ApiState;
 
 macro_rules! review_type {
@@ -47,14 +47,6 @@ pub struct AccessReviews(Review);
 pub const SELF_SUBJECT_ACCESS_REVIEWS: AccessReviews = AccessReviews(Review::SelfSubject);
 pub const SUBJECT_ACCESS_REVIEWS: AccessReviews = AccessReviews(Review::Subject);
 pub const LOCAL_SUBJECT_ACCESS_REVIEWS: AccessReviews = AccessReviews(Review::LocalSubject);
-
-/// The review sent back: its own kind, with the status filled in.
-fn answer(mut review: Value, rt: &ResourceType, status: Value) -> Value {
-    review["apiVersion"] = rt.api_version().into();
-    review["kind"] = rt.kind.into();
-    review["status"] = status;
-    review
-}
 
 /// The user a SubjectAccessReview asks about.
 fn subject(spec: &Value) -> UserInfo {
@@ -155,7 +147,7 @@ impl Kind for AccessReviews {
                 _ => subject(&review["spec"]),
             };
             let decision = authz::authorize(&asker, &Attributes::from_review_spec(&review["spec"]));
-            Ok(answer(review, rt, decision.to_status()))
+            Ok(answered(review, rt, decision.to_status()))
         })
     }
 }
@@ -182,7 +174,7 @@ impl Kind for SelfSubjectRulesReviews {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            Ok(answer(review, &SELF_RULES, authz::rules_for(user, &ns)))
+            Ok(answered(review, &SELF_RULES, authz::rules_for(user, &ns)))
         })
     }
 }

@@ -231,6 +231,14 @@ pub(crate) fn stored_but(obj: &Value, kind: &str, what: &str) -> Vec<String> {
     vec![format!("{kind} {name:?} is stored, but {what}")]
 }
 
+/// A review sent back as its kind's answer, with its status filled in.
+pub(crate) fn answered(mut review: Value, rt: &ResourceType, status: Value) -> Value {
+    review["apiVersion"] = rt.api_version().into();
+    review["kind"] = rt.kind.into();
+    review["status"] = status;
+    review
+}
+
 /// `obj.<section>.<key> = value` unless already set; creates the section (defaulting).
 pub(crate) fn set_default(obj: &mut Value, section: &str, key: &str, value: Value) {
     let Some(map) = obj.as_object_mut() else {
