@@ -13,11 +13,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use skiff_api::ApiError;
 use skiff_store::{KeyValue, RangeRequest, Store, StoreError};
 
-use crate::allocators::{IP_PREFIX, PORT_PREFIX, ServiceAllocator, owner_of};
+use crate::allocators::{
+    IP_PREFIX, OLD_IP_PREFIX, PORT_PREFIX, ServiceAllocator, owner_of, record, record_owner,
+};
 use crate::storage::Objects;
 
 /// Passes a key must be a leak in before it is released (upstream's
@@ -95,7 +96,7 @@ impl AddressRepair {
             // Only the key as it was seen: one taken again meanwhile stays.
             match self.store().delete(&kv.key, Some(kv.mod_revision)).await {
                 Ok(_) => {
-                    tracing::warn!(key = %kv.key, owner = %String::from_utf8_lossy(&kv.value), "released a leaked service address");
+                    tracing::warn!(key = %kv.key, owner = %record_owner(&kv.value), "released a leaked service address");
                     self.suspects.remove(&kv.key);
                     repaired.released.push(kv.key.clone());
                 }
@@ -105,7 +106,7 @@ impl AddressRepair {
         }
 
         for (key, owner) in held.iter().filter(|(k, _)| !keys.contains_key(*k)) {
-            match self.store().create(key, Bytes::from(owner.clone())).await {
+            match self.store().create(key, record(key, owner)).await {
                 Ok(_) => {
                     tracing::warn!(%key, %owner, "a service held an address without its key; restored it");
                     repaired.restored.push(key.clone());
@@ -124,6 +125,29 @@ fn store_failure(e: StoreError) -> ApiError {
     ApiError::internal(format!("repairing service addresses: {e}"))
 }
 
+/// Moves cluster IPs taken before they were IPAddress objects (`/ranges/serviceips/<ip>`)
+/// to their IPAddress, at start, before any address is handed out.
+pub async fn migrate_old_ip_keys(store: &Arc<dyn Store>) -> Result<usize, ApiError> {
+    let old = store
+        .range(RangeRequest::prefix(OLD_IP_PREFIX))
+        .await
+        .map_err(store_failure)?;
+    for kv in &old.kvs {
+        let ip = kv.key.trim_start_matches(OLD_IP_PREFIX);
+        let key = format!("{IP_PREFIX}{ip}");
+        let owner = String::from_utf8_lossy(&kv.value).into_owned();
+        match store.create(&key, record(&key, &owner)).await {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(store_failure(e)),
+        }
+        match store.delete(&kv.key, Some(kv.mod_revision)).await {
+            Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(store_failure(e)),
+        }
+    }
+    Ok(old.kvs.len())
+}
+
 /// Runs a pass every `every`, for as long as the server runs.
 pub async fn run(objects: Objects, every: Duration) {
     let mut repair = AddressRepair::new(objects);
@@ -138,6 +162,7 @@ pub async fn run(objects: Objects, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use serde_json::json;
 
     async fn objects() -> (tempfile::TempDir, Objects) {
@@ -214,5 +239,48 @@ mod tests {
         let pass = repair.pass().await.unwrap();
         assert!(pass.released.is_empty(), "{pass:?}");
         assert!(store.get(&key).await.unwrap().kv.is_some());
+    }
+
+    #[tokio::test]
+    async fn addresses_of_the_old_layout_become_ip_address_objects() {
+        let (_dir, objects) = objects().await;
+        assert_eq!(
+            IP_PREFIX,
+            crate::registry::networking::ipaddress::RESOURCE.storage_prefix()
+        );
+        let store = objects.store().clone();
+        store
+            .create(
+                "/ranges/serviceips/10.43.0.7",
+                Bytes::from("services/shop/web"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(migrate_old_ip_keys(&store).await.unwrap(), 1);
+        assert!(
+            store
+                .get("/ranges/serviceips/10.43.0.7")
+                .await
+                .unwrap()
+                .kv
+                .is_none()
+        );
+        let rt = &crate::registry::networking::ipaddress::RESOURCE;
+        let ip = objects.get(rt, None, "10.43.0.7").await.unwrap().object;
+        assert_eq!(ip["spec"]["parentRef"]["namespace"], "shop");
+        assert_eq!(ip["spec"]["parentRef"]["name"], "web");
+        assert_eq!(
+            ip["metadata"]["labels"]["ipaddress.kubernetes.io/managed-by"],
+            "ipallocator.k8s.io"
+        );
+        let value = store
+            .get("/ipaddresses.networking.k8s.io/10.43.0.7")
+            .await
+            .unwrap()
+            .kv
+            .unwrap()
+            .value;
+        assert_eq!(record_owner(&value), "services/shop/web");
+        assert_eq!(migrate_old_ip_keys(&store).await.unwrap(), 0);
     }
 }

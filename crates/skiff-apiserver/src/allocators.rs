@@ -1,8 +1,9 @@
 //! Service cluster IPs and node ports, allocated as datastore keys: taking an address is
-//! creating `/ranges/serviceips/<ip>` (or `/ranges/servicenodeports/<port>`), which fails if
-//! another service — or another API server sharing the datastore — holds it. No in-memory
-//! bitmap can disagree with the store, and a crash between allocating and creating the
-//! service leaks at most one address (which the key's value names).
+//! creating its IPAddress object (`networking.k8s.io/v1`, naming the Service as its
+//! `parentRef`, as upstream 1.33's allocator does) or `/ranges/servicenodeports/<port>`,
+//! which fails if another service — or another API server sharing the datastore — holds it.
+//! No in-memory bitmap can disagree with the store, and a crash between allocating and
+//! creating the service leaks at most one address (which the key's value names).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -12,8 +13,52 @@ use serde_json::{Value, json};
 use skiff_api::{ApiError, Cause, ResourceType};
 use skiff_store::{Store, StoreError};
 
-pub(crate) const IP_PREFIX: &str = "/ranges/serviceips/";
+/// The IPAddress objects' storage (`registry::networking::ipaddress`).
+pub(crate) const IP_PREFIX: &str = "/ipaddresses.networking.k8s.io/";
 pub(crate) const PORT_PREFIX: &str = "/ranges/servicenodeports/";
+/// Where cluster IPs were taken before they were IPAddress objects (migrated at start).
+pub(crate) const OLD_IP_PREFIX: &str = "/ranges/serviceips/";
+
+/// What an address key holds for `owner` (`services/<namespace>/<name>`): for a cluster
+/// IP its IPAddress object, for a node port the owner itself.
+pub(crate) fn record(key: &str, owner: &str) -> Bytes {
+    let Some(ip) = key.strip_prefix(IP_PREFIX) else {
+        return Bytes::from(owner.to_string());
+    };
+    let mut parts = owner.splitn(3, '/');
+    let (resource, namespace, name) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
+    let object = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IPAddress",
+        "metadata": {"name": ip, "uid": crate::strategy::new_uid(),
+            "creationTimestamp": skiff_api::object::now_rfc3339(),
+            "labels": {"ipaddress.kubernetes.io/ip-family": family,
+                       "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io"}},
+        "spec": {"parentRef": {"group": "", "resource": resource, "namespace": namespace, "name": name}},
+    });
+    Bytes::from(object.to_string())
+}
+
+/// Who an address key's value says holds it (`services/<namespace>/<name>`).
+pub(crate) fn record_owner(value: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(value) {
+        Ok(obj) if obj.is_object() => {
+            let p = &obj["spec"]["parentRef"];
+            let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            format!(
+                "{}/{}/{}",
+                text("resource"),
+                text("namespace"),
+                text("name")
+            )
+        }
+        _ => String::from_utf8_lossy(value).into_owned(),
+    }
+}
 
 /// Where Services' addresses come from (`--service-cidr`, `--service-node-port-range`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,11 +156,8 @@ impl ServiceAllocator {
 
     /// Takes one key; false when someone holds it.
     async fn take(&self, key: String, owner: &str) -> Result<bool, ApiError> {
-        match self
-            .store
-            .create(&key, Bytes::from(owner.to_string()))
-            .await
-        {
+        let value = record(&key, owner);
+        match self.store.create(&key, value).await {
             Ok(_) => Ok(true),
             Err(StoreError::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(store_failure(e)),
@@ -411,8 +453,6 @@ impl ServiceAllocator {
             return Ok(true);
         }
         let held = self.store.get(&key).await.map_err(store_failure)?;
-        Ok(held
-            .kv
-            .is_some_and(|kv| kv.value.as_ref() == owner.as_bytes()))
+        Ok(held.kv.is_some_and(|kv| record_owner(&kv.value) == owner))
     }
 }

@@ -13,6 +13,7 @@ use crate::registry::apiregistration::{self, ApiServices};
 use crate::registry::core::{endpoints::EndpointsKind, namespace::Namespaces, service::Services};
 use crate::registry::discovery::EndpointSlices;
 use crate::registry::flowcontrol;
+use crate::registry::networking::servicecidr::{self, ServiceCidrs};
 use crate::registry::scheduling::{PriorityClasses, SYSTEM_CLASSES};
 use crate::registry::{Kind, Registry};
 use crate::storage::Objects;
@@ -52,6 +53,14 @@ pub async fn run(
         .reserve_ip(ip, "services/default/kubernetes")
         .await?;
     let kubernetes_ip = ip.to_string();
+    let (net, bits) = services.network().cidr;
+    create_if_missing(
+        objects,
+        &ServiceCidrs,
+        None,
+        servicecidr::default_cidr(&format!("{net}/{bits}")),
+    )
+    .await?;
     for ns in BUILT_IN_NAMESPACES {
         create_if_missing(
             objects,

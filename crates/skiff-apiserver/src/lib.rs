@@ -173,6 +173,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let services =
         allocators::ServiceAllocator::new(config.store.clone(), config.service_network.clone());
     let registry = Arc::new(registry::Registry::builtin());
+    let migrated = address_repair::migrate_old_ip_keys(objects.store())
+        .await
+        .map_err(ServerError::Bootstrap)?;
+    if migrated > 0 {
+        tracing::info!(
+            addresses = migrated,
+            "cluster IPs are IPAddress objects now"
+        );
+    }
     bootstrap::run(
         &objects,
         &services,

@@ -554,7 +554,7 @@ volumeattachments - storage.k8s.io/v1 false VolumeAttachment
 ";
 
 /// What issue 15 has yet to serve (its note says which part comes next).
-const NOT_YET: &[&str] = &["certificatesigningrequests", "ipaddresses", "servicecidrs"];
+const NOT_YET: &[&str] = &["certificatesigningrequests"];
 
 /// Upstream 1.33's default `kubectl api-versions`.
 const UPSTREAM_VERSIONS: &str = "
@@ -1174,4 +1174,70 @@ fn reviews_answer_who_a_token_is_and_what_it_may_do() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["*.*", "[]", "[]", "[*]"]),
         "{rules}"
     );
+}
+
+#[test]
+fn cluster_ips_are_ip_address_objects_from_the_service_cidr() {
+    let server = TestServer::start_api_only();
+    let k = server.kubectl(33);
+    let cidrs = k.ok(&["get", "servicecidrs"]);
+    let row: Vec<&str> = cidrs.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..2], ["kubernetes", "10.43.0.0/16"], "{cidrs}");
+    let ips = k.ok(&["get", "ipaddresses"]);
+    assert!(
+        ips.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["10.43.0.1", "services/default/kubernetes"]),
+        "{ips}"
+    );
+    // A Service's cluster IP is an IPAddress naming it, for as long as the Service lives.
+    k.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let ip = k.json(&["get", "service", "web", "-o", "json"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let address = k.json(&["get", "ipaddress", &ip, "-o", "json"]);
+    assert_eq!(address["spec"]["parentRef"]["name"], "web");
+    assert_eq!(
+        address["metadata"]["labels"]["ipaddress.kubernetes.io/managed-by"],
+        "ipallocator.k8s.io"
+    );
+    k.ok(&["delete", "service", "web"]);
+    assert!(k.fails(&["get", "ipaddress", &ip]).contains("NotFound"));
+    // An address taken by hand is not handed to a Service.
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        "
+apiVersion: networking.k8s.io/v1
+kind: IPAddress
+metadata:
+  name: 10.43.0.200
+spec:
+  parentRef: {group: '', resource: services, namespace: default, name: elsewhere}
+",
+    );
+    let refused = k.fails_stdin(
+        &["create", "-f", "-"],
+        "
+apiVersion: v1
+kind: Service
+metadata:
+  name: wants-it
+spec:
+  clusterIP: 10.43.0.200
+  ports: [{port: 80}]
+",
+    );
+    assert!(refused.contains("10.43.0.200"), "{refused}");
+    let refused = k.fails_stdin(
+        &["create", "-f", "-"],
+        "
+apiVersion: networking.k8s.io/v1
+kind: IPAddress
+metadata:
+  name: 10.43.0.0200
+spec:
+  parentRef: {resource: services, name: x}
+",
+    );
+    assert!(refused.contains("metadata.name"), "{refused}");
 }

@@ -4,4 +4,6 @@
 
 pub mod ingress;
 pub mod ingressclass;
+pub mod ipaddress;
 pub mod networkpolicy;
+pub mod servicecidr;
