@@ -15,6 +15,7 @@ packages=(
   iproute2           # …and wires pod networks with ip
   nftables           # …and programs Services into the kernel with nft
   unzip              # the tests' Helm and kubectl 1.35 come in a zip (install-test-clients.sh)
+  openssl            # the certificate tests verify what the cluster CA signed with it
 )
 
 missing=()

@@ -17,7 +17,7 @@ fn subresource_kind(
         Subresource::Status => (rt.group, rt.version, rt.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
-        Subresource::Finalize => (rt.group, rt.version, rt.kind),
+        Subresource::Finalize | Subresource::Approval => (rt.group, rt.version, rt.kind),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         Subresource::Log => ("", "v1", "Pod"),
         Subresource::Exec => ("", "v1", "PodExecOptions"),

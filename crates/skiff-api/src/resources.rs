@@ -34,6 +34,9 @@ pub enum Subresource {
     /// `{pods,services,nodes}/proxy`: HTTP relayed to the pod, a Service's endpoint, or the
     /// node agent; the path after `proxy/` goes with it.
     Proxy,
+    /// `certificatesigningrequests/approval`: writes change only `.status.conditions`
+    /// (`kubectl certificate approve|deny`).
+    Approval,
 }
 
 impl Subresource {
@@ -50,6 +53,7 @@ impl Subresource {
             Subresource::PortForward => "portforward",
             Subresource::EphemeralContainers => "ephemeralcontainers",
             Subresource::Proxy => "proxy",
+            Subresource::Approval => "approval",
         }
     }
 
@@ -74,6 +78,7 @@ impl Subresource {
             Subresource::PortForward,
             Subresource::EphemeralContainers,
             Subresource::Proxy,
+            Subresource::Approval,
         ]
         .into_iter()
         .find(|s| s.name() == name)

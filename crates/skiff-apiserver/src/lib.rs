@@ -12,6 +12,7 @@ pub use allocators::ServiceNetwork;
 mod bootstrap;
 mod continue_token;
 mod crd_controller;
+mod csr_signer;
 mod event_ttl;
 mod field_validation;
 pub(crate) mod handlers;
@@ -240,6 +241,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
     tokio::spawn(crd_controller::run(state.clone()));
     tokio::spawn(quota::run(state.clone()));
+    let ca = {
+        let data_dir = config.data_dir.clone();
+        tokio::task::spawn_blocking(move || pki::ca_issuer(&data_dir))
+            .await
+            .map_err(|e| ServerError::Tls(format!("credential task failed: {e}")))??
+    };
+    tokio::spawn(csr_signer::run(state.clone(), Arc::new(ca)));
     let warm = state.clone();
     tokio::spawn(async move { warm.caches.start_all().await });
     let info = Arc::new(routes::ServerInfo {

@@ -150,6 +150,12 @@ pub fn serving_names(bind: IpAddr, extra: &[String]) -> Vec<String> {
 }
 
 /// Loads (or creates) the CA and token, and issues a fresh serving certificate for `names`.
+/// The cluster CA as an issuer (what signs approved certificate requests), made by
+/// [`load_or_create`] before.
+pub fn ca_issuer(data_dir: &Path) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    load_or_create_ca(&data_dir.join("tls")).map(|(_, issuer)| issuer)
+}
+
 pub fn load_or_create(data_dir: &Path, names: &[String]) -> Result<Credentials, PkiError> {
     let dir = data_dir.join("tls");
     let (ca_pem, ca) = load_or_create_ca(&dir)?;

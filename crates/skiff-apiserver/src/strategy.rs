@@ -236,14 +236,22 @@ pub fn prepare_update(
         }
         return Ok(());
     }
-    if subresource == Some(Subresource::Finalize) {
-        // Finalize writes change only a namespace's spec.finalizers.
-        let finalizers = field(new, &["spec", "finalizers"]).cloned();
+    // Finalize writes change only a namespace's spec.finalizers; approval writes only a
+    // certificate request's status.conditions.
+    let only = match subresource {
+        Some(Subresource::Finalize) => Some(["spec", "finalizers"]),
+        Some(Subresource::Approval) => Some(["status", "conditions"]),
+        _ => None,
+    };
+    if let Some([section, key]) = only {
+        let kept = field(new, &[section, key]).cloned();
         *new = old.clone();
-        match finalizers {
-            Some(f) => new["spec"]["finalizers"] = f,
+        match kept {
+            Some(v) => set_field(new, &[section, key], v),
             None => {
-                new["spec"].as_object_mut().map(|m| m.remove("finalizers"));
+                if let Some(m) = new.get_mut(section).and_then(Value::as_object_mut) {
+                    m.remove(key);
+                }
             }
         }
         return Ok(());

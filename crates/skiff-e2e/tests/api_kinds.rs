@@ -554,7 +554,7 @@ volumeattachments - storage.k8s.io/v1 false VolumeAttachment
 ";
 
 /// What issue 15 has yet to serve (its note says which part comes next).
-const NOT_YET: &[&str] = &["certificatesigningrequests"];
+const NOT_YET: &[&str] = &[];
 
 /// Upstream 1.33's default `kubectl api-versions`.
 const UPSTREAM_VERSIONS: &str = "
@@ -566,7 +566,7 @@ rbac.authorization.k8s.io/v1 scheduling.k8s.io/v1 storage.k8s.io/v1 v1
 ";
 
 /// The group versions whose every resource is in `NOT_YET`.
-const NOT_YET_VERSIONS: &[&str] = &["certificates.k8s.io/v1"];
+const NOT_YET_VERSIONS: &[&str] = &[];
 
 #[test]
 fn autoscalers_are_served_in_v1_and_v2_alike() {
@@ -1240,4 +1240,117 @@ spec:
 ",
     );
     assert!(refused.contains("metadata.name"), "{refused}");
+}
+
+/// A PEM certificate request for `cn` in `org`, base64-encoded as the API carries it.
+fn certificate_request(cn: &str, org: &str) -> String {
+    use base64::Engine;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, org);
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    base64::engine::general_purpose::STANDARD.encode(pem)
+}
+
+#[test]
+fn certificate_requests_are_approved_and_signed_by_the_cluster_ca() {
+    let server = TestServer::start_api_only();
+    let k = server.kubectl(33);
+    let csr = |name: &str, request: &str, signer: &str, usages: &str| {
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\nspec:\n  request: {request}\n  signerName: {signer}\n  expirationSeconds: 86400\n  usages: [{usages}]\n"
+        )
+    };
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &csr(
+            "jane",
+            &certificate_request("jane", "devs"),
+            "kubernetes.io/kube-apiserver-client",
+            "client auth",
+        ),
+    );
+    let pending = k.ok(&["get", "csr", "jane"]);
+    let row: Vec<&str> = pending.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[2..],
+        [
+            "kubernetes.io/kube-apiserver-client",
+            "system:admin",
+            "24h",
+            "Pending"
+        ],
+        "{pending}"
+    );
+    k.ok(&["certificate", "approve", "jane"]);
+    eventually("the certificate is issued", Duration::from_secs(5), || {
+        k.ok(&["get", "csr", "jane"]).contains("Approved,Issued")
+    });
+    let issued = k.json(&["get", "csr", "jane", "-o", "json"]);
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(issued["status"]["certificate"].as_str().unwrap())
+        .unwrap();
+    let pem = String::from_utf8(pem).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    // Signed by the cluster CA: the kubeconfig's CA verifies it.
+    let ca = std::fs::read_to_string(server.ca_file()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_path, cert_path) = (dir.path().join("ca.crt"), dir.path().join("jane.crt"));
+    std::fs::write(&ca_path, ca).unwrap();
+    std::fs::write(&cert_path, &pem).unwrap();
+    let verify = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&ca_path)
+        .arg(&cert_path)
+        .output()
+        .expect("openssl (scripts/install-deps.sh installs it)");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let refused = k.fails(&["certificate", "deny", "jane"]);
+    assert!(refused.contains("already Approved"), "{refused}");
+
+    // A serving certificate for a node must name the node; its signer refuses others.
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &csr(
+            "not-a-node",
+            &certificate_request("web", "devs"),
+            "kubernetes.io/kubelet-serving",
+            "digital signature, server auth",
+        ),
+    );
+    k.ok(&["certificate", "approve", "not-a-node"]);
+    eventually("the signer refuses it", Duration::from_secs(5), || {
+        k.ok(&["get", "csr", "not-a-node"])
+            .contains("Approved,Failed")
+    });
+    // Denied requests are never signed; bad requests are refused.
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &csr(
+            "later",
+            &certificate_request("later", "devs"),
+            "kubernetes.io/kube-apiserver-client",
+            "client auth",
+        ),
+    );
+    k.ok(&["certificate", "deny", "later"]);
+    assert!(k.ok(&["get", "csr", "later"]).contains("Denied"));
+    let refused = k.fails_stdin(
+        &["create", "-f", "-"],
+        &csr("bad", "bm90IGEgcmVxdWVzdA==", "example", "flying"),
+    );
+    assert!(
+        refused.contains("spec.signerName") && refused.contains("spec.usages[0]"),
+        "{refused}"
+    );
 }

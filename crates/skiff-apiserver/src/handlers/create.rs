@@ -14,6 +14,7 @@ use crate::negotiate::{self, Conversions, respond};
 use crate::strategy;
 
 pub(super) async fn create(call: Call<'_>) -> Result<Response, ApiError> {
+    let user = call.user();
     let (state, rr, query, headers, body) = call.parts();
     let output = negotiate::output(headers, Conversions::None)?;
     if rr.subresource == Some(Subresource::Binding) {
@@ -39,7 +40,7 @@ pub(super) async fn create(call: Call<'_>) -> Result<Response, ApiError> {
     let kind = rr.kind.as_ref();
     strategy::prepare_create(kind, &mut obj, rr.namespace.as_deref())?;
     track_fields(rr.rt(), &opts.manager, None, None, &mut obj);
-    admit_create(state, kind, &mut obj).await?;
+    admit_create(state, user, kind, &mut obj).await?;
     warnings.extend(kind.warnings(&obj));
     let stored = create_object(state, kind, obj).await?;
     Ok(with_warnings(

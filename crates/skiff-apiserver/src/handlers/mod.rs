@@ -33,6 +33,8 @@ use crate::watch;
 #[derive(Clone, Copy)]
 struct Call<'a> {
     state: &'a ApiState,
+    /// Who asks (authentication set it).
+    user: &'a crate::authn::UserInfo,
     rr: &'a ResourceRequest,
     query: &'a Query,
     headers: &'a HeaderMap,
@@ -40,6 +42,10 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
+    fn user(&self) -> &'a crate::authn::UserInfo {
+        self.user
+    }
+
     fn parts(
         self,
     ) -> (
@@ -129,13 +135,13 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
         query.flag("watch"),
     )?;
     let headers = parts.headers;
+    // Who asks: set by authentication (a request that reached here has a user).
+    let user = parts
+        .extensions
+        .get::<crate::authn::UserInfo>()
+        .cloned()
+        .ok_or_else(ApiError::unauthorized)?;
     if !rr.rt().is_stored() {
-        // Who asks: set by authentication (a request that reached here has a user).
-        let user = parts
-            .extensions
-            .get::<crate::authn::UserInfo>()
-            .cloned()
-            .ok_or_else(ApiError::unauthorized)?;
         // Reviews and bindings: the kind computes what a create does and answers;
         // component statuses are computed when read.
         return match rr.verb {
@@ -183,6 +189,7 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
     }
     let call = Call {
         state: &state,
+        user: &user,
         rr: &rr,
         query: &query,
         headers: &headers,

@@ -26,13 +26,14 @@ pub(super) const PATCH_RETRIES: usize = 8;
 /// then the kind's own admission, then validation, then its namespace's quotas.
 pub(super) async fn admit_create(
     state: &ApiState,
+    user: &crate::authn::UserInfo,
     kind: &dyn Kind,
     obj: &mut Value,
 ) -> Result<(), ApiError> {
     let ns = meta_str(obj, "namespace").map(str::to_string);
     let name = meta_str(obj, "name").unwrap_or_default().to_string();
     check_namespace_open(state, kind.resource(), ns.as_deref(), &name).await?;
-    kind.admit(state, obj).await?;
+    kind.admit(state, user, obj).await?;
     strategy::validate_create(kind, obj)?;
     // Validating admission: ResourceQuota, last, as upstream orders it.
     crate::quota::admit(state, kind.resource(), obj).await
@@ -247,7 +248,10 @@ pub(super) async fn write_update(
     let sub = rr.subresource.filter(|s| {
         matches!(
             s,
-            Subresource::Status | Subresource::Finalize | Subresource::EphemeralContainers
+            Subresource::Status
+                | Subresource::Finalize
+                | Subresource::EphemeralContainers
+                | Subresource::Approval
         )
     });
     strategy::prepare_update(rr.kind.as_ref(), &mut new, &old.object, sub)?;

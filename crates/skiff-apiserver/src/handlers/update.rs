@@ -54,6 +54,7 @@ pub(super) fn render_written(
 }
 
 pub(super) async fn patch(call: Call<'_>) -> Result<Response, ApiError> {
+    let user = call.user();
     let (state, rr, query, headers, body) = call.parts();
     let output = negotiate::output(headers, Conversions::None)?;
     let opts = WriteOptions::from_request(query, headers, body)?;
@@ -75,7 +76,7 @@ pub(super) async fn patch(call: Call<'_>) -> Result<Response, ApiError> {
         _ => negotiate::decode_json(body)?,
     };
     if kind == PatchKind::Apply {
-        return server_side_apply(state, rr, query, output, patch_doc, &opts).await;
+        return server_side_apply(state, user, rr, query, output, patch_doc, &opts).await;
     }
     // A patch that sets resourceVersion is a precondition on it (a JSON patch states its
     // preconditions with `test` operations instead).

@@ -268,7 +268,12 @@ impl Kind for FlowSchemas {
 
     /// Upstream's configuration controller says whether the named priority level exists
     /// (`Dangling`); here it is judged when the schema is written.
-    fn admit<'a>(&'a self, state: &'a ApiState, obj: &'a mut Value) -> Pending<'a, ()> {
+    fn admit<'a>(
+        &'a self,
+        state: &'a ApiState,
+        _user: &'a crate::authn::UserInfo,
+        obj: &'a mut Value,
+    ) -> Pending<'a, ()> {
         Box::pin(async move {
             let level = field_str(obj, &["spec", "priorityLevelConfiguration", "name"])
                 .unwrap_or_default()

@@ -31,6 +31,7 @@ pub mod authentication;
 pub mod authorization;
 pub mod autoscaling;
 pub mod batch;
+pub mod certificates;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
@@ -90,9 +91,14 @@ pub trait Kind: Printer + Send + Sync + 'static {
     /// Fills in upstream's defaults (`SetDefaults_*`), on every create and update.
     fn default(&self, _obj: &mut Value) {}
 
-    /// Mutating admission of a new object (upstream's admission plugins for this kind),
-    /// after its defaults and before its validation.
-    fn admit<'a>(&'a self, _state: &'a ApiState, _obj: &'a mut Value) -> Pending<'a, ()> {
+    /// Mutating admission of a new object created by `user` (upstream's admission plugins
+    /// for this kind), after its defaults and before its validation.
+    fn admit<'a>(
+        &'a self,
+        _state: &'a ApiState,
+        _user: &'a crate::authn::UserInfo,
+        _obj: &'a mut Value,
+    ) -> Pending<'a, ()> {
         ready(())
     }
 
@@ -325,6 +331,7 @@ impl Registry {
             Arc::new(autoscaling::HorizontalPodAutoscalersV1),
             Arc::new(batch::cronjob::CronJobs),
             Arc::new(batch::job::Jobs),
+            Arc::new(certificates::CertificateSigningRequests),
             Arc::new(networking::ingressclass::IngressClasses),
             Arc::new(networking::ingress::Ingresses),
             Arc::new(networking::ipaddress::IpAddresses),

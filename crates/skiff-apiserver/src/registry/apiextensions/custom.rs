@@ -268,7 +268,12 @@ impl Kind for CustomKind {
         }
     }
 
-    fn admit<'a>(&'a self, _state: &'a ApiState, _obj: &'a mut Value) -> Pending<'a, ()> {
+    fn admit<'a>(
+        &'a self,
+        _state: &'a ApiState,
+        _user: &'a crate::authn::UserInfo,
+        _obj: &'a mut Value,
+    ) -> Pending<'a, ()> {
         let refused = self.terminating.then(|| {
             ApiError::new(
                 405,

@@ -45,7 +45,12 @@ impl Kind for Pods {
         }
     }
 
-    fn admit<'a>(&'a self, state: &'a ApiState, obj: &'a mut Value) -> Pending<'a, ()> {
+    fn admit<'a>(
+        &'a self,
+        state: &'a ApiState,
+        _user: &'a crate::authn::UserInfo,
+        obj: &'a mut Value,
+    ) -> Pending<'a, ()> {
         Box::pin(async move {
             admission::default_toleration_seconds(
                 obj,
