@@ -255,13 +255,12 @@ async fn write_status(state: &ApiState, old: &Value, new: Value) -> Result<Value
     if old["status"] == new["status"] {
         return Ok(new);
     }
-    let revision = resource_version(old)?;
-    match state.objects.update(&RESOURCE, new, revision).await {
-        Ok(stored) => Ok(stored.object),
-        // Changed meanwhile: the change's event brings another pass.
-        Err(e) if e.reason == "Conflict" || e.reason == "NotFound" => Ok(old.clone()),
-        Err(e) => Err(e),
-    }
+    // Changed meanwhile: the change's event brings another pass.
+    Ok(state
+        .objects
+        .update_if_unchanged(&RESOURCE, new, old)
+        .await?
+        .map_or_else(|| old.clone(), |stored| stored.object))
 }
 
 fn resource_version(obj: &Value) -> Result<u64, ApiError> {

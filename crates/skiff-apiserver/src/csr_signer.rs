@@ -17,7 +17,7 @@ use std::time::Duration;
 use rcgen::{ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::{Value, json};
 use skiff_api::ApiError;
-use skiff_api::object::{field_str, meta_str};
+use skiff_api::object::field_str;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::registry::certificates::{RESOURCE, condition, parse_request};
@@ -106,17 +106,11 @@ async fn sign_approved(state: &ApiState, ca: &Issuer<'static, KeyPair>) -> Resul
                 }
             }
         }
-        let revision = meta_str(&csr, "resourceVersion")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        match state.objects.update(&RESOURCE, signed, revision).await {
-            // Changed meanwhile: its event brings another pass.
-            Ok(_)
-            | Err(ApiError {
-                code: 404 | 409, ..
-            }) => {}
-            Err(e) => return Err(e),
-        }
+        // Changed meanwhile: its event brings another pass.
+        state
+            .objects
+            .update_if_unchanged(&RESOURCE, signed, &csr)
+            .await?;
     }
     Ok(())
 }

@@ -268,26 +268,23 @@ async fn charge(
             *next.entry(k.clone()).or_default() += v;
         }
         set_status(&mut quota, &hard, &next);
-        let revision = meta_str(&quota, "resourceVersion")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
         match state
             .objects
-            .update(quota_rt, quota.clone(), revision)
-            .await
+            .update_if_unchanged(quota_rt, quota.clone(), &quota)
+            .await?
         {
-            Ok(_) => return Ok(()),
-            Err(e) if e.reason == "Conflict" => {
+            Some(_) => return Ok(()),
+            // Changed meanwhile: charge the quota as it is now (a deleted one charges
+            // nothing).
+            None => {
                 let ns = meta_str(&quota, "namespace").map(str::to_string);
                 let name = meta_str(&quota, "name").unwrap_or_default().to_string();
-                quota = state
-                    .objects
-                    .get(quota_rt, ns.as_deref(), &name)
-                    .await?
-                    .object;
+                match state.objects.get(quota_rt, ns.as_deref(), &name).await {
+                    Ok(now) => quota = now.object,
+                    Err(e) if e.code == 404 => return Ok(()),
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) if e.reason == "NotFound" => return Ok(()),
-            Err(e) => return Err(e),
         }
     }
     Err(ApiError::new(
@@ -373,21 +370,11 @@ async fn recalculate_all(state: &ApiState) -> Result<(), ApiError> {
         if updated["status"] == quota["status"] {
             continue;
         }
-        let revision = meta_str(&quota, "resourceVersion")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        match state
+        // Changed meanwhile (an admission charged it): the next pass counts again.
+        state
             .objects
-            .update(&resourcequota::RESOURCE, updated, revision)
-            .await
-        {
-            // Changed meanwhile (an admission charged it): the next pass counts again.
-            Ok(_)
-            | Err(ApiError {
-                code: 404 | 409, ..
-            }) => {}
-            Err(e) => return Err(e),
-        }
+            .update_if_unchanged(&resourcequota::RESOURCE, updated, &quota)
+            .await?;
     }
     Ok(())
 }

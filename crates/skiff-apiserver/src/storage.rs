@@ -250,6 +250,25 @@ impl Objects {
         as_written(rt, obj, &kv)
     }
 
+    /// Writes `new` over the object `read` was read as, if it is still that version: the
+    /// write of an in-server loop that read the object a moment ago. `None` when it changed
+    /// meanwhile or is gone (the change brings the loop another pass).
+    pub async fn update_if_unchanged(
+        &self,
+        rt: &ResourceType,
+        new: Value,
+        read: &Value,
+    ) -> Result<Option<Stored>, ApiError> {
+        let revision = skiff_api::object::meta_str(read, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError::internal("an object read without its resourceVersion"))?;
+        match self.update(rt, new, revision).await {
+            Ok(stored) => Ok(Some(stored)),
+            Err(e) if e.code == 404 || e.code == 409 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes the object if it is still at `expected`; answers the deleted object with the
     /// delete's revision as its resourceVersion.
     pub async fn delete(
