@@ -24,7 +24,7 @@ mod openapi_docs;
 pub mod pki;
 mod proxy;
 mod query;
-mod quota;
+pub(crate) mod quota;
 pub mod registry;
 mod request;
 mod routes;
@@ -228,6 +228,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         },
         auth: auth.clone(),
         namespace_deletions: Default::default(),
+        quota_in_flight: Default::default(),
         nodes: node_stream::NodeDialer::new(
             &creds.kubelet_client_cert_pem,
             &creds.kubelet_client_key_pem,

@@ -16,7 +16,7 @@
 //! Quotas live beside the watch caches (in the API server, not the controller manager)
 //! because admission and recalculation must count alike and both read the caches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,75 @@ use crate::registry::core::pod::resources::pod_amounts;
 use crate::registry::core::resourcequota;
 use crate::state::ApiState;
 use crate::watch_cache::Freshness;
+
+/// Usage admitted but not yet stored, and the lock that orders admission's charges and
+/// recalculations in a namespace with quotas. Under the lock a recalculation sees each
+/// admitted object either not yet charged, or charged and in flight here; it counts an
+/// in-flight object unless the objects it listed hold it already (stored meanwhile), so
+/// it neither lowers usage below what admission charged nor counts an object twice.
+#[derive(Default)]
+pub struct InFlight {
+    order: tokio::sync::Mutex<()>,
+    charges: std::sync::Mutex<HashMap<u64, Charge>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// One admitted object's usage: its namespace, its datastore key, what it uses.
+struct Charge {
+    namespace: String,
+    key: String,
+    usage: BTreeMap<String, i64>,
+}
+
+/// An admitted object's usage, counted as in flight until the create is done (dropped).
+pub struct Charged<'a> {
+    in_flight: &'a InFlight,
+    id: Option<u64>,
+}
+
+impl Drop for Charged<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.in_flight
+                .charges
+                .lock()
+                .expect("in-flight charges lock")
+                .remove(&id);
+        }
+    }
+}
+
+impl InFlight {
+    fn add(&self, charge: Charge) -> Charged<'_> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.charges
+            .lock()
+            .expect("in-flight charges lock")
+            .insert(id, charge);
+        Charged {
+            in_flight: self,
+            id: Some(id),
+        }
+    }
+
+    /// What is in flight in a namespace, leaving out the objects in `stored`.
+    fn in_namespace(
+        &self,
+        ns: &str,
+        stored: &std::collections::HashSet<String>,
+    ) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        let charges = self.charges.lock().expect("in-flight charges lock");
+        for c in charges.values() {
+            if c.namespace == ns && !stored.contains(&c.key) {
+                for (k, v) in &c.usage {
+                    *out.entry(k.clone()).or_default() += v;
+                }
+            }
+        }
+        out
+    }
+}
 
 /// How often every quota's usage is recalculated.
 const RECALCULATE_EVERY: Duration = Duration::from_secs(2);
@@ -170,14 +239,23 @@ fn pretty(list: &BTreeMap<String, i64>) -> String {
         .join(",")
 }
 
-/// Admits a new object of `rt` against its namespace's quotas, charging what it uses.
-pub async fn admit(state: &ApiState, rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+/// Admits a new object of `rt` against its namespace's quotas, charging what it uses; the
+/// charge counts as in flight until the answer is dropped (once the create is done).
+pub async fn admit<'a>(
+    state: &'a ApiState,
+    rt: &ResourceType,
+    obj: &Value,
+) -> Result<Charged<'a>, ApiError> {
+    let none = Charged {
+        in_flight: &state.quota_in_flight,
+        id: None,
+    };
     let Some(ns) = meta_str(obj, "namespace").filter(|_| rt.namespaced) else {
-        return Ok(());
+        return Ok(none);
     };
     let quotas = quotas(state, ns).await?;
     if quotas.is_empty() {
-        return Ok(());
+        return Ok(none);
     }
     let name = meta_str(obj, "name").unwrap_or_default();
     let forbidden = |message: String| {
@@ -211,10 +289,19 @@ pub async fn admit(state: &ApiState, rt: &ResourceType, obj: &Value) -> Result<(
             }
         }
     }
+    let names: Vec<String> = quotas.iter().flat_map(|q| hard_of(q).into_keys()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let in_flight = &state.quota_in_flight;
+    let _ordered = in_flight.order.lock().await;
     for quota in quotas {
         charge(state, rt, obj, quota, &forbidden).await?;
     }
-    Ok(())
+    let name = meta_str(obj, "name").unwrap_or_default();
+    Ok(in_flight.add(Charge {
+        namespace: ns.to_string(),
+        key: rt.storage_key(Some(ns), name),
+        usage: usage_of(rt, obj, &names),
+    }))
 }
 
 /// Adds what `obj` uses to one quota's `status.used`, or refuses it.
@@ -345,6 +432,7 @@ pub async fn run(state: Arc<ApiState>) {
 }
 
 async fn recalculate_all(state: &ApiState) -> Result<(), ApiError> {
+    let _ordered = state.quota_in_flight.order.lock().await;
     let all = state
         .objects
         .list(&resourcequota::RESOURCE, None, 0, None, None, |_| true)
@@ -356,13 +444,21 @@ async fn recalculate_all(state: &ApiState) -> Result<(), ApiError> {
         let hard = hard_of(&quota);
         let names: Vec<&str> = hard.keys().map(String::as_str).collect();
         let mut used: BTreeMap<String, i64> = BTreeMap::new();
+        let mut stored = std::collections::HashSet::new();
         for kind in counted_kinds(state, &names) {
             let rt = kind.resource();
             let objects = state.objects_of(rt, Some(&ns), Freshness::Newest).await?;
             for obj in &objects {
+                stored.insert(rt.storage_key(Some(&ns), meta_str(obj, "name").unwrap_or_default()));
                 for (k, v) in usage_of(rt, obj, &names) {
                     *used.entry(k).or_default() += v;
                 }
+            }
+        }
+        // What admission charged and is not stored yet.
+        for (k, v) in state.quota_in_flight.in_namespace(&ns, &stored) {
+            if hard.contains_key(&k) {
+                *used.entry(k).or_default() += v;
             }
         }
         let mut updated = quota.clone();

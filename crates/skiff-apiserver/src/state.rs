@@ -22,6 +22,8 @@ pub struct ApiState {
     pub auth: Arc<crate::authn::Auth>,
     pub nodes: crate::node_stream::NodeDialer,
     pub namespace_deletions: RecentNamespaceDeletions,
+    /// Quota usage admitted and not yet stored (`quota.rs`).
+    pub quota_in_flight: crate::quota::InFlight,
 }
 
 impl ApiState {

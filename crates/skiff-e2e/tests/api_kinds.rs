@@ -995,6 +995,39 @@ spec:
         table.contains("count/configmaps: 2/2, pods: 2/3, requests.cpu: 200m/300m"),
         "{table}"
     );
+
+    // Creates racing for the last units: exactly as many as the quota holds get through.
+    k.ok(&["create", "namespace", "race"]);
+    k.ok(&[
+        "create",
+        "quota",
+        "few",
+        "-n",
+        "race",
+        "--hard=count/secrets=3",
+    ]);
+    eventually("the quota is counted", Duration::from_secs(5), || {
+        k.json(&["get", "quota", "few", "-n", "race", "-o", "json"])["status"]["used"]["count/secrets"]
+            == "0"
+    });
+    let created: usize = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..8)
+            .map(|i| {
+                let k = &k;
+                scope.spawn(move || {
+                    let name = format!("s{i}");
+                    k.run(&["create", "secret", "generic", &name, "-n", "race"])
+                        .status
+                        .success()
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().unwrap())
+            .filter(|ok| *ok)
+            .count()
+    });
+    assert_eq!(created, 3, "creates past the quota got through");
 }
 
 #[test]

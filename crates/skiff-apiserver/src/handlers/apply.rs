@@ -114,7 +114,7 @@ pub(super) async fn server_side_apply(
                 metadata_mut(&mut obj).insert("name".into(), rr.name_or_empty().into());
                 let kind = rr.kind.as_ref();
                 strategy::prepare_create(kind, &mut obj, rr.namespace.as_deref())?;
-                admit_create(state, user, kind, &mut obj).await?;
+                let _charged = admit_create(state, user, kind, &mut obj).await?;
                 match create_object(state, kind, obj).await {
                     Ok(stored) => {
                         let mut warnings = warnings.clone();

@@ -23,19 +23,21 @@ pub(super) const PATCH_RETRIES: usize = 8;
 
 /// Admits a prepared new object and validates it, as upstream's order has it (defaults came
 /// with `strategy::prepare_create`): the namespace must be open for it (NamespaceLifecycle),
-/// then the kind's own admission, then validation, then its namespace's quotas.
-pub(super) async fn admit_create(
-    state: &ApiState,
+/// then the kind's own admission, then validation, then its namespace's quotas (whose
+/// charge the caller keeps until the object is stored or refused).
+pub(super) async fn admit_create<'a>(
+    state: &'a ApiState,
     user: &crate::authn::UserInfo,
     kind: &dyn Kind,
     obj: &mut Value,
-) -> Result<(), ApiError> {
+) -> Result<crate::quota::Charged<'a>, ApiError> {
     let ns = meta_str(obj, "namespace").map(str::to_string);
     let name = meta_str(obj, "name").unwrap_or_default().to_string();
     check_namespace_open(state, kind.resource(), ns.as_deref(), &name).await?;
     kind.admit(state, user, obj).await?;
     strategy::validate_create(kind, obj)?;
-    // Validating admission: ResourceQuota, last, as upstream orders it.
+    // Validating admission: ResourceQuota, last, as upstream orders it. Its charge is in
+    // flight until the caller's create is done (holds the answer until then).
     crate::quota::admit(state, kind.resource(), obj).await
 }
 
