@@ -10,6 +10,7 @@
 pub mod conversion;
 pub mod discovery;
 pub mod duplicates;
+pub mod field_types;
 pub mod fields;
 pub mod intern;
 pub mod jsonpath;

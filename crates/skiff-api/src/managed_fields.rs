@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::schema::{message_name, schema};
+use crate::field_types::{ListStrategy, TypeNode};
 
 /// A set of field paths, as a FieldsV1 tree.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,7 +64,7 @@ const SYSTEM_METADATA: &[&str] = &[
 ];
 
 /// Struct types upstream marks `+structType=atomic`: owned as a whole.
-fn atomic_struct(message: &str) -> bool {
+pub(crate) fn atomic_struct(message: &str) -> bool {
     matches!(
         message,
         ".apimachinery.pkg.apis.meta.v1.LabelSelector" | ".api.core.v1.NodeSelector"
@@ -154,29 +154,17 @@ impl FieldSet {
     }
 }
 
-/// The path element for a list element merged by `key`.
-fn key_element(item: &Value, key: &str) -> Option<String> {
-    let k = item.get(key)?;
-    Some(format!("k:{}", json!({ key: k })))
+/// The path element for a list element merged by `keys` (upstream's `k:{"name":"web"}`).
+fn key_element(item: &Value, keys: &[&str]) -> Option<String> {
+    let mut id = Map::new();
+    for key in keys {
+        id.insert((*key).to_string(), item.get(*key)?.clone());
+    }
+    Some(format!("k:{}", Value::Object(id)))
 }
 
 fn set_element(item: &Value) -> String {
     format!("v:{item}")
-}
-
-/// The list strategy of `field` in `message`, as ownership sees it.
-enum ListKind {
-    Keyed(&'static str),
-    Set,
-    Atomic,
-}
-
-fn list_kind(message: &str, field: &str) -> ListKind {
-    match crate::strategic::patch_extensions(message, field) {
-        Some((_, Some(key))) => ListKind::Keyed(key),
-        Some((_, None)) => ListKind::Set,
-        None => ListKind::Atomic,
-    }
 }
 
 /// Every field an object (or applied configuration) sets, as a field set — or, given the
@@ -189,7 +177,7 @@ fn list_kind(message: &str, field: &str) -> ListKind {
 /// the two whole field sets leaf by leaf. `None` means the subtree has no previous version:
 /// every field under it counts.
 fn collect(
-    message: &str,
+    node: &TypeNode<'_>,
     obj: &Map<String, Value>,
     old: Option<&Map<String, Value>>,
     scope: Scope,
@@ -207,10 +195,9 @@ fn collect(
         if previous == Some(value) {
             continue;
         }
-        let field = schema().resolve(message, key);
         path.push(format!("f:{key}"));
-        let child = field.map(|f| f.type_name.clone()).unwrap_or_default();
-        let is_map = schema().message(&child).is_some_and(|m| m.map_entry);
+        let child = node.field(key);
+        let is_map = node.is_map_field(key);
         match value {
             Value::Object(m) if is_map => {
                 path.push(".".into());
@@ -225,9 +212,7 @@ fn collect(
                     }
                 }
             }
-            Value::Object(m)
-                if !m.is_empty() && !atomic_struct(&child) && !crate::schema::is_opaque(&child) =>
-            {
+            Value::Object(m) if !m.is_empty() && !child.is_atomic() => {
                 collect(
                     &child,
                     m,
@@ -239,15 +224,16 @@ fn collect(
             }
             Value::Array(items) => {
                 let previous = previous.and_then(Value::as_array);
-                match list_kind(message, key) {
-                    ListKind::Keyed(k) => {
+                match node.list_strategy(key) {
+                    ListStrategy::MergeByKey(keys) => {
                         for item in items {
-                            let Some(element) = key_element(item, k) else {
+                            let Some(element) = key_element(item, keys) else {
                                 continue;
                             };
                             let before = previous.and_then(|p| {
                                 // `item` has the key (it has an element name).
-                                p.iter().find(|old| old.get(k) == item.get(k))
+                                p.iter()
+                                    .find(|old| keys.iter().all(|k| old.get(*k) == item.get(*k)))
                             });
                             if before == Some(item) {
                                 continue;
@@ -263,7 +249,7 @@ fn collect(
                             path.pop();
                         }
                     }
-                    ListKind::Set => {
+                    ListStrategy::MergeScalars => {
                         for item in items {
                             if previous.is_some_and(|p| p.contains(item)) {
                                 continue;
@@ -273,7 +259,7 @@ fn collect(
                             path.pop();
                         }
                     }
-                    ListKind::Atomic => out.insert(path),
+                    ListStrategy::Replace => out.insert(path),
                 }
             }
             _ => out.insert(path),
@@ -282,18 +268,22 @@ fn collect(
     }
 }
 
-/// The fields an object of `apiVersion`/`kind` sets, within a scope.
+/// The fields an object of the built-in `apiVersion`/`kind` sets, within a scope.
 pub fn fields_of(api_version: &str, kind: &str, obj: &Value, scope: Scope) -> FieldSet {
-    walk(api_version, kind, obj, None, scope)
+    fields_of_typed(&TypeNode::of(api_version, kind), obj, scope)
+}
+
+/// The fields an object of `types` sets, within a scope.
+pub fn fields_of_typed(types: &TypeNode<'_>, obj: &Value, scope: Scope) -> FieldSet {
+    walk(types, obj, None, scope)
 }
 
 /// [`collect`] from the top of an object (and of its previous version, if given).
-fn walk(api_version: &str, kind: &str, obj: &Value, old: Option<&Value>, scope: Scope) -> FieldSet {
+fn walk(types: &TypeNode<'_>, obj: &Value, old: Option<&Value>, scope: Scope) -> FieldSet {
     let mut out = FieldSet::default();
     if let Value::Object(m) = obj {
-        let message = message_name(api_version, kind);
         let old = old.and_then(Value::as_object);
-        collect(&message, m, old, scope, &mut Vec::new(), &mut out);
+        collect(types, m, old, scope, &mut Vec::new(), &mut out);
     }
     out
 }
@@ -369,7 +359,17 @@ pub fn changed_fields(
     new: &Value,
     scope: Scope,
 ) -> FieldSet {
-    walk(api_version, kind, new, Some(old), scope)
+    changed_fields_typed(&TypeNode::of(api_version, kind), old, new, scope)
+}
+
+/// As [`changed_fields`], for an object of `types`.
+pub fn changed_fields_typed(
+    types: &TypeNode<'_>,
+    old: &Value,
+    new: &Value,
+    scope: Scope,
+) -> FieldSet {
+    walk(types, new, Some(old), scope)
 }
 
 /// One `managedFields` entry.
@@ -515,6 +515,16 @@ pub fn allowed_by_last_applied(
     manager: &str,
     conflicts: &[Conflict],
 ) -> bool {
+    allowed_by_last_applied_typed(&TypeNode::of(api_version, kind), live, manager, conflicts)
+}
+
+/// As [`allowed_by_last_applied`], for an object of `types`.
+pub fn allowed_by_last_applied_typed(
+    types: &TypeNode<'_>,
+    live: &Value,
+    manager: &str,
+    conflicts: &[Conflict],
+) -> bool {
     if manager != KUBECTL_SERVER_SIDE || conflicts.iter().any(|c| c.manager.is_empty()) {
         return false;
     }
@@ -526,7 +536,7 @@ pub fn allowed_by_last_applied(
     else {
         return false;
     };
-    let allowed = fields_of(api_version, kind, &last_applied, Scope::Main);
+    let allowed = fields_of_typed(types, &last_applied, Scope::Main);
     conflicts.iter().all(|c| allowed.contains_leaf(&c.path))
 }
 
@@ -548,8 +558,9 @@ fn display_path(path: &[String]) -> String {
     out
 }
 
-/// Server-side apply of `applied` (from `manager`) onto `live`: answers the new object
-/// (managedFields included), or the conflicts when not forced.
+/// Server-side apply of `applied` (from `manager`) onto `live`, an object of the built-in
+/// `apiVersion`/`kind`: answers the new object (managedFields included), or the conflicts
+/// when not forced.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     api_version: &str,
@@ -561,9 +572,34 @@ pub fn apply(
     force: bool,
     now: &str,
 ) -> Result<Value, Vec<Conflict>> {
+    let types = TypeNode::of(api_version, kind);
+    apply_typed(
+        api_version,
+        &types,
+        live,
+        applied,
+        manager,
+        subresource,
+        force,
+        now,
+    )
+}
+
+/// As [`apply`], for an object of `types` (a custom resource's schema, say).
+#[allow(clippy::too_many_arguments)]
+pub fn apply_typed(
+    api_version: &str,
+    types: &TypeNode<'_>,
+    live: &Value,
+    applied: &Value,
+    manager: &str,
+    subresource: Option<&str>,
+    force: bool,
+    now: &str,
+) -> Result<Value, Vec<Conflict>> {
     let mut entries = read(live);
     let scope = Scope::of(subresource);
-    let applied_set = fields_of(api_version, kind, applied, scope);
+    let applied_set = fields_of_typed(types, applied, scope);
     let subresource = subresource.map(str::to_string);
     let is_mine =
         |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
@@ -632,16 +668,14 @@ pub fn apply(
             meta.remove(*f);
         }
     }
-    crate::strategic::strategic_merge_patch(api_version, kind, &mut merged, &config).map_err(
-        |e| {
-            vec![Conflict {
-                manager: String::new(),
-                api_version: String::new(),
-                field: e.to_string(),
-                path: Vec::new(),
-            }]
-        },
-    )?;
+    crate::strategic::merge_typed(types, &mut merged, &config).map_err(|e| {
+        vec![Conflict {
+            manager: String::new(),
+            api_version: String::new(),
+            field: e.to_string(),
+            path: Vec::new(),
+        }]
+    })?;
 
     // What this manager applied before and no longer does, and nobody else owns, goes.
     let others = entries

@@ -13,18 +13,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::schema::{message_name, schema};
-
-/// How a list field merges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ListStrategy {
-    /// Objects merged by this key.
-    MergeByKey(&'static str),
-    /// Scalars merged as a set.
-    MergeScalars,
-    /// The patch's list replaces the original.
-    Replace,
-}
+use crate::field_types::{ListStrategy, TypeNode};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StrategicPatchError {
@@ -34,7 +23,7 @@ pub enum StrategicPatchError {
 
 /// The strategy of the list field `field` of the message `message` (fully qualified, as
 /// [`crate::schema`] names it): upstream's `patchStrategy`/`patchMergeKey` tags.
-fn list_strategy(message: &str, field: &str) -> ListStrategy {
+pub(crate) fn builtin_list_strategy(message: &str, field: &str) -> ListStrategy {
     use ListStrategy::*;
     const CORE: &str = ".api.core.v1.";
     const META: &str = ".apimachinery.pkg.apis.meta.v1.";
@@ -49,25 +38,27 @@ fn list_strategy(message: &str, field: &str) -> ListStrategy {
             | "imagePullSecrets"
             | "resourceClaims"
             | "schedulingGates",
-        ) => MergeByKey("name"),
-        (Some("PodSpec"), "hostAliases") => MergeByKey("ip"),
-        (Some("PodSpec"), "topologySpreadConstraints") => MergeByKey("topologyKey"),
-        (Some("Container" | "EphemeralContainerCommon"), "env") => MergeByKey("name"),
-        (Some("Container" | "EphemeralContainerCommon"), "volumeMounts") => MergeByKey("mountPath"),
+        ) => MergeByKey(&["name"]),
+        (Some("PodSpec"), "hostAliases") => MergeByKey(&["ip"]),
+        (Some("PodSpec"), "topologySpreadConstraints") => MergeByKey(&["topologyKey"]),
+        (Some("Container" | "EphemeralContainerCommon"), "env") => MergeByKey(&["name"]),
+        (Some("Container" | "EphemeralContainerCommon"), "volumeMounts") => {
+            MergeByKey(&["mountPath"])
+        }
         (Some("Container" | "EphemeralContainerCommon"), "volumeDevices") => {
-            MergeByKey("devicePath")
+            MergeByKey(&["devicePath"])
         }
         (Some("Container" | "EphemeralContainerCommon"), "resizePolicy") => {
-            MergeByKey("resourceName")
+            MergeByKey(&["resourceName"])
         }
-        (Some("Container" | "EphemeralContainerCommon"), "ports") => MergeByKey("containerPort"),
-        (Some("ServiceSpec"), "ports") => MergeByKey("port"),
-        (Some("NodeStatus"), "addresses") => MergeByKey("type"),
-        (Some("PodStatus"), "podIPs" | "hostIPs") => MergeByKey("ip"),
+        (Some("Container" | "EphemeralContainerCommon"), "ports") => MergeByKey(&["containerPort"]),
+        (Some("ServiceSpec"), "ports") => MergeByKey(&["port"]),
+        (Some("NodeStatus"), "addresses") => MergeByKey(&["type"]),
+        (Some("PodStatus"), "podIPs" | "hostIPs") => MergeByKey(&["ip"]),
         (Some("NodeSpec"), "podCIDRs") => MergeScalars,
-        _ if field == "conditions" && message.ends_with("Status") => MergeByKey("type"),
+        _ if field == "conditions" && message.ends_with("Status") => MergeByKey(&["type"]),
         _ if message.strip_prefix(META) == Some("ObjectMeta") => match field {
-            "ownerReferences" => MergeByKey("uid"),
+            "ownerReferences" => MergeByKey(&["uid"]),
             "finalizers" => MergeScalars,
             _ => Replace,
         },
@@ -81,27 +72,10 @@ pub(crate) fn patch_extensions(
     message: &str,
     field: &str,
 ) -> Option<(&'static str, Option<&'static str>)> {
-    match list_strategy(message, field) {
-        ListStrategy::MergeByKey(key) => Some(("merge", Some(key))),
+    match builtin_list_strategy(message, field) {
+        ListStrategy::MergeByKey(keys) => Some(("merge", keys.first().copied())),
         ListStrategy::MergeScalars => Some(("merge", None)),
         ListStrategy::Replace => None,
-    }
-}
-
-/// The message type of a field's values (list elements and map values included), or "" when
-/// the schema does not say.
-fn child_message(message: &str, field: &str) -> String {
-    let s = schema();
-    let Some(def) = s.resolve(message, field) else {
-        return String::new();
-    };
-    match s.message(&def.type_name) {
-        Some(entry) if entry.map_entry => entry
-            .fields
-            .get(&2)
-            .map(|v| v.type_name.clone())
-            .unwrap_or_default(),
-        _ => def.type_name.clone(),
     }
 }
 
@@ -112,10 +86,20 @@ fn directive(map: &Map<String, Value>) -> Option<&str> {
     map.get("$patch").and_then(Value::as_str)
 }
 
-/// Applies a strategic merge patch to an object of `apiVersion`/`kind`.
+/// Applies a strategic merge patch to an object of `apiVersion`/`kind` (a built-in kind).
 pub fn strategic_merge_patch(
     api_version: &str,
     kind: &str,
+    target: &mut Value,
+    patch: &Value,
+) -> Result<(), StrategicPatchError> {
+    merge_typed(&TypeNode::of(api_version, kind), target, patch)
+}
+
+/// Applies a merge patch along `types` (server-side apply merges custom resources' lists
+/// by their schema's list types this way).
+pub fn merge_typed(
+    types: &TypeNode<'_>,
     target: &mut Value,
     patch: &Value,
 ) -> Result<(), StrategicPatchError> {
@@ -127,12 +111,6 @@ pub fn strategic_merge_patch(
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    let message = message_name(api_version, kind);
-    let message = if schema().message(&message).is_some() {
-        message
-    } else {
-        String::new()
-    };
     let mut path = Vec::new();
     let target_map = target.as_object_mut().expect("made an object above");
     match directive(patch) {
@@ -140,21 +118,21 @@ pub fn strategic_merge_patch(
             target_map.clear();
             Ok(())
         }
-        _ => merge_map(&message, target_map, patch, &mut path),
+        _ => merge_map(types, target_map, patch, &mut path),
     }
 }
 
 /// A patch value with its directives processed against nothing (what it adds when the
-/// original has no such field); `message` is the value's type.
+/// original has no such field); `node` is the value's type.
 fn fresh(
-    message: &str,
+    node: &TypeNode<'_>,
     patch: &Value,
     path: &mut Vec<String>,
 ) -> Result<Value, StrategicPatchError> {
     match patch {
         Value::Object(p) => {
             let mut out = Map::new();
-            merge_map(message, &mut out, p, path)?;
+            merge_map(node, &mut out, p, path)?;
             Ok(Value::Object(out))
         }
         Value::Array(items) => items
@@ -163,7 +141,7 @@ fn fresh(
                 !i.as_object()
                     .is_some_and(|m| directive(m).is_some() && m.len() == 1)
             })
-            .map(|i| fresh(message, i, path))
+            .map(|i| fresh(node, i, path))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         other => Ok(other.clone()),
@@ -171,7 +149,7 @@ fn fresh(
 }
 
 fn merge_map(
-    message: &str,
+    node: &TypeNode<'_>,
     target: &mut Map<String, Value>,
     patch: &Map<String, Value>,
     path: &mut Vec<String>,
@@ -182,7 +160,7 @@ fn merge_map(
             for (k, v) in patch {
                 if k != "$patch" {
                     path.push(k.clone());
-                    let v = fresh(&child_message(message, k), v, path)?;
+                    let v = fresh(&node.field(k), v, path)?;
                     path.pop();
                     target.insert(k.clone(), v);
                 }
@@ -204,7 +182,7 @@ fn merge_map(
         {
             continue;
         }
-        let child = child_message(message, key);
+        let child = node.field(key);
         path.push(key.clone());
         match value {
             Value::Null => {
@@ -225,7 +203,7 @@ fn merge_map(
                     Some(Value::Array(l)) => l,
                     _ => Vec::new(),
                 };
-                let strategy = list_strategy(message, key);
+                let strategy = node.list_strategy(key);
                 merge_list(strategy, &child, &mut list, items, path)?;
                 target.insert(key.clone(), Value::Array(list));
             }
@@ -245,7 +223,7 @@ fn merge_map(
     }
     for (key, value) in patch {
         if let Some(field) = key.strip_prefix(SET_ORDER) {
-            let strategy = list_strategy(message, field);
+            let strategy = node.list_strategy(field);
             if let (Some(Value::Array(list)), Some(order)) =
                 (target.get_mut(field), value.as_array())
             {
@@ -265,14 +243,16 @@ fn merge_map(
     Ok(())
 }
 
-fn key_of<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
-    item.as_object()?.get(key)
+/// An element's identity under merge keys: its values of them (all present).
+fn key_of(item: &Value, keys: &[&str]) -> Option<Vec<Value>> {
+    let map = item.as_object()?;
+    keys.iter().map(|k| map.get(*k).cloned()).collect()
 }
 
 /// Merges a list with the given strategy; `element` is the type of its elements.
 fn merge_list(
     strategy: ListStrategy,
-    element: &str,
+    element: &TypeNode<'_>,
     target: &mut Vec<Value>,
     patch: &[Value],
     path: &mut Vec<String>,
@@ -303,23 +283,28 @@ fn merge_list(
                 }
             }
         }
-        ListStrategy::MergeByKey(key) => {
+        ListStrategy::MergeByKey(keys) => {
             for item in patch {
                 let Some(item_map) = item.as_object() else {
                     return Err(StrategicPatchError::Invalid(format!(
-                        "{}: elements must be objects with a {key:?} key",
+                        "{}: elements must be objects with {keys:?} keys",
                         path.join(".")
                     )));
                 };
-                let Some(id) = item_map.get(key) else {
+                let Some(id) = key_of(item, keys) else {
                     return Err(StrategicPatchError::Invalid(format!(
-                        "{}: map: {item} does not contain declared merge key: {key}",
-                        path.join(".")
+                        "{}: map: {item} does not contain declared merge key: {}",
+                        path.join("."),
+                        keys.join(",")
                     )));
                 };
-                let position = target.iter().position(|t| key_of(t, key) == Some(id));
+                let position = target
+                    .iter()
+                    .position(|t| key_of(t, keys).as_ref() == Some(&id));
                 match (directive(item_map), position) {
-                    (Some("delete"), Some(_)) => target.retain(|t| key_of(t, key) != Some(id)),
+                    (Some("delete"), Some(_)) => {
+                        target.retain(|t| key_of(t, keys).as_ref() != Some(&id))
+                    }
                     (Some("delete"), None) => {}
                     (_, Some(i)) => {
                         if let Value::Object(t) = &mut target[i] {
@@ -340,7 +325,7 @@ fn merge_list(
 fn reorder(list: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
     let ident = |v: &Value| -> Option<Value> {
         match strategy {
-            ListStrategy::MergeByKey(k) => key_of(v, k).cloned(),
+            ListStrategy::MergeByKey(keys) => key_of(v, keys).map(Value::Array),
             _ => Some(v.clone()),
         }
     };

@@ -111,6 +111,8 @@ pub struct Schema {
     /// `x-kubernetes-list-type`: `atomic`, `set` or `map`.
     pub list_type: Option<String>,
     pub list_map_keys: Vec<String>,
+    /// `x-kubernetes-map-type`: `granular` (the default) or `atomic`.
+    pub map_type: Option<String>,
     /// `x-kubernetes-validations`: (rule, message) pairs, checked by the CEL evaluator.
     pub rules: Vec<Rule>,
 }
@@ -749,6 +751,10 @@ fn parse_node(raw: &Value, at: &str, root: bool, cx: &mut ParseCx) -> Schema {
         }
     }
     s.list_map_keys = crate::object::string_list(map.get("x-kubernetes-list-map-keys"));
+    s.map_type = map
+        .get("x-kubernetes-map-type")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if s.list_type.as_deref() == Some("map") && s.list_map_keys.is_empty() {
         cx.errors.push(Cause::required_because(
             format!("{at}.x-kubernetes-list-map-keys"),

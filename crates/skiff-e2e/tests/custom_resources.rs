@@ -387,3 +387,125 @@ fn contested_names_and_bad_definitions_are_refused() {
     );
     assert!(refused.contains("does not compile"), "{refused}");
 }
+
+const GATEWAYS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gateways.net.example.com
+spec:
+  group: net.example.com
+  scope: Namespaced
+  names: {plural: gateways, kind: Gateway}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              listeners:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer}
+              hosts:
+                type: array
+                x-kubernetes-list-type: set
+                items: {type: string}
+              addresses:
+                type: array
+                items: {type: string}
+"#;
+
+fn gateway(listener: &str, port: u16, host: &str, address: &str) -> String {
+    format!(
+        "apiVersion: net.example.com/v1\nkind: Gateway\nmetadata:\n  name: edge\nspec:\n  listeners: [{{name: {listener}, port: {port}}}]\n  hosts: [{host}]\n  addresses: [{address}]\n"
+    )
+}
+
+#[test]
+fn server_side_apply_merges_custom_lists_by_their_schema() {
+    let server = TestServer::start_api_only();
+    let k = server.kubectl(33);
+    k.ok_stdin(&["apply", "-f", "-"], GATEWAYS);
+    eventually("established", Duration::from_secs(1), || {
+        established(&k, "gateways.net.example.com")
+    });
+    let apply = |manager: &str, manifest: String| {
+        k.run_with_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                manager,
+                "-f",
+                "-",
+            ],
+            &manifest,
+        )
+    };
+    assert!(
+        apply("team-a", gateway("http", 80, "a.example.com", "10.0.0.1"))
+            .status
+            .success()
+    );
+    // Another manager's listener and host join the first's (map and set lists merge);
+    // the atomic list is contested.
+    let contested = apply("team-b", gateway("https", 443, "b.example.com", "10.0.0.2"));
+    let stderr = String::from_utf8_lossy(&contested.stderr);
+    assert!(
+        stderr.contains("conflict with \"team-a\"") && stderr.contains(".spec.addresses"),
+        "{stderr}"
+    );
+    let manifest_b = "apiVersion: net.example.com/v1\nkind: Gateway\nmetadata:\n  name: edge\nspec:\n  listeners: [{name: https, port: 443}]\n  hosts: [b.example.com]\n";
+    assert!(apply("team-b", manifest_b.to_string()).status.success());
+    let gw = k.json(&["get", "gateway", "edge", "-o", "json"]);
+    let names: Vec<&str> = gw["spec"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["http", "https"], "{gw}");
+    assert_eq!(
+        gw["spec"]["hosts"],
+        serde_json::json!(["a.example.com", "b.example.com"])
+    );
+    let owned = k.json(&[
+        "get",
+        "gateway",
+        "edge",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]);
+    let b = owned["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["manager"] == "team-b")
+        .unwrap()
+        .clone();
+    assert!(
+        b["fieldsV1"]["f:spec"]["f:listeners"]["k:{\"name\":\"https\"}"].is_object(),
+        "{b}"
+    );
+    // A manager that stops applying its listener removes it, and only it.
+    let manifest_a = "apiVersion: net.example.com/v1\nkind: Gateway\nmetadata:\n  name: edge\nspec:\n  hosts: [a.example.com]\n  addresses: [10.0.0.1]\n";
+    assert!(apply("team-a", manifest_a.to_string()).status.success());
+    let gw = k.json(&["get", "gateway", "edge", "-o", "json"]);
+    assert_eq!(
+        gw["spec"]["listeners"],
+        serde_json::json!([{"name": "https", "port": 443}])
+    );
+}

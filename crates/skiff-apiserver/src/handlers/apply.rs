@@ -44,6 +44,7 @@ pub(super) async fn server_side_apply(
     }
     let force = query.flag("force");
     let api_version = rr.rt().api_version();
+    let types = rr.kind.field_types();
     let (a, k) = (
         applied
             .get("apiVersion")
@@ -100,9 +101,9 @@ pub(super) async fn server_side_apply(
         {
             Err(e) if e.code == 404 && status => return Err(e),
             Err(e) if e.code == 404 => {
-                let mut obj = managed_fields::apply(
+                let mut obj = managed_fields::apply_typed(
                     &api_version,
-                    rr.rt().kind,
+                    &types,
                     &json!({}),
                     &applied,
                     &opts.manager,
@@ -131,9 +132,9 @@ pub(super) async fn server_side_apply(
             Err(e) => return Err(e),
             Ok(live) => {
                 let apply = |force| {
-                    managed_fields::apply(
+                    managed_fields::apply_typed(
                         &api_version,
-                        rr.rt().kind,
+                        &types,
                         &live.object,
                         &applied,
                         &opts.manager,
@@ -147,9 +148,8 @@ pub(super) async fn server_side_apply(
                     // its last client-side apply set, as upstream's server does.
                     Err(conflicts)
                         if !status
-                            && managed_fields::allowed_by_last_applied(
-                                &api_version,
-                                rr.rt().kind,
+                            && managed_fields::allowed_by_last_applied_typed(
+                                &types,
                                 &live.object,
                                 &opts.manager,
                                 &conflicts,

@@ -39,7 +39,7 @@ pub(super) async fn create(call: Call<'_>) -> Result<Response, ApiError> {
     // Upstream's order: decoded and defaulted, fields recorded, admitted, validated, stored.
     let kind = rr.kind.as_ref();
     strategy::prepare_create(kind, &mut obj, rr.namespace.as_deref())?;
-    track_fields(rr.rt(), &opts.manager, None, None, &mut obj);
+    track_fields(rr.kind.as_ref(), &opts.manager, None, None, &mut obj);
     let _charged = admit_create(state, user, kind, &mut obj).await?;
     warnings.extend(kind.warnings(&obj));
     let stored = create_object(state, kind, obj).await?;

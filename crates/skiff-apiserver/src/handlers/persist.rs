@@ -262,7 +262,7 @@ pub(super) async fn write_update(
         warnings.extend(rr.kind.warnings(&new));
     }
     track_fields(
-        rr.rt(),
+        rr.kind.as_ref(),
         &opts.manager,
         rr.subresource,
         Some(&old.object),
@@ -323,17 +323,18 @@ pub(super) fn field_manager(query: &Query, headers: &HeaderMap) -> Result<String
 
 /// Records in `managedFields` what this write changed, under its manager.
 pub(super) fn track_fields(
-    rt: &ResourceType,
+    kind: &dyn Kind,
     manager: &str,
     subresource: Option<Subresource>,
     old: Option<&Value>,
     new: &mut Value,
 ) {
-    let api_version = rt.api_version();
+    let api_version = kind.resource().api_version();
+    let types = kind.field_types();
     let scope = managed_fields::Scope::of(subresource.map(Subresource::name));
     let changed = match old {
-        Some(old) => managed_fields::changed_fields(&api_version, rt.kind, old, new, scope),
-        None => managed_fields::fields_of(&api_version, rt.kind, new, scope),
+        Some(old) => managed_fields::changed_fields_typed(&types, old, new, scope),
+        None => managed_fields::fields_of_typed(&types, new, scope),
     };
     let mut entries = old.map(managed_fields::read).unwrap_or_default();
     managed_fields::record_update(

@@ -174,6 +174,13 @@ pub trait Kind: Printer + Send + Sync + 'static {
         None
     }
 
+    /// The types its objects' fields merge and are owned by (server-side apply): the
+    /// protobuf schema's for a built-in kind, its structural schema's for a custom one.
+    fn field_types(&self) -> skiff_api::field_types::TypeNode<'_> {
+        let rt = self.resource();
+        skiff_api::field_types::TypeNode::of(&rt.api_version(), rt.kind)
+    }
+
     /// Removes the fields its objects do not have, answering their paths (`fieldValidation`
     /// decides what the client hears of them).
     fn prune_unknown(&self, obj: &mut Value) -> Vec<String> {

@@ -320,6 +320,13 @@ impl Kind for CustomKind {
         unknown
     }
 
+    fn field_types(&self) -> skiff_api::field_types::TypeNode<'_> {
+        match &self.schema {
+            Some(schema) => skiff_api::field_types::TypeNode::Schema(schema),
+            None => skiff_api::field_types::TypeNode::Unknown,
+        }
+    }
+
     fn scale_paths(&self) -> ScalePaths {
         self.scale.unwrap_or(ScalePaths::WORKLOAD)
     }
