@@ -69,6 +69,41 @@ const INLINE_FIELDS: &[(&str, &str)] = &[
 ];
 
 /// Every message of the served API groups, by fully qualified name.
+/// Fields whose protobuf name is not their JSON name (upstream's Go field has a JSON tag
+/// that differs from its protobuf tag): (message, protobuf name, JSON name). Every other
+/// field of the schema is named alike in both, which a test checks.
+const JSON_NAMES: &[(&str, &str, &str)] = &[
+    (
+        ".api.admissionregistration.v1.MutatingWebhookConfiguration",
+        "Webhooks",
+        "webhooks",
+    ),
+    (
+        ".api.admissionregistration.v1.ValidatingWebhookConfiguration",
+        "Webhooks",
+        "webhooks",
+    ),
+    (
+        ".api.admissionregistration.v1.Validation",
+        "Expression",
+        "expression",
+    ),
+    (
+        ".api.admissionregistration.v1.Variable",
+        "Expression",
+        "expression",
+    ),
+    (".api.admissionregistration.v1.Variable", "Name", "name"),
+];
+
+/// The JSON name of a field of `message`.
+fn json_name<'a>(message: &str, proto: &'a str) -> &'a str {
+    JSON_NAMES
+        .iter()
+        .find(|(m, p, _)| *m == message && *p == proto)
+        .map_or(proto, |(_, _, json)| json)
+}
+
 pub struct Schema {
     pub messages: HashMap<String, MessageDef>,
 }
@@ -117,14 +152,15 @@ fn collect(
         if INLINE_FIELDS.contains(&(full.as_str(), f.name())) {
             def.inline.push(f.number() as u32);
         }
-        def.by_name.insert(f.name().to_string(), f.number() as u32);
+        let name = json_name(&full, f.name());
+        def.by_name.insert(name.to_string(), f.number() as u32);
         def.order.push(f.number() as u32);
         let field_path: Vec<i32> = path.iter().copied().chain([2, i as i32]).collect();
         def.fields.insert(
             f.number() as u32,
             FieldDef {
-                // Kubernetes' proto field names are its JSON names.
-                name: f.name().to_string(),
+                // Kubernetes' proto field names are its JSON names (but for `JSON_NAMES`).
+                name: name.to_string(),
                 description: describe(comments, &field_path),
                 ty: f.r#type(),
                 repeated: f.label() == Label::Repeated,
@@ -401,6 +437,31 @@ mod tests {
                 .contains("Deployment enables declarative updates"),
             "{}",
             d.description
+        );
+    }
+}
+
+#[cfg(test)]
+mod json_name_tests {
+    /// Capitalized names are protobuf's, not JSON's: each is renamed or is upstream's own
+    /// JSON name (DaemonEndpoint's `Port`; FieldsV1's `Raw` is opaque JSON).
+    #[test]
+    fn every_field_has_its_json_name() {
+        let s = super::schema();
+        let mut capitalized: Vec<String> = s
+            .messages
+            .iter()
+            .flat_map(|(name, m)| m.fields.values().map(move |f| (name, f)))
+            .filter(|(_, f)| f.name.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(|(name, f)| format!("{name}.{}", f.name))
+            .collect();
+        capitalized.sort();
+        assert_eq!(
+            capitalized,
+            [
+                ".api.core.v1.DaemonEndpoint.Port",
+                ".apimachinery.pkg.apis.meta.v1.FieldsV1.Raw"
+            ]
         );
     }
 }

@@ -1387,3 +1387,259 @@ fn certificate_requests_are_approved_and_signed_by_the_cluster_ca() {
         "{refused}"
     );
 }
+
+/// One manifest for every stored kind a user creates (the object is named `sample`, in
+/// namespace `kinds` when namespaced). What makes each valid is upstream's minimum.
+const EVERY_KIND: &[(&str, &str)] = &[
+    (
+        "configmaps",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sample}\ndata: {k: v}",
+    ),
+    (
+        "secrets",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: sample}\nstringData: {k: v}",
+    ),
+    (
+        "services",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: sample}\nspec: {ports: [{port: 80}]}",
+    ),
+    (
+        "serviceaccounts",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sample}",
+    ),
+    (
+        "endpoints",
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: sample}\nsubsets: [{addresses: [{ip: 203.0.113.9}], ports: [{port: 80}]}]",
+    ),
+    (
+        "events",
+        "apiVersion: v1\nkind: Event\nmetadata: {name: sample}\ninvolvedObject: {kind: Pod, name: p, namespace: kinds}\nreason: Tested\nmessage: hi\ntype: Normal",
+    ),
+    (
+        "limitranges",
+        "apiVersion: v1\nkind: LimitRange\nmetadata: {name: sample}\nspec: {limits: [{type: Container, max: {cpu: '2'}}]}",
+    ),
+    (
+        "persistentvolumeclaims",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: sample}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}",
+    ),
+    (
+        "persistentvolumes",
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: sample}\nspec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], hostPath: {path: /tmp/sample}}",
+    ),
+    (
+        "pods",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: sample}\nspec: {containers: [{name: c, image: busybox}]}",
+    ),
+    (
+        "podtemplates",
+        "apiVersion: v1\nkind: PodTemplate\nmetadata: {name: sample}\ntemplate: {spec: {containers: [{name: c, image: busybox}]}}",
+    ),
+    (
+        "replicationcontrollers",
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: sample}\nspec: {replicas: 0, selector: {app: s}, template: {metadata: {labels: {app: s}}, spec: {containers: [{name: c, image: busybox}]}}}",
+    ),
+    (
+        "resourcequotas",
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: sample}\nspec: {hard: {pods: '100'}}",
+    ),
+    (
+        "mutatingwebhookconfigurations",
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {name: sample}\nwebhooks: []",
+    ),
+    (
+        "validatingwebhookconfigurations",
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: sample}\nwebhooks: []",
+    ),
+    (
+        "validatingadmissionpolicies",
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: sample}\nspec: {matchConstraints: {resourceRules: [{apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}]}, validations: [{expression: 'object.spec.replicas <= 5'}]}",
+    ),
+    (
+        "validatingadmissionpolicybindings",
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: sample}\nspec: {policyName: sample, validationActions: [Deny]}",
+    ),
+    (
+        "customresourcedefinitions",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: samples.kinds.example.com}\nspec: {group: kinds.example.com, scope: Namespaced, names: {plural: samples, kind: Sample}, versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]}",
+    ),
+    (
+        "apiservices",
+        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1.sample.example.com}\nspec: {group: sample.example.com, version: v1, groupPriorityMinimum: 100, versionPriority: 10}",
+    ),
+    (
+        "controllerrevisions",
+        "apiVersion: apps/v1\nkind: ControllerRevision\nmetadata: {name: sample}\nrevision: 1\ndata: {}",
+    ),
+    (
+        "daemonsets",
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: sample}\nspec: {selector: {matchLabels: {app: s}}, template: {metadata: {labels: {app: s}}, spec: {containers: [{name: c, image: busybox}]}}}",
+    ),
+    (
+        "deployments",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: sample}\nspec: {replicas: 0, selector: {matchLabels: {app: s}}, template: {metadata: {labels: {app: s}}, spec: {containers: [{name: c, image: busybox}]}}}",
+    ),
+    (
+        "replicasets",
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: sample}\nspec: {replicas: 0, selector: {matchLabels: {app: r}}, template: {metadata: {labels: {app: r}}, spec: {containers: [{name: c, image: busybox}]}}}",
+    ),
+    (
+        "statefulsets",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: sample}\nspec: {serviceName: sample, selector: {matchLabels: {app: t}}, template: {metadata: {labels: {app: t}}, spec: {containers: [{name: c, image: busybox}]}}}",
+    ),
+    (
+        "horizontalpodautoscalers",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: sample}\nspec: {maxReplicas: 3, scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: sample}}",
+    ),
+    (
+        "cronjobs",
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: sample}\nspec: {schedule: '*/5 * * * *', jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}}}",
+    ),
+    (
+        "jobs",
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: sample}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}",
+    ),
+    (
+        "leases",
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: sample}\nspec: {holderIdentity: me, leaseDurationSeconds: 10}",
+    ),
+    (
+        "endpointslices",
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: sample}\naddressType: IPv4\nendpoints: [{addresses: [203.0.113.9]}]",
+    ),
+    (
+        "flowschemas",
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: sample}\nspec: {priorityLevelConfiguration: {name: workload-low}, rules: [{subjects: [{kind: Group, group: {name: samples}}], nonResourceRules: [{verbs: ['*'], nonResourceURLs: ['*']}]}]}",
+    ),
+    (
+        "prioritylevelconfigurations",
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: PriorityLevelConfiguration\nmetadata: {name: sample}\nspec: {type: Limited, limited: {limitResponse: {type: Reject}}}",
+    ),
+    (
+        "ingressclasses",
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: sample}\nspec: {controller: example.com/ingress}",
+    ),
+    (
+        "ingresses",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: sample}\nspec: {defaultBackend: {service: {name: sample, port: {number: 80}}}}",
+    ),
+    (
+        "ipaddresses",
+        "apiVersion: networking.k8s.io/v1\nkind: IPAddress\nmetadata: {name: 10.43.0.250}\nspec: {parentRef: {resource: services, namespace: kinds, name: sample}}",
+    ),
+    (
+        "networkpolicies",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: sample}\nspec: {podSelector: {}}",
+    ),
+    (
+        "servicecidrs",
+        "apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: sample}\nspec: {cidrs: [10.96.0.0/24]}",
+    ),
+    (
+        "runtimeclasses",
+        "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: sample}\nhandler: runc",
+    ),
+    (
+        "poddisruptionbudgets",
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: sample}\nspec: {minAvailable: 1, selector: {matchLabels: {app: s}}}",
+    ),
+    (
+        "clusterrolebindings",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: sample}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\nsubjects: [{kind: User, name: jane}]",
+    ),
+    (
+        "clusterroles",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: sample}\nrules: [{apiGroups: [''], resources: [pods], verbs: [get]}]",
+    ),
+    (
+        "rolebindings",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: sample}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: sample}\nsubjects: [{kind: User, name: jane}]",
+    ),
+    (
+        "roles",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: sample}\nrules: [{apiGroups: [''], resources: [pods], verbs: [get]}]",
+    ),
+    (
+        "priorityclasses",
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: sample}\nvalue: 1000",
+    ),
+    (
+        "csidrivers",
+        "apiVersion: storage.k8s.io/v1\nkind: CSIDriver\nmetadata: {name: sample.example.com}\nspec: {}",
+    ),
+    (
+        "csinodes",
+        "apiVersion: storage.k8s.io/v1\nkind: CSINode\nmetadata: {name: sample}\nspec: {drivers: []}",
+    ),
+    (
+        "csistoragecapacities",
+        "apiVersion: storage.k8s.io/v1\nkind: CSIStorageCapacity\nmetadata: {name: sample}\nstorageClassName: sample",
+    ),
+    (
+        "storageclasses",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: sample}\nprovisioner: example.com/sample",
+    ),
+    (
+        "volumeattachments",
+        "apiVersion: storage.k8s.io/v1\nkind: VolumeAttachment\nmetadata: {name: sample}\nspec: {attacher: example.com/sample, nodeName: n1, source: {persistentVolumeName: sample}}",
+    ),
+    ("certificatesigningrequests", "CSR"),
+    (
+        "namespaces",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: sample}",
+    ),
+    (
+        "nodes",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: sample}",
+    ),
+];
+
+#[test]
+fn every_kind_is_created_read_patched_and_deleted() {
+    let server = TestServer::start_api_only();
+    let k = server.kubectl(33);
+    k.ok(&["create", "namespace", "kinds"]);
+    let csr = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: sample}}\nspec: {{request: {}, signerName: example.com/sample, usages: [client auth]}}",
+        certificate_request("sample", "samples")
+    );
+    let creatable: Vec<String> = k
+        .ok(&["api-resources", "--verbs=create,delete,patch", "-o", "name"])
+        .lines()
+        .map(|l| l.split('.').next().unwrap().to_string())
+        .collect();
+    for (resource, manifest) in EVERY_KIND {
+        let manifest = if *manifest == "CSR" {
+            csr.as_str()
+        } else {
+            manifest
+        };
+        let name = k.ok_stdin(
+            &["create", "-n", "kinds", "-f", "-", "-o", "name"],
+            manifest,
+        );
+        let name = name.trim();
+        assert!(name.contains('/'), "{resource}: created {name}");
+        let table = k.ok(&["get", "-n", "kinds", name]);
+        assert!(table.lines().count() == 2, "{resource}: {table}");
+        let yaml = k.ok(&["get", "-n", "kinds", name, "-o", "yaml"]);
+        assert!(yaml.contains("resourceVersion:"), "{resource}: {yaml}");
+        k.ok(&["label", "-n", "kinds", name, "checked=yes"]);
+        let labelled = k.json(&["get", "-n", "kinds", name, "-o", "json"]);
+        assert_eq!(
+            labelled["metadata"]["labels"]["checked"], "yes",
+            "{resource}"
+        );
+        k.ok(&["delete", "-n", "kinds", name, "--wait=false"]);
+    }
+    // Every kind that can be created, patched and deleted has its line above.
+    let covered: Vec<&str> = EVERY_KIND.iter().map(|(r, _)| *r).collect();
+    let missing: Vec<&String> = creatable
+        .iter()
+        .filter(|r| !covered.contains(&r.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "kinds without a manifest here: {missing:?}"
+    );
+}
