@@ -58,8 +58,23 @@ impl EtcdServer {
             peer_port: free_port()?,
             tls,
         };
-        server.spawn()?;
-        Ok(server)
+        // A free port can be taken by another test between our probe and etcd's bind
+        // (tests start etcds in parallel): then try fresh ports.
+        let mut attempts = 0;
+        loop {
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(e) if attempts < 5 && e.to_string().contains("address already in use") => {
+                    attempts += 1;
+                    server.kill();
+                    // Whatever it wrote named the old ports.
+                    let _ = std::fs::remove_dir_all(server.dir.path().join("data"));
+                    server.client_port = free_port()?;
+                    server.peer_port = free_port()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// `http(s)://127.0.0.1:PORT`, as `--datastore-endpoint` takes it.
