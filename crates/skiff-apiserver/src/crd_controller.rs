@@ -271,6 +271,14 @@ fn resource_version(obj: &Value) -> Result<u64, ApiError> {
 
 /// Serves the definition's kinds as it now reads, retiring the caches of kinds it changes.
 fn serve(state: &ApiState, name: &str, crd: &Value) {
+    // Every pass looks at every definition: only a changed one is parsed again.
+    if state
+        .registry
+        .served()
+        .serves(name, &CustomKind::definition_hashes(crd))
+    {
+        return;
+    }
     let kinds = match CustomKind::from_definition(crd) {
         Ok(kinds) => kinds,
         Err(e) => {

@@ -388,16 +388,8 @@ impl Registry {
     /// it), in place of what it served before. Answers whether anything changed.
     pub fn define(&self, definition: &str, kinds: Vec<Arc<dyn Kind>>) -> bool {
         let mut served = self.served.write().expect("registry lock");
-        let same = match served.custom.get(definition) {
-            Some(old) => {
-                old.len() == kinds.len()
-                    && old.iter().zip(&kinds).all(|(a, b)| {
-                        a.definition_hash().is_some() && a.definition_hash() == b.definition_hash()
-                    })
-            }
-            None => kinds.is_empty(),
-        };
-        if same {
+        let hashes: Option<Vec<u64>> = kinds.iter().map(|k| k.definition_hash()).collect();
+        if hashes.is_some_and(|h| served.serves(definition, &h)) {
             return false;
         }
         let mut custom = served.custom.clone();
@@ -450,6 +442,17 @@ impl Served {
     /// The facts of every kind, in discovery order (what discovery and OpenAPI list).
     pub fn resources(&self) -> Vec<&ResourceType> {
         self.kinds.iter().map(|k| k.resource()).collect()
+    }
+
+    /// Whether the definition's kinds served now are the ones with these hashes (none:
+    /// it is not served).
+    pub fn serves(&self, definition: &str, hashes: &[u64]) -> bool {
+        let served = self.defined_by(definition);
+        served.len() == hashes.len()
+            && served
+                .iter()
+                .zip(hashes)
+                .all(|(k, h)| k.definition_hash() == Some(*h))
     }
 
     /// The names of the CustomResourceDefinitions served.

@@ -62,19 +62,19 @@ impl CustomKind {
     /// The kinds a definition serves: one per served version, preferred version first,
     /// under the names the controller accepted (`status.acceptedNames`).
     pub fn from_definition(crd: &Value) -> Result<Vec<CustomKind>, String> {
-        let mut served: Vec<&Value> = super::customresourcedefinition::versions(crd)
-            .iter()
-            .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
-            .collect();
-        served.sort_by(|a, b| {
-            super::version_order(
-                a["name"].as_str().unwrap_or_default(),
-                b["name"].as_str().unwrap_or_default(),
-            )
-        });
-        served
+        served_versions(crd)
             .into_iter()
             .map(|v| CustomKind::of_version(crd, v))
+            .collect()
+    }
+
+    /// The hashes of the kinds [`CustomKind::from_definition`] would make, in the same
+    /// order, without making them (no schema parsed, no rule compiled): what tells an
+    /// unchanged definition from a changed one.
+    pub fn definition_hashes(crd: &Value) -> Vec<u64> {
+        served_versions(crd)
+            .into_iter()
+            .map(|v| version_hash(crd, v))
             .collect()
     }
 
@@ -145,16 +145,9 @@ impl CustomKind {
             .map(|p| p.trim_start_matches('.').to_string())
             .collect();
         let terminating = meta_str(crd, "deletionTimestamp").is_some();
-        let mut h = std::hash::DefaultHasher::new();
-        // What the kind is made of: this version, the names, scope, storage, termination.
-        version.to_string().hash(&mut h);
-        names.to_string().hash(&mut h);
-        spec["scope"].to_string().hash(&mut h);
-        stored.hash(&mut h);
-        terminating.hash(&mut h);
         Ok(CustomKind {
             rt,
-            hash: h.finish(),
+            hash: version_hash(crd, version),
             schema,
             raw_schema,
             rules,
@@ -177,6 +170,33 @@ impl CustomKind {
         causes.sort_by(|a, b| a.field.cmp(&b.field));
         causes
     }
+}
+
+/// A definition's served versions, preferred first.
+fn served_versions(crd: &Value) -> Vec<&Value> {
+    let mut served: Vec<&Value> = super::customresourcedefinition::versions(crd)
+        .iter()
+        .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
+        .collect();
+    served.sort_by(|a, b| {
+        super::version_order(
+            a["name"].as_str().unwrap_or_default(),
+            b["name"].as_str().unwrap_or_default(),
+        )
+    });
+    served
+}
+
+/// What one served version's kind is made of: the version, the accepted names, the scope,
+/// the storage version and whether the definition is terminating.
+fn version_hash(crd: &Value, version: &Value) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    version.to_string().hash(&mut h);
+    crd["status"]["acceptedNames"].to_string().hash(&mut h);
+    crd["spec"]["scope"].to_string().hash(&mut h);
+    storage_version(crd).hash(&mut h);
+    meta_str(crd, "deletionTimestamp").is_some().hash(&mut h);
+    h.finish()
 }
 
 fn printer_columns(version: &Value) -> Result<Vec<PrinterColumn>, String> {
