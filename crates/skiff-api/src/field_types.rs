@@ -98,7 +98,7 @@ impl<'a> TypeNode<'a> {
                 };
                 match child.list_type.as_deref() {
                     Some("map") if !child.list_map_keys.is_empty() => {
-                        ListStrategy::MergeByKey(crate::intern::strs(&child.list_map_keys))
+                        ListStrategy::MergeByKey(child.list_map_keys)
                     }
                     Some("set") => ListStrategy::MergeScalars,
                     _ => ListStrategy::Replace,

@@ -110,7 +110,9 @@ pub struct Schema {
     pub embedded_resource: bool,
     /// `x-kubernetes-list-type`: `atomic`, `set` or `map`.
     pub list_type: Option<String>,
-    pub list_map_keys: Vec<String>,
+    /// `x-kubernetes-list-map-keys`, interned when parsed: server-side apply merges by
+    /// them on every write.
+    pub list_map_keys: &'static [&'static str],
     /// `x-kubernetes-map-type`: `granular` (the default) or `atomic`.
     pub map_type: Option<String>,
     /// `x-kubernetes-validations`: (rule, message) pairs, checked by the CEL evaluator.
@@ -410,7 +412,7 @@ impl Schema {
             let key_of = |item: &Value| -> Vec<Value> {
                 self.list_map_keys
                     .iter()
-                    .map(|k| item.get(k).cloned().unwrap_or(Value::Null))
+                    .map(|k| item.get(*k).cloned().unwrap_or(Value::Null))
                     .collect()
             };
             for (i, item) in items.iter().enumerate() {
@@ -419,7 +421,7 @@ impl Schema {
                     let shown_key: Map<String, Value> = self
                         .list_map_keys
                         .iter()
-                        .cloned()
+                        .map(|k| k.to_string())
                         .zip(key.iter().cloned())
                         .collect();
                     out.push(Cause::duplicate(
@@ -750,7 +752,9 @@ fn parse_node(raw: &Value, at: &str, root: bool, cx: &mut ParseCx) -> Schema {
             ));
         }
     }
-    s.list_map_keys = crate::object::string_list(map.get("x-kubernetes-list-map-keys"));
+    s.list_map_keys = crate::intern::strs(&crate::object::string_list(
+        map.get("x-kubernetes-list-map-keys"),
+    ));
     s.map_type = map
         .get("x-kubernetes-map-type")
         .and_then(Value::as_str)

@@ -139,7 +139,6 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
     let user = parts
         .extensions
         .get::<crate::authn::UserInfo>()
-        .cloned()
         .ok_or_else(ApiError::unauthorized)?;
     if !rr.rt().is_stored() {
         // Reviews and bindings: the kind computes what a create does and answers;
@@ -177,7 +176,7 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
                 let obj = negotiate::decode_body(&headers, &body)?;
                 let answer = rr
                     .kind
-                    .create_unstored(&state, &user, rr.namespace.as_deref(), obj)
+                    .create_unstored(&state, user, rr.namespace.as_deref(), obj)
                     .await?;
                 Ok(negotiate::respond(StatusCode::CREATED, &answer, output))
             }
@@ -189,7 +188,7 @@ async fn dispatch(state: Arc<ApiState>, req: Request) -> Result<Response, ApiErr
     }
     let call = Call {
         state: &state,
-        user: &user,
+        user,
         rr: &rr,
         query: &query,
         headers: &headers,

@@ -5,6 +5,8 @@
 //! `maxLimitRequestRatio`. Ranges are read from the watch cache, as upstream reads its
 //! lister.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value, json};
 use skiff_api::ApiError;
 use skiff_api::object::meta_str;
@@ -137,63 +139,52 @@ fn apply_defaults(range: &Value, pod: &mut Value) {
     }
 }
 
-/// A resource list's quantities in milli-units, by resource.
-fn amounts(list: &Value) -> Vec<(String, i64, String)> {
-    resources::amounts(list)
-        .into_iter()
-        .map(|(k, (m, text))| (k, m, text))
-        .collect()
-}
-
-fn lookup(list: &[(String, i64, String)], key: &str) -> Option<(i64, String)> {
-    list.iter()
-        .find(|(k, ..)| k == key)
-        .map(|(_, m, t)| (*m, t.clone()))
-}
+/// Amounts by resource, in milli-units, with the text they were written as.
+type Amounts = BTreeMap<String, (i64, String)>;
 
 /// Upstream's min, max and ratio constraints of one item on a request and limit.
 fn constrain(
     item: &Value,
     per: &str,
-    requests: &[(String, i64, String)],
-    limits: &[(String, i64, String)],
+    requests: &Amounts,
+    limits: &Amounts,
     errors: &mut Vec<String>,
 ) {
-    for (resource, enforced, shown) in amounts(&item["min"]) {
-        match lookup(requests, &resource) {
+    for (resource, (enforced, shown)) in resources::amounts(&item["min"]) {
+        match requests.get(&resource) {
             None => errors.push(format!(
                 "minimum {resource} usage per {per} is {shown}.  No request is specified"
             )),
-            Some((req, text)) if req < enforced => errors.push(format!(
+            Some((req, text)) if *req < enforced => errors.push(format!(
                 "minimum {resource} usage per {per} is {shown}, but request is {text}"
             )),
-            Some(_) => match lookup(limits, &resource) {
-                Some((lim, text)) if lim < enforced => errors.push(format!(
+            Some(_) => match limits.get(&resource) {
+                Some((lim, text)) if *lim < enforced => errors.push(format!(
                     "minimum {resource} usage per {per} is {shown}, but limit is {text}"
                 )),
                 _ => {}
             },
         }
     }
-    for (resource, enforced, shown) in amounts(&item["max"]) {
-        match lookup(limits, &resource) {
+    for (resource, (enforced, shown)) in resources::amounts(&item["max"]) {
+        match limits.get(&resource) {
             None => errors.push(format!(
                 "maximum {resource} usage per {per} is {shown}.  No limit is specified"
             )),
-            Some((lim, text)) if lim > enforced => errors.push(format!(
+            Some((lim, text)) if *lim > enforced => errors.push(format!(
                 "maximum {resource} usage per {per} is {shown}, but limit is {text}"
             )),
-            Some(_) => match lookup(requests, &resource) {
-                Some((req, text)) if req > enforced => errors.push(format!(
+            Some(_) => match requests.get(&resource) {
+                Some((req, text)) if *req > enforced => errors.push(format!(
                     "maximum {resource} usage per {per} is {shown}, but request is {text}"
                 )),
                 _ => {}
             },
         }
     }
-    for (resource, enforced, shown) in amounts(&item["maxLimitRequestRatio"]) {
-        let req = lookup(requests, &resource).map_or(0, |(m, _)| m);
-        let lim = lookup(limits, &resource).map_or(0, |(m, _)| m);
+    for (resource, (enforced, shown)) in resources::amounts(&item["maxLimitRequestRatio"]) {
+        let req = requests.get(&resource).map_or(0, |(m, _)| *m);
+        let lim = limits.get(&resource).map_or(0, |(m, _)| *m);
         if req == 0 {
             errors.push(format!("{resource} max limit to request ratio per {per} is {shown}, but no request is specified or request is 0"));
         } else if lim == 0 {
@@ -215,8 +206,8 @@ fn check(range: &Value, pod: &Value, errors: &mut Vec<String>) {
     let (main, init) = (containers("containers"), containers("initContainers"));
     for item in items(range, "Container") {
         for c in main.iter().chain(&init) {
-            let requests = amounts(&c["resources"]["requests"]);
-            let limits = amounts(&c["resources"]["limits"]);
+            let requests = resources::amounts(&c["resources"]["requests"]);
+            let limits = resources::amounts(&c["resources"]["limits"]);
             constrain(item, "Container", &requests, &limits, errors);
         }
     }
@@ -225,12 +216,12 @@ fn check(range: &Value, pod: &Value, errors: &mut Vec<String>) {
         return;
     }
     // The pod's own: its containers' sum, or its largest init container if that is more.
-    let total = |key: &str| -> Vec<(String, i64, String)> {
+    let total = |key: &str| -> Amounts {
         resources::pod_amounts(pod, key)
             .into_iter()
             .map(|(k, m)| {
                 let text = from_millis(m, k != "cpu");
-                (k, m, text)
+                (k, (m, text))
             })
             .collect()
     };
